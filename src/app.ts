@@ -1,0 +1,117 @@
+// Assembles a gateway from its parts. Everything is passed in, so tests build the same graph main.ts
+// builds, against real PostgreSQL (or the embedded one) and a real device proxy.
+import type { Server as NetServer } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import type { Config } from './config.js';
+import type { Logger } from './log.js';
+import { Metrics } from './metrics.js';
+import { AddressAllowList } from './routing/cidr.js';
+import { KeyResolver } from './routing/key-resolver.js';
+import { DeviceConnector } from './routing/device-connector.js';
+import { TunnelRegistry } from './proxy/tunnels.js';
+import { createHttpProxyServer } from './proxy/http-proxy.js';
+import { createSocksServer } from './proxy/socks-proxy.js';
+import { createApiServer } from './api/server.js';
+import { openStore } from './store/index.js';
+import type { NodeStore } from './store/types.js';
+import { DirectDialer, type Dialer } from './tailnet/dialer.js';
+import type { TailnetView } from './tailnet/types.js';
+import type { DeviceRegistrar } from './headscale/types.js';
+
+export interface GatewayParts {
+  /** Defaults to the kernel's stack (host already on the tailnet). */
+  dialer?: Dialer;
+  tailnet?: TailnetView;
+  registrar?: DeviceRegistrar;
+  /** Defaults to opening the store the config names. */
+  store?: NodeStore;
+}
+
+export interface Gateway {
+  config: Config;
+  store: NodeStore;
+  resolver: KeyResolver;
+  tunnels: TunnelRegistry;
+  metrics: Metrics;
+  httpProxy: NetServer;
+  socksProxy: NetServer;
+  api: FastifyInstance;
+  /** Bound ports (useful when the config asked for port 0). */
+  ports: { http: number; socks: number; api: number };
+  /** Stops accepting, lets tunnels drain for the grace period, then cuts them and closes the store. */
+  close(): Promise<void>;
+}
+
+function listen(server: NetServer, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    server.once('error', onError);
+    server.listen({ port, host }, () => {
+      server.off('error', onError);
+      const addr = server.address();
+      resolve(typeof addr === 'object' && addr !== null ? addr.port : port);
+    });
+  });
+}
+
+function closeServer(server: NetServer): Promise<void> {
+  return new Promise((resolve) => {
+    if (!server.listening) return resolve();
+    server.close(() => resolve());
+  });
+}
+
+export async function startGateway(config: Config, log: Logger, parts: GatewayParts = {}): Promise<Gateway> {
+  const store = parts.store ?? (await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log }));
+  const metrics = new Metrics();
+  const tunnels = new TunnelRegistry();
+  const resolver = new KeyResolver(store, config.keyCache);
+  const dialer = parts.dialer ?? new DirectDialer();
+  const connector = new DeviceConnector(dialer, config.timeouts.connectMs, parts.tailnet);
+  const proxyDeps = { resolver, connector, tunnels, metrics, log, timeouts: config.timeouts, maxHeaderBytes: config.maxHeaderBytes };
+  const httpProxy = createHttpProxyServer(proxyDeps);
+  const socksProxy = createSocksServer(proxyDeps);
+
+  const listening = () => httpProxy.listening && socksProxy.listening;
+  const api = await createApiServer({
+    config,
+    store,
+    resolver,
+    tunnels,
+    metrics,
+    log,
+    allowList: new AddressAllowList(config.allowCidrs),
+    listening,
+    tailnet: parts.tailnet,
+    registrar: parts.registrar,
+  });
+
+  const ports = {
+    http: await listen(httpProxy, config.httpPort, config.listenHost),
+    socks: await listen(socksProxy, config.socksPort, config.listenHost),
+    api: 0,
+  };
+  await api.listen({ port: config.apiPort, host: config.apiHost });
+  const apiAddr = api.server.address();
+  ports.api = typeof apiAddr === 'object' && apiAddr !== null ? apiAddr.port : config.apiPort;
+
+  log.info({ http: `${config.listenHost}:${ports.http}`, socks5: `${config.listenHost}:${ports.socks}`, api: `${config.apiHost}:${ports.api}` }, 'tailgate listening');
+  if (!config.adminToken) log.warn('TAILGATE_ADMIN_TOKEN is not set: the management API listens on loopback only and accepts unauthenticated calls there');
+
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= (async () => {
+      const stopped = Promise.all([closeServer(httpProxy), closeServer(socksProxy)]);
+      const deadline = Date.now() + config.timeouts.shutdownGraceMs;
+      while (tunnels.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const cut = tunnels.closeAll();
+      if (cut > 0) log.info({ tunnels: cut }, 'grace period over, closed remaining tunnels');
+      await stopped;
+      await api.close();
+      if (!parts.store) await store.close();
+    })();
+    return closing;
+  };
+
+  return { config, store, resolver, tunnels, metrics, httpProxy, socksProxy, api, ports, close };
+}

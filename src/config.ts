@@ -1,0 +1,294 @@
+// Configuration is read from the environment once, at start, and validated as a whole so that an
+// operator sees every mistake in one run instead of fixing them one restart at a time.
+import { isIP } from 'node:net';
+import path from 'node:path';
+import { parseCidrList, type Cidr } from './routing/cidr.js';
+
+export type DeviceProtocol = 'http' | 'socks5';
+export type TailnetDialMode = 'localapi' | 'socks5';
+
+export interface Timeouts {
+  /** Client must finish the proxy handshake (request line + headers, or SOCKS greeting+auth+request) within this. */
+  handshakeMs: number;
+  /** Dial to the device plus the device's answer to our CONNECT must finish within this. */
+  connectMs: number;
+  /** A tunnel with no bytes in either direction for this long is closed. */
+  idleMs: number;
+  /** On SIGTERM, open tunnels get this long to finish before they are cut. */
+  shutdownGraceMs: number;
+}
+
+export interface TailnetConfig {
+  authKey: string;
+  loginServer: string | undefined;
+  hostname: string;
+  stateDir: string;
+  socket: string;
+  userspace: boolean;
+  tailscaledBin: string;
+  tailscaleBin: string;
+  dialMode: TailnetDialMode;
+  /** Extra flags for `tailscale up`, split on whitespace. */
+  upExtraArgs: string[];
+  /** Extra flags for `tailscaled`, split on whitespace. */
+  tailscaledExtraArgs: string[];
+  upTimeoutMs: number;
+}
+
+export interface HeadscaleConfig {
+  url: string;
+  apiKey: string;
+  user: string;
+  timeoutMs: number;
+}
+
+export interface Config {
+  listenHost: string;
+  httpPort: number;
+  socksPort: number;
+  apiPort: number;
+  /** Where the management API binds: listenHost when a token protects it, loopback otherwise. */
+  apiHost: string;
+  adminToken: string | undefined;
+  enrollToken: string | undefined;
+  databaseUrl: string | undefined;
+  dataDir: string;
+  allowCidrs: Cidr[];
+  deviceDefaults: { port: number; protocol: DeviceProtocol };
+  timeouts: Timeouts;
+  keyCache: { max: number; positiveTtlMs: number; negativeTtlMs: number };
+  maxHeaderBytes: number;
+  logLevel: string;
+  tailnet: TailnetConfig | undefined;
+  headscale: HeadscaleConfig | undefined;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Every variable tailgate reads; the compose.yaml test checks its environment names against this list. */
+export const CONFIG_VARIABLES = [
+  'TAILGATE_HTTP_PORT',
+  'TAILGATE_SOCKS_PORT',
+  'TAILGATE_API_PORT',
+  'TAILGATE_LISTEN_HOST',
+  'TAILGATE_API_HOST',
+  'TAILGATE_ADMIN_TOKEN',
+  'TAILGATE_ENROLL_TOKEN',
+  'DATABASE_URL',
+  'TAILGATE_DATA_DIR',
+  'TAILGATE_ALLOW_CIDRS',
+  'TAILGATE_DEVICE_PORT',
+  'TAILGATE_DEVICE_PROTOCOL',
+  'TAILGATE_HANDSHAKE_TIMEOUT_MS',
+  'TAILGATE_CONNECT_TIMEOUT_MS',
+  'TAILGATE_IDLE_TIMEOUT_MS',
+  'TAILGATE_SHUTDOWN_GRACE_MS',
+  'TAILGATE_KEY_CACHE_MAX',
+  'TAILGATE_KEY_CACHE_TTL_MS',
+  'TAILGATE_KEY_NEGATIVE_TTL_MS',
+  'TAILGATE_MAX_HEADER_BYTES',
+  'TAILGATE_LOG_LEVEL',
+  'TS_AUTHKEY',
+  'TS_LOGIN_SERVER',
+  'TS_HOSTNAME',
+  'TS_STATE_DIR',
+  'TS_SOCKET',
+  'TS_USERSPACE',
+  'TS_DIAL_MODE',
+  'TS_EXTRA_ARGS',
+  'TS_TAILSCALED_EXTRA_ARGS',
+  'TS_UP_TIMEOUT_MS',
+  'TAILSCALED_BIN',
+  'TAILSCALE_BIN',
+  'HEADSCALE_URL',
+  'HEADSCALE_API_KEY',
+  'HEADSCALE_USER',
+  'HEADSCALE_TIMEOUT_MS',
+] as const;
+
+type Env = Record<string, string | undefined>;
+
+class Reader {
+  readonly problems: string[] = [];
+  constructor(private readonly env: Env) {}
+
+  str(name: string): string | undefined {
+    const v = this.env[name];
+    if (v === undefined) return undefined;
+    const t = v.trim();
+    return t === '' ? undefined : t;
+  }
+
+  int(name: string, def: number, min: number, max: number): number {
+    const raw = this.str(name);
+    if (raw === undefined) return def;
+    if (!/^\d+$/.test(raw)) {
+      this.problems.push(`${name}: expected a whole number, got ${JSON.stringify(raw)}`);
+      return def;
+    }
+    const n = Number(raw);
+    if (n < min || n > max) {
+      this.problems.push(`${name}: ${n} is out of range (${min}..${max})`);
+      return def;
+    }
+    return n;
+  }
+
+  port(name: string, def: number): number {
+    return this.int(name, def, 0, 65535);
+  }
+
+  bool(name: string, def: boolean): boolean {
+    const raw = this.str(name);
+    if (raw === undefined) return def;
+    const l = raw.toLowerCase();
+    if (['1', 'true', 'yes', 'on'].includes(l)) return true;
+    if (['0', 'false', 'no', 'off'].includes(l)) return false;
+    this.problems.push(`${name}: expected true or false, got ${JSON.stringify(raw)}`);
+    return def;
+  }
+
+  oneOf<T extends string>(name: string, def: T, allowed: readonly T[]): T {
+    const raw = this.str(name);
+    if (raw === undefined) return def;
+    if ((allowed as readonly string[]).includes(raw)) return raw as T;
+    this.problems.push(`${name}: expected one of ${allowed.join(', ')}, got ${JSON.stringify(raw)}`);
+    return def;
+  }
+
+  host(name: string, def: string): string {
+    const raw = this.str(name);
+    if (raw === undefined) return def;
+    if (isIP(raw) === 0 && !/^[A-Za-z0-9.-]+$/.test(raw)) {
+      this.problems.push(`${name}: expected an IP address or host name, got ${JSON.stringify(raw)}`);
+      return def;
+    }
+    return raw;
+  }
+
+  url(name: string): string | undefined {
+    const raw = this.str(name);
+    if (raw === undefined) return undefined;
+    try {
+      const u = new URL(raw);
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('scheme');
+      return raw.replace(/\/+$/, '');
+    } catch {
+      this.problems.push(`${name}: expected an http:// or https:// URL, got ${JSON.stringify(raw)}`);
+      return undefined;
+    }
+  }
+
+  secret(name: string, minLength: number): string | undefined {
+    const raw = this.str(name);
+    if (raw === undefined) return undefined;
+    // Never echo a secret back, not even in a configuration error.
+    if (raw.length < minLength) this.problems.push(`${name}: too short (at least ${minLength} characters)`);
+    return raw;
+  }
+
+  words(name: string): string[] {
+    const raw = this.str(name);
+    return raw === undefined ? [] : raw.split(/\s+/);
+  }
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const r = new Reader(env);
+  const listenHost = r.host('TAILGATE_LISTEN_HOST', '0.0.0.0');
+  const adminToken = r.secret('TAILGATE_ADMIN_TOKEN', 16);
+  const enrollToken = r.secret('TAILGATE_ENROLL_TOKEN', 16);
+  // Without a token the API would be open to anyone who can reach it, so it stays on loopback.
+  const apiHost = adminToken ? r.host('TAILGATE_API_HOST', listenHost) : r.host('TAILGATE_API_HOST', '127.0.0.1');
+  if (!adminToken && apiHost !== '127.0.0.1' && apiHost !== '::1' && apiHost !== 'localhost') {
+    r.problems.push('TAILGATE_API_HOST: a non-loopback API address needs TAILGATE_ADMIN_TOKEN');
+  }
+  if (enrollToken && adminToken && enrollToken === adminToken) {
+    r.problems.push('TAILGATE_ENROLL_TOKEN: must differ from TAILGATE_ADMIN_TOKEN');
+  }
+
+  const databaseUrl = r.str('DATABASE_URL');
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    r.problems.push('DATABASE_URL: expected a postgres:// or postgresql:// URL');
+  }
+  const dataDir = path.resolve(r.str('TAILGATE_DATA_DIR') ?? './data');
+
+  let allowCidrs: Cidr[] = [];
+  const cidrRaw = r.str('TAILGATE_ALLOW_CIDRS') ?? '100.64.0.0/10,fd7a:115c:a1e0::/48';
+  try {
+    allowCidrs = parseCidrList(cidrRaw);
+  } catch (err) {
+    r.problems.push(`TAILGATE_ALLOW_CIDRS: ${(err as Error).message}`);
+  }
+
+  const config: Config = {
+    listenHost,
+    httpPort: r.port('TAILGATE_HTTP_PORT', 8081),
+    socksPort: r.port('TAILGATE_SOCKS_PORT', 1080),
+    apiPort: r.port('TAILGATE_API_PORT', 9091),
+    apiHost,
+    adminToken,
+    enrollToken,
+    databaseUrl,
+    dataDir,
+    allowCidrs,
+    deviceDefaults: {
+      port: r.int('TAILGATE_DEVICE_PORT', 8939, 1, 65535),
+      protocol: r.oneOf<DeviceProtocol>('TAILGATE_DEVICE_PROTOCOL', 'http', ['http', 'socks5']),
+    },
+    timeouts: {
+      handshakeMs: r.int('TAILGATE_HANDSHAKE_TIMEOUT_MS', 10_000, 100, 600_000),
+      connectMs: r.int('TAILGATE_CONNECT_TIMEOUT_MS', 10_000, 100, 600_000),
+      idleMs: r.int('TAILGATE_IDLE_TIMEOUT_MS', 300_000, 1_000, 86_400_000),
+      shutdownGraceMs: r.int('TAILGATE_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
+    },
+    keyCache: {
+      max: r.int('TAILGATE_KEY_CACHE_MAX', 100_000, 1, 10_000_000),
+      positiveTtlMs: r.int('TAILGATE_KEY_CACHE_TTL_MS', 60_000, 0, 86_400_000),
+      negativeTtlMs: r.int('TAILGATE_KEY_NEGATIVE_TTL_MS', 5_000, 0, 3_600_000),
+    },
+    maxHeaderBytes: r.int('TAILGATE_MAX_HEADER_BYTES', 16_384, 1_024, 1_048_576),
+    logLevel: r.oneOf('TAILGATE_LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+    tailnet: undefined,
+    headscale: undefined,
+  };
+
+  const authKey = r.secret('TS_AUTHKEY', 8);
+  if (authKey !== undefined) {
+    const stateDir = path.resolve(r.str('TS_STATE_DIR') ?? path.join(dataDir, 'tailscale'));
+    config.tailnet = {
+      authKey,
+      loginServer: r.url('TS_LOGIN_SERVER'),
+      hostname: r.host('TS_HOSTNAME', 'tailgate'),
+      stateDir,
+      socket: path.resolve(r.str('TS_SOCKET') ?? path.join(stateDir, 'tailscaled.sock')),
+      userspace: r.bool('TS_USERSPACE', true),
+      tailscaledBin: r.str('TAILSCALED_BIN') ?? 'tailscaled',
+      tailscaleBin: r.str('TAILSCALE_BIN') ?? 'tailscale',
+      dialMode: r.oneOf<TailnetDialMode>('TS_DIAL_MODE', 'socks5', ['localapi', 'socks5']),
+      upExtraArgs: r.words('TS_EXTRA_ARGS'),
+      tailscaledExtraArgs: r.words('TS_TAILSCALED_EXTRA_ARGS'),
+      upTimeoutMs: r.int('TS_UP_TIMEOUT_MS', 60_000, 1_000, 600_000),
+    };
+  }
+
+  const hsUrl = r.url('HEADSCALE_URL');
+  const hsKey = r.secret('HEADSCALE_API_KEY', 8);
+  const hsUser = r.str('HEADSCALE_USER');
+  if (hsUrl || hsKey || hsUser) {
+    if (!hsUrl) r.problems.push('HEADSCALE_URL: required when HEADSCALE_API_KEY or HEADSCALE_USER is set');
+    if (!hsKey) r.problems.push('HEADSCALE_API_KEY: required when HEADSCALE_URL is set');
+    if (!hsUser) r.problems.push('HEADSCALE_USER: required when HEADSCALE_URL is set');
+    if (hsUrl && hsKey && hsUser) {
+      config.headscale = { url: hsUrl, apiKey: hsKey, user: hsUser, timeoutMs: r.int('HEADSCALE_TIMEOUT_MS', 10_000, 100, 120_000) };
+    }
+  }
+
+  if (r.problems.length > 0) throw new ConfigError(r.problems);
+  return config;
+}

@@ -1,0 +1,28 @@
+import { createHash } from 'node:crypto';
+import { pino, type Logger } from 'pino';
+
+export type { Logger };
+
+export function createLogger(level: string): Logger {
+  return pino({
+    level,
+    base: undefined,
+    // Belt and braces: secrets are never passed to the logger, but if one ever is under these names it is masked.
+    redact: { paths: ['key', 'authKey', 'apiKey', 'token', 'password', '*.key', '*.authKey', '*.apiKey', '*.token', 'req.headers.authorization'], censor: '[redacted]' },
+  });
+}
+
+/** SHA-256 of a proxy key, hex. This is what the store keeps and what logs and operators see a prefix of. */
+export function hashKey(key: string): string {
+  return createHash('sha256').update(key, 'utf8').digest('hex');
+}
+
+/** The short form of a key hash shown to operators and written to logs. */
+export function keyTag(keyHash: string): string {
+  return keyHash.slice(0, 10);
+}
+
+/** Short fingerprint of any secret (API key, auth key) for log lines. */
+export function secretTag(secret: string): string {
+  return keyTag(hashKey(secret));
+}

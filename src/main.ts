@@ -1,0 +1,40 @@
+// Entry point: read configuration, build the parts, start, and stop cleanly on SIGTERM/SIGINT.
+import { ConfigError, loadConfig } from './config.js';
+import { createLogger } from './log.js';
+import { startGateway } from './app.js';
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`tailgate: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = createLogger(config.logLevel);
+  const gateway = await startGateway(config, log);
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down: no new connections, draining tunnels');
+    gateway.close().then(
+      () => process.exit(0),
+      (err) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((err) => {
+  process.stderr.write(`tailgate: failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

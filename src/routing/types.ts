@@ -1,0 +1,22 @@
+import type { DeviceProtocol } from '../config.js';
+
+/** Where a key's traffic goes: the device's own proxy on its tailnet address. */
+export interface DeviceRoute {
+  nodeId: number;
+  /** SHA-256 of the key, hex; ties open tunnels to the key so revocation can close them. */
+  keyHash: string;
+  ip: string;
+  port: number;
+  protocol: DeviceProtocol;
+}
+
+/** Resolves a proxy key to its device route. Returns null for unknown keys. */
+export interface RouteResolver {
+  resolve(key: string): Promise<DeviceRoute | null>;
+}
+
+/** What the client asked to reach through the device. host is a domain name or an IP literal (no brackets). */
+export interface Target {
+  host: string;
+  port: number;
+}

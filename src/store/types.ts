@@ -1,0 +1,39 @@
+import type { DeviceProtocol } from '../config.js';
+
+export interface NodeRecord {
+  id: number;
+  name: string | null;
+  ip: string;
+  ipv6: string | null;
+  port: number;
+  protocol: DeviceProtocol;
+  /** SHA-256 of the proxy key, hex. The key itself is never stored. */
+  keyHash: string;
+  headscaleNodeId: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface NodeBinding {
+  keyHash: string;
+  ip: string;
+  ipv6?: string | null;
+  port: number;
+  protocol: DeviceProtocol;
+  name?: string | null;
+  headscaleNodeId?: string | null;
+}
+
+/** The registry of key -> device bindings. One implementation (SQL via `postgres`) serves both a real server and the embedded one. */
+export interface NodeStore {
+  findByKeyHash(keyHash: string): Promise<NodeRecord | null>;
+  /** Inserts or, for a key already bound, updates the binding. */
+  upsert(binding: NodeBinding): Promise<{ node: NodeRecord; created: boolean }>;
+  list(): Promise<NodeRecord[]>;
+  get(id: number): Promise<NodeRecord | null>;
+  /** Deletes and returns the removed record, or null if there was none. */
+  remove(id: number): Promise<NodeRecord | null>;
+  /** Throws when the database cannot answer. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
