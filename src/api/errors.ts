@@ -1,0 +1,81 @@
+// Every API error has the original system's shape plus a short machine-readable code, and its message
+// names the field at fault.
+import type { FastifySchemaValidationError } from 'fastify/types/schema.js';
+
+export interface ErrorBody {
+  success: false;
+  message: string;
+  error: string;
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+
+  body(): ErrorBody {
+    return { success: false, message: this.message, error: this.code };
+  }
+}
+
+const TYPE_WORDS: Record<string, string> = {
+  integer: 'an integer',
+  number: 'a number',
+  string: 'a string',
+  object: 'a JSON object',
+  boolean: 'true or false',
+  array: 'an array',
+};
+
+/** What a pattern means, by field, since "must match pattern ^[!-9;-~]+$" helps nobody. */
+const PATTERN_HINTS: Record<string, string> = {
+  'body.key': "must be printable ASCII without spaces or ':' (it is the proxy username)",
+  'params.key': "must be printable ASCII without spaces or ':' (it is the proxy username)",
+  'body.name': 'must not contain control characters',
+  'params.id': 'must be a positive integer',
+};
+
+/** Turns an Ajv error from Fastify's schema validation into "body.port must be <= 65535". */
+export function describeValidationError(context: string, v: FastifySchemaValidationError): string {
+  const at = context + v.instancePath.replace(/\//g, '.');
+  const p = v.params as Record<string, unknown>;
+  switch (v.keyword) {
+    case 'required':
+      return `${at}.${String(p.missingProperty)} is required`;
+    case 'additionalProperties':
+      return `${at}.${String(p.additionalProperty)} is not a known field`;
+    case 'type':
+      return `${at} must be ${TYPE_WORDS[String(p.type)] ?? String(p.type)}`;
+    case 'enum':
+      return `${at} must be one of: ${(p.allowedValues as unknown[]).map(String).join(', ')}`;
+    case 'minLength':
+      return `${at} must be at least ${String(p.limit)} characters`;
+    case 'maxLength':
+      return `${at} must be at most ${String(p.limit)} characters`;
+    case 'pattern':
+      return `${at} ${PATTERN_HINTS[at] ?? 'has an invalid format'}`;
+    default:
+      return `${at} ${v.message ?? 'is invalid'}`;
+  }
+}
+
+/** Fastify's own client errors (body parsing and the like), reworded where its text is vague. */
+export function describeFastifyClientError(code: string | undefined, message: string): string {
+  switch (code) {
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return 'body: send JSON with content-type: application/json';
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return 'body: empty, expected a JSON object';
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return 'body: not valid JSON';
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return 'body: too large';
+    default:
+      return message;
+  }
+}

@@ -1,0 +1,120 @@
+// Key -> device route, on every proxy connection. Answers from memory almost always: the database sees a
+// key once per TTL, an unknown key once per negative TTL, and a burst of connections for one key once.
+import { LRUCache } from 'lru-cache';
+import { hashKey } from '../log.js';
+import type { NodeRecord, NodeStore } from '../store/types.js';
+import type { DeviceRoute, RouteResolver } from './types.js';
+
+export interface KeyResolverOptions {
+  /** Most keys remembered (known and unknown together). */
+  max: number;
+  /** How long a known key's route is trusted; 0 = always ask the database. */
+  positiveTtlMs: number;
+  /** How long an unknown key stays unknown without asking again; 0 = always ask the database. */
+  negativeTtlMs: number;
+}
+
+/** One database lookup that every concurrent resolve() of the same key waits on. */
+interface Flight {
+  promise: Promise<DeviceRoute | null>;
+  /** Set by invalidate(): what this lookup read may predate the change, so it must not be used or cached. */
+  stale: boolean;
+}
+
+// Cached values are settled promises, so a hit hands back the very object it stored: no allocation beyond
+// hashing the key, and no extra microtask for the caller's await.
+const UNKNOWN: Promise<DeviceRoute | null> = Promise.resolve(null);
+// lru-cache's get() allocates an options object per call when none is passed (it only ever writes an
+// optional diagnostics status into it, so one shared object serves every hit).
+const GET_OPTIONS = {};
+// Re-reading after an invalidation cannot loop for long in practice; the bound just makes that certain.
+const MAX_STALE_RETRIES = 3;
+
+function toRoute(node: NodeRecord): DeviceRoute {
+  return { nodeId: node.id, keyHash: node.keyHash, ip: node.ip, port: node.port, protocol: node.protocol };
+}
+
+export class KeyResolver implements RouteResolver {
+  private readonly cache: LRUCache<string, Promise<DeviceRoute | null>>;
+  private readonly inflight = new Map<string, Flight>();
+  private readonly positiveTtlMs: number;
+  private readonly negativeTtlMs: number;
+
+  constructor(
+    private readonly store: NodeStore,
+    opts: KeyResolverOptions,
+  ) {
+    this.positiveTtlMs = opts.positiveTtlMs;
+    this.negativeTtlMs = opts.negativeTtlMs;
+    // ttlResolution caches the clock for 1 ms across lookups instead of reading it on every hit.
+    this.cache = new LRUCache({ max: opts.max, ttl: Math.max(opts.positiveTtlMs, opts.negativeTtlMs, 1), ttlResolution: 1 });
+  }
+
+  /** The key's route, or null for a key that is not registered. Rejects when the database cannot answer. */
+  resolve(key: string): Promise<DeviceRoute | null> {
+    const keyHash = hashKey(key);
+    const hit = this.cache.get(keyHash, GET_OPTIONS);
+    if (hit !== undefined) return hit;
+    return this.inflight.get(keyHash)?.promise ?? this.lookup(keyHash, 0);
+  }
+
+  /**
+   * Forgets what is known about a key, so the next connection reads the database. Called after a
+   * registration or revocation on this instance, and the hook for change notifications from other
+   * instances sharing the database (LISTEN/NOTIFY): they only need the key hash.
+   */
+  invalidate(keyHash: string): void {
+    this.cache.delete(keyHash);
+    const flight = this.inflight.get(keyHash);
+    if (flight !== undefined) {
+      flight.stale = true;
+      this.inflight.delete(keyHash);
+    }
+  }
+
+  /** Forgets everything, e.g. after reconnecting to a change feed that may have missed notifications. */
+  invalidateAll(): void {
+    this.cache.clear();
+    for (const flight of this.inflight.values()) flight.stale = true;
+    this.inflight.clear();
+  }
+
+  /** Entries currently cached (known and unknown keys). */
+  get size(): number {
+    return this.cache.size;
+  }
+
+  private lookup(keyHash: string, staleRetries: number): Promise<DeviceRoute | null> {
+    const flight: Flight = { promise: UNKNOWN, stale: false };
+    flight.promise = this.store.findByKeyHash(keyHash).then(
+      (node) => {
+        if (this.inflight.get(keyHash) === flight) this.inflight.delete(keyHash);
+        const route = node === null ? null : toRoute(node);
+        if (flight.stale) {
+          // The row may have changed between our read and the invalidation (a revocation whose tunnels were
+          // just closed, say): answering with it could let a revoked key open a fresh tunnel. Read again.
+          if (staleRetries < MAX_STALE_RETRIES) return this.inflight.get(keyHash)?.promise ?? this.lookup(keyHash, staleRetries + 1);
+          return route;
+        }
+        return this.remember(keyHash, route);
+      },
+      (err: unknown) => {
+        // Errors are not cached: the next connection asks again.
+        if (this.inflight.get(keyHash) === flight) this.inflight.delete(keyHash);
+        throw err;
+      },
+    );
+    this.inflight.set(keyHash, flight);
+    return flight.promise;
+  }
+
+  private remember(keyHash: string, route: DeviceRoute | null): Promise<DeviceRoute | null> {
+    if (route === null) {
+      if (this.negativeTtlMs > 0) this.cache.set(keyHash, UNKNOWN, { ttl: this.negativeTtlMs });
+      return UNKNOWN;
+    }
+    const settled = Promise.resolve(route);
+    if (this.positiveTtlMs > 0) this.cache.set(keyHash, settled, { ttl: this.positiveTtlMs });
+    return settled;
+  }
+}
