@@ -1,0 +1,77 @@
+// Client for tailscaled's LocalAPI on its unix socket. tailscaled rejects requests whose Host is not
+// `local-tailscaled.sock` with 403 (DNS-rebinding guard), so every request names that host explicitly.
+import { Agent, request } from 'undici';
+
+export const LOCALAPI_HOST = 'local-tailscaled.sock';
+
+/** The parts of `GET /localapi/v0/status` tailgate reads (tailscale's ipnstate.Status). */
+export interface LocalStatus {
+  BackendState: string;
+  AuthURL?: string;
+  TailscaleIPs?: string[] | null;
+  Self?: { HostName?: string; TailscaleIPs?: string[] | null; Online?: boolean } | null;
+  Peer?: Record<string, LocalPeerStatus> | null;
+  Health?: string[] | null;
+}
+
+export interface LocalPeerStatus {
+  HostName?: string;
+  TailscaleIPs?: string[] | null;
+  Online?: boolean;
+}
+
+export class LocalApiError extends Error {
+  constructor(
+    message: string,
+    /** Errno of the socket connection (ENOENT, ECONNREFUSED: tailscaled is not there), when that is the cause. */
+    readonly code?: string,
+  ) {
+    super(message);
+    this.name = 'LocalApiError';
+  }
+}
+
+export class LocalApiClient {
+  private readonly agent: Agent;
+
+  constructor(readonly socketPath: string) {
+    this.agent = new Agent({ connect: { socketPath }, keepAliveTimeout: 5_000, connections: 2 });
+  }
+
+  async status(timeoutMs: number): Promise<LocalStatus> {
+    // ?peers=true is the default; the status is small for the handful of peers a gateway sees.
+    const body = await this.get('/localapi/v0/status', timeoutMs);
+    return JSON.parse(body) as LocalStatus;
+  }
+
+  async get(path: string, timeoutMs: number): Promise<string> {
+    let res;
+    try {
+      res = await request(`http://${LOCALAPI_HOST}${path}`, {
+        dispatcher: this.agent,
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new LocalApiError(`LocalAPI ${path} on ${this.socketPath}: ${e.code ?? e.message}`, e.code ?? e.name);
+    }
+    const text = await res.body.text();
+    if (res.statusCode !== 200) throw new LocalApiError(`LocalAPI ${path}: HTTP ${res.statusCode} ${text.trim().slice(0, 200)}`);
+    return text;
+  }
+
+  close(): Promise<void> {
+    return this.agent.close();
+  }
+}
+
+/** Every tailnet IP of every peer mapped to its online flag, from one status snapshot. */
+export function peerOnlineMap(status: LocalStatus): Map<string, boolean> {
+  const map = new Map<string, boolean>();
+  for (const peer of Object.values(status.Peer ?? {})) {
+    for (const ip of peer.TailscaleIPs ?? []) map.set(ip, peer.Online === true);
+  }
+  return map;
+}

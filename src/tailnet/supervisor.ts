@@ -1,0 +1,370 @@
+// Runs tailscaled as our child: start, join the tailnet with the auth key, watch the backend state, restart on
+// exit with capped exponential backoff, and stop it cleanly. Everything else reads its state through
+// TailnetView / Availability, which answer from the latest status snapshot without any I/O.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import type { TailnetConfig } from '../config.js';
+import type { Logger } from '../log.js';
+import { LocalApiClient, peerOnlineMap, type LocalStatus } from './localapi.js';
+import type { TailnetState, TailnetView } from './types.js';
+import type { Availability } from './gated-dialer.js';
+
+export interface SupervisorOptions {
+  /** How often the backend state is polled while running. */
+  pollMs?: number;
+  /** First restart delay; doubles up to maxBackoffMs, reset once tailscaled is Running again. */
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+  /** After SIGTERM, how long tailscaled gets before SIGKILL. */
+  stopGraceMs?: number;
+  /** Port for tailscaled's SOCKS5 server; 0 = pick a free loopback port. Only used when socks5 dialing is on. */
+  socksPort?: number;
+}
+
+/** Variables tailscaled has no use for and must not inherit (they would be readable in /proc/PID/environ). */
+const SECRET_ENV = ['TS_AUTHKEY', 'TS_AUTH_KEY', 'HEADSCALE_API_KEY', 'TAILGATE_ADMIN_TOKEN', 'TAILGATE_ENROLL_TOKEN', 'DATABASE_URL'];
+
+/** Keys tailscale and headscale print: auth keys, API keys, registration ids. */
+const SECRET_PATTERN = /\b(?:tskey-[A-Za-z0-9_-]+|hskey-[a-z]+-[A-Za-z0-9_-]+)/g;
+
+export function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as net.AddressInfo).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export class TailscaledSupervisor implements TailnetView, Availability {
+  readonly localApi: LocalApiClient;
+  private readonly log: Logger;
+  private readonly pollMs: number;
+  private readonly minBackoffMs: number;
+  private readonly maxBackoffMs: number;
+  private readonly stopGraceMs: number;
+  private socksPortValue: number;
+
+  private child: ChildProcess | undefined;
+  private upChild: ChildProcess | undefined;
+  private current: TailnetState = { running: false, backendState: 'starting', selfIps: [] };
+  private peers = new Map<string, boolean>();
+  private downReason: string | null = 'tailscaled is starting';
+  private stopping = false;
+  private backoffMs: number;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private restarts = 0;
+  private launching = false;
+  /** Bumped on every (re)start so that a poll or bring-up of a previous incarnation cannot overwrite newer state. */
+  private generation = 0;
+
+  constructor(
+    private readonly cfg: TailnetConfig,
+    log: Logger,
+    opts: SupervisorOptions = {},
+  ) {
+    this.log = log.child({ component: 'tailnet' });
+    this.localApi = new LocalApiClient(cfg.socket);
+    this.pollMs = opts.pollMs ?? 1_000;
+    this.minBackoffMs = opts.minBackoffMs ?? 500;
+    this.maxBackoffMs = opts.maxBackoffMs ?? 30_000;
+    this.stopGraceMs = opts.stopGraceMs ?? 5_000;
+    this.backoffMs = this.minBackoffMs;
+    this.socksPortValue = opts.socksPort ?? 0;
+  }
+
+  get socksPort(): number {
+    return this.socksPortValue;
+  }
+
+  get usesSocks(): boolean {
+    return this.cfg.userspace && this.cfg.dialMode === 'socks5';
+  }
+
+  /** pid of the running tailscaled, for operators and tests. */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  get restartCount(): number {
+    return this.restarts;
+  }
+
+  state(): TailnetState {
+    return this.current;
+  }
+
+  peerOnline(ip: string): boolean | undefined {
+    return this.peers.get(ip);
+  }
+
+  unavailableReason(): string | null {
+    return this.downReason;
+  }
+
+  /** Starts tailscaled and resolves once it is Running; rejects (after stopping it) if that takes longer than TS_UP_TIMEOUT_MS. */
+  async start(): Promise<void> {
+    await mkdir(this.cfg.stateDir, { recursive: true, mode: 0o700 });
+    await mkdir(path.dirname(this.cfg.socket), { recursive: true, mode: 0o700 });
+    if (this.usesSocks && this.socksPortValue === 0) this.socksPortValue = await freeLoopbackPort();
+    try {
+      await this.launch(this.cfg.upTimeoutMs);
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  /** SIGTERM, then SIGKILL after the grace period. Idempotent. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.setDown('tailscaled is stopped', 'stopped');
+    clearTimeout(this.pollTimer);
+    clearTimeout(this.restartTimer);
+    this.upChild?.kill('SIGTERM');
+    const child = this.child;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGTERM');
+      const killed = await Promise.race([exited.then(() => true), sleep(this.stopGraceMs).then(() => false)]);
+      if (!killed) {
+        this.log.warn({ graceMs: this.stopGraceMs }, 'tailscaled ignored SIGTERM, killing it');
+        child.kill('SIGKILL');
+        await exited;
+      }
+    }
+    await this.localApi.close().catch(() => undefined);
+  }
+
+  private setDown(reason: string, backendState: string): void {
+    this.downReason = reason;
+    this.current = { running: false, backendState, selfIps: this.current.selfIps };
+  }
+
+  private async launch(upTimeoutMs: number): Promise<void> {
+    this.launching = true;
+    try {
+      await this.bringUp(upTimeoutMs);
+    } finally {
+      this.launching = false;
+    }
+  }
+
+  private async bringUp(upTimeoutMs: number): Promise<void> {
+    const generation = ++this.generation;
+    const deadline = Date.now() + upTimeoutMs;
+    this.spawnDaemon(generation);
+    let status = await this.waitForLocalApi(generation, deadline);
+    if (status.BackendState !== 'Running') {
+      status = await this.waitWhileStarting(generation, deadline, status);
+    }
+    if (status.BackendState === 'NeedsLogin' || status.BackendState === 'Stopped' || status.BackendState === 'NoState') {
+      await this.up(generation, deadline);
+    }
+    await this.waitUntilRunning(generation, deadline);
+    this.backoffMs = this.minBackoffMs;
+    this.schedulePoll(generation);
+  }
+
+  private spawnDaemon(generation: number): void {
+    const args = [`--statedir=${this.cfg.stateDir}`, `--socket=${this.cfg.socket}`];
+    if (this.cfg.userspace) args.push('--tun=userspace-networking');
+    if (this.usesSocks) args.push(`--socks5-server=127.0.0.1:${this.socksPortValue}`);
+    args.push(...this.cfg.tailscaledExtraArgs);
+
+    const env = { ...process.env };
+    for (const name of SECRET_ENV) delete env[name];
+    const child = spawn(this.cfg.tailscaledBin, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    this.setDown('tailscaled is starting', 'starting');
+    this.pipeOutput(child, 'tailscaled');
+    child.once('error', (err) => {
+      this.log.error({ err: err.message, bin: this.cfg.tailscaledBin }, 'cannot run tailscaled');
+    });
+    child.once('exit', (code, signal) => this.onDaemonExit(generation, code, signal));
+    this.log.info({ pid: child.pid, args }, 'tailscaled started');
+  }
+
+  private onDaemonExit(generation: number, code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.stopping || generation !== this.generation) return;
+    this.setDown(`tailscaled exited (${signal ?? `code ${code}`}); restarting`, 'restarting');
+    this.peers = new Map();
+    clearTimeout(this.pollTimer);
+    // A launch in progress notices the exit itself and schedules the retry.
+    if (this.launching) return;
+    this.log.error({ code, signal, restartInMs: this.backoffMs }, 'tailscaled exited; restarting');
+    this.scheduleRestart();
+  }
+
+  private scheduleRestart(): void {
+    if (this.stopping) return;
+    const delay = this.backoffMs;
+    this.backoffMs = Math.min(this.backoffMs * 2, this.maxBackoffMs);
+    clearTimeout(this.restartTimer);
+    this.restartTimer = setTimeout(() => void this.restart(), delay);
+  }
+
+  private async restart(): Promise<void> {
+    if (this.stopping) return;
+    this.restarts++;
+    try {
+      // No overall deadline after the first start: keep trying with backoff; each attempt gets the up timeout.
+      await this.launch(this.cfg.upTimeoutMs);
+      this.log.info({ restarts: this.restarts }, 'tailscaled is Running again');
+    } catch (err) {
+      if (this.stopping) return;
+      this.log.error({ err: (err as Error).message, retryInMs: this.backoffMs }, 'tailscaled restart failed');
+      await this.killChild();
+      this.scheduleRestart();
+    }
+  }
+
+  private async killChild(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGKILL');
+    await exited;
+  }
+
+  private pipeOutput(proc: ChildProcess, name: string): void {
+    const lines = (stream: NodeJS.ReadableStream | null) => {
+      if (!stream) return;
+      createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => {
+        this.log.info(`${name}: ${this.scrub(line)}`);
+      });
+    };
+    lines(proc.stdout);
+    lines(proc.stderr);
+  }
+
+  private scrub(line: string): string {
+    let out = line.replace(SECRET_PATTERN, '[redacted]');
+    if (this.cfg.authKey.length >= 8 && out.includes(this.cfg.authKey)) out = out.split(this.cfg.authKey).join('[redacted]');
+    return out;
+  }
+
+  private checkAlive(generation: number): void {
+    if (this.stopping) throw new Error('tailnet supervisor is stopping');
+    if (generation !== this.generation || !this.child || this.child.exitCode !== null || this.child.signalCode !== null) {
+      throw new Error('tailscaled exited during start-up (see the tailscaled: lines above)');
+    }
+  }
+
+  private async waitForLocalApi(generation: number, deadline: number): Promise<LocalStatus> {
+    let lastErr = '';
+    while (Date.now() < deadline) {
+      this.checkAlive(generation);
+      try {
+        return await this.localApi.status(2_000);
+      } catch (err) {
+        lastErr = (err as Error).message;
+      }
+      await sleep(100);
+    }
+    throw new Error(`tailscaled's LocalAPI did not answer on ${this.cfg.socket} in time (${lastErr})`);
+  }
+
+  private async waitWhileStarting(generation: number, deadline: number, status: LocalStatus): Promise<LocalStatus> {
+    // NoState right after start means "still reading its state file"; give it a moment to settle.
+    const settleBy = Math.min(deadline, Date.now() + 5_000);
+    while ((status.BackendState === 'NoState' || status.BackendState === 'Starting') && Date.now() < settleBy) {
+      await sleep(200);
+      this.checkAlive(generation);
+      status = await this.localApi.status(2_000);
+    }
+    return status;
+  }
+
+  private async up(generation: number, deadline: number): Promise<void> {
+    // The key goes to `tailscale up` through a 0600 file, never argv (visible in ps) or our environment.
+    const keyFile = path.join(this.cfg.stateDir, `.authkey-${process.pid}`);
+    await writeFile(keyFile, this.cfg.authKey, { mode: 0o600 });
+    const timeoutS = Math.max(1, Math.ceil((deadline - Date.now()) / 1000));
+    const args = [`--socket=${this.cfg.socket}`, 'up', '--reset', `--auth-key=file:${keyFile}`, `--hostname=${this.cfg.hostname}`, '--accept-dns=false', `--timeout=${timeoutS}s`];
+    if (this.cfg.loginServer) args.push(`--login-server=${this.cfg.loginServer}`);
+    args.push(...this.cfg.upExtraArgs);
+    this.log.info({ loginServer: this.cfg.loginServer ?? '(tailscale default)', hostname: this.cfg.hostname }, 'joining the tailnet (tailscale up)');
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const env = { ...process.env };
+        for (const name of SECRET_ENV) delete env[name];
+        const proc = spawn(this.cfg.tailscaleBin, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+        this.upChild = proc;
+        const output: string[] = [];
+        const collect = (chunk: Buffer) => output.push(this.scrub(chunk.toString('utf8')));
+        proc.stdout?.on('data', collect);
+        proc.stderr?.on('data', collect);
+        proc.once('error', (err) => reject(new Error(`cannot run ${this.cfg.tailscaleBin}: ${err.message}`)));
+        proc.once('exit', (code, signal) => {
+          this.upChild = undefined;
+          const text = output.join('').trim().replace(/\s+/g, ' ').slice(0, 400);
+          if (code === 0) {
+            if (text) this.log.info(`tailscale up: ${text}`);
+            resolve();
+          } else {
+            reject(new Error(`tailscale up failed (${signal ?? `exit ${code}`}): ${text || 'no output'}`));
+          }
+        });
+      });
+    } finally {
+      await rm(keyFile, { force: true });
+    }
+    this.checkAlive(generation);
+  }
+
+  private async waitUntilRunning(generation: number, deadline: number): Promise<void> {
+    let state = '';
+    while (Date.now() < deadline) {
+      this.checkAlive(generation);
+      try {
+        const status = await this.localApi.status(2_000);
+        state = status.BackendState;
+        this.apply(status);
+        if (status.BackendState === 'Running') return;
+      } catch (err) {
+        state = (err as Error).message;
+      }
+      await sleep(200);
+    }
+    throw new Error(`tailscaled did not reach Running within ${this.cfg.upTimeoutMs} ms (last state: ${state || 'unknown'})`);
+  }
+
+  private apply(status: LocalStatus): void {
+    const running = status.BackendState === 'Running';
+    const selfIps = status.Self?.TailscaleIPs ?? status.TailscaleIPs ?? [];
+    const wasRunning = this.current.running;
+    this.current = { running, backendState: status.BackendState, selfIps };
+    this.peers = peerOnlineMap(status);
+    this.downReason = running ? null : `tailnet is not up (tailscaled state ${status.BackendState})`;
+    if (wasRunning !== running) this.log.info({ backendState: status.BackendState, selfIps }, running ? 'tailnet is up' : 'tailnet is down');
+  }
+
+  private schedulePoll(generation: number): void {
+    clearTimeout(this.pollTimer);
+    this.pollTimer = setTimeout(() => this.poll(generation), this.pollMs);
+    this.pollTimer.unref();
+  }
+
+  private async poll(generation: number): Promise<void> {
+    if (this.stopping || generation !== this.generation) return;
+    try {
+      const status = await this.localApi.status(Math.max(1_000, this.pollMs * 2));
+      if (generation !== this.generation || this.stopping) return;
+      this.apply(status);
+    } catch (err) {
+      if (generation !== this.generation || this.stopping) return;
+      if (this.current.running) this.log.warn({ err: (err as Error).message }, 'tailscaled LocalAPI not answering');
+      this.setDown('tailscaled is not answering', 'unresponsive');
+    }
+    this.schedulePoll(generation);
+  }
+}
