@@ -1,0 +1,18 @@
+import type { Timeouts } from '../config.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { DeviceConnector } from '../routing/device-connector.js';
+import type { RouteResolver } from '../routing/types.js';
+import type { TunnelRegistry } from './tunnels.js';
+
+/** What both proxy listeners need; app.ts builds one and hands it to both. */
+export interface ProxyDeps {
+  resolver: RouteResolver;
+  connector: DeviceConnector;
+  tunnels: TunnelRegistry;
+  metrics: Metrics;
+  log: Logger;
+  timeouts: Timeouts;
+  /** Largest HTTP request head the HTTP proxy accepts; larger ones get 431. */
+  maxHeaderBytes: number;
+}

@@ -1,0 +1,32 @@
+// How each FailureReason reaches a client: one table per listener, so both stay consistent with the
+// comments on FailureReason in tailnet/dialer.ts.
+import type { FailureReason } from '../tailnet/dialer.js';
+import { SocksReply, type SocksReplyCode } from './socks5-parser.js';
+
+export interface HttpFailure {
+  status: number;
+  /** One line, shown to the customer; never carries addresses or keys. */
+  text: string;
+}
+
+export const HTTP_FAILURES: Readonly<Record<FailureReason, HttpFailure>> = {
+  'network-down': { status: 503, text: 'network unreachable: the tailnet is not available' },
+  offline: { status: 502, text: 'the device bound to this key is offline' },
+  unreachable: { status: 502, text: 'host unreachable through the device' },
+  refused: { status: 502, text: 'connection refused' },
+  timeout: { status: 504, text: 'the device did not answer in time' },
+  'not-allowed': { status: 502, text: 'the device proxy refused the connection' },
+  protocol: { status: 502, text: 'the device proxy sent an invalid answer' },
+  error: { status: 502, text: 'connection through the device failed' },
+};
+
+export const SOCKS_FAILURES: Readonly<Record<FailureReason, SocksReplyCode>> = {
+  'network-down': SocksReply.NetworkUnreachable,
+  offline: SocksReply.HostUnreachable,
+  unreachable: SocksReply.HostUnreachable,
+  refused: SocksReply.ConnectionRefused,
+  timeout: SocksReply.TtlExpired,
+  'not-allowed': SocksReply.NotAllowed,
+  protocol: SocksReply.GeneralFailure,
+  error: SocksReply.GeneralFailure,
+};

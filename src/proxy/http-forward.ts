@@ -1,0 +1,327 @@
+// Absolute-form requests (`GET http://host/path`): forwarded through the device's proxy on connections
+// from the DeviceConnector. An HTTP device gets the absolute-form request itself; a SOCKS5 device gets a
+// SOCKS CONNECT to the target and then the origin-form request. http-proxy-agent is not an option here:
+// it dials with net.connect itself, which cannot go through our Dialer (tailscaled in userspace mode).
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { performance } from 'node:perf_hooks';
+import { keyTag } from '../log.js';
+import type { DeviceConnector } from '../routing/device-connector.js';
+import type { DeviceRoute } from '../routing/types.js';
+import { DialError } from '../tailnet/dialer.js';
+import { authenticate } from './auth.js';
+import { HTTP_FAILURES } from './failures.js';
+import { endToEndHeaders, hasHeader, parseAbsoluteHttpUrl, parseBasicCredentials, type AbsoluteTarget } from './http-parse.js';
+import type { ListenerContext } from './relay.js';
+
+/** Idle pooled device connections are dropped after this; below the 5 s keep-alive most servers use. */
+const FREE_SOCKET_TIMEOUT_MS = 4_000;
+/** Agents without any socket are swept once there are more than this many. */
+const AGENT_SWEEP_THRESHOLD = 256;
+/** Expect was answered by us (100 Continue after the key check), so it is not forwarded. */
+const DROP_REQUEST = new Set(['expect']);
+const BODYLESS_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE', 'TRACE']);
+
+type ConnectionCallback = (err: Error | null, stream: Duplex) => void;
+
+function openFor(connector: DeviceConnector, route: DeviceRoute, options: http.ClientRequestArgs, callback: ConnectionCallback): void {
+  const opening = route.protocol === 'socks5' ? connector.open(route, { host: String(options.host), port: Number(options.port) }) : connector.openDevice(route);
+  opening.then(
+    (socket) => callback(null, socket),
+    (err: Error) => callback(err, undefined as unknown as Duplex),
+  );
+}
+
+/**
+ * Keep-alive pool of connections to one device (HTTP device) or, through one device, to each target
+ * (SOCKS5 device; the agent pools by target host:port). Used only for forwarded requests: CONNECT tunnels
+ * always get a connection of their own.
+ */
+class DeviceAgent extends http.Agent {
+  constructor(
+    private readonly connector: DeviceConnector,
+    private readonly route: DeviceRoute,
+  ) {
+    super({ keepAlive: true, timeout: FREE_SOCKET_TIMEOUT_MS, maxFreeSockets: 64, scheduling: 'lifo' });
+  }
+
+  override createConnection(options: http.ClientRequestArgs, callback?: ConnectionCallback): Duplex | null | undefined {
+    openFor(this.connector, this.route, options, callback!);
+    return undefined;
+  }
+
+  get idle(): boolean {
+    return Object.keys(this.sockets).length === 0 && Object.keys(this.freeSockets).length === 0 && Object.keys(this.requests).length === 0;
+  }
+}
+
+const kInflight = Symbol('tailgate.inflight');
+type ClientSocket = Socket & { [kInflight]?: number };
+const kForward = Symbol('tailgate.forward');
+type Tagged<T> = T & { [kForward]?: Forward };
+
+function sendError(res: ServerResponse, status: number, tag: string, text: string, closeConnection: boolean, extra?: Record<string, string>): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = `${text}\n`;
+  res.writeHead(status, {
+    'Content-Type': 'text/plain; charset=utf-8',
+    'Content-Length': Buffer.byteLength(body),
+    'X-Tailgate-Error': tag,
+    ...(closeConnection ? { Connection: 'close' } : {}),
+    ...extra,
+  });
+  res.end(body);
+}
+
+function requestHasBody(req: IncomingMessage): boolean {
+  const cl = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0');
+}
+
+export class Forwarder {
+  private readonly agents = new Map<string, DeviceAgent>();
+
+  constructor(readonly ctx: ListenerContext) {}
+
+  handle(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void {
+    this.authorize(req, res, expectsContinue).catch((err: unknown) => {
+      this.ctx.deps.log.error({ err }, 'forwarding failed');
+      res.destroy();
+    });
+  }
+
+  private async authorize(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): Promise<void> {
+    const { ctx } = this;
+    const hasBody = requestHasBody(req);
+    const url = req.url ?? '';
+    const parsed = parseAbsoluteHttpUrl(url);
+    if (parsed === null) {
+      const text = url.startsWith('/')
+        ? 'this is a proxy: send absolute-form requests (GET http://host/path) or CONNECT host:port'
+        : /^https:\/\//i.test(url)
+          ? 'only http:// URLs can be forwarded; use CONNECT for https'
+          : 'request target is not a usable http:// URL';
+      sendError(res, 400, 'bad-request', text, hasBody);
+      return;
+    }
+    const creds = parseBasicCredentials(req.headers['proxy-authorization']);
+    const outcome = creds === null ? null : await authenticate(ctx.deps.resolver, creds.username, creds.password);
+    if (outcome === null || !outcome.ok) {
+      if (outcome !== null && outcome.error) {
+        ctx.deps.log.error({ err: outcome.cause }, 'key lookup failed');
+        sendError(res, 503, 'key-store', 'key lookup is unavailable, try again shortly', hasBody);
+        return;
+      }
+      ctx.authFailures.inc();
+      sendError(res, 407, 'auth', 'proxy authentication required: use the key as both user name and password', hasBody, { 'Proxy-Authenticate': 'Basic realm="tailgate"' });
+      return;
+    }
+    if (res.destroyed) return;
+    if (expectsContinue) res.writeContinue();
+    new Forward(this, req, res, outcome.route, parsed, hasBody).send(false);
+  }
+
+  agentFor(route: DeviceRoute): DeviceAgent {
+    const id = `${route.protocol}|${route.ip}|${route.port}`;
+    let agent = this.agents.get(id);
+    if (agent === undefined) {
+      if (this.agents.size >= AGENT_SWEEP_THRESHOLD) this.sweep();
+      agent = new DeviceAgent(this.ctx.deps.connector, route);
+      this.agents.set(id, agent);
+    }
+    return agent;
+  }
+
+  private sweep(): void {
+    for (const [id, agent] of this.agents) {
+      if (agent.idle) {
+        agent.destroy();
+        this.agents.delete(id);
+      }
+    }
+  }
+
+  close(): void {
+    for (const agent of this.agents.values()) agent.destroy();
+    this.agents.clear();
+  }
+}
+
+/** One forwarded request. Counted as a tunnel of the http listener while it is in flight. */
+class Forward {
+  private upstreamReq: Tagged<http.ClientRequest> | undefined;
+  private upstreamSocket: Socket | undefined;
+  private bytesBase = [0, 0];
+  private bytes = [0, 0];
+  private gotResponse = false;
+  /** A connection to the device (and through it, for SOCKS5 devices, to the target) was made. */
+  private connected = false;
+  private finished = false;
+  private readonly startedAt = performance.now();
+
+  constructor(
+    private readonly forwarder: Forwarder,
+    private readonly req: IncomingMessage,
+    private readonly res: Tagged<ServerResponse>,
+    private readonly route: DeviceRoute,
+    private readonly parsed: AbsoluteTarget,
+    private readonly hasBody: boolean,
+  ) {
+    const { ctx } = forwarder;
+    const client = req.socket as ClientSocket;
+    const inflight = client[kInflight] ?? 0;
+    client[kInflight] = inflight + 1;
+    if (inflight === 0) ctx.deps.tunnels.add(route.keyHash, client);
+    ctx.tunnelsOpen.inc();
+    ctx.tunnelsTotal.inc();
+    res[kForward] = this;
+    res.on('close', onResponseClose);
+  }
+
+  /** `fresh`: bypass the pool (a retry after a pooled connection turned out to be dead). */
+  send(fresh: boolean): void {
+    const { forwarder, route, parsed, req } = this;
+    const viaHttpDevice = route.protocol === 'http';
+    const headers = endToEndHeaders(req.rawHeaders, DROP_REQUEST);
+    if (!hasHeader(headers, 'host')) headers.push('Host', parsed.authority);
+    if (req.headers['transfer-encoding'] !== undefined) headers.push('Transfer-Encoding', 'chunked');
+    const connector = forwarder.ctx.deps.connector;
+    const options: http.RequestOptions = {
+      host: viaHttpDevice ? route.ip : parsed.target.host,
+      port: viaHttpDevice ? route.port : parsed.target.port,
+      method: req.method,
+      path: viaHttpDevice ? `http://${parsed.authority}${parsed.path}` : parsed.path,
+      headers,
+      setHost: false,
+    };
+    if (fresh) {
+      options.agent = false;
+      options.createConnection = (opts, cb) => {
+        openFor(connector, route, opts, cb);
+        return undefined;
+      };
+    } else {
+      options.agent = forwarder.agentFor(route);
+    }
+    let upstreamReq: Tagged<http.ClientRequest>;
+    try {
+      upstreamReq = http.request(options);
+    } catch {
+      // Node refuses header values it would not put on the wire; the client sent something unusable.
+      this.fail(400, 'bad-request', 'request has headers that cannot be forwarded');
+      return;
+    }
+    this.upstreamReq = upstreamReq;
+    upstreamReq[kForward] = this;
+    upstreamReq.setTimeout(forwarder.ctx.deps.timeouts.idleMs);
+    upstreamReq.on('socket', onUpstreamSocket);
+    upstreamReq.on('response', onUpstreamResponse);
+    upstreamReq.on('error', onUpstreamError);
+    upstreamReq.on('timeout', onUpstreamTimeout);
+    if (this.hasBody) req.pipe(upstreamReq);
+    else upstreamReq.end();
+  }
+
+  socketAssigned(socket: Socket): void {
+    this.upstreamSocket = socket;
+    this.connected = true;
+    this.bytesBase = [socket.bytesWritten, socket.bytesRead];
+    // The connector hands sockets over paused so no early byte is lost; the HTTP client listens now.
+    if (socket.isPaused()) socket.resume();
+    if (!this.gotResponse) this.forwarder.ctx.setupSeconds.observe((performance.now() - this.startedAt) / 1000);
+  }
+
+  response(upstreamRes: IncomingMessage): void {
+    this.gotResponse = true;
+    const { res, route } = this;
+    (upstreamRes as Tagged<IncomingMessage>)[kForward] = this;
+    upstreamRes.on('end', onUpstreamEnd);
+    if (route.protocol === 'http' && upstreamRes.statusCode === 407) {
+      // The device's proxy wants credentials from *us*: the client's key was fine.
+      upstreamRes.resume();
+      this.fail(502, 'not-allowed', HTTP_FAILURES['not-allowed'].text);
+      return;
+    }
+    res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, endToEndHeaders(upstreamRes.rawHeaders));
+    upstreamRes.pipe(res);
+  }
+
+  error(err: Error): void {
+    if (this.finished) return;
+    const { upstreamReq } = this;
+    if (!this.gotResponse && upstreamReq?.reusedSocket && !this.hasBody && BODYLESS_METHODS.has(this.req.method ?? '')) {
+      // A pooled connection the device closed while idle: safe to replay once on a new connection.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ECONNRESET' || code === 'EPIPE') {
+        this.snapshotBytes();
+        this.connected = false;
+        this.send(true);
+        return;
+      }
+    }
+    const e = err instanceof DialError ? err : new DialError('error', (err as NodeJS.ErrnoException).code ?? err.message);
+    if (!this.connected) this.forwarder.ctx.dialError(e.reason);
+    const { ctx } = this.forwarder;
+    if (ctx.debug) ctx.deps.log.debug({ listener: 'http', keyTag: keyTag(this.route.keyHash), reason: e.reason, err: e.message }, 'forward failed');
+    const f = HTTP_FAILURES[e.reason];
+    this.fail(f.status, e.reason, f.text);
+  }
+
+  fail(status: number, tag: string, text: string): void {
+    this.snapshotBytes();
+    sendError(this.res, status, tag, text, this.hasBody);
+  }
+
+  snapshotBytes(): void {
+    const s = this.upstreamSocket;
+    if (s === undefined) return;
+    this.bytes[0] += Math.max(0, s.bytesWritten - this.bytesBase[0]!);
+    this.bytes[1] += Math.max(0, s.bytesRead - this.bytesBase[1]!);
+    this.upstreamSocket = undefined;
+  }
+
+  /** The client-side response is over (sent, or the client went away). */
+  finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    const { ctx } = this.forwarder;
+    if (!this.res.writableFinished) this.upstreamReq?.destroy();
+    this.snapshotBytes();
+    ctx.bytesUp.inc(this.bytes[0]!);
+    ctx.bytesDown.inc(this.bytes[1]!);
+    ctx.tunnelsOpen.dec();
+    const client = this.req.socket as ClientSocket;
+    const left = (client[kInflight] ?? 1) - 1;
+    client[kInflight] = left;
+    if (left === 0) ctx.deps.tunnels.remove(this.route.keyHash, client);
+  }
+}
+
+function onResponseClose(this: Tagged<ServerResponse>): void {
+  this[kForward]!.finish();
+}
+
+function onUpstreamSocket(this: Tagged<http.ClientRequest>, socket: Socket): void {
+  this[kForward]!.socketAssigned(socket);
+}
+
+function onUpstreamResponse(this: Tagged<http.ClientRequest>, res: IncomingMessage): void {
+  this[kForward]!.response(res);
+}
+
+function onUpstreamError(this: Tagged<http.ClientRequest>, err: Error): void {
+  this[kForward]!.error(err);
+}
+
+function onUpstreamTimeout(this: Tagged<http.ClientRequest>): void {
+  this.destroy(new DialError('timeout', 'device idle'));
+}
+
+function onUpstreamEnd(this: Tagged<IncomingMessage>): void {
+  // The pooled socket may serve someone else from here on: take the byte counts now.
+  this[kForward]!.snapshotBytes();
+}

@@ -1,0 +1,138 @@
+// HTTP proxy listener on Node's http server: CONNECT tunnels go to the relay, absolute-form requests are
+// forwarded through the device's proxy. Node's parser gives us chunked bodies, keep-alive, pipelining,
+// the header size limit (431) and the head timeout (408) without a hand-written HTTP/1 parser.
+import http, { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { keyTag } from '../log.js';
+import type { DeviceRoute } from '../routing/types.js';
+import { DialError } from '../tailnet/dialer.js';
+import { authenticate } from './auth.js';
+import type { ProxyDeps } from './deps.js';
+import { HTTP_FAILURES } from './failures.js';
+import { Forwarder } from './http-forward.js';
+import { parseAuthority, parseBasicCredentials } from './http-parse.js';
+import { ListenerContext, startRelay } from './relay.js';
+import { answerAndClose, ignoreSocketError } from './sockets.js';
+
+export const PROXY_AUTHENTICATE = 'Basic realm="tailgate"';
+const CONNECT_ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection established\r\n\r\n', 'latin1');
+
+/** A complete error response for a socket no longer owned by Node's HTTP machinery. */
+export function rawErrorResponse(status: number, tag: string, text: string, extraHeaders = ''): string {
+  const body = `${text}\n`;
+  return (
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
+    `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+    `X-Tailgate-Error: ${tag}\r\n${extraHeaders}Connection: close\r\n\r\n${body}`
+  );
+}
+
+const AUTH_REQUIRED = rawErrorResponse(407, 'auth', 'proxy authentication required: use the key as both user name and password', `Proxy-Authenticate: ${PROXY_AUTHENTICATE}\r\n`);
+
+/** The answer to a failed CONNECT or forward, by failure reason (shared with the forwarder). */
+export function dialFailureResponse(err: DialError): string {
+  const f = HTTP_FAILURES[err.reason];
+  return rawErrorResponse(f.status, err.reason, f.text);
+}
+
+async function handleConnect(ctx: ListenerContext, req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
+  const { deps } = ctx;
+  const target = parseAuthority(req.url ?? '');
+  if (target === null) {
+    answerAndClose(socket, rawErrorResponse(400, 'bad-request', 'CONNECT needs a host:port target'));
+    return;
+  }
+  const creds = parseBasicCredentials(req.headers['proxy-authorization']);
+  if (creds === null) {
+    ctx.authFailures.inc();
+    answerAndClose(socket, AUTH_REQUIRED);
+    return;
+  }
+  const outcome = await authenticate(deps.resolver, creds.username, creds.password);
+  if (!outcome.ok) {
+    if (outcome.error) {
+      deps.log.error({ err: outcome.cause }, 'key lookup failed');
+      answerAndClose(socket, rawErrorResponse(503, 'key-store', 'key lookup is unavailable, try again shortly'));
+    } else {
+      ctx.authFailures.inc();
+      answerAndClose(socket, AUTH_REQUIRED);
+    }
+    return;
+  }
+  if (socket.destroyed) return;
+  const route: DeviceRoute = outcome.route;
+  const setupStartedAt = performance.now();
+  let upstream: Socket;
+  try {
+    upstream = await deps.connector.open(route, target);
+  } catch (err) {
+    const e = err instanceof DialError ? err : new DialError('error', String(err));
+    ctx.dialError(e.reason);
+    if (ctx.debug) deps.log.debug({ listener: 'http', keyTag: keyTag(route.keyHash), reason: e.reason, err: e.message }, 'device dial failed');
+    answerAndClose(socket, dialFailureResponse(e));
+    return;
+  }
+  if (socket.destroyed) {
+    upstream.destroy();
+    return;
+  }
+  socket.write(CONNECT_ESTABLISHED);
+  socket.off('error', ignoreSocketError);
+  startRelay(ctx, route, socket, upstream, head.length > 0 ? head : null, setupStartedAt);
+}
+
+function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  // Same care as Node's default handler: never write into the middle of a response already on the wire.
+  const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (err.code === 'ECONNRESET' || !socket.writable || (inFlight != null && inFlight.headersSent)) {
+    socket.destroy();
+    return;
+  }
+  let response: string;
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      response = rawErrorResponse(431, 'header-too-large', 'request head is larger than this proxy accepts');
+      break;
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      response = rawErrorResponse(408, 'handshake-timeout', 'request head not received in time');
+      break;
+    default:
+      response = rawErrorResponse(400, 'bad-request', 'malformed HTTP request');
+  }
+  answerAndClose(socket, response);
+}
+
+export function createHttpProxyServer(deps: ProxyDeps): http.Server {
+  const ctx = new ListenerContext(deps, 'http');
+  const { handshakeMs, idleMs } = deps.timeouts;
+  const server = http.createServer({
+    maxHeaderSize: deps.maxHeaderBytes,
+    // headersTimeout is the handshake timeout; requestTimeout would cap whole uploads, so it is off.
+    headersTimeout: handshakeMs,
+    requestTimeout: 0,
+    // How often Node checks headersTimeout: fine enough that the timeout is honoured within ~10%.
+    connectionsCheckingInterval: Math.min(1000, Math.max(25, Math.floor(handshakeMs / 10))),
+    noDelay: true,
+  });
+  // An idle keep-alive connection has the handshake timeout to start its next request.
+  server.keepAliveTimeout = handshakeMs;
+  server.timeout = idleMs;
+
+  const forwarder = new Forwarder(ctx);
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => forwarder.handle(req, res, false));
+  // Answering 100 Continue ourselves, after the key is checked, spares a client uploading a body we refuse.
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => forwarder.handle(req, res, true));
+  server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    socket.pause();
+    socket.on('error', ignoreSocketError);
+    handleConnect(ctx, req, socket, head).catch((err: unknown) => {
+      deps.log.error({ err }, 'CONNECT handling failed');
+      socket.destroy();
+    });
+  });
+  server.on('clientError', onClientError);
+  server.on('close', () => forwarder.close());
+  server.on('error', (err) => deps.log.error({ err }, 'http proxy listener error'));
+  return server;
+}

@@ -1,0 +1,145 @@
+// The byte relay between a client and the device: the hot path the benchmarks measure.
+// - pipe() both ways: measured faster here than stream.pipeline, and it ends the destination on 'end',
+//   which with allowHalfOpen on both sockets gives us TCP half-close for free.
+// - No closures per tunnel: the Tunnel lives on both sockets under a symbol and the handlers are shared
+//   module-level functions that find it through `this`.
+// - Bytes are counted once, at close, from the sockets' own counters instead of per chunk.
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { keyTag } from '../log.js';
+import type { ListenerName } from '../metrics.js';
+import type { DeviceRoute } from '../routing/types.js';
+import type { FailureReason } from '../tailnet/dialer.js';
+import type { ProxyDeps } from './deps.js';
+
+/** One listener's view of the shared deps, with metric children resolved once instead of per tunnel. */
+export class ListenerContext {
+  readonly tunnelsOpen;
+  readonly tunnelsTotal;
+  readonly bytesUp;
+  readonly bytesDown;
+  readonly setupSeconds;
+  readonly authFailures;
+  readonly debug: boolean;
+
+  constructor(
+    readonly deps: ProxyDeps,
+    readonly listener: ListenerName,
+  ) {
+    const m = deps.metrics;
+    this.tunnelsOpen = m.tunnelsOpen.labels(listener);
+    this.tunnelsTotal = m.tunnelsTotal.labels(listener);
+    this.bytesUp = m.bytes.labels(listener, 'upstream');
+    this.bytesDown = m.bytes.labels(listener, 'downstream');
+    this.setupSeconds = m.setupSeconds.labels(listener);
+    this.authFailures = m.authFailures.labels(listener);
+    this.debug = deps.log.isLevelEnabled('debug');
+  }
+
+  dialError(reason: FailureReason): void {
+    this.deps.metrics.dialError(reason);
+  }
+}
+
+const kTunnel = Symbol('tailgate.tunnel');
+type RelaySocket = Socket & { [kTunnel]?: Tunnel };
+
+class Tunnel {
+  /** Sockets still open; the tunnel is finished when both have closed. */
+  openSockets = 2;
+  /** Why it ended, for the log line: first cause wins. */
+  ending: string | undefined;
+
+  constructor(
+    readonly ctx: ListenerContext,
+    readonly route: DeviceRoute,
+    readonly client: Socket,
+    readonly upstream: Socket,
+    readonly upBase: number,
+    readonly downBase: number,
+    readonly openedAt: number,
+  ) {}
+
+  finish(): void {
+    const { ctx, client } = this;
+    const up = Math.max(0, client.bytesRead - this.upBase);
+    const down = Math.max(0, client.bytesWritten - this.downBase);
+    ctx.bytesUp.inc(up);
+    ctx.bytesDown.inc(down);
+    ctx.tunnelsOpen.dec();
+    ctx.deps.tunnels.remove(this.route.keyHash, client);
+    if (ctx.debug) {
+      ctx.deps.log.debug(
+        { listener: ctx.listener, keyTag: keyTag(this.route.keyHash), node: this.route.nodeId, up, down, ms: Math.round(performance.now() - this.openedAt), end: this.ending ?? 'closed' },
+        'tunnel closed',
+      );
+    }
+  }
+}
+
+function peerOf(t: Tunnel, s: Socket): Socket {
+  return s === t.client ? t.upstream : t.client;
+}
+
+function onRelayError(this: RelaySocket, err: NodeJS.ErrnoException): void {
+  const t = this[kTunnel]!;
+  t.ending ??= `${this === t.client ? 'client' : 'device'} ${err.code ?? err.message}`;
+  t.client.destroy();
+  t.upstream.destroy();
+}
+
+function onRelayTimeout(this: RelaySocket): void {
+  const t = this[kTunnel]!;
+  t.ending ??= 'idle timeout';
+  t.client.destroy();
+  t.upstream.destroy();
+}
+
+function onRelayClose(this: RelaySocket): void {
+  const t = this[kTunnel]!;
+  // A clean close (both directions ended) means pipe() already ended the peer, which closes once it has
+  // flushed; cutting it now would drop its buffered bytes. Anything else (reset, revocation, shutdown)
+  // takes the peer down too.
+  if (!(this.readableEnded && this.writableFinished)) {
+    t.ending ??= `${this === t.client ? 'client' : 'device'} closed`;
+    peerOf(t, this).destroy();
+  }
+  if (--t.openSockets === 0) t.finish();
+}
+
+function attach(s: RelaySocket, t: Tunnel, idleMs: number): void {
+  s[kTunnel] = t;
+  s.on('error', onRelayError);
+  s.on('close', onRelayClose);
+  s.on('timeout', onRelayTimeout);
+  s.setTimeout(idleMs);
+}
+
+/**
+ * Relays between `client` and `upstream` until both are closed. `pending` holds bytes the client sent
+ * before the tunnel existed (after its CONNECT); they go to the device first. `setupStartedAt` is
+ * performance.now() when the client's handshake completed. The caller must have removed its own
+ * 'data' listeners and written its success reply.
+ * Returns false (after destroying both) if either socket died during setup.
+ */
+export function startRelay(ctx: ListenerContext, route: DeviceRoute, client: Socket, upstream: Socket, pending: Buffer | null, setupStartedAt: number): boolean {
+  if (client.destroyed || upstream.destroyed) {
+    client.destroy();
+    upstream.destroy();
+    return false;
+  }
+  const now = performance.now();
+  const pendingBytes = pending === null ? 0 : pending.length;
+  const t = new Tunnel(ctx, route, client, upstream, client.bytesRead - pendingBytes, client.bytesWritten, now);
+  const idleMs = ctx.deps.timeouts.idleMs;
+  attach(client, t, idleMs);
+  attach(upstream, t, idleMs);
+  ctx.deps.tunnels.add(route.keyHash, client);
+  ctx.tunnelsOpen.inc();
+  ctx.tunnelsTotal.inc();
+  ctx.setupSeconds.observe((now - setupStartedAt) / 1000);
+  if (pendingBytes > 0) upstream.write(pending!);
+  client.pipe(upstream);
+  upstream.pipe(client);
+  return true;
+}

@@ -1,0 +1,171 @@
+// SOCKS5 listener: a thin I/O shell around the pure Socks5Parser. The success reply goes out only after
+// the device has accepted the onward connection, so a client always learns the real outcome.
+import net, { type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { keyTag } from '../log.js';
+import type { DeviceRoute, Target } from '../routing/types.js';
+import { DialError } from '../tailnet/dialer.js';
+import { authenticate } from './auth.js';
+import type { ProxyDeps } from './deps.js';
+import { SOCKS_FAILURES } from './failures.js';
+import { ListenerContext, startRelay } from './relay.js';
+import { answerAndClose } from './sockets.js';
+import { AUTH_FAILED, AUTH_OK, SocksReply, Socks5Parser, socksReply, type SocksReplyCode } from './socks5-parser.js';
+
+const kSession = Symbol('tailgate.socks');
+type SessionSocket = Socket & { [kSession]?: SocksSession };
+
+class SocksSession {
+  readonly parser = new Socks5Parser();
+  route: DeviceRoute | null = null;
+  /** The key store failed during auth: the request gets a general failure instead of a tunnel. */
+  storeFailed = false;
+  handshakeTimer: NodeJS.Timeout | undefined;
+  /** True once the request is parsed; from then on the connect timeout governs. */
+  requested = false;
+
+  constructor(
+    readonly ctx: ListenerContext,
+    readonly socket: SessionSocket,
+  ) {}
+
+  advance(): void {
+    const { parser, socket } = this;
+    for (;;) {
+      if (socket.destroyed) return;
+      const step = parser.next();
+      switch (step.kind) {
+        case 'need-more':
+          return;
+        case 'method':
+          socket.write(step.reply);
+          continue;
+        case 'credentials':
+          // Hold further input (a pipelined request) until the key is checked.
+          socket.pause();
+          this.checkCredentials(step.username, step.password).catch(this.fatal);
+          return;
+        case 'connect':
+          this.requested = true;
+          clearTimeout(this.handshakeTimer);
+          socket.pause();
+          socket.off('data', onSessionData);
+          socket.off('end', onSessionEnd);
+          this.connect(step.target).catch(this.fatal);
+          return;
+        case 'reject':
+          this.done();
+          answerAndClose(socket, step.reply);
+          return;
+      }
+    }
+  }
+
+  private async checkCredentials(username: Buffer, password: Buffer): Promise<void> {
+    const outcome = await authenticate(this.ctx.deps.resolver, username, password);
+    if (this.socket.destroyed) return;
+    if (outcome.ok) {
+      this.route = outcome.route;
+    } else if (outcome.error) {
+      // Not the client's fault, so not an auth failure: let it send its request and answer that with a
+      // general failure.
+      this.storeFailed = true;
+      this.ctx.deps.log.error({ err: outcome.cause }, 'key lookup failed');
+    } else {
+      this.ctx.authFailures.inc();
+      this.done();
+      answerAndClose(this.socket, AUTH_FAILED);
+      return;
+    }
+    this.socket.write(AUTH_OK);
+    this.socket.resume();
+    this.advance();
+  }
+
+  private async connect(target: Target): Promise<void> {
+    const { ctx, socket } = this;
+    const route = this.route;
+    if (route === null) {
+      this.fail(SocksReply.GeneralFailure);
+      return;
+    }
+    const setupStartedAt = performance.now();
+    let upstream: Socket;
+    try {
+      upstream = await ctx.deps.connector.open(route, target);
+    } catch (err) {
+      const e = err instanceof DialError ? err : new DialError('error', String(err));
+      ctx.dialError(e.reason);
+      if (ctx.debug) ctx.deps.log.debug({ listener: 'socks5', keyTag: keyTag(route.keyHash), reason: e.reason, err: e.message }, 'device dial failed');
+      this.fail(SOCKS_FAILURES[e.reason]);
+      return;
+    }
+    this.done();
+    if (socket.destroyed) {
+      upstream.destroy();
+      return;
+    }
+    socket.off('error', onSessionError);
+    socket.off('close', onSessionClose);
+    socket.write(socksReply(SocksReply.Succeeded));
+    startRelay(ctx, route, socket, upstream, this.parser.rest(), setupStartedAt);
+  }
+
+  private fail(code: SocksReplyCode): void {
+    this.done();
+    answerAndClose(this.socket, socksReply(code));
+  }
+
+  /** Handshake over (either way): no more timer. */
+  done(): void {
+    clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = undefined;
+  }
+
+  // Bugs must cost one connection, never the process.
+  readonly fatal = (err: unknown): void => {
+    this.done();
+    this.ctx.deps.log.error({ err }, 'socks5 session failed');
+    this.socket.destroy();
+  };
+}
+
+function onSessionData(this: SessionSocket, chunk: Buffer): void {
+  const s = this[kSession]!;
+  s.parser.push(chunk);
+  s.advance();
+}
+
+function onSessionEnd(this: SessionSocket): void {
+  // The client gave up before finishing its handshake; there is nobody to answer.
+  this.destroy();
+}
+
+function onSessionError(this: SessionSocket): void {
+  // Node destroys the socket after an error; this listener only keeps the error from being fatal.
+}
+
+function onSessionClose(this: SessionSocket): void {
+  this[kSession]!.done();
+}
+
+function onHandshakeTimeout(session: SocksSession): void {
+  session.handshakeTimer = undefined;
+  if (!session.requested) session.socket.destroy();
+}
+
+export function createSocksServer(deps: ProxyDeps): net.Server {
+  const ctx = new ListenerContext(deps, 'socks5');
+  // allowHalfOpen: a client's FIN must end only its direction of the tunnel.
+  const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket: SessionSocket) => {
+    const session = new SocksSession(ctx, socket);
+    socket[kSession] = session;
+    socket.on('data', onSessionData);
+    socket.on('end', onSessionEnd);
+    socket.on('error', onSessionError);
+    socket.on('close', onSessionClose);
+    session.handshakeTimer = setTimeout(onHandshakeTimeout, deps.timeouts.handshakeMs, session);
+  });
+  server.on('error', (err) => deps.log.error({ err }, 'socks5 listener error'));
+  return server;
+}
