@@ -40,10 +40,10 @@ const REGISTRAR_STATUS: Record<RegistrarError['kind'], { status: number; code: s
   upstream: { status: 502, code: 'headscale_error' },
 };
 
-/** A Headscale failure as the API reports it, keeping Headscale's own reason. */
+/** A Headscale failure as the API reports it, keeping Headscale's own reason and naming the field. */
 export function registrarApiError(field: string, err: RegistrarError): ApiError {
   const { status, code } = REGISTRAR_STATUS[err.kind];
-  return new ApiError(status, code, `${field}: Headscale: ${err.message}`);
+  return new ApiError(status, code, err.message.startsWith(`${field}:`) ? err.message : `${field}: ${err.message}`);
 }
 
 /** IPv6 in its canonical compressed lower-case form, so one device never appears under two spellings. */
@@ -62,14 +62,14 @@ function canonicalIp(ip: string): string | null {
 export class Registration {
   constructor(private readonly deps: RegistrationDeps) {}
 
-  private allowedAddress(field: string, raw: string, source: string): string {
+  private allowedAddress(field: string, raw: string, source?: string): string {
     const ip = canonicalIp(raw);
     if (ip === null) throw new ApiError(400, 'invalid_ip', `${field}: ${JSON.stringify(raw)} is not an IP address`);
     if (!this.deps.allowList.allows(ip)) {
       throw new ApiError(
         400,
         'ip_not_allowed',
-        `${field}: ${source}${ip} is outside the allowed device ranges (${this.deps.allowList.toString()}, TAILGATE_ALLOW_CIDRS)`,
+        `${field}: ${ip}${source === undefined ? '' : ` (${source})`} is outside the allowed device ranges (${this.deps.allowList.toString()}, TAILGATE_ALLOW_CIDRS)`,
       );
     }
     return ip;
@@ -91,7 +91,7 @@ export class Registration {
         // the allowed ranges; the Headscale flow only binds a device that holds the key itself.
         throw new ApiError(403, 'forbidden', 'ip: the enrollment token registers through Headscale approval only; binding an explicit address needs the admin token');
       }
-      const ip = this.allowedAddress('ip', req.ip, '');
+      const ip = this.allowedAddress('ip', req.ip);
       const sameDevice = existing !== null && existing.ip === ip;
       binding = {
         keyHash,
@@ -118,7 +118,7 @@ export class Registration {
       } catch (err) {
         throw err instanceof RegistrarError ? registrarApiError('key', err) : err;
       }
-      const ip = this.allowedAddress('ip', device.ipv4, 'Headscale gave the device ');
+      const ip = this.allowedAddress('ip', device.ipv4, "the device's address in Headscale");
       binding = {
         keyHash,
         ip,

@@ -1,6 +1,8 @@
 // The management API: registration, the node list, revocation, health, readiness and metrics.
 // Built here, listened on by app.ts.
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Config } from '../config.js';
 import { RegistrarError, type DeviceRegistrar } from '../headscale/types.js';
 import { keyTag, type Logger } from '../log.js';
@@ -99,13 +101,27 @@ function parseId(raw: string): number {
 export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   const log = deps.log.child({ component: 'api' });
   const gate = new TokenGate(deps.config.adminToken, deps.config.enrollToken);
-  const registration = new Registration(deps);
+  const registration = new Registration({ ...deps, log });
 
   const app = Fastify({
     // Fastify's request logging writes the URL, and GET /registerV2/:key carries a key in it; requests are
     // logged below by route pattern instead.
     loggerInstance: log as FastifyBaseLogger,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
+    // Fastify's own handler logs the parser error object, whose rawPacket holds the request's header bytes
+    // (Authorization included) at trace level.
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket: Duplex) => {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+      const body = JSON.stringify(new ApiError(status, 'bad_http', `malformed HTTP request (${err.code ?? 'unknown'})`).body());
+      log.debug({ code: err.code }, 'malformed HTTP request');
+      if (socket.writable) {
+        socket.write(
+          `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        );
+      }
+      socket.destroy();
+    },
     bodyLimit: 16 * 1024,
     return503OnClosing: true,
     ajv: {

@@ -58,7 +58,21 @@ function inUseError(dir: string): Error {
  * to start instead of opening the same files twice.
  */
 export async function openEmbedded(dataDir: string, log: Logger): Promise<EmbeddedDatabase> {
-  const pgDir = path.join(dataDir, 'pg');
+  const pgDir = path.join(path.resolve(dataDir), 'pg');
+  // The socket check below sees other processes; this sees a second open in this one (tests, mostly).
+  if (openInThisProcess.has(pgDir)) throw inUseError(pgDir);
+  openInThisProcess.add(pgDir);
+  try {
+    return await open(dataDir, pgDir, log);
+  } catch (err) {
+    openInThisProcess.delete(pgDir);
+    throw err;
+  }
+}
+
+const openInThisProcess = new Set<string>();
+
+async function open(dataDir: string, pgDir: string, log: Logger): Promise<EmbeddedDatabase> {
   const runDir = path.join(dataDir, 'run');
   await mkdir(dataDir, { recursive: true });
   await mkdir(runDir, { recursive: true, mode: 0o700 });
@@ -112,6 +126,7 @@ export async function openEmbedded(dataDir: string, log: Logger): Promise<Embedd
         await server.stop();
       } finally {
         await db.close();
+        openInThisProcess.delete(pgDir);
         if (tmpRunDir !== undefined) await rm(tmpRunDir, { recursive: true, force: true });
       }
     })();

@@ -1,0 +1,658 @@
+// The management API over real HTTP (Fastify listening on an ephemeral loopback port, Node's fetch as the
+// client) in front of a real PostgreSQL store, the real key resolver and real sockets in the tunnel registry.
+// The Headscale side is a scripted DeviceRegistrar: these tests check how the API maps approvals and
+// failures; the real Headscale path is exercised end to end by the tailnet test.
+import assert from 'node:assert/strict';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { Writable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
+import { createApiServer } from '../src/api/server.js';
+import { loadConfig } from '../src/config.js';
+import { RegistrarError, type ApprovedDevice, type DeviceRegistrar } from '../src/headscale/types.js';
+import { hashKey, keyTag } from '../src/log.js';
+import { Metrics } from '../src/metrics.js';
+import { TunnelRegistry } from '../src/proxy/tunnels.js';
+import { AddressAllowList } from '../src/routing/cidr.js';
+import { KeyResolver } from '../src/routing/key-resolver.js';
+import { openStore } from '../src/store/index.js';
+import type { NodeStore } from '../src/store/types.js';
+import type { TailnetState, TailnetView } from '../src/tailnet/types.js';
+import { createTestDatabase, type TestDatabase } from './helpers/db.js';
+
+const ADMIN = 'admin-token-0123456789abcdef';
+const ENROLL = 'enroll-token-0123456789abcdef';
+
+/** Every log line the API writes, to check that no key or token ever reaches one. */
+const logLines: string[] = [];
+const logSink = new Writable({
+  write(chunk: Buffer, _enc, done) {
+    logLines.push(chunk.toString());
+    done();
+  },
+});
+const log = pino({ level: 'debug' }, logSink);
+
+class ScriptedRegistrar implements DeviceRegistrar {
+  readonly devices = new Map<string, ApprovedDevice | RegistrarError>();
+  approveCalls = 0;
+  readonly deleted: string[] = [];
+  deleteFailure: RegistrarError | undefined;
+
+  async approve(registrationKey: string): Promise<ApprovedDevice> {
+    this.approveCalls++;
+    const outcome = this.devices.get(registrationKey);
+    if (outcome === undefined) throw new RegistrarError('not-found', 'Headscale has no pending registration for this key (AuthRequest not found)');
+    if (outcome instanceof RegistrarError) throw outcome;
+    return outcome;
+  }
+
+  async deleteNode(headscaleNodeId: string): Promise<void> {
+    if (this.deleteFailure !== undefined) throw this.deleteFailure;
+    this.deleted.push(headscaleNodeId);
+  }
+}
+
+class FixedTailnet implements TailnetView {
+  current: TailnetState = { running: true, backendState: 'Running', selfIps: ['100.64.0.1'] };
+  readonly online = new Map<string, boolean>();
+  state(): TailnetState {
+    return this.current;
+  }
+  peerOnline(ip: string): boolean | undefined {
+    return this.online.get(ip);
+  }
+}
+
+interface Api {
+  base: string;
+  app: FastifyInstance;
+  resolver: KeyResolver;
+  tunnels: TunnelRegistry;
+  setListening(up: boolean): void;
+}
+
+async function startApi(
+  env: Record<string, string>,
+  store: NodeStore,
+  extra: { registrar?: DeviceRegistrar; tailnet?: TailnetView } = {},
+): Promise<Api> {
+  const config = loadConfig({ TAILGATE_DATA_DIR: '/unused', ...env });
+  const resolver = new KeyResolver(store, config.keyCache);
+  const tunnels = new TunnelRegistry();
+  let up = true;
+  const app = await createApiServer({
+    config,
+    store,
+    resolver,
+    tunnels,
+    metrics: new Metrics(),
+    log,
+    allowList: new AddressAllowList(config.allowCidrs),
+    listening: () => up,
+    tailnet: extra.tailnet,
+    registrar: extra.registrar,
+  });
+  assert.equal(app.server.listening, false, 'createApiServer must leave listening to the caller');
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const addr = app.server.address();
+  assert.ok(addr !== null && typeof addr === 'object');
+  return { base: `http://127.0.0.1:${addr.port}`, app, resolver, tunnels, setListening: (v) => (up = v) };
+}
+
+interface Answer {
+  status: number;
+  headers: Headers;
+  text: string;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  json: any;
+}
+
+async function call(
+  api: Api,
+  method: string,
+  path: string,
+  opts: { token?: string | null; body?: unknown; raw?: string; contentType?: string; authorization?: string } = {},
+): Promise<Answer> {
+  const headers: Record<string, string> = {};
+  const token = opts.token === undefined ? ADMIN : opts.token;
+  if (opts.authorization !== undefined) headers.authorization = opts.authorization;
+  else if (token !== null) headers.authorization = `Bearer ${token}`;
+  let body: string | undefined;
+  if (opts.raw !== undefined) body = opts.raw;
+  else if (opts.body !== undefined) body = JSON.stringify(opts.body);
+  if (body !== undefined) headers['content-type'] = opts.contentType ?? 'application/json';
+  const res = await fetch(api.base + path, { method, headers, body, signal: AbortSignal.timeout(10_000) });
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, headers: res.headers, text, json };
+}
+
+function assertError(a: Answer, status: number, code: string, message: RegExp): void {
+  assert.equal(a.status, status, a.text);
+  assert.equal(a.json?.success, false, a.text);
+  assert.equal(a.json?.error, code, a.text);
+  assert.match(a.json?.message, message);
+}
+
+let keyCounter = 0;
+/** A fresh 24-character key in the shape of Headscale's registration ids. */
+function newKey(): string {
+  return `K${process.pid.toString(36)}x${(++keyCounter).toString(36)}`.padEnd(24, 'Q');
+}
+const usedKeys: string[] = [];
+function key(): string {
+  const k = newKey();
+  usedKeys.push(k);
+  return k;
+}
+
+let db: TestDatabase;
+let store: NodeStore;
+let api: Api;
+const registrar = new ScriptedRegistrar();
+const tailnet = new FixedTailnet();
+
+before(async () => {
+  db = await createTestDatabase('api');
+  store = await openStore({ databaseUrl: db.url, dataDir: '/unused', log });
+  api = await startApi({ TAILGATE_ADMIN_TOKEN: ADMIN, TAILGATE_ENROLL_TOKEN: ENROLL }, store, { registrar, tailnet });
+});
+
+after(async () => {
+  await api?.app.close();
+  await store?.close();
+  await db?.drop();
+  // Checked last, over everything every test logged.
+  const all = logLines.join('');
+  if (process.env.SHOW_API_LOG) process.stderr.write(all);
+  assert.ok(logLines.length > 0, 'the API logged nothing at all');
+  for (const secret of [ADMIN, ENROLL, ...usedKeys]) assert.ok(!all.includes(secret), `a secret reached the log: ${secret.slice(0, 4)}...`);
+});
+
+describe('health, readiness and metrics', () => {
+  test('GET /healthz answers without a token', async () => {
+    const a = await call(api, 'GET', '/healthz', { token: null });
+    assert.equal(a.status, 200);
+    assert.deepEqual(a.json, { status: 'ok' });
+  });
+
+  test('GET /readyz is open and reports database, listeners and tailnet', async () => {
+    const a = await call(api, 'GET', '/readyz', { token: null });
+    assert.equal(a.status, 200, a.text);
+    assert.deepEqual(a.json, { ready: true, database: 'ok', listeners: 'ok', tailnet: 'ok' });
+  });
+
+  test('GET /readyz is 503 while the proxy listeners are down', async () => {
+    api.setListening(false);
+    try {
+      const a = await call(api, 'GET', '/readyz', { token: null });
+      assert.equal(a.status, 503);
+      assert.equal(a.json.ready, false);
+      assert.equal(a.json.listeners, 'not listening');
+    } finally {
+      api.setListening(true);
+    }
+  });
+
+  test('GET /readyz is 503 while tailscaled is not Running', async () => {
+    tailnet.current = { running: false, backendState: 'NeedsLogin', selfIps: [] };
+    try {
+      const a = await call(api, 'GET', '/readyz', { token: null });
+      assert.equal(a.status, 503);
+      assert.equal(a.json.tailnet, 'not running (NeedsLogin)');
+      assert.equal(a.json.database, 'ok');
+    } finally {
+      tailnet.current = { running: true, backendState: 'Running', selfIps: ['100.64.0.1'] };
+    }
+  });
+
+  test('GET /readyz is 503 when the database is gone, and says so', async () => {
+    const other = await createTestDatabase('api_gone');
+    const goneStore = await openStore({ databaseUrl: other.url, dataDir: '/unused', log });
+    const gone = await startApi({ TAILGATE_ADMIN_TOKEN: ADMIN }, goneStore);
+    try {
+      await goneStore.close();
+      const a = await call(gone, 'GET', '/readyz', { token: null });
+      assert.equal(a.status, 503);
+      assert.match(a.json.database, /^unreachable: /);
+      assert.equal(a.json.tailnet, 'not supervised');
+      // And a call that needs the database says why it failed.
+      assertError(await call(gone, 'GET', '/nodes'), 503, 'database_unavailable', /database unavailable/);
+    } finally {
+      await gone.app.close();
+      await other.drop();
+    }
+  });
+
+  test('GET /metrics needs the admin token and serves Prometheus text', async () => {
+    assertError(await call(api, 'GET', '/metrics', { token: null }), 401, 'unauthorized', /Authorization: missing/);
+    assertError(await call(api, 'GET', '/metrics', { token: ENROLL }), 403, 'forbidden', /enrollment token may only call/);
+    const a = await call(api, 'GET', '/metrics');
+    assert.equal(a.status, 200);
+    assert.match(a.headers.get('content-type') ?? '', /^text\/plain/);
+    assert.match(a.text, /^# HELP tailgate_tunnels_open /m);
+    assert.match(a.text, /^tailgate_process_cpu_user_seconds_total /m);
+  });
+});
+
+describe('authorization', () => {
+  test('no token, a wrong token, and a non-Bearer scheme are 401', async () => {
+    const missing = await call(api, 'GET', '/nodes', { token: null });
+    assertError(missing, 401, 'unauthorized', /^Authorization: missing; send Authorization: Bearer <token>$/);
+    assertError(await call(api, 'GET', '/nodes', { token: 'wrong-token-0123456789' }), 401, 'unauthorized', /^Authorization: invalid token$/);
+    assertError(await call(api, 'GET', '/nodes', { token: ADMIN.slice(0, -1) }), 401, 'unauthorized', /invalid token/);
+    assertError(await call(api, 'GET', '/nodes', { authorization: `Basic ${Buffer.from(`${ADMIN}:`).toString('base64')}` }), 401, 'unauthorized', /invalid/);
+    assertError(await call(api, 'POST', '/register', { token: null, body: { key: key(), ip: '100.64.0.2' } }), 401, 'unauthorized', /missing/);
+  });
+
+  test('the scheme is case-insensitive', async () => {
+    const a = await call(api, 'GET', '/nodes', { authorization: `bearer ${ADMIN}` });
+    assert.equal(a.status, 200);
+  });
+
+  test('the enrollment token may register and nothing else', async () => {
+    const k = key();
+    registrar.devices.set(k, { headscaleNodeId: '901', name: 'enrolled', ipv4: '100.64.9.1', ipv6: null });
+    const reg = await call(api, 'POST', '/register', { token: ENROLL, body: { key: k } });
+    assert.equal(reg.status, 201, reg.text);
+    const again = await call(api, 'GET', `/registerV2/${k}`, { token: ENROLL });
+    assert.equal(again.status, 200, again.text);
+    const id = reg.json.node.id;
+    assertError(await call(api, 'GET', '/nodes', { token: ENROLL }), 403, 'forbidden', /enrollment token may only call POST \/register/);
+    assertError(await call(api, 'GET', `/nodes/${id}`, { token: ENROLL }), 403, 'forbidden', /enrollment token/);
+    assertError(await call(api, 'DELETE', `/nodes/${id}`, { token: ENROLL }), 403, 'forbidden', /enrollment token/);
+    assert.ok(await store.get(id), 'a forbidden DELETE must not delete');
+  });
+
+  test('the enrollment token cannot bind a key to an explicit address', async () => {
+    const k = key();
+    assertError(
+      await call(api, 'POST', '/register', { token: ENROLL, body: { key: k, ip: '100.64.9.2' } }),
+      403,
+      'forbidden',
+      /^ip: the enrollment token registers through Headscale approval only/,
+    );
+    assert.equal(await store.findByKeyHash(hashKey(k)), null);
+  });
+
+  test('malformed HTTP gets a JSON 400 and the raw request never reaches the log', async () => {
+    const { port } = new URL(api.base);
+    const secret = `Bearer ${ADMIN}`;
+    const answer = await new Promise<string>((resolve, reject) => {
+      const s = connect(Number(port), '127.0.0.1');
+      let data = '';
+      const timer = setTimeout(() => reject(new Error('no answer to a malformed request within 5 s')), 5_000);
+      s.on('data', (d: Buffer) => (data += d.toString()));
+      s.on('error', () => {});
+      s.on('close', () => {
+        clearTimeout(timer);
+        resolve(data);
+      });
+      s.write(`GET /nodes HTTP/1.1\r\nHost: x\r\nAuthorization: ${secret}\r\nBad Header Line\r\n\r\n`);
+    });
+    assert.match(answer, /^HTTP\/1\.1 400 Bad Request\r\n/);
+    assert.match(answer, /"error":"bad_http"/);
+  });
+
+  test('unknown paths are 401 without a token and 404 with one', async () => {
+    assertError(await call(api, 'GET', '/nope', { token: null }), 401, 'unauthorized', /missing/);
+    assertError(await call(api, 'GET', '/nope'), 404, 'not_found', /no such endpoint: GET \/nope/);
+  });
+
+  test('without an admin token configured, calls need no token (the API is then on loopback only)', async () => {
+    const open = await startApi({}, store);
+    try {
+      assert.equal(loadConfig({}).apiHost, '127.0.0.1');
+      const nodes = await call(open, 'GET', '/nodes', { token: null });
+      assert.equal(nodes.status, 200);
+      const reg = await call(open, 'POST', '/register', { token: null, body: { key: key(), ip: '100.64.0.3' } });
+      assert.equal(reg.status, 201, reg.text);
+      const metrics = await call(open, 'GET', '/metrics', { token: null });
+      assert.equal(metrics.status, 200);
+    } finally {
+      await open.app.close();
+    }
+  });
+});
+
+describe('POST /register with an address', () => {
+  test('binds a key with the configured defaults and answers in the original shape', async () => {
+    const k = key();
+    const a = await call(api, 'POST', '/register', { body: { key: k, ip: '100.64.0.7' } });
+    assert.equal(a.status, 201, a.text);
+    assert.equal(a.json.success, true);
+    assert.equal(a.json.ip, '100.64.0.7');
+    assert.match(a.json.message, new RegExp(`^registered: key ${keyTag(hashKey(k))} -> 100\\.64\\.0\\.7:8939 \\(http\\)`));
+    const node = a.json.node;
+    assert.equal(typeof node.id, 'number');
+    assert.equal(node.name, null);
+    assert.equal(node.ip, '100.64.0.7');
+    assert.equal(node.port, 8939);
+    assert.equal(node.protocol, 'http');
+    assert.equal(node.keyPrefix, keyTag(hashKey(k)));
+    assert.ok(!Number.isNaN(Date.parse(node.createdAt)));
+    assert.ok(!a.text.includes(k), 'the response must not echo the key');
+  });
+
+  test('registration is visible to the very next proxy lookup', async () => {
+    const k = key();
+    assert.equal(await api.resolver.resolve(k), null); // now cached as unknown
+    const a = await call(api, 'POST', '/register', { body: { key: k, ip: '100.64.0.8', port: 3128, protocol: 'socks5' } });
+    assert.equal(a.status, 201, a.text);
+    assert.deepEqual(await api.resolver.resolve(k), { nodeId: a.json.node.id, keyHash: hashKey(k), ip: '100.64.0.8', port: 3128, protocol: 'socks5' });
+  });
+
+  test('the same key again updates its binding; unspecified fields keep their value', async () => {
+    const k = key();
+    const first = await call(api, 'POST', '/register', { body: { key: k, ip: '100.64.0.9', port: 9000, protocol: 'socks5', name: 'phone' } });
+    assert.equal(first.status, 201);
+    await api.resolver.resolve(k); // cached
+    const same = await call(api, 'POST', '/register', { body: { key: k, ip: '100.64.0.9', port: 9000, protocol: 'socks5', name: 'phone' } });
+    assert.equal(same.status, 200, same.text);
+    assert.match(same.json.message, /^updated: /);
+    assert.equal(same.json.node.id, first.json.node.id);
+    const moved = await call(api, 'POST', '/register', { body: { key: k, ip: '100.64.0.10' } });
+    assert.equal(moved.status, 200);
+    assert.deepEqual(
+      { ip: moved.json.node.ip, port: moved.json.node.port, protocol: moved.json.node.protocol, name: moved.json.node.name },
+      { ip: '100.64.0.10', port: 9000, protocol: 'socks5', name: 'phone' },
+    );
+    assert.equal((await api.resolver.resolve(k))?.ip, '100.64.0.10', 'the cached route was not invalidated');
+    assert.equal((await store.list()).filter((n) => n.keyHash === hashKey(k)).length, 1);
+  });
+
+  test('IPv6 tailnet addresses are accepted and stored in canonical form', async () => {
+    const a = await call(api, 'POST', '/register', { body: { key: key(), ip: 'FD7A:115C:A1E0:0000::0005' } });
+    assert.equal(a.status, 201, a.text);
+    assert.equal(a.json.ip, 'fd7a:115c:a1e0::5');
+    assert.match(a.json.message, /-> \[fd7a:115c:a1e0::5\]:8939/);
+  });
+
+  test('addresses outside TAILGATE_ALLOW_CIDRS are refused, naming the field and the ranges', async () => {
+    for (const ip of ['10.0.0.1', '127.0.0.1', '192.168.1.1', '169.254.169.254', '::1', 'fd7a:115c:a1e1::1', '100.128.0.1']) {
+      const a = await call(api, 'POST', '/register', { body: { key: key(), ip } });
+      assertError(a, 400, 'ip_not_allowed', /^ip: .* is outside the allowed device ranges \(100\.64\.0\.0\/10,fd7a:115c:a1e0::\/48, TAILGATE_ALLOW_CIDRS\)$/);
+    }
+  });
+
+  test('something that is not an IP address is refused, naming the field', async () => {
+    for (const ip of ['abc', '100.64.0', '100.64.0.256', 'example.com', 'fe80::1%eth0', '100.64.0.1/32']) {
+      assertError(await call(api, 'POST', '/register', { body: { key: key(), ip } }), 400, 'invalid_ip', /^ip: ".*" is not an IP address$/);
+    }
+  });
+
+  test('every malformed field is a 400 naming it', async () => {
+    const ok = { key: key(), ip: '100.64.0.20' };
+    const cases: [unknown, RegExp][] = [
+      [{ ip: '100.64.0.20' }, /^body\.key is required$/],
+      [{ ...ok, key: 'short' }, /^body\.key must be at least 8 characters$/],
+      [{ ...ok, key: 'x'.repeat(257) }, /^body\.key must be at most 256 characters$/],
+      [{ ...ok, key: 'has:colon-inside' }, /^body\.key must be printable ASCII without spaces or ':'/],
+      [{ ...ok, key: 'has space inside' }, /^body\.key must be printable ASCII/],
+      [{ ...ok, key: 'non-ascii-kéy-value' }, /^body\.key must be printable ASCII/],
+      [{ ...ok, key: 12345678 }, /^body\.key must be a string$/],
+      [{ ...ok, ip: '' }, /^body\.ip must be at least 1 characters$/],
+      [{ ...ok, ip: 100 }, /^body\.ip must be a string$/],
+      [{ ...ok, port: 0 }, /^body\.port must be >= 1$/],
+      [{ ...ok, port: 65536 }, /^body\.port must be <= 65535$/],
+      [{ ...ok, port: '8939' }, /^body\.port must be an integer$/],
+      [{ ...ok, port: 80.5 }, /^body\.port must be an integer$/],
+      [{ ...ok, protocol: 'ftp' }, /^body\.protocol must be one of: http, socks5$/],
+      [{ ...ok, name: '' }, /^body\.name must be at least 1 characters$/],
+      [{ ...ok, name: 'bad\nname' }, /^body\.name must not contain control characters$/],
+      [{ ...ok, name: 'n'.repeat(129) }, /^body\.name must be at most 128 characters$/],
+      [{ ...ok, prot: 'http' }, /^body\.prot is not a known field$/],
+      [[ok], /^body must be a JSON object$/],
+      ['just a string', /^body must be a JSON object$/],
+    ];
+    for (const [body, message] of cases) {
+      assertError(await call(api, 'POST', '/register', { body }), 400, 'invalid_request', message);
+    }
+    assert.equal(await store.findByKeyHash(hashKey(ok.key)), null);
+  });
+
+  test('bodies that are not JSON are refused with a clear reason', async () => {
+    assertError(await call(api, 'POST', '/register', { raw: '{"key": ' }), 400, 'invalid_request', /^body: not valid JSON$/);
+    assertError(await call(api, 'POST', '/register', { raw: '' }), 400, 'invalid_request', /^body: empty, expected a JSON object$/);
+    assertError(
+      await call(api, 'POST', '/register', { raw: 'key=abcdefgh&ip=100.64.0.1', contentType: 'application/x-www-form-urlencoded' }),
+      415,
+      'invalid_request',
+      /^body: send JSON with content-type: application\/json$/,
+    );
+    assertError(await call(api, 'POST', '/register', { raw: JSON.stringify({ key: key(), name: 'x'.repeat(20_000) }) }), 413, 'invalid_request', /^body: too large$/);
+    assertError(await call(api, 'POST', '/register', { raw: '{"__proto__": {"x": 1}, "key": "abcdefgh"}' }), 400, 'invalid_request', /^body: not valid JSON$/);
+  });
+
+  test('without ip and without Headscale, ip is required', async () => {
+    const plain = await startApi({ TAILGATE_ADMIN_TOKEN: ADMIN }, store);
+    try {
+      assertError(await call(plain, 'POST', '/register', { body: { key: key() } }), 400, 'ip_required', /^ip: required \(Headscale approval is not configured\)$/);
+      assertError(await call(plain, 'GET', `/registerV2/${key()}`), 400, 'ip_required', /^ip: required/);
+    } finally {
+      await plain.app.close();
+    }
+  });
+});
+
+describe('POST /register and GET /registerV2/:key through Headscale approval', () => {
+  test('approves the device holding the key and binds the key to its tailnet address', async () => {
+    const k = key();
+    registrar.devices.set(k, { headscaleNodeId: '42', name: 'device-a', ipv4: '100.64.0.42', ipv6: 'fd7a:115c:a1e0::2a' });
+    const before = registrar.approveCalls;
+    const a = await call(api, 'POST', '/register', { body: { key: k } });
+    assert.equal(a.status, 201, a.text);
+    assert.equal(registrar.approveCalls, before + 1);
+    assert.equal(a.json.ip, '100.64.0.42');
+    assert.match(a.json.message, /via Headscale approval$/);
+    const n = a.json.node;
+    assert.deepEqual(
+      { ip: n.ip, ipv6: n.ipv6, name: n.name, headscaleNodeId: n.headscaleNodeId, port: n.port, protocol: n.protocol },
+      { ip: '100.64.0.42', ipv6: 'fd7a:115c:a1e0::2a', name: 'device-a', headscaleNodeId: '42', port: 8939, protocol: 'http' },
+    );
+    assert.equal((await api.resolver.resolve(k))?.ip, '100.64.0.42');
+  });
+
+  test('registering an approved key again is idempotent and does not ask Headscale again', async () => {
+    const k = key();
+    registrar.devices.set(k, { headscaleNodeId: '43', name: 'device-b', ipv4: '100.64.0.43', ipv6: null });
+    const first = await call(api, 'GET', `/registerV2/${k}`);
+    assert.equal(first.status, 201, first.text);
+    // Headscale has consumed the registration key by now; asking again would fail.
+    registrar.devices.delete(k);
+    const calls = registrar.approveCalls;
+    for (const again of [await call(api, 'GET', `/registerV2/${k}`), await call(api, 'POST', '/register', { body: { key: k, port: 8080 } })]) {
+      assert.equal(again.status, 200, again.text);
+      assert.equal(again.json.node.id, first.json.node.id);
+      assert.equal(again.json.ip, '100.64.0.43');
+      assert.equal(again.json.node.headscaleNodeId, '43');
+    }
+    assert.equal(registrar.approveCalls, calls);
+    assert.equal((await store.get(first.json.node.id))?.port, 8080);
+  });
+
+  test("Headscale's failures map to 400, 404 and 502 with its reason", async () => {
+    const cases: [RegistrarError, number, string][] = [
+      [new RegistrarError('bad-key', 'key: not a Headscale registration key (expected hskey-authreq- ...)'), 400, 'bad_registration_key'],
+      [new RegistrarError('not-found', 'Headscale has no pending registration for this key (expired)'), 404, 'headscale_not_found'],
+      [new RegistrarError('unreachable', 'Headscale at http://127.0.0.1:1 is unreachable: ECONNREFUSED'), 502, 'headscale_unreachable'],
+      [new RegistrarError('upstream', 'Headscale answered HTTP 500 while approving: boom'), 502, 'headscale_error'],
+    ];
+    for (const [err, status, code] of cases) {
+      const k = key();
+      registrar.devices.set(k, err);
+      const reason = err.message.replace(/^key: /, '').replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      assertError(await call(api, 'POST', '/register', { body: { key: k } }), status, code, new RegExp(`^key: ${reason}$`));
+      assertError(await call(api, 'GET', `/registerV2/${k}`), status, code, new RegExp(`^key: ${reason}$`));
+      assert.equal(await store.findByKeyHash(hashKey(k)), null);
+    }
+    // An unknown key: the scripted registrar answers not-found, like Headscale.
+    assertError(await call(api, 'GET', `/registerV2/${key()}`), 404, 'headscale_not_found', /^key: Headscale has no pending registration/);
+  });
+
+  test('an address Headscale hands out outside the allowed ranges is refused', async () => {
+    const k = key();
+    registrar.devices.set(k, { headscaleNodeId: '44', name: 'odd', ipv4: '10.1.2.3', ipv6: null });
+    assertError(await call(api, 'POST', '/register', { body: { key: k } }), 400, 'ip_not_allowed', /^ip: 10\.1\.2\.3 \(the device's address in Headscale\) is outside the allowed device ranges/);
+    assert.equal(await store.findByKeyHash(hashKey(k)), null);
+  });
+
+  test('the key in the path is validated like the body field', async () => {
+    assertError(await call(api, 'GET', '/registerV2/short'), 400, 'invalid_request', /^params\.key must be at least 8 characters$/);
+    assertError(await call(api, 'GET', `/registerV2/${encodeURIComponent('has:colon-in-it')}`), 400, 'invalid_request', /^params\.key must be printable ASCII/);
+  });
+});
+
+describe('GET /nodes and GET /nodes/:id', () => {
+  test('lists every binding without any key, with online state from the tailnet', async () => {
+    const k = key();
+    const reg = await call(api, 'POST', '/register', { body: { key: k, ip: '100.64.1.50', name: 'listed' } });
+    tailnet.online.set('100.64.1.50', true);
+    const a = await call(api, 'GET', '/nodes');
+    assert.equal(a.status, 200);
+    assert.ok(Array.isArray(a.json));
+    const mine = a.json.find((n: { id: number }) => n.id === reg.json.node.id);
+    assert.deepEqual(Object.keys(mine).sort(), ['createdAt', 'headscaleNodeId', 'id', 'ip', 'ipv6', 'keyPrefix', 'name', 'online', 'port', 'protocol', 'updatedAt']);
+    assert.equal(mine.online, true);
+    assert.equal(mine.keyPrefix, keyTag(hashKey(k)));
+    tailnet.online.set('100.64.1.50', false);
+    assert.equal((await call(api, 'GET', `/nodes/${reg.json.node.id}`)).json.online, false);
+    tailnet.online.delete('100.64.1.50');
+    assert.equal((await call(api, 'GET', `/nodes/${reg.json.node.id}`)).json.online, null);
+    for (const used of usedKeys) assert.ok(!a.text.includes(used), 'a key appeared in GET /nodes');
+    for (const node of a.json) assert.ok(!a.text.includes(hashKey(String(node.id))));
+    assert.ok(!/[0-9a-f]{64}/.test(a.text), 'a whole key hash appeared in GET /nodes');
+  });
+
+  test('GET /nodes/:id returns one node, 404 for unknown ids, 400 for malformed ones', async () => {
+    const reg = await call(api, 'POST', '/register', { body: { key: key(), ip: '100.64.1.51' } });
+    const one = await call(api, 'GET', `/nodes/${reg.json.node.id}`);
+    assert.equal(one.status, 200);
+    assert.deepEqual(one.json, (await call(api, 'GET', '/nodes')).json.find((n: { id: number }) => n.id === reg.json.node.id));
+    assertError(await call(api, 'GET', '/nodes/999999'), 404, 'not_found', /^id: no node 999999$/);
+    for (const bad of ['abc', '0', '-1', '1.5', '01']) {
+      assertError(await call(api, 'GET', `/nodes/${bad}`), 400, 'invalid_request', /^params\.id must be a positive integer$/);
+    }
+    assertError(await call(api, 'GET', '/nodes/99999999999'), 400, 'invalid_request', /^params\.id must be a positive integer$/);
+    assertError(await call(api, 'GET', '/nodes/9999999999'), 400, 'invalid_request', /^params\.id must be at most 2147483647$/);
+  });
+});
+
+describe('DELETE /nodes/:id', () => {
+  let server: Server;
+  let port: number;
+  const accepted: Socket[] = [];
+  before(async () => {
+    server = createServer((s) => accepted.push(s));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    port = (server.address() as { port: number }).port;
+  });
+  after(async () => {
+    for (const s of accepted) s.destroy();
+    await new Promise((r) => server.close(r));
+  });
+
+  /** A real client connection whose server side is registered as a tunnel of keyHash, like the proxies do. */
+  async function openTunnel(keyHash: string): Promise<{ closed: Promise<void> }> {
+    const before = accepted.length;
+    const client = connect(port, '127.0.0.1');
+    client.on('error', () => {});
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('tunnel socket not accepted within 5 s')), 5_000);
+      const poll = () => (accepted.length > before ? (clearTimeout(timer), resolve()) : setImmediate(poll));
+      poll();
+    });
+    const tunnel = accepted[accepted.length - 1]!;
+    api.tunnels.add(keyHash, tunnel);
+    // As the proxies' relay does: a closed tunnel leaves the registry.
+    tunnel.once('close', () => api.tunnels.remove(keyHash, tunnel));
+    const closed = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('tunnel not closed within 5 s')), 5_000);
+      client.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    return { closed };
+  }
+
+  test('revokes: the key stops resolving at once and its open tunnels are closed', async () => {
+    const k = key();
+    const reg = await call(api, 'POST', '/register', { body: { key: k, ip: '100.64.2.1' } });
+    assert.ok(await api.resolver.resolve(k), 'cached before the revocation');
+    const t1 = await openTunnel(hashKey(k));
+    const t2 = await openTunnel(hashKey(k));
+    const bystanderKey = key();
+    await call(api, 'POST', '/register', { body: { key: bystanderKey, ip: '100.64.2.2' } });
+    await openTunnel(hashKey(bystanderKey));
+
+    const a = await call(api, 'DELETE', `/nodes/${reg.json.node.id}`);
+    assert.equal(a.status, 200, a.text);
+    assert.equal(a.json.success, true);
+    assert.equal(a.json.tunnelsClosed, 2);
+    assert.equal(a.json.headscaleDeleted, false);
+    assert.match(a.json.message, new RegExp(`^revoked: key ${keyTag(hashKey(k))}, 2 open tunnel\\(s\\) closed$`));
+    assert.equal(a.json.node.id, reg.json.node.id);
+    await Promise.all([t1.closed, t2.closed]);
+    assert.equal(await api.resolver.resolve(k), null);
+    assert.equal(api.tunnels.size, 1, "another key's tunnel must stay open");
+    assertError(await call(api, 'GET', `/nodes/${reg.json.node.id}`), 404, 'not_found', /no node/);
+    assertError(await call(api, 'DELETE', `/nodes/${reg.json.node.id}`), 404, 'not_found', /^id: no node \d+$/);
+  });
+
+  test('?purge=true also deletes the node in Headscale', async () => {
+    const k = key();
+    registrar.devices.set(k, { headscaleNodeId: '77', name: 'to-purge', ipv4: '100.64.2.77', ipv6: null });
+    const reg = await call(api, 'POST', '/register', { body: { key: k } });
+    assert.equal(reg.status, 201, reg.text);
+    const a = await call(api, 'DELETE', `/nodes/${reg.json.node.id}?purge=true`);
+    assert.equal(a.status, 200, a.text);
+    assert.equal(a.json.headscaleDeleted, true);
+    assert.deepEqual(registrar.deleted.slice(-1), ['77']);
+    assert.equal(await store.get(reg.json.node.id), null);
+  });
+
+  test('a purge Headscale fails leaves the binding in place so it can be retried', async () => {
+    const k = key();
+    registrar.devices.set(k, { headscaleNodeId: '78', name: 'retry', ipv4: '100.64.2.78', ipv6: null });
+    const reg = await call(api, 'POST', '/register', { body: { key: k } });
+    registrar.deleteFailure = new RegistrarError('unreachable', 'Headscale at http://127.0.0.1:1 is unreachable: ECONNREFUSED');
+    try {
+      assertError(await call(api, 'DELETE', `/nodes/${reg.json.node.id}?purge=true`), 502, 'headscale_unreachable', /^purge: Headscale at .* is unreachable/);
+      assert.ok(await store.get(reg.json.node.id));
+      assert.ok(await api.resolver.resolve(k));
+      // Already gone in Headscale counts as done.
+      registrar.deleteFailure = new RegistrarError('not-found', 'no such node');
+      const a = await call(api, 'DELETE', `/nodes/${reg.json.node.id}?purge=1`);
+      assert.equal(a.status, 200, a.text);
+      assert.equal(a.json.headscaleDeleted, false);
+      assert.equal(await api.resolver.resolve(k), null);
+    } finally {
+      registrar.deleteFailure = undefined;
+    }
+  });
+
+  test('purge without Headscale configured, and malformed parameters, are 400 naming them', async () => {
+    const reg = await call(api, 'POST', '/register', { body: { key: key(), ip: '100.64.2.3' } });
+    const id = reg.json.node.id;
+    assertError(await call(api, 'DELETE', `/nodes/${id}?purge=maybe`), 400, 'invalid_request', /^querystring\.purge must be one of: true, false, 1, 0$/);
+    assertError(await call(api, 'DELETE', `/nodes/${id}?force=true`), 400, 'invalid_request', /^querystring\.force is not a known field$/);
+    assertError(await call(api, 'DELETE', '/nodes/abc'), 400, 'invalid_request', /^params\.id must be a positive integer$/);
+    const plain = await startApi({ TAILGATE_ADMIN_TOKEN: ADMIN }, store);
+    try {
+      assertError(await call(plain, 'DELETE', `/nodes/${id}?purge=true`), 400, 'purge_unavailable', /^purge: Headscale is not configured/);
+      assert.ok(await store.get(id));
+      // Without purge, a node with no Headscale id is simply revoked.
+      assert.equal((await call(plain, 'DELETE', `/nodes/${id}?purge=false`)).status, 200);
+    } finally {
+      await plain.app.close();
+    }
+  });
+});

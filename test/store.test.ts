@@ -1,0 +1,307 @@
+// The registry against both backends it ships with: a real PostgreSQL server (a throw-away database) and
+// the embedded PGlite in a temporary directory. Same tests, same SQL.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { PGlite } from '@electric-sql/pglite';
+import { createLogger, hashKey } from '../src/log.js';
+import { openStore } from '../src/store/index.js';
+import { MIGRATIONS } from '../src/store/migrations.js';
+import type { NodeStore } from '../src/store/types.js';
+import { createTempDir, createTestDatabase, type TestDatabase } from './helpers/db.js';
+
+const log = createLogger('silent');
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Raw rows of a table, read around the store, for checking what is really persisted. */
+type Inspect = (query: string) => Promise<Record<string, unknown>[]>;
+
+interface Backend {
+  name: string;
+  setup(): Promise<void>;
+  teardown(): Promise<void>;
+  open(): Promise<NodeStore>;
+  /** Only called while no store is open on the backend (the embedded database allows one process). */
+  inspect: Inspect;
+}
+
+function postgresBackend(): Backend {
+  let db: TestDatabase;
+  return {
+    name: 'PostgreSQL server',
+    async setup() {
+      db = await createTestDatabase('store');
+    },
+    async teardown() {
+      await db?.drop();
+    },
+    open: () => openStore({ databaseUrl: db.url, dataDir: '/nonexistent-unused', log }),
+    inspect: async (query) => [...(await db.sql.unsafe(query))] as Record<string, unknown>[],
+  };
+}
+
+function embeddedBackend(): Backend {
+  let tmp: { dir: string; remove(): Promise<void> };
+  return {
+    name: 'embedded PGlite',
+    async setup() {
+      tmp = await createTempDir('tailgate-store');
+    },
+    async teardown() {
+      await tmp?.remove();
+    },
+    open: () => openStore({ databaseUrl: undefined, dataDir: tmp.dir, log }),
+    async inspect(query) {
+      // Straight at the files, no socket and no store code in between.
+      const pg = await PGlite.create(path.join(tmp.dir, 'pg'));
+      try {
+        return (await pg.query<Record<string, unknown>>(query)).rows;
+      } finally {
+        await pg.close();
+      }
+    },
+  };
+}
+
+const KEY_A = 'D5D0R2gwvodpIKhEyZ4lrFVO';
+const KEY_B = 'hskey-authreq-AbCdEfGhIjKlMnOpQrStUvWx';
+
+for (const backend of [postgresBackend(), embeddedBackend()]) {
+  describe(`store on ${backend.name}`, () => {
+    before(() => backend.setup());
+    after(() => backend.teardown());
+
+    test('first open applies every migration once and records it', async () => {
+      const store = await backend.open();
+      await store.ping();
+      await store.close();
+      const rows = await backend.inspect('SELECT version, name FROM schema_migrations ORDER BY version');
+      assert.deepEqual(
+        rows.map((r) => ({ version: r.version, name: r.name })),
+        MIGRATIONS.map((m) => ({ version: m.version, name: m.name })),
+      );
+    });
+
+    test('upsert inserts, then updates the same key in place', async () => {
+      const store = await backend.open();
+      try {
+        const first = await store.upsert({ keyHash: hashKey(KEY_A), ip: '100.64.0.7', port: 8939, protocol: 'http', name: 'phone-a' });
+        assert.equal(first.created, true);
+        assert.equal(typeof first.node.id, 'number');
+        assert.equal(first.node.ip, '100.64.0.7');
+        assert.equal(first.node.name, 'phone-a');
+        assert.equal(first.node.ipv6, null);
+        assert.equal(first.node.headscaleNodeId, null);
+        assert.ok(first.node.createdAt instanceof Date);
+
+        const second = await store.upsert({
+          keyHash: hashKey(KEY_A),
+          ip: '100.64.0.8',
+          ipv6: 'fd7a:115c:a1e0::8',
+          port: 9000,
+          protocol: 'socks5',
+          headscaleNodeId: '17',
+        });
+        assert.equal(second.created, false);
+        assert.equal(second.node.id, first.node.id);
+        assert.equal(second.node.ip, '100.64.0.8');
+        assert.equal(second.node.port, 9000);
+        assert.equal(second.node.protocol, 'socks5');
+        assert.equal(second.node.ipv6, 'fd7a:115c:a1e0::8');
+        assert.equal(second.node.headscaleNodeId, '17');
+        // name was not mentioned, so it stays.
+        assert.equal(second.node.name, 'phone-a');
+        assert.equal(second.node.createdAt.getTime(), first.node.createdAt.getTime());
+        assert.ok(second.node.updatedAt.getTime() >= first.node.updatedAt.getTime());
+
+        // null clears, undefined keeps.
+        const third = await store.upsert({ keyHash: hashKey(KEY_A), ip: '100.64.0.8', port: 9000, protocol: 'socks5', name: null, ipv6: null });
+        assert.equal(third.node.name, null);
+        assert.equal(third.node.ipv6, null);
+        assert.equal(third.node.headscaleNodeId, '17');
+
+        const found = await store.findByKeyHash(hashKey(KEY_A));
+        assert.deepEqual(found, third.node);
+        assert.equal(await store.findByKeyHash(hashKey('not-registered-key')), null);
+      } finally {
+        await store.close();
+      }
+    });
+
+    test('list, get and remove', async () => {
+      const store = await backend.open();
+      try {
+        const b = await store.upsert({ keyHash: hashKey(KEY_B), ip: 'fd7a:115c:a1e0::b', port: 8939, protocol: 'http' });
+        const all = await store.list();
+        assert.deepEqual(
+          all.map((n) => n.keyHash),
+          [hashKey(KEY_A), hashKey(KEY_B)],
+        );
+        assert.deepEqual(await store.get(b.node.id), b.node);
+        assert.equal(await store.get(999_999), null);
+
+        const removed = await store.remove(b.node.id);
+        assert.deepEqual(removed, b.node);
+        assert.equal(await store.remove(b.node.id), null);
+        assert.equal(await store.get(b.node.id), null);
+        assert.equal(await store.findByKeyHash(hashKey(KEY_B)), null);
+        assert.equal((await store.list()).length, 1);
+      } finally {
+        await store.close();
+      }
+    });
+
+    test('the database refuses bindings the schema rules out', async () => {
+      const store = await backend.open();
+      try {
+        const bad = [
+          { keyHash: 'not-a-digest', ip: '100.64.0.9', port: 8939, protocol: 'http' },
+          { keyHash: hashKey('k-port-0'), ip: '100.64.0.9', port: 0, protocol: 'http' },
+          { keyHash: hashKey('k-port-big'), ip: '100.64.0.9', port: 65536, protocol: 'http' },
+          { keyHash: hashKey('k-proto'), ip: '100.64.0.9', port: 8939, protocol: 'ftp' },
+        ];
+        for (const binding of bad) {
+          // Cast: these are exactly the values the types forbid; the check is that the database does too.
+          await assert.rejects(store.upsert(binding as never), /violates check constraint/, JSON.stringify(binding));
+        }
+      } finally {
+        await store.close();
+      }
+    });
+
+    test('reopening applies nothing new and the bindings are still there', async () => {
+      const before = await backend.inspect('SELECT id, key_hash, ip, port, protocol, created_at FROM nodes ORDER BY id');
+      assert.equal(before.length, 1);
+      const store = await backend.open();
+      try {
+        const node = await store.findByKeyHash(hashKey(KEY_A));
+        assert.ok(node);
+        assert.equal(node.id, before[0]!.id);
+        assert.equal(node.ip, '100.64.0.8');
+        assert.equal(node.port, 9000);
+        assert.equal(node.protocol, 'socks5');
+      } finally {
+        await store.close();
+      }
+      const versions = await backend.inspect('SELECT version FROM schema_migrations');
+      assert.equal(versions.length, MIGRATIONS.length);
+    });
+
+    test('keys are stored only as SHA-256 digests', async () => {
+      const rows = await backend.inspect('SELECT row_to_json(n)::text AS json, key_hash FROM nodes n');
+      assert.ok(rows.length > 0);
+      for (const row of rows) {
+        const json = String(row.json);
+        assert.ok(!json.includes(KEY_A) && !json.includes(KEY_B), `plain key found in ${json}`);
+        assert.match(String(row.key_hash), /^[0-9a-f]{64}$/);
+      }
+      assert.equal(rows[0]!.key_hash, hashKey(KEY_A));
+    });
+
+    test('ping fails once the store is closed', async () => {
+      const store = await backend.open();
+      await store.close();
+      await assert.rejects(store.ping());
+    });
+  });
+}
+
+describe('migrations on a shared PostgreSQL server', () => {
+  let db: TestDatabase;
+  before(async () => {
+    db = await createTestDatabase('migrate');
+  });
+  after(() => db.drop());
+
+  test('gateways starting together apply each migration exactly once', async () => {
+    const stores = await Promise.all(Array.from({ length: 4 }, () => openStore({ databaseUrl: db.url, dataDir: '/unused', log })));
+    await Promise.all(stores.map((s) => s.close()));
+    const rows = await db.sql`SELECT version FROM schema_migrations`;
+    assert.equal(rows.length, MIGRATIONS.length);
+  });
+
+  test('a database migrated by a newer tailgate is refused with a clear message', async () => {
+    await db.sql`INSERT INTO schema_migrations (version, name) VALUES (9999, 'from the future')`;
+    await assert.rejects(openStore({ databaseUrl: db.url, dataDir: '/unused', log }), /schema is at version 9999, newer than this tailgate knows/);
+    await db.sql`DELETE FROM schema_migrations WHERE version = 9999`;
+  });
+
+  test('an unreachable server fails start-up naming the database, without its password', async () => {
+    // Port 1 on loopback: nothing listens there.
+    await assert.rejects(
+      openStore({ databaseUrl: 'postgres://tailgate:s3cret-pw@127.0.0.1:1/tailgate', dataDir: '/unused', log }),
+      (err: Error) => {
+        assert.match(err.message, /database postgres:\/\/tailgate:\*\*\*@127\.0\.0\.1:1\/tailgate: .*ECONNREFUSED/);
+        assert.ok(!err.message.includes('s3cret-pw'));
+        return true;
+      },
+    );
+  });
+});
+
+describe('embedded database: one process per data directory, and crashes', () => {
+  let tmp: { dir: string; remove(): Promise<void> };
+  before(async () => {
+    tmp = await createTempDir('tailgate-crash');
+  });
+  after(() => tmp.remove());
+
+  test('a binding committed before a SIGKILL is there after restart, and the stale socket is cleared', async () => {
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        `
+        const { openStore } = await import(${JSON.stringify(path.join(repoRoot, 'src/store/index.ts'))});
+        const { createLogger, hashKey } = await import(${JSON.stringify(path.join(repoRoot, 'src/log.ts'))});
+        const store = await openStore({ databaseUrl: undefined, dataDir: process.env.DATA_DIR, log: createLogger('silent') });
+        await store.upsert({ keyHash: hashKey('crash-test-key'), ip: '100.64.1.1', port: 8939, protocol: 'http' });
+        process.stdout.write('committed\\n');
+        setInterval(() => {}, 1000);
+        `,
+      ],
+      { cwd: repoRoot, env: { ...process.env, DATA_DIR: tmp.dir }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`child did not commit within 60 s: ${stderr}`)), 60_000);
+      child.stdout.on('data', (d: Buffer) => {
+        if (d.toString().includes('committed')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`child exited (${code}) before committing: ${stderr}`));
+      });
+    });
+
+    // While the child is alive, its socket answers and a second opener is turned away.
+    await assert.rejects(openStore({ databaseUrl: undefined, dataDir: tmp.dir, log }), /in use by another tailgate process/);
+
+    child.kill('SIGKILL');
+    await exited;
+    assert.ok(existsSync(path.join(tmp.dir, 'run', 'pg.sock')), 'a killed process leaves its socket behind');
+
+    const store = await openStore({ databaseUrl: undefined, dataDir: tmp.dir, log });
+    try {
+      const node = await store.findByKeyHash(hashKey('crash-test-key'));
+      assert.ok(node, 'committed binding lost in the crash');
+      assert.equal(node.ip, '100.64.1.1');
+      // Same process, same directory: refused too.
+      await assert.rejects(openStore({ databaseUrl: undefined, dataDir: tmp.dir, log }), /in use by another tailgate process/);
+    } finally {
+      await store.close();
+    }
+    assert.ok(!existsSync(path.join(tmp.dir, 'run', 'pg.sock')), 'a clean close removes the socket');
+  });
+});
