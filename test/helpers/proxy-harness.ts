@@ -1,0 +1,152 @@
+// Both proxy listeners wired exactly as app.ts wires them, but with an in-memory RouteResolver: these
+// tests are about the data plane (the full stack with PostgreSQL is tested through startGateway).
+import net from 'node:net';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import type { Timeouts } from '../../src/config.js';
+import { hashKey, type Logger } from '../../src/log.js';
+import { Metrics } from '../../src/metrics.js';
+import type { ProxyDeps } from '../../src/proxy/deps.js';
+import { createHttpProxyServer } from '../../src/proxy/http-proxy.js';
+import { createSocksServer } from '../../src/proxy/socks-proxy.js';
+import { TunnelRegistry } from '../../src/proxy/tunnels.js';
+import { DeviceConnector } from '../../src/routing/device-connector.js';
+import type { DeviceRoute, RouteResolver } from '../../src/routing/types.js';
+import { DirectDialer, type Dialer } from '../../src/tailnet/dialer.js';
+import type { TailnetView } from '../../src/tailnet/types.js';
+import { closeServer, listen } from './targets.js';
+
+export class MemoryResolver implements RouteResolver {
+  private readonly routes = new Map<string, DeviceRoute>();
+  private nextId = 1;
+  lookups = 0;
+  failing = false;
+
+  bind(key: string, device: { ip: string; port: number; protocol?: 'http' | 'socks5' }): DeviceRoute {
+    const route: DeviceRoute = { nodeId: this.nextId++, keyHash: hashKey(key), ip: device.ip, port: device.port, protocol: device.protocol ?? 'http' };
+    this.routes.set(key, route);
+    return route;
+  }
+
+  async resolve(key: string): Promise<DeviceRoute | null> {
+    this.lookups++;
+    if (this.failing) throw new Error('store is down');
+    return this.routes.get(key) ?? null;
+  }
+}
+
+export interface Harness {
+  deps: ProxyDeps;
+  resolver: MemoryResolver;
+  httpServer: net.Server;
+  socksServer: net.Server;
+  httpPort: number;
+  socksPort: number;
+  /** Every log line written, as JSON text. */
+  logLines: string[];
+  /** Waits until neither listener holds a connection and no tunnel is registered; throws after timeoutMs. */
+  settle(timeoutMs?: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const TEST_TIMEOUTS: Timeouts = { handshakeMs: 600, connectMs: 700, idleMs: 20_000, shutdownGraceMs: 0 };
+
+function connections(server: net.Server): Promise<number> {
+  return new Promise((resolve, reject) => server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
+}
+
+export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 3_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export async function startHarness(opts: { dialer?: Dialer; tailnet?: TailnetView; timeouts?: Partial<Timeouts>; maxHeaderBytes?: number } = {}): Promise<Harness> {
+  const logLines: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      logLines.push(chunk.toString());
+      cb();
+    },
+  });
+  const log: Logger = pino({ level: 'debug', base: undefined }, sink);
+  const timeouts = { ...TEST_TIMEOUTS, ...opts.timeouts };
+  const resolver = new MemoryResolver();
+  const deps: ProxyDeps = {
+    resolver,
+    connector: new DeviceConnector(opts.dialer ?? new DirectDialer(), timeouts.connectMs, opts.tailnet),
+    tunnels: new TunnelRegistry(),
+    metrics: new Metrics(),
+    log,
+    timeouts,
+    maxHeaderBytes: opts.maxHeaderBytes ?? 16_384,
+  };
+  const httpServer = createHttpProxyServer(deps);
+  const socksServer = createSocksServer(deps);
+  const httpPort = await listen(httpServer, '127.0.0.1');
+  const socksPort = await listen(socksServer, '127.0.0.1');
+  return {
+    deps,
+    resolver,
+    httpServer,
+    socksServer,
+    httpPort,
+    socksPort,
+    logLines,
+    settle: (timeoutMs = 3_000) =>
+      waitFor(
+        'proxy connections and tunnels to drain',
+        async () => deps.tunnels.size === 0 && (await connections(httpServer)) === 0 && (await connections(socksServer)) === 0,
+        timeoutMs,
+      ),
+    close: async () => {
+      deps.tunnels.closeAll();
+      await Promise.all([closeServer(httpServer), closeServer(socksServer)]);
+    },
+  };
+}
+
+export interface RawResult {
+  data: Buffer;
+  /** True if the server closed the connection (FIN or reset) before the deadline. */
+  closed: boolean;
+  ms: number;
+}
+
+/**
+ * Writes `chunks` (with `gapMs` between them) to host:port and collects everything the server sends until
+ * it closes, `until` says enough, or `timeoutMs` passes.
+ */
+export function rawExchange(port: number, chunks: Buffer[], opts: { timeoutMs?: number; gapMs?: number; until?: (data: Buffer) => boolean; end?: boolean } = {}): Promise<RawResult> {
+  const started = Date.now();
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    const got: Buffer[] = [];
+    let done = false;
+    const finish = (closed: boolean) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      s.destroy();
+      resolve({ data: Buffer.concat(got), closed, ms: Date.now() - started });
+    };
+    const timer = setTimeout(() => finish(false), opts.timeoutMs ?? 3_000);
+    s.on('data', (c: Buffer) => {
+      got.push(c);
+      if (opts.until?.(Buffer.concat(got))) finish(false);
+    });
+    s.on('end', () => finish(true));
+    s.on('error', () => finish(true));
+    s.on('connect', async () => {
+      for (let i = 0; i < chunks.length; i++) {
+        if (i > 0 && opts.gapMs) await new Promise((r) => setTimeout(r, opts.gapMs));
+        if (s.destroyed) return;
+        s.write(chunks[i]!);
+      }
+      if (opts.end) s.end();
+    });
+  });
+}
