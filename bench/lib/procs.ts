@@ -1,0 +1,186 @@
+// Child-process plumbing for the benchmark: every server and the load generator run in their own
+// process pinned to a core with taskset, so we can say which core ran what and read each one's CPU time
+// and RSS from /proc.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, readFileSync } from 'node:fs';
+import net from 'node:net';
+import readline from 'node:readline';
+
+export interface Pinned {
+  name: string;
+  cpu: number;
+  child: ChildProcess;
+  pid: number;
+}
+
+export interface SpawnOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  /** stdout/stderr go here (appended) unless the caller reads stdout itself. */
+  logFile?: string;
+  /** Keep stdout as a pipe (for the {"ready":...} line). */
+  pipeStdout?: boolean;
+  ipc?: boolean;
+}
+
+/** Starts `cmd args` pinned to one CPU. taskset execs the command, so the pid is the command's own. */
+export function spawnPinned(name: string, cpu: number, cmd: string, args: string[], opts: SpawnOptions = {}): Pinned {
+  const out = opts.logFile ? createWriteStream(opts.logFile, { flags: 'a' }) : undefined;
+  const child = spawn('taskset', ['-c', String(cpu), cmd, ...args], {
+    cwd: opts.cwd,
+    env: opts.env ?? process.env,
+    stdio: ['ignore', opts.pipeStdout ? 'pipe' : out ? 'pipe' : 'ignore', out ? 'pipe' : 'inherit', ...(opts.ipc ? (['ipc'] as const) : [])],
+  });
+  if (out) {
+    if (!opts.pipeStdout) child.stdout?.pipe(out);
+    child.stderr?.pipe(out);
+  }
+  if (child.pid === undefined) throw new Error(`${name}: failed to spawn ${cmd}`);
+  return { name, cpu, child, pid: child.pid };
+}
+
+/** Waits for the first stdout line that parses as JSON with ready: true. */
+export function waitReadyLine(p: Pinned, timeoutMs: number): Promise<{ port: number }> {
+  return new Promise((resolve, reject) => {
+    const rl = readline.createInterface({ input: p.child.stdout! });
+    const timer = setTimeout(() => done(new Error(`${p.name}: not ready within ${timeoutMs} ms`)), timeoutMs);
+    const onExit = (code: number | null) => done(new Error(`${p.name}: exited (${code}) before it was ready`));
+    p.child.once('exit', onExit);
+    rl.on('line', (line) => {
+      try {
+        const msg = JSON.parse(line) as { ready?: boolean; port?: number };
+        if (msg.ready) done(undefined, { port: msg.port ?? 0 });
+      } catch {
+        // not our line
+      }
+    });
+    function done(err?: Error, v?: { port: number }) {
+      clearTimeout(timer);
+      p.child.off('exit', onExit);
+      rl.close();
+      // Keep draining stdout so the child never blocks on a full pipe.
+      p.child.stdout?.resume();
+      if (err) reject(err);
+      else resolve(v!);
+    }
+  });
+}
+
+/** Polls until a TCP connect to 127.0.0.1:port succeeds. */
+export async function waitPort(port: number, timeoutMs: number, p?: Pinned): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (p && p.child.exitCode !== null) throw new Error(`${p.name}: exited (${p.child.exitCode}) before listening on ${port}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect({ host: '127.0.0.1', port });
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`${p?.name ?? 'process'}: port ${port} not listening within ${timeoutMs} ms`);
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen({ host: '127.0.0.1', port: 0 }, () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export async function stop(p: Pinned | undefined, timeoutMs = 5_000): Promise<void> {
+  if (!p || p.child.exitCode !== null || p.child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => p.child.once('exit', () => r()));
+  p.child.kill('SIGTERM');
+  const timer = setTimeout(() => p.child.kill('SIGKILL'), timeoutMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Resident set size in KiB (VmRSS). */
+export function rssKiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : NaN;
+}
+
+const CLOCK_TICKS = 100;
+
+/** User + system CPU seconds the process has used so far. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may contain spaces) start at index 2 (state).
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
+
+/** IPC client for bench/loadgen.ts. */
+export class LoadGen {
+  private nextId = 1;
+  private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+
+  private constructor(readonly proc: Pinned) {
+    proc.child.on('message', (msg: { id?: number; result?: unknown; error?: string }) => {
+      if (msg.id === undefined) return;
+      const w = this.waiting.get(msg.id);
+      if (!w) return;
+      this.waiting.delete(msg.id);
+      if (msg.error !== undefined) w.reject(new Error(`loadgen: ${msg.error}`));
+      else w.resolve(msg.result);
+    });
+    proc.child.on('exit', (code) => {
+      for (const w of this.waiting.values()) w.reject(new Error(`loadgen exited (${code})`));
+      this.waiting.clear();
+    });
+  }
+
+  static async start(cpu: number, cwd: string, env: NodeJS.ProcessEnv): Promise<LoadGen> {
+    const proc = spawnPinned('loadgen', cpu, process.execPath, ['--import', 'tsx', 'bench/loadgen.ts'], { cwd, env, ipc: true });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('loadgen: not ready within 20 s')), 20_000);
+      proc.child.once('message', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      proc.child.once('exit', (code) => reject(new Error(`loadgen exited (${code}) at start`)));
+    });
+    return new LoadGen(proc);
+  }
+
+  request<T>(job: object, timeoutMs: number): Promise<T> {
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(id);
+        reject(new Error(`loadgen: job ${(job as { type: string }).type} did not finish within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiting.set(id, {
+        resolve: (v) => {
+          clearTimeout(timer);
+          resolve(v as T);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+      this.proc.child.send({ id, job });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.proc.child.disconnect?.();
+    await stop(this.proc, 2_000);
+  }
+}

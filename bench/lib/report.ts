@@ -1,0 +1,160 @@
+// Turns one run into the printed table, the ratios against the baselines, the target verdicts and the
+// generated section of bench/README.md.
+import { readFileSync, writeFileSync } from 'node:fs';
+
+export interface Row {
+  scenario: string;
+  path: string;
+  /** Which tailgate/glider/proxy-chain listener the client used (absent for `direct`). */
+  listener?: string;
+  value: number;
+  unit: string;
+}
+
+export interface RunReport {
+  machine: Record<string, unknown>;
+  versions: Record<string, string>;
+  results: Row[];
+}
+
+const SCENARIO_ORDER = ['throughput-1', 'throughput-16', 'setup-rate', 'setup-p50', 'setup-p99', 'idle-rss-per-tunnel', 'register-to-usable', 'dropped-under-churn'];
+const PATH_ORDER = ['direct', 'tailgate', 'gost', 'glider', 'proxy-chain'];
+/** The baseline tailgate is held to: gost v3 in the issue, glider here because gost cannot be obtained. */
+export const BASELINE = 'glider';
+
+function sortRows(rows: Row[]): Row[] {
+  const key = (r: Row) => [SCENARIO_ORDER.indexOf(r.scenario), PATH_ORDER.indexOf(r.path), r.listener === 'socks5' ? 1 : 0];
+  return [...rows].sort((a, b) => {
+    const ka = key(a);
+    const kb = key(b);
+    for (let i = 0; i < ka.length; i++) if (ka[i] !== kb[i]) return ka[i]! - kb[i]!;
+    return 0;
+  });
+}
+
+function find(rows: Row[], scenario: string, path: string, listener?: string): Row | undefined {
+  return rows.find((r) => r.scenario === scenario && r.path === path && (path === 'direct' || r.listener === listener));
+}
+
+const fmt = (v: number | undefined, digits = 2) => (v === undefined || !Number.isFinite(v) ? '–' : String(Math.round(v * 10 ** digits) / 10 ** digits));
+
+export interface Verdict {
+  target: string;
+  listener: string;
+  measured: string;
+  pass: boolean | undefined;
+}
+
+/** Checks tailgate against the issue's targets; `pass` is undefined when a needed number is missing. */
+export function verdicts(rows: Row[]): Verdict[] {
+  const out: Verdict[] = [];
+  for (const listener of ['http', 'socks5']) {
+    const tg = (s: string) => find(rows, s, 'tailgate', listener)?.value;
+    const base = (s: string) => find(rows, s, BASELINE, listener)?.value;
+    const dir = (s: string) => find(rows, s, 'direct')?.value;
+    for (const s of ['throughput-1', 'throughput-16']) {
+      const t = tg(s);
+      const b = base(s);
+      const d = dir(s);
+      out.push({ target: `${s} >= 1.0x ${BASELINE}`, listener, measured: b && t !== undefined ? `${fmt(t / b)}x` : '–', pass: t !== undefined && b ? t / b >= 1.0 : undefined });
+      out.push({ target: `${s} >= 0.8x direct`, listener, measured: d && t !== undefined ? `${fmt(t / d)}x` : '–', pass: t !== undefined && d ? t / d >= 0.8 : undefined });
+    }
+    {
+      const t = tg('setup-rate');
+      const b = base('setup-rate');
+      out.push({ target: `setup-rate >= 1.0x ${BASELINE}`, listener, measured: b && t !== undefined ? `${fmt(t / b)}x` : '–', pass: t !== undefined && b ? t / b >= 1.0 : undefined });
+    }
+    {
+      const t = tg('setup-p99');
+      const d = dir('setup-p99');
+      out.push({ target: 'setup-p99 <= direct + 1 ms', listener, measured: t !== undefined && d !== undefined ? `+${fmt(t - d)} ms` : '–', pass: t !== undefined && d !== undefined ? t - d <= 1 : undefined });
+    }
+    {
+      const t = tg('idle-rss-per-tunnel');
+      out.push({ target: 'idle-rss-per-tunnel <= 8 KiB', listener, measured: t !== undefined ? `${fmt(t)} KiB` : '–', pass: t !== undefined ? t <= 8 : undefined });
+    }
+    {
+      const t = tg('register-to-usable');
+      out.push({ target: 'register-to-usable <= 50 ms', listener, measured: t !== undefined ? `${fmt(t)} ms` : '–', pass: t !== undefined ? t <= 50 : undefined });
+    }
+    {
+      const t = tg('dropped-under-churn');
+      out.push({ target: 'dropped-under-churn = 0', listener, measured: t !== undefined ? String(t) : '–', pass: t !== undefined ? t === 0 : undefined });
+    }
+  }
+  return out;
+}
+
+function ratioCells(rows: Row[], r: Row): [string, string] {
+  if (r.path !== 'tailgate') return ['', ''];
+  const b = find(rows, r.scenario, BASELINE, r.listener)?.value;
+  const d = find(rows, r.scenario, 'direct')?.value;
+  return [b ? `${fmt(r.value / b)}x` : '', d ? `${fmt(r.value / d)}x` : ''];
+}
+
+export function printTable(report: RunReport, log: (s: string) => void): void {
+  const rows = sortRows(report.results);
+  const head = ['scenario', 'path', 'listener', 'value', 'unit', `tg/${BASELINE}`, 'tg/direct'];
+  const body = rows.map((r) => [r.scenario, r.path, r.listener ?? '', fmt(r.value), r.unit, ...ratioCells(rows, r)]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ');
+  log(line(head));
+  log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const b of body) log(line(b));
+  const v = verdicts(rows).filter((x) => x.pass !== undefined);
+  if (v.length > 0) {
+    log('\ntargets (tailgate):');
+    for (const x of v) log(`  ${x.pass ? 'PASS' : 'MISS'}  ${x.target.padEnd(32)} ${x.listener.padEnd(7)} ${x.measured}`);
+  }
+}
+
+export function markdownTable(report: RunReport): string {
+  const rows = sortRows(report.results);
+  const lines = [`| scenario | path | listener | value | unit | tailgate/${BASELINE} | tailgate/direct |`, '|---|---|---|---:|---|---:|---:|'];
+  for (const r of rows) lines.push(`| ${r.scenario} | ${r.path} | ${r.listener ?? ''} | ${fmt(r.value)} | ${r.unit} | ${ratioCells(rows, r).join(' | ')} |`);
+  return lines.join('\n');
+}
+
+export function markdownVerdicts(report: RunReport): string {
+  const lines = ['| target | listener | measured | verdict |', '|---|---|---:|---|'];
+  for (const v of verdicts(report.results)) lines.push(`| ${v.target} | ${v.listener} | ${v.measured} | ${v.pass === undefined ? 'not measured' : v.pass ? 'met' : '**missed**'} |`);
+  return lines.join('\n');
+}
+
+const START = '<!-- bench:results:start -->';
+const END = '<!-- bench:results:end -->';
+
+/** Replaces the generated section of bench/README.md with this run's numbers. */
+export function writeReadme(file: string, report: RunReport, resultsFile: string, skipped: Record<string, string>, details: Record<string, unknown>[]): void {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    text = `# Benchmarks\n\n${START}\n${END}\n`;
+  }
+  const m = report.machine;
+  const cpuDetails = details
+    .filter((d) => d.scenario === 'throughput-16' && d.gatewayCpuMsPerGiB !== undefined)
+    .map((d) => `| ${d.path} | ${d.listener ?? ''} | ${d.upMiBps} | ${d.downMiBps} | ${d.path === 'direct' ? '–' : d.gatewayCpuMsPerGiB} | ${d.deviceCpuMsPerGiB} |`);
+  const section = [
+    START,
+    `Latest full run: \`${resultsFile}\` (${m.mode} mode). Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, Linux ${m.kernel}, ${report.versions.node}.`,
+    `Pinning: ${Object.entries(m.pinning as Record<string, string>).map(([k, v]) => `${k} = ${v}`).join('; ')}.`,
+    `Versions: ${Object.entries(report.versions).filter(([k]) => k !== 'gost').map(([k, v]) => `${k} ${v}`).join(', ')}. gost: ${report.versions.gost}.`,
+    ...(Object.keys(skipped).length > 0 ? ['', `Skipped in this run: ${Object.entries(skipped).map(([k, v]) => `${k} (${v})`).join('; ')}.`] : []),
+    '',
+    markdownTable(report),
+    '',
+    'Targets from issue 4, tailgate against this run (baseline = glider standing in for gost):',
+    '',
+    markdownVerdicts(report),
+    ...(cpuDetails.length > 0
+      ? ['', 'throughput-16 per direction, and CPU each proxy spent per GiB moved (from /proc utime+stime):', '', '| path | listener | up MiB/s | down MiB/s | gateway CPU ms/GiB | device CPU ms/GiB |', '|---|---|---:|---:|---:|---:|', ...cpuDetails]
+      : []),
+    END,
+  ].join('\n');
+  const s = text.indexOf(START);
+  const e = text.indexOf(END);
+  text = s >= 0 && e > s ? text.slice(0, s) + section + text.slice(e + END.length) : `${text.trimEnd()}\n\n${section}\n`;
+  writeFileSync(file, text);
+}

@@ -1,0 +1,639 @@
+// `npm run bench`: measures tailgate against the direct path, the gost stand-in (glider) and proxy-chain,
+// on this machine, over loopback, in one run. See bench/README.md for the method and the latest numbers.
+//
+//   npm run bench                         everything (<= 10 min)
+//   npm run bench -- --quick              smoke run (< 2 min)
+//   npm run bench -- --only throughput-1  one scenario (comma-separated list allowed)
+//   npm run bench -- --paths direct,tailgate
+//   npm run bench -- --device node        device stand-in: go (default, bench/device), node or glider
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { randomBytes } from 'node:crypto';
+import type { ProxySpec, TargetSpec } from './lib/client.js';
+import { cpuSeconds, LoadGen, rssKiB, spawnPinned, stop, waitPort, waitReadyLine, freePort, type Pinned } from './lib/procs.js';
+import {
+  ALL_PATHS,
+  buildTailgate,
+  createTailgateDatabase,
+  direct,
+  ensureGlider,
+  ensureGoDevice,
+  gliderArgs,
+  gliderKind,
+  gliderVersion,
+  proxyChain,
+  proxyChainVersion,
+  tailgateKind,
+  tailgateMissing,
+  type Env,
+  type GatewayKind,
+  type GliderGateway,
+  type PathName,
+  type RunningGateway,
+  type TailgateGateway,
+  type TailgateSetup,
+} from './lib/paths.js';
+import type { ChurnTrafficResult, RegisterToUsableResult, SetupResult, ThroughputResult, UsableResult } from './loadgen.js';
+import { printTable, writeReadme, type Row, type RunReport } from './lib/report.js';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+// ---------------------------------------------------------------- options
+
+const SCENARIO_GROUPS = ['throughput-1', 'throughput-16', 'setup', 'idle-rss-per-tunnel', 'register-to-usable', 'dropped-under-churn'] as const;
+type Group = (typeof SCENARIO_GROUPS)[number];
+const ALIASES: Record<string, Group> = { 'setup-rate': 'setup', 'setup-p50': 'setup', 'setup-p99': 'setup' };
+
+interface Options {
+  quick: boolean;
+  groups: Group[];
+  paths: PathName[];
+  device: 'go' | 'glider' | 'node';
+  writeReadme: boolean;
+}
+
+function parseArgs(argv: string[]): Options {
+  const opts: Options = { quick: false, groups: [...SCENARIO_GROUPS], paths: [...ALL_PATHS], device: 'go', writeReadme: true };
+  let partial = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const value = () => {
+      const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    if (a === '--quick') opts.quick = true;
+    else if (a.startsWith('--only')) {
+      partial = true;
+      opts.groups = [];
+      for (const name of value().split(',')) {
+        if (name === 'tailnet-overhead') throw new Error('tailnet-overhead is not implemented yet: the tailnet path (issue 3) has no benchmark hook here; see bench/README.md');
+        const g = ALIASES[name] ?? ((SCENARIO_GROUPS as readonly string[]).includes(name) ? (name as Group) : undefined);
+        if (!g) throw new Error(`unknown scenario ${name}; known: ${[...SCENARIO_GROUPS, ...Object.keys(ALIASES)].join(', ')}`);
+        if (!opts.groups.includes(g)) opts.groups.push(g);
+      }
+    } else if (a.startsWith('--paths')) {
+      partial = true;
+      opts.paths = value().split(',') as PathName[];
+      for (const p of opts.paths) if (!ALL_PATHS.includes(p)) throw new Error(`unknown path ${p}; known: ${ALL_PATHS.join(', ')}`);
+    } else if (a.startsWith('--device')) {
+      const d = value();
+      if (d !== 'go' && d !== 'glider' && d !== 'node') throw new Error('--device is go, glider or node');
+      opts.device = d;
+    } else if (a === '--no-readme') opts.writeReadme = false;
+    else if (a === '--help' || a === '-h') {
+      process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(0, 9).join('\n') + '\n');
+      process.exit(0);
+    } else throw new Error(`unknown option ${a}`);
+  }
+  // README shows full runs only; a smoke or partial run must not replace the published table.
+  if (opts.quick || partial) opts.writeReadme = false;
+  return opts;
+}
+
+// ---------------------------------------------------------------- sizes
+
+interface Sizes {
+  throughputBytesEachWay: number;
+  setupDurationMs: number;
+  idleTunnels: number;
+  r2uTrials: number;
+  gliderRestarts: number;
+  churnMs: number;
+}
+
+const FULL: Sizes = { throughputBytesEachWay: 512 << 20, setupDurationMs: 5_000, idleTunnels: 10_000, r2uTrials: 40, gliderRestarts: 6, churnMs: 10_000 };
+const QUICK: Sizes = { throughputBytesEachWay: 128 << 20, setupDurationMs: 1_000, idleTunnels: 1_000, r2uTrials: 6, gliderRestarts: 2, churnMs: 2_000 };
+
+// ---------------------------------------------------------------- cores
+
+// Two cores. The proxies (gateway under test + device stand-in) share core 0; the traffic endpoints
+// (load generator, sink) and this orchestrator share core 1. So `direct` runs one proxy on core 0 and the
+// gateway paths run two there: the extra hop's CPU cost is inside the ratio to direct, as it would be on
+// any host where gateway and device compete for the same cycles.
+const PROXY_CPU = 0;
+const ENDPOINT_CPU = 1;
+
+// ---------------------------------------------------------------- helpers
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const mib = (bytes: number) => bytes / (1 << 20);
+const round = (v: number, digits = 2) => Math.round(v * 10 ** digits) / 10 ** digits;
+
+function median(xs: number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+interface Ctx {
+  opts: Options;
+  sizes: Sizes;
+  env: Env;
+  loadgen: LoadGen;
+  sink: Pinned;
+  device: Pinned;
+  target: TargetSpec;
+  kinds: Map<PathName, GatewayKind>;
+  rows: Row[];
+  details: Record<string, unknown>[];
+  log: (s: string) => void;
+}
+
+function cpuSnapshot(ctx: Ctx, gw: RunningGateway | undefined) {
+  return {
+    gateway: gw?.proc ? cpuSeconds(gw.proc.pid) : 0,
+    device: cpuSeconds(ctx.device.pid),
+    sink: cpuSeconds(ctx.sink.pid),
+    loadgen: cpuSeconds(ctx.loadgen.proc.pid),
+  };
+}
+
+function cpuDelta(a: ReturnType<typeof cpuSnapshot>, b: ReturnType<typeof cpuSnapshot>) {
+  return {
+    gateway: round(b.gateway - a.gateway),
+    device: round(b.device - a.device),
+    sink: round(b.sink - a.sink),
+    loadgen: round(b.loadgen - a.loadgen),
+  };
+}
+
+function addRow(ctx: Ctx, scenario: string, gw: { path: PathName }, listener: string | undefined, value: number, unit: string): void {
+  const row: Row = { scenario, path: gw.path, value: round(value, 3), unit };
+  if (listener !== undefined && gw.path !== 'direct') row.listener = listener;
+  ctx.rows.push(row);
+  ctx.log(`  ${scenario.padEnd(20)} ${(gw.path + (row.listener ? `/${row.listener}` : '')).padEnd(20)} ${String(row.value).padStart(10)} ${unit}`);
+}
+
+/**
+ * Runs `fn` once per listener, each time on a freshly started gateway, so one listener's lingering
+ * connections or garbage never weigh on the next one's numbers.
+ */
+async function forEachListener(ctx: Ctx, kind: GatewayKind, fn: (gw: RunningGateway, l: RunningGateway['listeners'][number]) => Promise<void>): Promise<void> {
+  const listeners = kind.path === 'direct' || kind.path === 'proxy-chain' ? ['http'] : ['http', 'socks5'];
+  for (const which of listeners) {
+    await withGateway(ctx, kind, async (gw) => {
+      const l = gw.listeners.find((x) => x.listener === which);
+      if (l) await fn(gw, l);
+    });
+  }
+}
+
+async function withGateway<T>(ctx: Ctx, kind: GatewayKind, fn: (gw: RunningGateway) => Promise<T>): Promise<T | undefined> {
+  let gw: RunningGateway | undefined;
+  try {
+    gw = await kind.start(ctx.env);
+    return await fn(gw);
+  } catch (err) {
+    ctx.log(`  ! ${kind.path}: ${err instanceof Error ? err.message : String(err)}`);
+    ctx.details.push({ path: kind.path, error: err instanceof Error ? err.message : String(err) });
+    return undefined;
+  } finally {
+    await gw?.stop();
+  }
+}
+
+// ---------------------------------------------------------------- scenarios
+
+async function throughputScenario(ctx: Ctx, tunnels: 1 | 16): Promise<void> {
+  const scenario = `throughput-${tunnels}`;
+  ctx.log(`${scenario}: ${mib(ctx.sizes.throughputBytesEachWay * 2)} MiB per run (half up, half down) over ${tunnels} tunnel(s)`);
+  for (const kind of ctx.kinds.values()) {
+    await forEachListener(ctx, kind, async (gw, l) => {
+      const before = cpuSnapshot(ctx, gw);
+      const r = await ctx.loadgen.request<ThroughputResult>(
+        { type: 'throughput', proxy: l.proxy, target: ctx.target, tunnels, bytesEachWay: ctx.sizes.throughputBytesEachWay, timeoutMs: 240_000 },
+        600_000,
+      );
+      const cpu = cpuDelta(before, cpuSnapshot(ctx, gw));
+      if (r.errors.length > 0 || r.upMs === 0) {
+        ctx.log(`  ! ${gw.path}/${l.listener}: ${r.errors.join('; ')}`);
+        ctx.details.push({ scenario, path: gw.path, listener: l.listener, errors: r.errors });
+        return;
+      }
+      const total = r.upBytes + r.downBytes;
+      addRow(ctx, scenario, gw, l.listener, mib(total) / ((r.upMs + r.downMs) / 1000), 'MiB/s');
+      ctx.details.push({
+        scenario,
+        path: gw.path,
+        listener: l.listener,
+        upMiBps: round(mib(r.upBytes) / (r.upMs / 1000)),
+        downMiBps: round(mib(r.downBytes) / (r.downMs / 1000)),
+        cpuSeconds: cpu,
+        gatewayCpuMsPerGiB: round((cpu.gateway * 1000) / (total / (1 << 30)), 1),
+        deviceCpuMsPerGiB: round((cpu.device * 1000) / (total / (1 << 30)), 1),
+      });
+    });
+  }
+}
+
+async function setupScenario(ctx: Ctx): Promise<void> {
+  ctx.log(`setup: concurrency 64 for ${ctx.sizes.setupDurationMs} ms per path (tunnel + auth + device CONNECT + one small request, key cached)`);
+  for (const kind of ctx.kinds.values()) {
+    await forEachListener(ctx, kind, async (gw, l) => {
+      const before = cpuSnapshot(ctx, gw);
+      const r = await ctx.loadgen.request<SetupResult>(
+        { type: 'setup', proxy: l.proxy, target: ctx.target, concurrency: 64, maxCount: 500_000, durationMs: ctx.sizes.setupDurationMs, warmup: 512 },
+        ctx.sizes.setupDurationMs + 120_000,
+      );
+      const cpu = cpuDelta(before, cpuSnapshot(ctx, gw));
+      addRow(ctx, 'setup-rate', gw, l.listener, r.count / (r.elapsedMs / 1000), 'tunnels/s');
+      addRow(ctx, 'setup-p50', gw, l.listener, r.p50Ms, 'ms');
+      addRow(ctx, 'setup-p99', gw, l.listener, r.p99Ms, 'ms');
+      if (r.failures > 0) ctx.log(`  ! ${gw.path}/${l.listener}: ${r.failures} failed setups, e.g. ${r.errors.join('; ')}`);
+      ctx.details.push({
+        scenario: 'setup',
+        path: gw.path,
+        listener: l.listener,
+        tunnels: r.count,
+        failures: r.failures,
+        errors: r.errors,
+        maxMs: r.maxMs,
+        cpuSeconds: cpu,
+        gatewayCpuUsPerTunnel: round((cpu.gateway * 1e6) / Math.max(1, r.count), 1),
+      });
+    });
+  }
+}
+
+async function idleScenario(ctx: Ctx): Promise<void> {
+  const n = ctx.sizes.idleTunnels;
+  ctx.log(`idle-rss-per-tunnel: ${n} idle tunnels per listener, fresh gateway process each`);
+  for (const kind of ctx.kinds.values()) {
+    if (kind.path === 'direct') continue; // no gateway process on the direct path
+    await forEachListener(ctx, kind, async (gw, l) => {
+      const pid = gw.proc!.pid;
+      // Warm-up, so lazily created state (pools, caches, JIT) is in the baseline, not in the per-tunnel figure.
+      await ctx.loadgen.request<SetupResult>({ type: 'setup', proxy: l.proxy, target: ctx.target, concurrency: 16, maxCount: 256, durationMs: 5_000, warmup: 0 }, 60_000);
+      await sleep(1_000);
+      const rss0 = rssKiB(pid);
+      const r = await ctx.loadgen.request<{ opened: number; failed: number; ms: number; errors: string[] }>(
+        { type: 'idle-open', proxy: l.proxy, target: ctx.target, count: n, concurrency: 128, timeoutMs: 120_000 },
+        180_000,
+      );
+      await sleep(2_000);
+      const rss1 = rssKiB(pid);
+      const closed = await ctx.loadgen.request<{ closed: number; stillOpen: number }>({ type: 'idle-close' }, 60_000);
+      if (r.opened > 0) addRow(ctx, 'idle-rss-per-tunnel', gw, l.listener, (rss1 - rss0) / r.opened, 'KiB');
+      if (r.failed > 0) ctx.log(`  ! ${gw.path}/${l.listener}: ${r.failed} tunnels failed to open, e.g. ${r.errors.join('; ')}`);
+      ctx.details.push({
+        scenario: 'idle-rss-per-tunnel',
+        path: gw.path,
+        listener: l.listener,
+        opened: r.opened,
+        failed: r.failed,
+        openSeconds: round(r.ms / 1000),
+        rssBeforeKiB: rss0,
+        rssAfterKiB: rss1,
+        cutWhileIdle: closed.closed - closed.stillOpen,
+      });
+    });
+  }
+}
+
+async function registerToUsableScenario(ctx: Ctx): Promise<void> {
+  ctx.log('register-to-usable: POST /register returning -> first successful tunnel with the new key');
+  for (const kind of ctx.kinds.values()) {
+    if (kind.path === 'tailgate') {
+      await withGateway(ctx, kind, async (g) => {
+        const gw = g as TailgateGateway;
+        const r = await ctx.loadgen.request<RegisterToUsableResult>(
+          {
+            type: 'register-to-usable',
+            api: gw.apiUrl,
+            token: gw.adminToken,
+            device: { ip: ctx.env.device.host, port: ctx.env.device.port },
+            proxies: gw.listeners.map((l) => l.proxy),
+            target: ctx.target,
+            trials: ctx.sizes.r2uTrials,
+            deadlineMs: 5_000,
+          },
+          120_000,
+        );
+        for (const [i, st] of r.perProxy.entries()) {
+          const listener = gw.listeners[i]!.listener;
+          if (st.samplesMs.length > 0) addRow(ctx, 'register-to-usable', gw, listener, median(st.samplesMs), 'ms');
+          if (st.failedTrials > 0) ctx.log(`  ! tailgate/${listener}: ${st.failedTrials} trials never became usable: ${st.errors.join('; ')}`);
+          ctx.details.push({
+            scenario: 'register-to-usable',
+            path: 'tailgate',
+            listener,
+            samplesMs: st.samplesMs.map((v) => round(v, 2)),
+            maxMs: round(Math.max(...st.samplesMs), 2),
+            failedTrials: st.failedTrials,
+            errors: st.errors,
+          });
+        }
+      });
+    } else if (kind.path === 'glider') {
+      // glider has no API: a new user means a new command line, i.e. a restart. Measured from the moment
+      // the restart begins to the first successful tunnel with the new key.
+      await withGateway(ctx, kind, async (g) => {
+        const gw = g as GliderGateway;
+        const samples: Record<string, number[]> = { http: [], socks5: [] };
+        const errors: string[] = [];
+        for (let i = 0; i < ctx.sizes.gliderRestarts; i++) {
+          const l = gw.listeners[i % gw.listeners.length]!;
+          const key = `r2u${randomBytes(8).toString('hex')}`;
+          const t0 = performance.timeOrigin + performance.now();
+          await gw.restart(key);
+          const r = await ctx.loadgen.request<UsableResult>({ type: 'until-usable', proxy: { ...l.proxy, key }, target: ctx.target, deadlineMs: 10_000 }, 30_000);
+          if (r.ok) samples[l.listener]!.push(r.okAtWallMs - t0);
+          else errors.push(r.lastError);
+        }
+        for (const l of gw.listeners) {
+          const s = samples[l.listener]!;
+          if (s.length > 0) addRow(ctx, 'register-to-usable', gw, l.listener, median(s), 'ms');
+          ctx.details.push({ scenario: 'register-to-usable', path: 'glider', listener: l.listener, how: 'restart with the new user (glider has no API)', samplesMs: s.map((v) => round(v, 2)), errors });
+        }
+      });
+    }
+  }
+}
+
+async function churnScenario(ctx: Ctx): Promise<void> {
+  const seconds = ctx.sizes.churnMs / 1000;
+  ctx.log(`dropped-under-churn: ${seconds} s of steady traffic (16 long-lived tunnels + 8 setup loops, 10 ms pace) while registrations churn`);
+  const traffic = (proxies: ProxySpec[]) =>
+    ctx.loadgen.request<ChurnTrafficResult>(
+      { type: 'churn-traffic', proxies, target: ctx.target, longLived: 16, setupWorkers: 8, paceMs: 10, durationMs: ctx.sizes.churnMs },
+      ctx.sizes.churnMs + 60_000,
+    );
+  for (const kind of ctx.kinds.values()) {
+    if (kind.path === 'tailgate') {
+      await withGateway(ctx, kind, async (g) => {
+        const gw = g as TailgateGateway;
+        const running = traffic(gw.listeners.map((l) => l.proxy));
+        const reg = await registrationChurn(ctx, gw, 100, ctx.sizes.churnMs);
+        const r = await running;
+        for (const [i, st] of r.perProxy.entries()) {
+          const listener = gw.listeners[i]!.listener;
+          addRow(ctx, 'dropped-under-churn', gw, listener, st.tunnelsCut + st.setupFailures, 'tunnels');
+          ctx.details.push({ scenario: 'dropped-under-churn', path: 'tailgate', listener, ...st, registrations: reg });
+        }
+      });
+    } else if (kind.path === 'glider') {
+      // The glider equivalent of a registration is a restart with a new command line; 100 of them per
+      // second is not possible, so: the same traffic, one restart in the middle, and what it cut.
+      await withGateway(ctx, kind, async (g) => {
+        const gw = g as GliderGateway;
+        const running = traffic(gw.listeners.map((l) => l.proxy));
+        await sleep(ctx.sizes.churnMs / 2);
+        const t0 = performance.now();
+        await gw.restart(ctx.env.key);
+        await waitPort(gw.ports.http, 10_000, gw.proc);
+        const restartMs = performance.now() - t0;
+        const r = await running;
+        for (const [i, st] of r.perProxy.entries()) {
+          const listener = gw.listeners[i]!.listener;
+          addRow(ctx, 'dropped-under-churn', gw, listener, st.tunnelsCut + st.setupFailures, 'tunnels');
+          ctx.details.push({ scenario: 'dropped-under-churn', path: 'glider', listener, how: '1 restart mid-run (no API; 100 restarts/s impossible)', restartMs: round(restartMs, 1), ...st });
+        }
+      });
+    }
+  }
+}
+
+/** POSTs `perSecond` registrations per second for `ms`, paced on a fixed schedule, at most 64 in flight. */
+async function registrationChurn(ctx: Ctx, gw: TailgateGateway, perSecond: number, ms: number) {
+  const total = Math.round((perSecond * ms) / 1000);
+  const interval = 1000 / perSecond;
+  const tag = randomBytes(4).toString('hex');
+  let ok = 0;
+  let failed = 0;
+  let skipped = 0;
+  let inFlight = 0;
+  const latencies: number[] = [];
+  const errors: string[] = [];
+  const pending: Promise<void>[] = [];
+  const start = performance.now();
+  for (let i = 0; i < total; i++) {
+    const due = start + i * interval;
+    const wait = due - performance.now();
+    if (wait > 0) await sleep(wait);
+    if (inFlight >= 64) {
+      skipped++;
+      continue;
+    }
+    // Every tenth registration re-registers the key the traffic uses (same binding): the case most
+    // likely to disturb open tunnels. The rest bind fresh keys.
+    const key = i % 10 === 9 ? ctx.env.key : `churn-${tag}-${i}`;
+    inFlight++;
+    const t = performance.now();
+    pending.push(
+      fetch(`${gw.apiUrl}/register`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${gw.adminToken}` },
+        body: JSON.stringify({ key, ip: ctx.env.device.host, port: ctx.env.device.port }),
+        signal: AbortSignal.timeout(5_000),
+      })
+        .then(async (res) => {
+          await res.arrayBuffer();
+          if (res.ok) ok++;
+          else {
+            failed++;
+            if (errors.length < 5) errors.push(`HTTP ${res.status}`);
+          }
+          latencies.push(performance.now() - t);
+        })
+        .catch((err: Error) => {
+          failed++;
+          if (errors.length < 5) errors.push(err.message);
+        })
+        .finally(() => inFlight--),
+    );
+  }
+  await Promise.all(pending);
+  const elapsed = (performance.now() - start) / 1000;
+  latencies.sort((a, b) => a - b);
+  return {
+    attempted: total,
+    ok,
+    failed,
+    skippedBackpressure: skipped,
+    perSecondAchieved: round(ok / elapsed, 1),
+    p50Ms: round(latencies[Math.floor(latencies.length * 0.5)] ?? NaN, 2),
+    p99Ms: round(latencies[Math.floor(latencies.length * 0.99)] ?? NaN, 2),
+    errors,
+  };
+}
+
+// ---------------------------------------------------------------- main
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  const sizes = { ...(opts.quick ? QUICK : FULL) };
+  const t0 = performance.now();
+  const log = (s: string) => process.stdout.write(`${s}\n`);
+
+  // 10,000 idle tunnels need ~20,000 descriptors in the gateway and in the device proxy (two per tunnel):
+  // raise the limit for this process, which every child inherits. Where the hard limit cannot be raised
+  // (no CAP_SYS_RESOURCE), measure at the largest count that fits and say so.
+  const fdLimit = raiseFdLimit(262_144);
+  const fitting = Math.floor((fdLimit - 200) / 2 / 100) * 100;
+  if (fitting < sizes.idleTunnels) {
+    log(`! open-file hard limit is ${fdLimit} and cannot be raised here: idle-rss-per-tunnel measured at ${fitting} tunnels instead of ${sizes.idleTunnels}`);
+    sizes.idleTunnels = fitting;
+  }
+  try {
+    execFileSync('taskset', ['-a', '-p', '-c', String(ENDPOINT_CPU), String(process.pid)], { stdio: 'ignore' });
+  } catch {
+    log('! taskset failed: processes are not pinned');
+  }
+
+  const logDir = mkdtempSync(path.join(os.tmpdir(), 'tailgate-bench-'));
+  log(`tailgate bench (${opts.quick ? 'quick' : 'full'}); process logs in ${logDir}`);
+
+  const skipped: Record<string, string> = {};
+  const versions: Record<string, string> = { node: process.version };
+
+  // Tools first: a missing baseline is reported, not fatal.
+  let gliderBin: string | undefined;
+  try {
+    gliderBin = await ensureGlider(repo);
+    versions.glider = await gliderVersion(gliderBin);
+  } catch (err) {
+    skipped.glider = `glider could not be built: ${(err as Error).message}`;
+  }
+  versions.gost = 'unavailable: the Go module proxy here refuses github.com/go-gost/gost and github.com/go-gost/x (403), see bench/README.md';
+  versions['proxy-chain'] = proxyChainVersion(repo);
+
+  let tailgateSetup: TailgateSetup | undefined;
+  if (opts.paths.includes('tailgate')) {
+    const missing = tailgateMissing(repo);
+    if (missing.length > 0) skipped.tailgate = `not built yet (missing ${missing.join(', ')})`;
+    else {
+      try {
+        await buildTailgate(repo);
+        tailgateSetup = await createTailgateDatabase();
+        versions.tailgate = `${JSON.parse(readFileSync(path.join(repo, 'package.json'), 'utf8')).version} (${gitHead()})`;
+      } catch (err) {
+        skipped.tailgate = (err as Error).message;
+      }
+    }
+  }
+
+  const endpointsEnv = { ...process.env };
+  const sink = spawnPinned('sink', ENDPOINT_CPU, process.execPath, ['--import', 'tsx', 'bench/servers/sink.ts'], { cwd: repo, pipeStdout: true, logFile: path.join(logDir, 'sink.log') });
+  let device: Pinned | undefined;
+  let loadgen: LoadGen | undefined;
+  try {
+    const { port: sinkPort } = await waitReadyLine(sink, 20_000);
+
+    let devicePort: number;
+    if (opts.device === 'go') {
+      device = spawnPinned('device', PROXY_CPU, await ensureGoDevice(repo), [], { pipeStdout: true, logFile: path.join(logDir, 'device.log') });
+      devicePort = (await waitReadyLine(device, 10_000)).port;
+      versions.device = 'bench/device/main.go (minimal Go CONNECT proxy, splice + half-close)';
+    } else if (opts.device === 'glider') {
+      if (!gliderBin) throw new Error(`--device glider needs glider: ${skipped.glider}`);
+      devicePort = await freePort();
+      device = spawnPinned('device', PROXY_CPU, gliderBin, gliderArgs([`http://127.0.0.1:${devicePort}`]), { logFile: path.join(logDir, 'device.log') });
+      await waitPort(devicePort, 10_000, device);
+      versions.device = `glider ${versions.glider} as a plain HTTP CONNECT proxy (no auth, no forwarder)`;
+    } else {
+      device = spawnPinned('device', PROXY_CPU, process.execPath, ['--import', 'tsx', 'bench/servers/node-device.ts'], { cwd: repo, pipeStdout: true, logFile: path.join(logDir, 'device.log') });
+      devicePort = (await waitReadyLine(device, 20_000)).port;
+      versions.device = 'bench/servers/node-device.ts (minimal Node CONNECT proxy)';
+    }
+    loadgen = await LoadGen.start(ENDPOINT_CPU, repo, endpointsEnv);
+
+    const env: Env = { repo, logDir, proxyCpu: PROXY_CPU, device: { host: '127.0.0.1', port: devicePort }, key: `bench${randomBytes(12).toString('hex')}` };
+    const kinds = new Map<PathName, GatewayKind>();
+    for (const p of opts.paths) {
+      if (p === 'direct') kinds.set(p, direct);
+      else if (p === 'tailgate' && tailgateSetup) kinds.set(p, tailgateKind(tailgateSetup));
+      else if (p === 'glider' && gliderBin) kinds.set(p, gliderKind(gliderBin));
+      else if (p === 'proxy-chain') kinds.set(p, proxyChain);
+    }
+    for (const [p, why] of Object.entries(skipped)) log(`! skipping ${p}: ${why}`);
+
+    const ctx: Ctx = { opts, sizes, env, loadgen, sink, device, target: { host: '127.0.0.1', port: sinkPort }, kinds, rows: [], details: [], log };
+    for (const g of opts.groups) {
+      const ts = performance.now();
+      if (g === 'throughput-1') await throughputScenario(ctx, 1);
+      else if (g === 'throughput-16') await throughputScenario(ctx, 16);
+      else if (g === 'setup') await setupScenario(ctx);
+      else if (g === 'idle-rss-per-tunnel') await idleScenario(ctx);
+      else if (g === 'register-to-usable') await registerToUsableScenario(ctx);
+      else if (g === 'dropped-under-churn') await churnScenario(ctx);
+      log(`  (${g}: ${round((performance.now() - ts) / 1000, 1)} s)`);
+    }
+
+    const report: RunReport = {
+      machine: machineInfo(opts),
+      versions,
+      results: ctx.rows,
+    };
+    const stamp = new Date().toISOString().replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z');
+    const resultsDir = path.join(repo, 'bench/results');
+    mkdirSync(resultsDir, { recursive: true });
+    const file = path.join(resultsDir, `${stamp}.json`);
+    writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+    writeFileSync(path.join(resultsDir, `${stamp}.details.json`), JSON.stringify({ skipped, sizes, details: ctx.details }, null, 2) + '\n');
+    log('');
+    printTable(report, log);
+    log(`\nwrote ${path.relative(repo, file)} (+ .details.json) in ${round((performance.now() - t0) / 1000, 1)} s`);
+    if (opts.writeReadme) {
+      writeReadme(path.join(repo, 'bench/README.md'), report, path.relative(path.join(repo, 'bench'), file), skipped, ctx.details);
+      log('updated bench/README.md');
+    }
+  } finally {
+    await loadgen?.close();
+    await stop(device);
+    await stop(sink);
+    await tailgateSetup?.dropDatabase().catch((err: Error) => log(`! could not drop the bench database: ${err.message}`));
+  }
+}
+
+/** Raises RLIMIT_NOFILE (soft and hard) as far as allowed; returns the hard limit now in force. */
+function raiseFdLimit(want: number): number {
+  const pid = String(process.pid);
+  try {
+    execFileSync('prlimit', ['--pid', pid, `--nofile=${want}:${want}`], { stdio: 'ignore' });
+  } catch {
+    // Not permitted: fall back to soft = hard below.
+  }
+  const hard = Number(execFileSync('prlimit', ['--pid', pid, '--nofile', '--output=HARD', '--noheadings'], { encoding: 'utf8' }).trim());
+  try {
+    execFileSync('prlimit', ['--pid', pid, `--nofile=${hard}:${hard}`], { stdio: 'ignore' });
+  } catch {
+    // keep whatever soft limit we have
+  }
+  return hard;
+}
+
+function gitHead(): string {
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repo, encoding: 'utf8' }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+function machineInfo(opts: Options): Record<string, unknown> {
+  const cpus = os.cpus();
+  return {
+    cpu: cpus[0]?.model ?? 'unknown',
+    cores: cpus.length,
+    memoryGiB: round(os.totalmem() / 2 ** 30, 1),
+    kernel: os.release(),
+    platform: `${os.platform()} ${os.arch()}`,
+    network: 'loopback (127.0.0.1) only',
+    pinning: {
+      [`cpu${PROXY_CPU}`]: 'gateway under test + device proxy stand-in',
+      [`cpu${ENDPOINT_CPU}`]: 'load generator + sink + orchestrator (registrations)',
+    },
+    mode: opts.quick ? 'quick' : 'full',
+  };
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  process.exit(1);
+});
