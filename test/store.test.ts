@@ -10,8 +10,10 @@ import { PGlite } from '@electric-sql/pglite';
 import { createLogger, hashKey } from '../src/log.js';
 import { openStore } from '../src/store/index.js';
 import { MIGRATIONS } from '../src/store/migrations.js';
-import type { NodeStore } from '../src/store/types.js';
-import { createTempDir, createTestDatabase, type TestDatabase } from './helpers/db.js';
+import type { NodeChange, NodeStore } from '../src/store/types.js';
+import { KeyResolver } from '../src/routing/key-resolver.js';
+import postgres from 'postgres';
+import { ADMIN_DATABASE_URL, createTempDir, createTestDatabase, type TestDatabase } from './helpers/db.js';
 
 const log = createLogger('silent');
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -26,12 +28,15 @@ interface Backend {
   open(): Promise<NodeStore>;
   /** Only called while no store is open on the backend (the embedded database allows one process). */
   inspect: Inspect;
+  /** Whether the store can follow other writers' changes (LISTEN/NOTIFY). */
+  watches: boolean;
 }
 
 function postgresBackend(): Backend {
   let db: TestDatabase;
   return {
     name: 'PostgreSQL server',
+    watches: true,
     async setup() {
       db = await createTestDatabase('store');
     },
@@ -47,6 +52,8 @@ function embeddedBackend(): Backend {
   let tmp: { dir: string; remove(): Promise<void> };
   return {
     name: 'embedded PGlite',
+    // pglite-socket does not deliver notifications, and one process is the only writer anyway.
+    watches: false,
     async setup() {
       tmp = await createTempDir('tailgate-store');
     },
@@ -77,6 +84,7 @@ for (const backend of [postgresBackend(), embeddedBackend()]) {
     test('first open applies every migration once and records it', async () => {
       const store = await backend.open();
       await store.ping();
+      assert.equal(typeof store.watch, backend.watches ? 'function' : 'undefined');
       await store.close();
       const rows = await backend.inspect('SELECT version, name FROM schema_migrations ORDER BY version');
       assert.deepEqual(
@@ -239,6 +247,105 @@ describe('migrations on a shared PostgreSQL server', () => {
         return true;
       },
     );
+  });
+});
+
+async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('change notifications between gateways sharing a PostgreSQL server', () => {
+  let db: TestDatabase;
+  let writer: NodeStore;
+  let reader: NodeStore;
+  let resolver: KeyResolver;
+  let stop: () => Promise<void>;
+  const changes: NodeChange[] = [];
+  let resyncs = 0;
+
+  before(async () => {
+    db = await createTestDatabase('notify');
+    writer = await openStore({ databaseUrl: db.url, dataDir: '/unused', log });
+    reader = await openStore({ databaseUrl: db.url, dataDir: '/unused', log, heartbeatMs: 100 });
+    resolver = new KeyResolver(reader, { max: 100, positiveTtlMs: 600_000, negativeTtlMs: 600_000 });
+    assert.ok(reader.watch, 'a store on a real server can watch for changes');
+    stop = await reader.watch(
+      (change) => {
+        changes.push(change);
+        resolver.invalidate(change.keyHash);
+      },
+      () => {
+        resyncs++;
+        resolver.invalidateAll();
+      },
+    );
+  });
+  after(async () => {
+    await stop?.();
+    await writer?.close();
+    await reader?.close();
+    await db?.drop();
+  });
+
+  test("another gateway's registration, update and revocation reach this gateway's cache at once", async () => {
+    const key = 'notify-key-0001';
+    const h = hashKey(key);
+    assert.equal(await resolver.resolve(key), null); // remembered as unknown for 10 minutes
+    const { node } = await writer.upsert({ keyHash: h, ip: '100.64.3.1', port: 8939, protocol: 'http' });
+    await waitFor('the insert notification', () => changes.some((c) => c.keyHash === h && c.op === 'insert'));
+    assert.equal((await resolver.resolve(key))?.ip, '100.64.3.1');
+
+    await writer.upsert({ keyHash: h, ip: '100.64.3.2', port: 8939, protocol: 'http' });
+    await waitFor('the update notification', () => changes.some((c) => c.keyHash === h && c.op === 'update'));
+    assert.equal((await resolver.resolve(key))?.ip, '100.64.3.2');
+
+    // An operator editing the table by hand is seen too: the trigger is in the database.
+    await db.sql`UPDATE nodes SET port = 3128 WHERE id = ${node.id}`;
+    await waitFor('the hand edit', async () => (await resolver.resolve(key))?.port === 3128);
+
+    await writer.remove(node.id);
+    await waitFor('the delete notification', () => changes.some((c) => c.keyHash === h && c.op === 'delete'));
+    assert.equal(await resolver.resolve(key), null);
+  });
+
+  test('a dropped listening connection is re-established and the cache resynchronised', async () => {
+    const before = resyncs;
+    const killed = await db.sql`
+      SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity
+      WHERE datname = ${db.name} AND query ILIKE 'listen%'`;
+    assert.equal(killed.length, 1, 'expected exactly one listening connection');
+    await waitFor('a resync after reconnecting', () => resyncs > before);
+    const h = hashKey('notify-key-0002');
+    await writer.upsert({ keyHash: h, ip: '100.64.3.3', port: 8939, protocol: 'http' });
+    await waitFor('a notification after reconnecting', () => changes.some((c) => c.keyHash === h));
+  });
+
+  test('a listener lost while the database refused connections comes back through the heartbeat', async () => {
+    const before = resyncs;
+    // With new connections refused, `postgres` cannot re-listen and gives the listener up.
+    const admin = postgres(ADMIN_DATABASE_URL, { max: 1, onnotice: () => {} });
+    try {
+      await admin.unsafe(`ALTER DATABASE "${db.name}" WITH ALLOW_CONNECTIONS false`);
+      try {
+        const killed = await admin`
+          SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE datname = ${db.name} AND query ILIKE 'listen%'`;
+        assert.equal(killed.length, 1);
+        await new Promise((r) => setTimeout(r, 300));
+      } finally {
+        await admin.unsafe(`ALTER DATABASE "${db.name}" WITH ALLOW_CONNECTIONS true`);
+      }
+    } finally {
+      await admin.end({ timeout: 5 });
+    }
+    await waitFor('the heartbeat to listen again', () => resyncs > before);
+    const h = hashKey('notify-key-0003');
+    await writer.upsert({ keyHash: h, ip: '100.64.3.4', port: 8939, protocol: 'http' });
+    await waitFor('a notification after the heartbeat recovery', () => changes.some((c) => c.keyHash === h));
   });
 });
 

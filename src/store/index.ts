@@ -2,16 +2,18 @@ import postgres from 'postgres';
 import type { Logger } from '../log.js';
 import { openEmbedded } from './embedded.js';
 import { migrate } from './migrations.js';
-import { SqlNodeStore } from './postgres-store.js';
+import { NotifyingSqlNodeStore, SqlNodeStore } from './postgres-store.js';
 import type { NodeStore } from './types.js';
 
-export type { NodeStore, NodeRecord, NodeBinding } from './types.js';
+export type { NodeStore, NodeRecord, NodeBinding, NodeChange } from './types.js';
 
 export interface OpenStoreOptions {
   /** A postgres:// URL selects that server; undefined selects the embedded database under dataDir. */
   databaseUrl: string | undefined;
   dataDir: string;
   log: Logger;
+  /** Period of the change-notification heartbeat (real servers only). */
+  heartbeatMs?: number;
 }
 
 /** The URL without its password, for messages. */
@@ -41,14 +43,14 @@ export async function openStore(opts: OpenStoreOptions): Promise<NodeStore> {
   }
 
   const where = describeDatabaseUrl(opts.databaseUrl);
-  const sql = postgres(opts.databaseUrl, {
-    max: 10,
-    idle_timeout: 60,
+  const url = opts.databaseUrl;
+  const clientOptions = {
     connect_timeout: 10,
     connection: { application_name: 'tailgate' },
-    onnotice: (notice) => log.debug({ notice: notice.message }, 'database notice'),
-  });
-  const store = new SqlNodeStore(sql);
+    onnotice: (notice: postgres.Notice) => log.debug({ notice: notice.message }, 'database notice'),
+  };
+  const sql = postgres(url, { ...clientOptions, max: 10, idle_timeout: 60 });
+  const store = new NotifyingSqlNodeStore(sql, log, () => postgres(url, { ...clientOptions, max: 1 }), opts.heartbeatMs);
   try {
     await migrate(sql, log);
   } catch (err) {

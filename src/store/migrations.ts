@@ -29,6 +29,28 @@ export const MIGRATIONS: readonly Migration[] = [
         updated_at timestamptz NOT NULL DEFAULT now()
       )`,
   },
+  {
+    version: 2,
+    name: 'nodes change notifications',
+    // Raised by the database itself, so every writer (any gateway, or an operator with psql) is covered.
+    // Payload "<TG_OP>:<key_hash>"; see SqlNodeStore.watch.
+    sql: `
+      CREATE FUNCTION tailgate_nodes_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF TG_OP = 'DELETE' THEN
+          PERFORM pg_notify('tailgate_nodes', 'DELETE:' || OLD.key_hash);
+          RETURN OLD;
+        END IF;
+        IF TG_OP = 'UPDATE' AND OLD.key_hash <> NEW.key_hash THEN
+          PERFORM pg_notify('tailgate_nodes', 'DELETE:' || OLD.key_hash);
+        END IF;
+        PERFORM pg_notify('tailgate_nodes', TG_OP || ':' || NEW.key_hash);
+        RETURN NEW;
+      END
+      $$;
+      CREATE TRIGGER nodes_changed AFTER INSERT OR UPDATE OR DELETE ON nodes
+        FOR EACH ROW EXECUTE FUNCTION tailgate_nodes_changed();`,
+  },
 ];
 
 // Any constant works as long as nothing else on the same database uses it; "tailgate" in ASCII.

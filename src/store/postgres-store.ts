@@ -1,8 +1,15 @@
 // The registry in SQL through `postgres` (porsager). One implementation for both a real server and the
 // embedded PGlite, which is reached through the same wire protocol.
+import { randomBytes } from 'node:crypto';
 import type { Sql } from 'postgres';
 import type { DeviceProtocol } from '../config.js';
-import type { NodeBinding, NodeRecord, NodeStore } from './types.js';
+import type { Logger } from '../log.js';
+import type { NodeBinding, NodeChange, NodeRecord, NodeStore } from './types.js';
+
+/** The channel migration 2's trigger notifies on. */
+export const NODES_CHANNEL = 'tailgate_nodes';
+const CHANGE_OPS: Record<string, NodeChange['op'] | undefined> = { INSERT: 'insert', UPDATE: 'update', DELETE: 'delete' };
+const KEY_HASH = /^[0-9a-f]{64}$/;
 
 interface NodeRow {
   id: number;
@@ -38,7 +45,7 @@ export class SqlNodeStore implements NodeStore {
    * @param release runs after the client is closed (the embedded database's shutdown)
    */
   constructor(
-    private readonly sql: Sql,
+    protected readonly sql: Sql,
     private readonly release: () => Promise<void> = async () => {},
   ) {}
 
@@ -108,5 +115,87 @@ export class SqlNodeStore implements NodeStore {
       }
     })();
     return this.closing;
+  }
+}
+
+/**
+ * The store on a real PostgreSQL server, which can also deliver change notifications (LISTEN/NOTIFY), so
+ * several gateways sharing one database see each other's registrations and revocations at once.
+ */
+export class NotifyingSqlNodeStore extends SqlNodeStore {
+  constructor(
+    sql: Sql,
+    private readonly log: Logger,
+    /** A new single-connection client for listening, so a broken listener can be thrown away whole. */
+    private readonly connectListener: () => Sql,
+    /** How often the listener proves it still receives; a lost listener is replaced within two periods. */
+    private readonly heartbeatMs = 30_000,
+  ) {
+    super(sql);
+  }
+
+  async watch(onChange: (change: NodeChange) => void, onResync: () => void): Promise<() => Promise<void>> {
+    let listener: Sql | undefined;
+    // The nonce of our last heartbeat while it has not come back through the listener.
+    let outstanding: string | undefined;
+    let busy = false;
+
+    const onNotify = (payload: string) => {
+      const colon = payload.indexOf(':');
+      const kind = payload.slice(0, colon);
+      const rest = payload.slice(colon + 1);
+      if (kind === 'PING') {
+        if (rest === outstanding) outstanding = undefined;
+        return;
+      }
+      const op = CHANGE_OPS[kind];
+      if (op !== undefined && KEY_HASH.test(rest)) onChange({ op, keyHash: rest });
+    };
+    // `postgres` re-listens by itself when the listening connection drops, calling onlisten again (we resync
+    // then). If the database refuses it at that moment it gives the listener up without a word, and its
+    // bookkeeping is then not to be trusted: the heartbeat notices, and replaces the whole client.
+    const subscribe = async () => {
+      const client = this.connectListener();
+      try {
+        await client.listen(NODES_CHANNEL, onNotify, onResync);
+      } catch (err) {
+        await client.end({ timeout: 0 }).catch(() => {});
+        throw err;
+      }
+      listener = client;
+    };
+    const replace = async () => {
+      const old = listener;
+      listener = undefined;
+      await old?.end({ timeout: 0 }).catch(() => {});
+      await subscribe();
+    };
+    await subscribe();
+
+    const beat = async () => {
+      if (outstanding !== undefined || listener === undefined) {
+        this.log.warn('database change notifications stopped arriving; listening again');
+        outstanding = undefined;
+        await replace();
+      }
+      const nonce = randomBytes(6).toString('hex');
+      outstanding = nonce;
+      await this.sql`SELECT pg_notify(${NODES_CHANNEL}, ${`PING:${nonce}`})`;
+    };
+    const timer = setInterval(() => {
+      if (busy) return;
+      busy = true;
+      beat()
+        .catch((err: Error) => this.log.debug({ err: err.message }, 'change-notification heartbeat failed; retrying'))
+        .finally(() => (busy = false));
+    }, this.heartbeatMs);
+    timer.unref();
+
+    return async () => {
+      clearInterval(timer);
+      const last = listener;
+      listener = undefined;
+      await last?.end({ timeout: 1 }).catch(() => {});
+    };
   }
 }

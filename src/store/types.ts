@@ -24,6 +24,12 @@ export interface NodeBinding {
   headscaleNodeId?: string | null;
 }
 
+/** A binding created, changed or removed; 'delete' means the key no longer routes anywhere. */
+export interface NodeChange {
+  op: 'insert' | 'update' | 'delete';
+  keyHash: string;
+}
+
 /** The registry of key -> device bindings. One implementation (SQL via `postgres`) serves both a real server and the embedded one. */
 export interface NodeStore {
   findByKeyHash(keyHash: string): Promise<NodeRecord | null>;
@@ -35,5 +41,12 @@ export interface NodeStore {
   remove(id: number): Promise<NodeRecord | null>;
   /** Throws when the database cannot answer. */
   ping(): Promise<void>;
+  /**
+   * Follows binding changes committed by anyone on this database (other gateways included): onChange for
+   * each changed key, onResync whenever notifications may have been missed (at every (re)connection of the
+   * listener) so the caller can drop everything it cached. Resolves to a function that stops watching.
+   * Absent when the database cannot deliver notifications (the embedded one, which has a single writer).
+   */
+  watch?(onChange: (change: NodeChange) => void, onResync: () => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
