@@ -7,15 +7,11 @@ import { hashKey } from '../src/log.js';
 import { ipv6Bytes } from '../src/routing/upstream-socks5.js';
 import type { Dialer } from '../src/tailnet/dialer.js';
 import { curl } from './helpers/curl.js';
-import { closedPort, startHttpDevice, startSilentDevice, startSocksDevice, type Device } from './helpers/devices.js';
-import { rawExchange, startHarness, TEST_TIMEOUTS, waitFor, type Harness } from './helpers/proxy-harness.js';
-import { makeSelfSignedCert, payload, sha256, startEchoTarget, startHttpsTarget, startHttpTarget, type Listening, type TlsMaterial } from './helpers/targets.js';
+import { closedPort, type Device } from './helpers/devices.js';
+import { rawExchange, startHarness, startProxyWorld, TEST_TIMEOUTS, waitFor, type Harness, type ProxyWorld } from './helpers/proxy-harness.js';
+import { payload, sha256, type EchoTarget, type Listening, type TlsMaterial } from './helpers/targets.js';
 
-const KEY = 'sk-socks-http-device-0001';
-const KEY_SOCKS_DEVICE = 'sk-socks-socks-device-0002';
-const KEY_REFUSED = 'sk-socks-refused-0003';
-const KEY_SILENT = 'sk-socks-silent-0004';
-
+let world: ProxyWorld;
 let h: Harness;
 let httpDevice: Device;
 let socksDevice: Device;
@@ -23,32 +19,20 @@ let silentDevice: Device;
 let web: Listening;
 let web6: Listening;
 let tlsWeb: Listening;
-let echo: Listening;
+let echo: EchoTarget;
 let tls: TlsMaterial;
+let KEY: string;
+let KEY_SOCKS_DEVICE: string;
+let KEY_REFUSED: string;
+let KEY_SILENT: string;
 
 before(async () => {
-  tls = await makeSelfSignedCert();
-  [h, httpDevice, socksDevice, silentDevice, web, web6, tlsWeb, echo] = await Promise.all([
-    startHarness(),
-    startHttpDevice(),
-    startSocksDevice(),
-    startSilentDevice(),
-    startHttpTarget('127.0.0.1'),
-    startHttpTarget('::1'),
-    startHttpsTarget(tls, '127.0.0.1'),
-    startEchoTarget('127.0.0.1'),
-  ]);
-  h.resolver.bind(KEY, { ip: '127.0.0.1', port: httpDevice.port });
-  h.resolver.bind(KEY_SOCKS_DEVICE, { ip: '127.0.0.1', port: socksDevice.port, protocol: 'socks5' });
-  h.resolver.bind(KEY_REFUSED, { ip: '127.0.0.1', port: await closedPort() });
-  h.resolver.bind(KEY_SILENT, { ip: '127.0.0.1', port: silentDevice.port });
+  world = await startProxyWorld('socks', {});
+  ({ h, httpDevice, socksDevice, silentDevice, web, web6, tlsWeb, echo, tls } = world);
+  ({ http: KEY, socks: KEY_SOCKS_DEVICE, refused: KEY_REFUSED, silent: KEY_SILENT } = world.keys);
 });
 
-after(async () => {
-  await h.close();
-  await Promise.all([httpDevice, socksDevice, silentDevice, web, web6, tlsWeb, echo].map((x) => x.close()));
-  await tls.remove();
-});
+after(() => world.close());
 
 const socks = (key: string, pass = key) => `${key}:${pass}@127.0.0.1:${h.socksPort}`;
 
@@ -253,6 +237,10 @@ test('revoking the key closes its open tunnel; a client reset mid-relay leaks no
   await waitFor('tunnel to open', () => Buffer.concat(got).length >= 14);
   s.write('ping');
   await waitFor('echo', () => Buffer.concat(got).subarray(14).toString() === 'ping');
+  // The handshake timeout must not apply to an established tunnel.
+  await new Promise((r) => setTimeout(r, TEST_TIMEOUTS.handshakeMs + 300));
+  s.write('pong');
+  await waitFor('echo after a quiet spell', () => Buffer.concat(got).subarray(14).toString() === 'pingpong');
   assert.equal(h.deps.tunnels.size, 1);
   const closed = new Promise((r) => s.once('close', r));
   assert.equal(h.deps.tunnels.closeKey(hashKey(KEY)), 1);
@@ -265,6 +253,21 @@ test('revoking the key closes its open tunnel; a client reset mid-relay leaks no
   await waitFor('second tunnel', () => h.deps.tunnels.size === 1);
   s2.resetAndDestroy();
   await h.settle();
+});
+
+test('an idle tunnel is closed at the idle timeout, both sides', async () => {
+  const h2 = await startHarness({ timeouts: { idleMs: 1_000 } });
+  try {
+    h2.resolver.bind(KEY, { ip: '127.0.0.1', port: httpDevice.port });
+    const r = await rawExchange(h2.socksPort, [Buffer.concat([greeting, auth(KEY), connectV4(echo.port), Buffer.from('hi')])], { timeoutMs: 4_000 });
+    assert.ok(r.closed);
+    assert.equal(r.data.subarray(14).toString(), 'hi');
+    assert.ok(r.ms >= 950 && r.ms < 2_500, `closed after ${r.ms} ms`);
+    await h2.settle();
+    await waitFor('device side to close as well', async () => (await echo.connections()) === 0 && (await httpDevice.connections()) === 0);
+  } finally {
+    await h2.close();
+  }
 });
 
 test('IPv6 literal request bytes (ATYP 4) for a SOCKS device', async () => {

@@ -180,6 +180,9 @@ class Forward {
     ctx.tunnelsTotal.inc();
     res[kForward] = this;
     res.on('close', onResponseClose);
+    // Without a listener Node would destroy the client socket at server.timeout; with it, an idle
+    // exchange ends in a 504 (or a cut, once the response has started) like an idle device does.
+    res.on('timeout', onResponseTimeout);
   }
 
   /** `fresh`: bypass the pool (a retry after a pooled connection turned out to be dead). */
@@ -271,6 +274,12 @@ class Forward {
     this.fail(f.status, e.reason, f.text);
   }
 
+  /** No bytes either way for the idle timeout. */
+  idle(): void {
+    if (this.upstreamReq !== undefined && !this.upstreamReq.destroyed) this.upstreamReq.destroy(new DialError('timeout', 'no bytes for the idle timeout'));
+    else this.fail(504, 'timeout', HTTP_FAILURES.timeout.text);
+  }
+
   fail(status: number, tag: string, text: string): void {
     this.snapshotBytes();
     sendError(this.res, status, tag, text, this.hasBody);
@@ -305,6 +314,10 @@ function onResponseClose(this: Tagged<ServerResponse>): void {
   this[kForward]!.finish();
 }
 
+function onResponseTimeout(this: Tagged<ServerResponse>): void {
+  this[kForward]!.idle();
+}
+
 function onUpstreamSocket(this: Tagged<http.ClientRequest>, socket: Socket): void {
   this[kForward]!.socketAssigned(socket);
 }
@@ -318,7 +331,7 @@ function onUpstreamError(this: Tagged<http.ClientRequest>, err: Error): void {
 }
 
 function onUpstreamTimeout(this: Tagged<http.ClientRequest>): void {
-  this.destroy(new DialError('timeout', 'device idle'));
+  this[kForward]!.idle();
 }
 
 function onUpstreamEnd(this: Tagged<IncomingMessage>): void {

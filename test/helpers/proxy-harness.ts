@@ -14,7 +14,8 @@ import { DeviceConnector } from '../../src/routing/device-connector.js';
 import type { DeviceRoute, RouteResolver } from '../../src/routing/types.js';
 import { DirectDialer, type Dialer } from '../../src/tailnet/dialer.js';
 import type { TailnetView } from '../../src/tailnet/types.js';
-import { closeServer, listen } from './targets.js';
+import { closedPort, startHttpDevice, startSilentDevice, startSocksDevice, type Device } from './devices.js';
+import { closeServer, listen, makeSelfSignedCert, startEchoTarget, startHttpsTarget, startHttpTarget, type EchoTarget, type Listening, type TlsMaterial } from './targets.js';
 
 export class MemoryResolver implements RouteResolver {
   private readonly routes = new Map<string, DeviceRoute>();
@@ -149,4 +150,59 @@ export function rawExchange(port: number, chunks: Buffer[], opts: { timeoutMs?: 
       if (opts.end) s.end();
     });
   });
+}
+
+/** Everything both listener test files run against: harness, devices, targets, and one key per device. */
+export interface ProxyWorld {
+  h: Harness;
+  httpDevice: Device;
+  socksDevice: Device;
+  silentDevice: Device;
+  web: Listening;
+  web6: Listening;
+  tlsWeb: Listening;
+  tlsWeb6: Listening;
+  echo: EchoTarget;
+  tls: TlsMaterial;
+  /** Keys bound to the HTTP device, the SOCKS5 device, a refusing port and the silent device. */
+  keys: { http: string; socks: string; refused: string; silent: string };
+  close(): Promise<void>;
+}
+
+export async function startProxyWorld(label: string, harness: Parameters<typeof startHarness>[0] = {}): Promise<ProxyWorld> {
+  const tls = await makeSelfSignedCert();
+  const [h, httpDevice, socksDevice, silentDevice, web, web6, tlsWeb, tlsWeb6, echo] = await Promise.all([
+    startHarness(harness),
+    startHttpDevice(),
+    startSocksDevice(),
+    startSilentDevice(),
+    startHttpTarget('127.0.0.1'),
+    startHttpTarget('::1'),
+    startHttpsTarget(tls, '127.0.0.1'),
+    startHttpsTarget(tls, '::1'),
+    startEchoTarget('127.0.0.1'),
+  ]);
+  const keys = { http: `sk-${label}-http-device-0001`, socks: `sk-${label}-socks-device-0002`, refused: `sk-${label}-refused-0003`, silent: `sk-${label}-silent-0004` };
+  h.resolver.bind(keys.http, { ip: '127.0.0.1', port: httpDevice.port });
+  h.resolver.bind(keys.socks, { ip: '127.0.0.1', port: socksDevice.port, protocol: 'socks5' });
+  h.resolver.bind(keys.refused, { ip: '127.0.0.1', port: await closedPort() });
+  h.resolver.bind(keys.silent, { ip: '127.0.0.1', port: silentDevice.port });
+  return {
+    h,
+    httpDevice,
+    socksDevice,
+    silentDevice,
+    web,
+    web6,
+    tlsWeb,
+    tlsWeb6,
+    echo,
+    tls,
+    keys,
+    close: async () => {
+      await h.close();
+      await Promise.all([httpDevice, socksDevice, silentDevice, web, web6, tlsWeb, tlsWeb6, echo].map((x) => x.close()));
+      await tls.remove();
+    },
+  };
 }

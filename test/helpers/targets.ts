@@ -118,11 +118,17 @@ export async function startHttpsTarget(tls: TlsMaterial, host = '127.0.0.1'): Pr
 }
 
 /** Echoes bytes back and half-closes when the client does: exercises the relay's byte path and half-close. */
-export async function startEchoTarget(host = '127.0.0.1'): Promise<Listening & { server: net.Server }> {
+export interface EchoTarget extends Listening {
+  server: net.Server;
+  connections(): Promise<number>;
+}
+
+export async function startEchoTarget(host = '127.0.0.1'): Promise<EchoTarget> {
   const server = net.createServer({ allowHalfOpen: true }, (s) => {
     s.on('error', () => s.destroy());
     s.pipe(s);
   });
   const port = await listen(server, host);
-  return { port, host, server, close: () => closeServer(server) };
+  const connections = () => new Promise<number>((resolve, reject) => server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
+  return { port, host, server, connections, close: () => closeServer(server) };
 }
