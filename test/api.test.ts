@@ -8,6 +8,7 @@ import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
+import postgres from 'postgres';
 import { createApiServer } from '../src/api/server.js';
 import { loadConfig } from '../src/config.js';
 import { RegistrarError, type ApprovedDevice, type DeviceRegistrar } from '../src/headscale/types.js';
@@ -17,6 +18,7 @@ import { TunnelRegistry } from '../src/proxy/tunnels.js';
 import { AddressAllowList } from '../src/routing/cidr.js';
 import { KeyResolver } from '../src/routing/key-resolver.js';
 import { openStore } from '../src/store/index.js';
+import { SqlNodeStore } from '../src/store/postgres-store.js';
 import type { NodeStore } from '../src/store/types.js';
 import type { TailnetState, TailnetView } from '../src/tailnet/types.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
@@ -221,13 +223,40 @@ describe('health, readiness and metrics', () => {
       await goneStore.close();
       const a = await call(gone, 'GET', '/readyz', { token: null });
       assert.equal(a.status, 503);
-      assert.match(a.json.database, /^unreachable: /);
+      assert.equal(a.json.database, 'unreachable', 'without the admin token, no error detail');
       assert.equal(a.json.tailnet, 'not supervised');
+      const detailed = await call(gone, 'GET', '/readyz');
+      assert.equal(detailed.status, 503);
+      assert.match(detailed.json.database, /^unreachable: .*CONNECTION_ENDED/);
       // And a call that needs the database says why it failed.
       assertError(await call(gone, 'GET', '/nodes'), 503, 'database_unavailable', /database unavailable/);
     } finally {
       await gone.app.close();
       await other.drop();
+    }
+  });
+
+  test('GET /readyz answers 503 within its timeout when the database never answers', async () => {
+    // A server that accepts connections and then says nothing: the client's ping hangs.
+    const silent = createServer(() => {});
+    const held: Socket[] = [];
+    silent.on('connection', (s) => held.push(s));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const sql = postgres({ host: '127.0.0.1', port: (silent.address() as { port: number }).port, max: 1, connect_timeout: 30 });
+    const hung = await startApi({ TAILGATE_ADMIN_TOKEN: ADMIN }, new SqlNodeStore(sql));
+    try {
+      const started = Date.now();
+      const [a, b] = await Promise.all([call(hung, 'GET', '/readyz'), call(hung, 'GET', '/readyz', { token: null })]);
+      const took = Date.now() - started;
+      assert.equal(a.status, 503);
+      assert.match(a.json.database, /^timeout: no answer within 2000 ms$/);
+      assert.equal(b.json.database, 'timeout');
+      assert.ok(took >= 1_900 && took < 5_000, `took ${took} ms`);
+    } finally {
+      await hung.app.close();
+      held.forEach((s) => s.destroy());
+      await sql.end({ timeout: 0 });
+      await new Promise((r) => silent.close(r));
     }
   });
 
@@ -423,12 +452,25 @@ describe('POST /register with an address', () => {
     assertError(await call(api, 'POST', '/register', { raw: '' }), 400, 'invalid_request', /^body: empty, expected a JSON object$/);
     assertError(
       await call(api, 'POST', '/register', { raw: 'key=abcdefgh&ip=100.64.0.1', contentType: 'application/x-www-form-urlencoded' }),
+      400,
+      'invalid_request',
+      /^body: not valid JSON$/,
+    );
+    assertError(
+      await call(api, 'POST', '/register', { raw: '<key>abcdefgh</key>', contentType: 'application/xml' }),
       415,
       'invalid_request',
       /^body: send JSON with content-type: application\/json$/,
     );
     assertError(await call(api, 'POST', '/register', { raw: JSON.stringify({ key: key(), name: 'x'.repeat(20_000) }) }), 413, 'invalid_request', /^body: too large$/);
     assertError(await call(api, 'POST', '/register', { raw: '{"__proto__": {"x": 1}, "key": "abcdefgh"}' }), 400, 'invalid_request', /^body: not valid JSON$/);
+  });
+
+  test('JSON sent as a form or plain text (curl -d without a content type) is accepted, as the original did', async () => {
+    for (const contentType of ['application/x-www-form-urlencoded', 'text/plain']) {
+      const a = await call(api, 'POST', '/register', { raw: JSON.stringify({ key: key(), ip: '100.64.0.30' }), contentType });
+      assert.equal(a.status, 201, a.text);
+    }
   });
 
   test('without ip and without Headscale, ip is required', async () => {
@@ -502,6 +544,18 @@ describe('POST /register and GET /registerV2/:key through Headscale approval', (
     registrar.devices.set(k, { headscaleNodeId: '44', name: 'odd', ipv4: '10.1.2.3', ipv6: null });
     assertError(await call(api, 'POST', '/register', { body: { key: k } }), 400, 'ip_not_allowed', /^ip: 10\.1\.2\.3 \(the device's address in Headscale\) is outside the allowed device ranges/);
     assert.equal(await store.findByKeyHash(hashKey(k)), null);
+  });
+
+  test('long keys work in the path, and HEAD does not register', async () => {
+    const k = `hskey-authreq-${'L'.repeat(200)}`;
+    usedKeys.push(k);
+    registrar.devices.set(k, { headscaleNodeId: '45', name: 'long', ipv4: '100.64.0.45', ipv6: null });
+    const head = await fetch(`${api.base}/registerV2/${k}`, { method: 'HEAD', headers: { authorization: `Bearer ${ADMIN}` } });
+    assert.equal(head.status, 404);
+    assert.equal(await store.findByKeyHash(hashKey(k)), null);
+    const a = await call(api, 'GET', `/registerV2/${k}`);
+    assert.equal(a.status, 201, a.text);
+    assert.equal(a.headers.get('cache-control'), 'no-store');
   });
 
   test('the key in the path is validated like the body field', async () => {

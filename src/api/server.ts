@@ -124,15 +124,25 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
     },
     bodyLimit: 16 * 1024,
     return503OnClosing: true,
+    // GET /registerV2/:key carries keys of up to 256 characters in the path (the router's default is 100).
+    routerOptions: { maxParamLength: 512 },
     ajv: {
       // Strict JSON: "8939" is not a port and an unknown field is a typo, not something to drop quietly.
       customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false },
     },
   });
   app.decorateRequest('caller', 'anonymous');
+  // The original (gin's ShouldBindJSON) read JSON whatever the content type, and `curl -d '{...}'` sends
+  // application/x-www-form-urlencoded: parse those as JSON too rather than break existing devices.
+  app.addContentTypeParser(['application/x-www-form-urlencoded', 'text/plain'], { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
 
   app.addHook('onRequest', async (request) => {
     request.caller = gate.authorize(request.headers.authorization, request.routeOptions.config.access ?? 'admin');
+  });
+
+  app.addHook('onSend', async (_request, reply) => {
+    // Answers describe live bindings (and GET /registerV2/:key changes them): nothing along the way may cache.
+    reply.header('cache-control', 'no-store');
   });
 
   app.addHook('onResponse', async (request, reply) => {
@@ -188,7 +198,12 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   // For devices built against the original system: GET with the key in the path, same flow as POST /register {key}.
   app.get<{ Params: { key: string } }>(
     '/registerV2/:key',
-    { config: { access: 'enroll' }, schema: { params: { type: 'object', required: ['key'], properties: { key: KEY_SCHEMA } } } },
+    {
+      config: { access: 'enroll' },
+      // A HEAD would run the registration too.
+      exposeHeadRoute: false,
+      schema: { params: { type: 'object', required: ['key'], properties: { key: KEY_SCHEMA } } },
+    },
     (request, reply) => register({ key: request.params.key }, request.caller, reply),
   );
 
@@ -247,23 +262,35 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
 
   app.get('/healthz', { config: { access: 'open' } }, async () => ({ status: 'ok' }));
 
-  let ping: Promise<string> | undefined;
-  // One probe at a time: an orchestrator polling a hung database must not pile queries up behind it.
-  const databaseState = (): Promise<string> => {
-    ping ??= new Promise<string>((resolve) => {
-      const timer = setTimeout(() => resolve(`no answer within ${READY_DB_TIMEOUT_MS} ms`), READY_DB_TIMEOUT_MS);
-      deps.store.ping().then(
-        () => resolve('ok'),
-        (err: Error) => resolve(`unreachable: ${err.message}`),
-      ).finally(() => clearTimeout(timer));
-    }).finally(() => {
-      ping = undefined;
+  // One database probe at a time, however long it hangs: an orchestrator polling a stuck database must not
+  // pile queries up behind it.
+  let probe: Promise<string | null> | undefined;
+  /** null when the database answered, else why not. */
+  const databaseProblem = async (): Promise<string | null> => {
+    probe ??= deps.store
+      .ping()
+      .then(
+        () => null,
+        (err: Error) => `unreachable: ${err.message}`,
+      )
+      .finally(() => (probe = undefined));
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<string>((resolve) => {
+      timer = setTimeout(() => resolve(`timeout: no answer within ${READY_DB_TIMEOUT_MS} ms`), READY_DB_TIMEOUT_MS);
     });
-    return ping;
+    try {
+      return await Promise.race([probe, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
   };
 
-  app.get('/readyz', { config: { access: 'open' } }, async (_request, reply) => {
-    const database = await databaseState();
+  app.get('/readyz', { config: { access: 'open' } }, async (request, reply) => {
+    // Open for orchestrators, but only an operator sees why the database is down (addresses, errors).
+    const caller = gate.identify(request.headers.authorization);
+    const detailed = caller === 'admin' || caller === 'local';
+    const problem = await databaseProblem();
+    const database = problem === null ? 'ok' : detailed ? problem : problem.slice(0, problem.indexOf(':'));
     const listeners = deps.listening() ? 'ok' : 'not listening';
     let tailnet = 'not supervised';
     let tailnetReady = true;
@@ -272,7 +299,7 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
       tailnetReady = state.running;
       tailnet = state.running ? 'ok' : `not running (${state.backendState})`;
     }
-    const ready = database === 'ok' && listeners === 'ok' && tailnetReady;
+    const ready = problem === null && listeners === 'ok' && tailnetReady;
     return reply.code(ready ? 200 : 503).send({ ready, database, listeners, tailnet });
   });
 
