@@ -2,6 +2,8 @@
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './log.js';
 import { startGateway } from './app.js';
+import { startTailnet } from './tailnet/index.js';
+import { HeadscaleRegistrar } from './headscale/client.js';
 
 async function main(): Promise<void> {
   let config;
@@ -15,20 +17,32 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger(config.logLevel);
-  const gateway = await startGateway(config, log);
+  // With TS_AUTHKEY we run our own tailscaled and dial devices through it; without, the host is on the tailnet already.
+  const tailnet = config.tailnet ? await startTailnet(config.tailnet, log) : undefined;
+  const registrar = config.headscale ? new HeadscaleRegistrar(config.headscale, log) : undefined;
+  let gateway;
+  try {
+    gateway = await startGateway(config, log, { dialer: tailnet?.dialer, tailnet: tailnet?.view, registrar });
+  } catch (err) {
+    await tailnet?.stop();
+    throw err;
+  }
 
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down: no new connections, draining tunnels');
-    gateway.close().then(
-      () => process.exit(0),
-      (err) => {
-        log.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
+    gateway
+      .close()
+      .then(() => tailnet?.stop())
+      .then(
+        () => process.exit(0),
+        (err) => {
+          log.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

@@ -19,12 +19,15 @@ const MAX_HANDSHAKE_BYTES = 16_384;
 
 /**
  * Connects to tailscaled, sends `hello` at once (no round-trip wasted waiting for connect), and resolves with the
- * socket once `parse` accepts the reply. The socket is handed over paused with any bytes past the reply pushed back,
- * so the relay's pipe() sees the device's first bytes.
+ * socket once `parse` accepts the reply. Any bytes past the reply are pushed back, so the next reader sees the
+ * device's first bytes.
  */
 export function handshake(to: HandshakeTarget, hello: Buffer, parse: HandshakeParser, timeoutMs: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ ...to.endpoint, allowHalfOpen: true } as net.NetConnectOpts);
+    // Not half-open: tailscaled relays a dialed connection with two io.Copy loops and closes both directions as soon
+    // as either ends, so its FIN always means "over". Closing our side at once also keeps a dead connection from
+    // lingering writable (e.g. in a keep-alive pool) after tailscaled exits.
+    const socket = net.connect({ ...to.endpoint, allowHalfOpen: false } as net.NetConnectOpts);
     socket.setNoDelay?.(true);
     let received: Buffer = Buffer.alloc(0);
     let settled = false;
@@ -33,7 +36,7 @@ export function handshake(to: HandshakeTarget, hello: Buffer, parse: HandshakePa
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      socket.off('data', onData);
+      socket.off('readable', onReadable);
       socket.off('end', onEnd);
       socket.off('error', onError);
       if (err !== null) {
@@ -41,24 +44,28 @@ export function handshake(to: HandshakeTarget, hello: Buffer, parse: HandshakePa
         reject(err);
       }
     };
-    const onData = (chunk: Buffer) => {
-      received = received.length === 0 ? chunk : Buffer.concat([received, chunk]);
-      if (received.length > MAX_HANDSHAKE_BYTES) {
-        finish(new DialError('protocol', `${to.via}: oversized reply while dialing ${to.target}`));
-        return;
+    // 'readable' + read() rather than 'data': once the listener is gone the socket is back in its initial mode, so the
+    // next owner's 'data' listener or pipe() starts the flow (a 'data' listener would leave it flowing or paused).
+    const onReadable = () => {
+      let chunk: Buffer | null;
+      while (!settled && (chunk = socket.read() as Buffer | null) !== null) {
+        received = received.length === 0 ? chunk : Buffer.concat([received, chunk]);
+        if (received.length > MAX_HANDSHAKE_BYTES) {
+          finish(new DialError('protocol', `${to.via}: oversized reply while dialing ${to.target}`));
+          return;
+        }
+        let consumed: number | null;
+        try {
+          consumed = parse(received, false);
+        } catch (err) {
+          finish(asDialError(err, to));
+          return;
+        }
+        if (consumed === null) continue;
+        finish(null);
+        if (consumed < received.length) socket.unshift(received.subarray(consumed));
+        resolve(socket);
       }
-      let consumed: number | null;
-      try {
-        consumed = parse(received, false);
-      } catch (err) {
-        finish(asDialError(err, to));
-        return;
-      }
-      if (consumed === null) return;
-      finish(null);
-      socket.pause();
-      if (consumed < received.length) socket.unshift(received.subarray(consumed));
-      resolve(socket);
     };
     const onEnd = () => {
       try {
@@ -76,7 +83,7 @@ export function handshake(to: HandshakeTarget, hello: Buffer, parse: HandshakePa
     };
     const timer = setTimeout(() => finish(new DialError('timeout', `no answer from ${to.target} within ${timeoutMs} ms`)), timeoutMs);
 
-    socket.on('data', onData);
+    socket.on('readable', onReadable);
     socket.on('end', onEnd);
     socket.on('error', onError);
     socket.write(hello);

@@ -1,0 +1,283 @@
+// The tailnet path end to end with real processes and no network: headscale, tailgate (as `node src/main.ts`,
+// supervising its own tailscaled joined with TS_AUTHKEY), two devices that join interactively and are approved
+// through tailgate's POST /register, each with a third-party HTTP proxy, and curl as the client.
+//
+// Run as root: the file re-runs itself inside a private network namespace (unshare -n), where it builds the scene
+// (see helpers/tailnet-scene.ts). Needs the pinned Go tools (scripts/go-tools.sh builds them; no Go = failure).
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { createTempDir, createTestDatabase } from './helpers/db.js';
+import { curl, LineTunnel, startEcho, startWhoami } from './helpers/tailnet-clients.js';
+import { CONTROL_IP, HEADSCALE_URL, OFFLINE_TAILSCALE_ENV, runInPrivateNetns, TailnetScene, waitFor, type SceneDevice } from './helpers/tailnet-scene.js';
+import { requireTailnetTools, toolsEnv } from './helpers/tailnet-tools.js';
+
+const thisFile = fileURLToPath(import.meta.url);
+const repoRoot = path.resolve(path.dirname(thisFile), '..');
+const SCENE_TIMEOUT_MS = 12 * 60_000;
+
+if (process.env.TAILGATE_E2E_NETNS !== '1') {
+  test('tailnet path end to end, inside a private network namespace', { timeout: SCENE_TIMEOUT_MS + 25 * 60_000 }, async () => {
+    assert.equal(process.getuid?.(), 0, 'this test creates network namespaces (unshare -n) and must run as root');
+    const tools = await requireTailnetTools();
+    // Created from outside: inside the namespace only the unix socket reaches PostgreSQL.
+    const db = await createTestDatabase('tailnet');
+    try {
+      const { code, output } = await runInPrivateNetns(thisFile, { ...process.env, ...toolsEnv(tools), TAILGATE_E2E_DATABASE: db.name }, SCENE_TIMEOUT_MS);
+      assert.equal(code, 0, 'the scene inside the namespace failed; its report is above');
+      assert.match(output, /ℹ pass [1-9]\d*/);
+      assert.match(output, /ℹ fail 0/);
+      assert.match(output, /ℹ skipped 0/);
+    } finally {
+      await db.drop();
+    }
+  });
+} else {
+  describe('tailnet path (inside the namespace)', { timeout: SCENE_TIMEOUT_MS }, () => {
+    const adminToken = randomBytes(24).toString('hex');
+    const enrollToken = randomBytes(24).toString('hex');
+    const auth = { authorization: `Bearer ${adminToken}` };
+    const api = 'http://127.0.0.1:9091';
+    const httpProxy = 8081;
+    const socksProxy = 1080;
+    let tmp: { dir: string; remove(): Promise<void> };
+    let scene: TailnetScene;
+    let tailgate: ChildProcess;
+    let a: SceneDevice;
+    let b: SceneDevice;
+    let aIps: string[];
+    let bIps: string[];
+    let whoami: Awaited<ReturnType<typeof startWhoami>>;
+    let echo: Awaited<ReturnType<typeof startEcho>>;
+    let longTunnel: LineTunnel | undefined;
+    let nodeIdA = 0;
+    const gwStateDir = () => path.join(tmp.dir, 'tailgate-ts');
+    const gwSocket = () => path.join(gwStateDir(), 'tailscaled.sock');
+
+    const apiCall = async (method: string, url: string, body?: unknown, headers: Record<string, string> = auth) => {
+      const res = await fetch(`${api}${url}`, {
+        method,
+        headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await res.text();
+      return { status: res.status, json: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+    };
+    const viaHttp = (key: string, url: string, extra: string[] = []) => curl(['-x', `http://${key}:${key}@127.0.0.1:${httpProxy}`, ...extra, url]);
+    const viaSocks = (key: string, url: string) => curl(['-x', `socks5h://${key}:${key}@127.0.0.1:${socksProxy}`, url]);
+    const remoteOf = (r: { code: number; stdout: string; stderr: string }) => {
+      assert.equal(r.code, 0, `curl failed: ${r.stderr}`);
+      assert.match(r.stdout, /^\{/, `not the destination's answer: ${r.stdout}`);
+      return (JSON.parse(r.stdout) as { remote: string }).remote;
+    };
+    /** pid of the tailscaled tailgate runs, found by its --socket argument. */
+    const gatewayTailscaledPid = (): number | undefined => {
+      for (const entry of readdirSync('/proc')) {
+        if (!/^\d+$/.test(entry)) continue;
+        try {
+          const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+          if (path.basename(argv[0] ?? '') === 'tailscaled' && argv.includes(`--socket=${gwSocket()}`)) return Number(entry);
+        } catch {
+          // exited meanwhile
+        }
+      }
+      return undefined;
+    };
+    const tailgateLog = () => scene.logOf('tailgate');
+    /** True once a request with this key comes back from the destination (the netmap may lag an approval a little). */
+    const reaches = async (key: string) => (await viaHttp(key, `${whoami.url}/probe`)).stdout.startsWith('{') || undefined;
+
+    before(async () => {
+      const tools = await requireTailnetTools();
+      tmp = await createTempDir('tailgate-e2e');
+      scene = await TailnetScene.start(tools, tmp.dir);
+      whoami = await startWhoami(CONTROL_IP);
+      echo = await startEcho(CONTROL_IP);
+      [a, b] = await Promise.all([scene.addDevice('device-a', 1), scene.addDevice('device-b', 2)]);
+
+      const database = process.env.TAILGATE_E2E_DATABASE;
+      assert.ok(database, 'TAILGATE_E2E_DATABASE is set by the outer test');
+      tailgate = scene.spawnLogged('tailgate', process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/main.ts')], {
+        ...process.env,
+        ...OFFLINE_TAILSCALE_ENV,
+        TAILGATE_LISTEN_HOST: '127.0.0.1',
+        TAILGATE_ADMIN_TOKEN: adminToken,
+        TAILGATE_ENROLL_TOKEN: enrollToken,
+        // PostgreSQL through its unix socket: the host's 127.0.0.1:5432 is not in this namespace, the socket file is.
+        DATABASE_URL: `postgres:///${database}`,
+        PGHOST: '/var/run/postgresql',
+        PGUSER: 'postgres',
+        TAILGATE_CONNECT_TIMEOUT_MS: '8000',
+        TS_AUTHKEY: scene.preAuthKey,
+        TS_LOGIN_SERVER: HEADSCALE_URL,
+        TS_HOSTNAME: 'tailgate',
+        TS_STATE_DIR: gwStateDir(),
+        TS_UP_TIMEOUT_MS: '60000',
+        TAILSCALED_BIN: tools.tailscaled,
+        TAILSCALE_BIN: tools.tailscale,
+        HEADSCALE_URL,
+        HEADSCALE_API_KEY: scene.apiKey,
+        HEADSCALE_USER: scene.user,
+        ...(process.env.TAILGATE_E2E_DIAL_MODE ? { TS_DIAL_MODE: process.env.TAILGATE_E2E_DIAL_MODE } : {}),
+      });
+      await waitFor('tailgate /readyz', 120_000, async () => {
+        if (tailgate.exitCode !== null) throw new Error(`tailgate exited (${tailgate.exitCode}):\n${tailgateLog().slice(-3000)}`);
+        const res = await fetch(`${api}/readyz`);
+        return res.status === 200 ? true : undefined;
+      }, 300);
+    });
+
+    after(async () => {
+      longTunnel?.close();
+      if (tailgate && tailgate.exitCode === null) {
+        tailgate.kill('SIGTERM');
+        await waitFor('tailgate to stop', 20_000, () => (tailgate.exitCode !== null ? true : undefined)).catch(() => tailgate.kill('SIGKILL'));
+      }
+      whoami?.server.close();
+      echo?.server.close();
+      await scene?.close();
+      if (process.env.TAILGATE_E2E_KEEP !== '1') await tmp?.remove();
+    });
+
+    test('tailgate joined the tailnet with TS_AUTHKEY and /readyz reports it', async () => {
+      const ready = await apiCall('GET', '/readyz', undefined, {});
+      assert.equal(ready.status, 200);
+      assert.equal(ready.json.tailnet, 'ok');
+      const nodes = await scene.nodes();
+      assert.ok(nodes.some((n) => n.name === 'tailgate'), `headscale lists the gateway: ${JSON.stringify(nodes.map((n) => n.name))}`);
+      assert.ok(gatewayTailscaledPid(), 'tailscaled runs as tailgate child with the configured socket');
+    });
+
+    test('devices join without an auth key; the registration key is the one in the printed URL', () => {
+      for (const d of [a, b]) {
+        assert.match(d.registrationKey, /^hskey-authreq-[A-Za-z0-9_-]{24}$/);
+        assert.ok(scene.logOf(`${d.name}-up`).includes(`/register/${d.registrationKey}`), 'tailscale up printed the URL');
+      }
+      assert.notEqual(a.registrationKey, b.registrationKey);
+    });
+
+    test('/register without a token is refused', async () => {
+      const res = await apiCall('POST', '/register', { key: a.registrationKey }, {});
+      assert.equal(res.status, 401);
+    });
+
+    test('POST /register {key} approves device A in Headscale and binds the key to its tailnet address', async () => {
+      const res = await apiCall('POST', '/register', { key: a.registrationKey });
+      assert.equal(res.status, 201, JSON.stringify(res.json));
+      assert.equal(res.json.success, true);
+      aIps = await scene.deviceIps(a);
+      const node = res.json.node as { id: number; ip: string; ipv6: string | null; headscaleNodeId: string; name: string };
+      assert.equal(node.ip, aIps.find((ip) => ip.includes('.')));
+      assert.equal(node.ipv6, aIps.find((ip) => ip.includes(':')) ?? null);
+      assert.equal(node.name, 'device-a');
+      const inHeadscale = (await scene.nodes()).find((n) => n.name === 'device-a');
+      assert.equal(inHeadscale?.id, node.headscaleNodeId);
+      nodeIdA = node.id;
+    });
+
+    test("K_A through both listeners egresses at device A (the destination sees A's address)", async () => {
+      // The device needs a moment after approval until tailgate's tailscaled has it in its netmap.
+      await waitFor('A reachable through tailgate', 30_000, () => reaches(a.registrationKey), 500);
+      assert.equal(remoteOf(await viaHttp(a.registrationKey, `${whoami.url}/http`)), a.addr);
+      assert.equal(remoteOf(await viaHttp(a.registrationKey, `${whoami.url}/connect`, ['--proxytunnel'])), a.addr);
+      assert.equal(remoteOf(await viaSocks(a.registrationKey, `${whoami.url}/socks`)), a.addr);
+      assert.notEqual(a.addr, b.addr);
+    });
+
+    test('B is approved (GET /registerV2/:key, enrollment token) and used with no restart, while a tunnel through A stays up', async () => {
+      longTunnel = await LineTunnel.open(httpProxy, a.registrationKey, `${CONTROL_IP}:${echo.port}`);
+      assert.equal(await longTunnel.ask('one'), `${a.addr} one`);
+
+      const res = await apiCall('GET', `/registerV2/${b.registrationKey}`, undefined, { authorization: `Bearer ${enrollToken}` });
+      assert.equal(res.status, 201, JSON.stringify(res.json));
+      bIps = await scene.deviceIps(b);
+      assert.equal((res.json.node as { ip: string }).ip, bIps.find((ip) => ip.includes('.')));
+      await waitFor('B reachable through tailgate', 30_000, () => reaches(b.registrationKey), 500);
+      assert.equal(remoteOf(await viaHttp(b.registrationKey, `${whoami.url}/b`)), b.addr);
+      assert.equal(remoteOf(await viaSocks(b.registrationKey, `${whoami.url}/b`)), b.addr);
+      assert.equal(remoteOf(await viaHttp(a.registrationKey, `${whoami.url}/a-again`)), a.addr);
+
+      assert.equal(await longTunnel.ask('two'), `${a.addr} two`);
+    });
+
+    test('re-registering is idempotent; unknown and malformed keys are refused clearly', async () => {
+      const again = await apiCall('POST', '/register', { key: a.registrationKey });
+      assert.equal(again.status, 200, JSON.stringify(again.json));
+      assert.equal((again.json.node as { ip: string }).ip, aIps.find((ip) => ip.includes('.')));
+
+      const unknown = await apiCall('POST', '/register', { key: `hskey-authreq-${'x'.repeat(24)}` });
+      assert.equal(unknown.status, 404, JSON.stringify(unknown.json));
+      assert.match(JSON.stringify(unknown.json), /registration cache/);
+
+      const malformed = await apiCall('POST', '/register', { key: 'not-a-registration-key' });
+      assert.equal(malformed.status, 400, JSON.stringify(malformed.json));
+    });
+
+    test('GET /nodes shows both devices online', async () => {
+      await waitFor('both online', 20_000, async () => {
+        const res = await apiCall('GET', '/nodes');
+        const list = res.json as unknown as { ip: string; online: boolean | null }[];
+        return list.length === 2 && list.every((n) => n.online === true) ? true : undefined;
+      });
+    });
+
+    test('revoking K_A (with purge) closes its open tunnel at once, refuses the key, and deletes A in Headscale', async () => {
+      const res = await apiCall('DELETE', `/nodes/${nodeIdA}?purge=true`);
+      assert.equal(res.status, 200, JSON.stringify(res.json));
+      assert.equal(await longTunnel!.waitClosed(2_000), true, 'the open tunnel was cut');
+      const refused = await curl(['-o', '/dev/null', '-w', '%{http_code}', '-x', `http://${a.registrationKey}:${a.registrationKey}@127.0.0.1:${httpProxy}`, `${whoami.url}/`]);
+      assert.equal(refused.stdout, '407');
+      assert.ok(!(await scene.nodes()).some((n) => n.name === 'device-a'), 'device-a is gone from headscale');
+      assert.equal(remoteOf(await viaHttp(b.registrationKey, `${whoami.url}/b-still`)), b.addr);
+    });
+
+    test("killing tailgate's tailscaled fails connections fast (503 / SOCKS 0x03), then the supervisor brings it back", async () => {
+      // Leaves a kept-alive device connection in tailgate's forwarding pool: it must not swallow the next request.
+      assert.equal(remoteOf(await viaHttp(b.registrationKey, `${whoami.url}/before-kill`)), b.addr);
+      const pid = gatewayTailscaledPid();
+      assert.ok(pid);
+      process.kill(pid, 'SIGKILL');
+      await waitFor('/readyz to report the tailnet down', 5_000, async () => ((await fetch(`${api}/readyz`)).status === 503 ? true : undefined), 50);
+
+      const started = Date.now();
+      const http = await curl(['-o', '/dev/null', '-w', '%{http_code}', '-x', `http://${b.registrationKey}:${b.registrationKey}@127.0.0.1:${httpProxy}`, `${whoami.url}/`]);
+      const socks = await viaSocks(b.registrationKey, `${whoami.url}/`);
+      const elapsed = Date.now() - started;
+      assert.equal(http.stdout, '503', 'HTTP proxy answers 503 while the tailnet is down');
+      assert.equal(socks.code, 97, `curl: SOCKS5 connection refused by the proxy: ${socks.stderr}`);
+      assert.match(socks.stderr, /\(3\)|network unreachable/i, socks.stderr);
+      assert.ok(elapsed < 2_000, `failed fast (${elapsed} ms for both)`);
+
+      await waitFor('tailnet back', 90_000, async () => ((await fetch(`${api}/readyz`)).status === 200 ? true : undefined), 250);
+      const newPid = gatewayTailscaledPid();
+      assert.ok(newPid && newPid !== pid, 'a new tailscaled runs');
+      await waitFor('B reachable again', 30_000, () => reaches(b.registrationKey), 500);
+      assert.equal(remoteOf(await viaHttp(b.registrationKey, `${whoami.url}/after-restart`)), b.addr);
+      assert.equal(remoteOf(await viaSocks(b.registrationKey, `${whoami.url}/after-restart`)), b.addr);
+    });
+
+    test("no secret reached tailgate's log or its tailscaled's command line", () => {
+      const log = tailgateLog();
+      assert.ok(log.includes('tailgate listening'), 'the log was captured');
+      for (const [name, secret] of [
+        ['TS_AUTHKEY', scene.preAuthKey],
+        ['HEADSCALE_API_KEY', scene.apiKey],
+        ['admin token', adminToken],
+        ['enrollment token', enrollToken],
+        ['key A', a.registrationKey],
+        ['key B', b.registrationKey],
+      ] as const) {
+        assert.ok(!log.includes(secret), `${name} appears in the log`);
+      }
+      const pid = gatewayTailscaledPid();
+      assert.ok(pid);
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      const environ = readFileSync(`/proc/${pid}/environ`, 'utf8');
+      assert.ok(!argv.includes(scene.preAuthKey) && !environ.includes(scene.preAuthKey), "the auth key is not in tailscaled's argv or environment");
+    });
+  });
+}
