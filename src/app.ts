@@ -86,6 +86,16 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
     registrar: parts.registrar,
   });
 
+  // Other gateways on the same database announce their changes; drop our cached copy and, for a
+  // revocation, the tunnels it carried. A resync (listener reconnected, notifications may be lost) drops all.
+  const stopWatching = await store.watch?.(
+    (change) => {
+      resolver.invalidate(change.keyHash);
+      if (change.op === 'delete') tunnels.closeKey(change.keyHash);
+    },
+    () => resolver.invalidateAll(),
+  );
+
   const ports = {
     http: await listen(httpProxy, config.httpPort, config.listenHost),
     socks: await listen(socksProxy, config.socksPort, config.listenHost),
@@ -108,6 +118,7 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
       if (cut > 0) log.info({ tunnels: cut }, 'grace period over, closed remaining tunnels');
       await stopped;
       await api.close();
+      await stopWatching?.();
       if (!parts.store) await store.close();
     })();
     return closing;
