@@ -231,6 +231,24 @@ test('absolute-form request to a device that never answers -> 504 at the idle ti
   await waitFor('silent device to see its connections closed', async () => (await silentDevice.connections()) === 0);
 });
 
+test('a device proxy that demands credentials of the gateway -> 502 not-allowed, never a 407 to our client', async () => {
+  const device = await startHttpDevice('127.0.0.1', { requireAuth: true });
+  const key = 'sk-http-device-wants-auth-0006';
+  h.resolver.bind(key, { ip: '127.0.0.1', port: device.port });
+  try {
+    const a = await curl(['-x', proxy(key), '-k', `https://127.0.0.1:${tlsWeb.port}/`]);
+    assert.equal(a.connectCode, 502);
+    assert.equal(a.headers['x-tailgate-error'], 'not-allowed');
+    const b = await curl(['-x', proxy(key), `http://127.0.0.1:${web.port}/`]);
+    assert.equal(b.httpCode, 502);
+    assert.equal(b.headers['x-tailgate-error'], 'not-allowed');
+    assert.equal(b.headers['proxy-authenticate'], undefined);
+  } finally {
+    await device.close();
+  }
+  await h.settle();
+});
+
 test('tailnet unavailable -> 503 at once; device offline -> 502', async () => {
   const down: Dialer = { unavailableReason: () => 'tailscaled is restarting', dial: () => Promise.reject(new Error('must not dial')) };
   const h2 = await startHarness({ dialer: down });

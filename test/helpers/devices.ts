@@ -18,9 +18,11 @@ function counter(server: net.Server): () => Promise<number> {
   return () => new Promise((resolve, reject) => server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
 }
 
-export async function startHttpDevice(host = '127.0.0.1'): Promise<Device> {
+/** `requireAuth`: the device's proxy answers 407 to everything (a misconfigured device). */
+export async function startHttpDevice(host = '127.0.0.1', opts: { requireAuth?: boolean } = {}): Promise<Device> {
   const seen: string[] = [];
   const server = http.createServer();
+  if (opts.requireAuth) Object.assign(server, { authenticate: () => false });
   server.on('connect', (req: http.IncomingMessage) => seen.push(`CONNECT ${req.url}`));
   server.on('request', (req: http.IncomingMessage) => seen.push(`${req.method} ${req.url}`));
   createProxy(server);
