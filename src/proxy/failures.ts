@@ -9,6 +9,12 @@ export interface HttpFailure {
   text: string;
 }
 
+/** The challenge every 407 carries. */
+export const PROXY_AUTHENTICATE = 'Basic realm="tailgate"';
+export const AUTH_REQUIRED_TEXT = 'proxy authentication required: use the key as both user name and password';
+/** The key store failed: not the client's fault, so not a 407. */
+export const KEY_STORE_TEXT = 'key lookup is unavailable, try again shortly';
+
 export const HTTP_FAILURES: Readonly<Record<FailureReason, HttpFailure>> = {
   'network-down': { status: 503, text: 'network unreachable: the tailnet is not available' },
   offline: { status: 502, text: 'the device bound to this key is offline' },

@@ -11,7 +11,7 @@ import type { DeviceConnector } from '../routing/device-connector.js';
 import type { DeviceRoute } from '../routing/types.js';
 import { DialError } from '../tailnet/dialer.js';
 import { authenticate } from './auth.js';
-import { HTTP_FAILURES } from './failures.js';
+import { AUTH_REQUIRED_TEXT, HTTP_FAILURES, KEY_STORE_TEXT, PROXY_AUTHENTICATE } from './failures.js';
 import { endToEndHeaders, hasHeader, parseAbsoluteHttpUrl, parseBasicCredentials, type AbsoluteTarget } from './http-parse.js';
 import type { ListenerContext } from './relay.js';
 
@@ -113,11 +113,11 @@ export class Forwarder {
     if (outcome === null || !outcome.ok) {
       if (outcome !== null && outcome.error) {
         ctx.deps.log.error({ err: outcome.cause }, 'key lookup failed');
-        sendError(res, 503, 'key-store', 'key lookup is unavailable, try again shortly', hasBody);
+        sendError(res, 503, 'key-store', KEY_STORE_TEXT, hasBody);
         return;
       }
       ctx.authFailures.inc();
-      sendError(res, 407, 'auth', 'proxy authentication required: use the key as both user name and password', hasBody, { 'Proxy-Authenticate': 'Basic realm="tailgate"' });
+      sendError(res, 407, 'auth', AUTH_REQUIRED_TEXT, hasBody, { 'Proxy-Authenticate': PROXY_AUTHENTICATE });
       return;
     }
     if (res.destroyed) return;
@@ -303,6 +303,12 @@ class Forward {
     ctx.bytesUp.inc(this.bytes[0]!);
     ctx.bytesDown.inc(this.bytes[1]!);
     ctx.tunnelsOpen.dec();
+    if (ctx.debug) {
+      ctx.deps.log.debug(
+        { listener: 'http', keyTag: keyTag(this.route.keyHash), node: this.route.nodeId, method: this.req.method, status: this.res.statusCode, up: this.bytes[0], down: this.bytes[1], ms: Math.round(performance.now() - this.startedAt), end: this.res.writableFinished ? 'done' : 'cut' },
+        'request forwarded',
+      );
+    }
     const client = this.req.socket as ClientSocket;
     const left = (client[kInflight] ?? 1) - 1;
     client[kInflight] = left;

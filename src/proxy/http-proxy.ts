@@ -9,13 +9,12 @@ import type { DeviceRoute } from '../routing/types.js';
 import { DialError } from '../tailnet/dialer.js';
 import { authenticate } from './auth.js';
 import type { ProxyDeps } from './deps.js';
-import { HTTP_FAILURES } from './failures.js';
+import { AUTH_REQUIRED_TEXT, HTTP_FAILURES, KEY_STORE_TEXT, PROXY_AUTHENTICATE } from './failures.js';
 import { Forwarder } from './http-forward.js';
 import { parseAuthority, parseBasicCredentials } from './http-parse.js';
 import { ListenerContext, startRelay } from './relay.js';
 import { answerAndClose, ignoreSocketError } from './sockets.js';
 
-export const PROXY_AUTHENTICATE = 'Basic realm="tailgate"';
 const CONNECT_ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection established\r\n\r\n', 'latin1');
 
 /** A complete error response for a socket no longer owned by Node's HTTP machinery. */
@@ -28,10 +27,10 @@ export function rawErrorResponse(status: number, tag: string, text: string, extr
   );
 }
 
-const AUTH_REQUIRED = rawErrorResponse(407, 'auth', 'proxy authentication required: use the key as both user name and password', `Proxy-Authenticate: ${PROXY_AUTHENTICATE}\r\n`);
+const AUTH_REQUIRED = rawErrorResponse(407, 'auth', AUTH_REQUIRED_TEXT, `Proxy-Authenticate: ${PROXY_AUTHENTICATE}\r\n`);
 
-/** The answer to a failed CONNECT or forward, by failure reason (shared with the forwarder). */
-export function dialFailureResponse(err: DialError): string {
+/** The answer to a failed CONNECT, by failure reason. */
+function dialFailureResponse(err: DialError): string {
   const f = HTTP_FAILURES[err.reason];
   return rawErrorResponse(f.status, err.reason, f.text);
 }
@@ -53,7 +52,7 @@ async function handleConnect(ctx: ListenerContext, req: IncomingMessage, socket:
   if (!outcome.ok) {
     if (outcome.error) {
       deps.log.error({ err: outcome.cause }, 'key lookup failed');
-      answerAndClose(socket, rawErrorResponse(503, 'key-store', 'key lookup is unavailable, try again shortly'));
+      answerAndClose(socket, rawErrorResponse(503, 'key-store', KEY_STORE_TEXT));
     } else {
       ctx.authFailures.inc();
       answerAndClose(socket, AUTH_REQUIRED);
