@@ -13,30 +13,20 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { createTempDir, createTestDatabase } from './helpers/db.js';
 import { curl, LineTunnel, startEcho, startWhoami } from './helpers/tailnet-clients.js';
-import { CONTROL_IP, HEADSCALE_URL, OFFLINE_TAILSCALE_ENV, runInPrivateNetns, TailnetScene, waitFor, type SceneDevice } from './helpers/tailnet-scene.js';
-import { requireTailnetTools, toolsEnv } from './helpers/tailnet-tools.js';
+import { CONTROL_IP, defineNetnsRun, HEADSCALE_URL, OFFLINE_TAILSCALE_ENV, TailnetScene, waitFor, type SceneDevice } from './helpers/tailnet-scene.js';
+import { requireTailnetTools } from './helpers/tailnet-tools.js';
 
 const thisFile = fileURLToPath(import.meta.url);
 const repoRoot = path.resolve(path.dirname(thisFile), '..');
 const SCENE_TIMEOUT_MS = 12 * 60_000;
 
-if (process.env.TAILGATE_E2E_NETNS !== '1') {
-  test('tailnet path end to end, inside a private network namespace', { timeout: SCENE_TIMEOUT_MS + 25 * 60_000 }, async () => {
-    assert.equal(process.getuid?.(), 0, 'this test creates network namespaces (unshare -n) and must run as root');
-    const tools = await requireTailnetTools();
-    // Created from outside: inside the namespace only the unix socket reaches PostgreSQL.
-    const db = await createTestDatabase('tailnet');
-    try {
-      const { code, output } = await runInPrivateNetns(thisFile, { ...process.env, ...toolsEnv(tools), TAILGATE_E2E_DATABASE: db.name }, SCENE_TIMEOUT_MS);
-      assert.equal(code, 0, 'the scene inside the namespace failed; its report is above');
-      assert.match(output, /ℹ pass [1-9]\d*/);
-      assert.match(output, /ℹ fail 0/);
-      assert.match(output, /ℹ skipped 0/);
-    } finally {
-      await db.drop();
-    }
-  });
-} else {
+const inside = defineNetnsRun(thisFile, 'tailnet path end to end', SCENE_TIMEOUT_MS, async () => {
+  // Created from outside: inside the namespace only the unix socket reaches PostgreSQL.
+  const db = await createTestDatabase('tailnet');
+  return { env: { TAILGATE_E2E_DATABASE: db.name }, teardown: () => db.drop() };
+});
+
+if (inside) {
   describe('tailnet path (inside the namespace)', { timeout: SCENE_TIMEOUT_MS }, () => {
     const adminToken = randomBytes(24).toString('hex');
     const enrollToken = randomBytes(24).toString('hex');

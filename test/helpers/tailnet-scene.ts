@@ -8,13 +8,15 @@
 //     tgd2 10.99.2.1/24 ==veth== eth0 10.99.2.2/24  device 2 netns
 // Devices route everything to the scene netns; forwarding is off there, so devices cannot reach each other, and a
 // connection a device's proxy makes to 10.99.0.1 arrives from that device's own 10.99.N.2: the proof of egress.
+import assert from 'node:assert/strict';
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { createWriteStream, readFileSync, readlinkSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { LocalApiClient } from '../../src/tailnet/localapi.js';
-import type { TailnetTools } from './tailnet-tools.js';
+import { requireTailnetTools, toolsEnv, type TailnetTools } from './tailnet-tools.js';
 
 export const CONTROL_IP = '10.99.0.1';
 export const HEADSCALE_PORT = 8080;
@@ -340,4 +342,33 @@ export function runInPrivateNetns(testFile: string, env: NodeJS.ProcessEnv, time
       resolve({ code, output });
     });
   });
+}
+
+export interface NetnsRunSetup {
+  env: NodeJS.ProcessEnv;
+  teardown(): Promise<void>;
+}
+
+/**
+ * For a test file whose tests need the scene: outside a private namespace, defines one test that re-runs the file
+ * inside one and passes only if every inner test passed (none skipped). Returns true when the caller is inside and
+ * should define its real tests. `setup` runs outside first (e.g. to create a database the namespace cannot reach by TCP).
+ */
+export function defineNetnsRun(testFile: string, name: string, timeoutMs: number, setup?: () => Promise<NetnsRunSetup>): boolean {
+  if (process.env.TAILGATE_E2E_NETNS === '1') return true;
+  test(`${name} (inside a private network namespace)`, { timeout: timeoutMs + 25 * 60_000 }, async () => {
+    assert.equal(process.getuid?.(), 0, 'this test creates network namespaces (unshare -n) and must run as root');
+    const tools = await requireTailnetTools();
+    const extra = await setup?.();
+    try {
+      const { code, output } = await runInPrivateNetns(testFile, { ...process.env, ...toolsEnv(tools), ...extra?.env }, timeoutMs);
+      assert.equal(code, 0, 'the tests inside the namespace failed; their report is above');
+      assert.match(output, /ℹ pass [1-9]\d*/);
+      assert.match(output, /ℹ fail 0/);
+      assert.match(output, /ℹ skipped 0/);
+    } finally {
+      await extra?.teardown();
+    }
+  });
+  return false;
 }
