@@ -11,6 +11,11 @@ HEADSCALE_VERSION="${HEADSCALE_VERSION:-v0.29.3}"
 TAILSCALE_VERSION="${TAILSCALE_VERSION:-v1.102.5}"
 TOOLS_DIR="${TAILGATE_TOOLS_DIR:-$HOME/.cache/tailgate-tools}"
 
+mkdir -p "$TOOLS_DIR"
+# Test files running in parallel may all ask at once on a cold cache: one builds, the others wait for it.
+exec 9>"$TOOLS_DIR/.lock"
+flock 9
+
 hs_dir="$TOOLS_DIR/headscale-$HEADSCALE_VERSION"
 ts_dir="$TOOLS_DIR/tailscale-$TAILSCALE_VERSION"
 

@@ -1,0 +1,165 @@
+// The tailscaled supervisor and both userspace dialers against real headscale + tailscaled, in a private network
+// namespace: start-up failures are clear and leave nothing running, restarts after a crash, failure reasons of each
+// dial mode, and a clean stop.
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import type { TailnetConfig } from '../src/config.js';
+import { HeadscaleRegistrar } from '../src/headscale/client.js';
+import { DialError, type FailureReason } from '../src/tailnet/dialer.js';
+import { startTailnet, type Tailnet } from '../src/tailnet/index.js';
+import { LocalApiDialer } from '../src/tailnet/localapi-dialer.js';
+import { TailscaledSocksDialer } from '../src/tailnet/socks-dialer.js';
+import { createTempDir } from './helpers/db.js';
+import { defineNetnsRun, HEADSCALE_URL, OFFLINE_TAILSCALE_ENV, TailnetScene, waitFor, type SceneDevice } from './helpers/tailnet-scene.js';
+import { requireTailnetTools, type TailnetTools } from './helpers/tailnet-tools.js';
+
+const thisFile = fileURLToPath(import.meta.url);
+const TIMEOUT_MS = 5 * 60_000;
+
+function pidsWithArg(arg: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').includes(arg)) found.push(Number(entry));
+    } catch {
+      // gone
+    }
+  }
+  return found;
+}
+
+async function dialFails(promise: Promise<unknown>, reason: FailureReason, message: RegExp): Promise<void> {
+  await assert.rejects(promise, (err: unknown) => {
+    assert.ok(err instanceof DialError, String(err));
+    assert.equal(err.reason, reason, err.message);
+    assert.match(err.message, message);
+    return true;
+  });
+}
+
+if (defineNetnsRun(thisFile, 'tailscaled supervisor and dialers', TIMEOUT_MS)) {
+  describe('tailscaled supervisor and dialers', { timeout: TIMEOUT_MS }, () => {
+    const lines: string[] = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+    let tmp: { dir: string; remove(): Promise<void> };
+    let tools: TailnetTools;
+    let scene: TailnetScene;
+    let device: SceneDevice;
+    let deviceIp = '';
+    let tailnet: Tailnet | undefined;
+    const config = (name: string, overrides: Partial<TailnetConfig> = {}): TailnetConfig => ({
+      authKey: scene.preAuthKey,
+      loginServer: HEADSCALE_URL,
+      hostname: name,
+      stateDir: path.join(tmp.dir, name),
+      socket: path.join(tmp.dir, name, 'tailscaled.sock'),
+      userspace: true,
+      tailscaledBin: tools.tailscaled,
+      tailscaleBin: tools.tailscale,
+      dialMode: 'socks5',
+      upExtraArgs: [],
+      tailscaledExtraArgs: [],
+      upTimeoutMs: 30_000,
+      ...overrides,
+    });
+
+    before(async () => {
+      Object.assign(process.env, OFFLINE_TAILSCALE_ENV);
+      tools = await requireTailnetTools();
+      tmp = await createTempDir('tailgate-sup');
+      scene = await TailnetScene.start(tools, tmp.dir);
+      device = await scene.addDevice('device-s', 1);
+      deviceIp = (await new HeadscaleRegistrar({ url: HEADSCALE_URL, apiKey: scene.apiKey, user: scene.user, timeoutMs: 5_000 }, log).approve(device.registrationKey)).ipv4;
+    });
+    after(async () => {
+      await tailnet?.stop();
+      await scene?.close();
+      await tmp?.remove();
+    });
+
+    test('a rejected auth key fails start-up with a clear message and leaves no tailscaled running', async () => {
+      const cfg = config('badkey', { authKey: 'hskey-auth-this-key-does-not-exist-0000000000', upTimeoutMs: 15_000 });
+      await assert.rejects(startTailnet(cfg, log), /tailscale up failed|did not reach Running/);
+      assert.deepEqual(pidsWithArg(`--socket=${cfg.socket}`), []);
+      assert.deepEqual(readdirSync(cfg.stateDir).filter((f) => f.startsWith('.authkey')), [], 'the key file is removed');
+    });
+
+    test('a missing tailscaled binary fails start-up clearly', async () => {
+      await assert.rejects(startTailnet(config('nobin', { tailscaledBin: '/nonexistent/tailscaled', upTimeoutMs: 5_000 }), log), /tailscaled exited during start-up/);
+    });
+
+    test('starts, joins with the auth key from a file (never argv), and sees the device online', async () => {
+      const cfg = config('gw');
+      tailnet = await startTailnet(cfg, log);
+      const state = tailnet.view.state();
+      assert.equal(state.running, true);
+      assert.equal(state.backendState, 'Running');
+      assert.ok(state.selfIps.some((ip) => ip.startsWith('100.')));
+      assert.equal(tailnet.dialer.unavailableReason(), null);
+      await waitFor('device online in the netmap', 20_000, () => (tailnet!.view.peerOnline(deviceIp) === true ? true : undefined));
+      assert.equal(tailnet.view.peerOnline('100.64.99.99'), undefined);
+      const argv = readFileSync(`/proc/${tailnet.supervisor.pid}/cmdline`, 'utf8');
+      assert.ok(!argv.includes(scene.preAuthKey));
+      assert.ok(!existsSync(path.join(cfg.stateDir, `.authkey-${process.pid}`)), 'key file removed after up');
+      assert.ok(lines.some((l) => l.includes('tailscaled: ')), "tailscaled's output reaches our log with a prefix");
+      assert.ok(!lines.join('').includes(scene.preAuthKey), 'the auth key is not logged');
+    });
+
+    test('each dial mode reaches the device and reports a closed port in its own words', async () => {
+      const socks = new TailscaledSocksDialer(tailnet!.supervisor.socksPort, tailnet!.supervisor);
+      const localapi = new LocalApiDialer(path.join(tmp.dir, 'gw', 'tailscaled.sock'), tailnet!.supervisor);
+      // The first WireGuard handshake can be dropped while the device's netmap does not list us yet; WireGuard
+      // retries after 5 s (REKEY_TIMEOUT), so allow for that once.
+      await waitFor('device reachable', 30_000, async () => {
+        (await localapi.dial(deviceIp, 8939, 3_000)).destroy();
+        return true;
+      }, 250);
+      for (const dialer of [socks, localapi]) {
+        const s = await dialer.dial(deviceIp, 8939, 10_000);
+        s.write('GET / HTTP/1.0\r\n\r\n');
+        const answer = await new Promise<string>((resolve) => {
+          let text = '';
+          s.on('data', (c: Buffer) => (text += c.toString()));
+          s.on('close', () => resolve(text));
+        });
+        assert.match(answer, /^HTTP\/1\.[01] \d{3}/, 'the device proxy answered');
+      }
+      // Nothing listens on port 9 at the device: LocalAPI tells refusal apart, tailscaled's SOCKS5 only says "failed".
+      await dialFails(localapi.dial(deviceIp, 9, 10_000), 'refused', /refused/);
+      await dialFails(socks.dial(deviceIp, 9, 10_000), 'unreachable', /SOCKS5 reply 1/);
+    });
+
+    test('when tailscaled dies, dials fail at once with network-down, and it is restarted', async () => {
+      const sup = tailnet!.supervisor;
+      const oldPid = sup.pid!;
+      process.kill(oldPid, 'SIGKILL');
+      await waitFor('the exit to be noticed', 5_000, () => (sup.unavailableReason() !== null ? true : undefined), 10);
+      assert.match(sup.unavailableReason()!, /tailscaled exited \(SIGKILL\); restarting|starting/);
+      const started = Date.now();
+      await dialFails(tailnet!.dialer.dial(deviceIp, 8939, 10_000), 'network-down', /tailscaled/);
+      assert.ok(Date.now() - started < 100, 'failed without waiting');
+      assert.equal(tailnet!.view.state().running, false);
+      await waitFor('Running again', 60_000, () => (sup.state().running ? true : undefined), 100);
+      assert.notEqual(sup.pid, oldPid);
+      assert.equal(sup.restartCount, 1);
+      await waitFor('device reachable again', 20_000, async () => {
+        (await tailnet!.dialer.dial(deviceIp, 8939, 5_000)).destroy();
+        return true;
+      }, 250);
+    });
+
+    test('stop() ends tailscaled with SIGTERM and dials are refused afterwards', async () => {
+      const pid = tailnet!.supervisor.pid!;
+      await tailnet!.stop();
+      assert.deepEqual(pidsWithArg(`--socket=${path.join(tmp.dir, 'gw', 'tailscaled.sock')}`), []);
+      assert.throws(() => process.kill(pid, 0), /ESRCH/);
+      await dialFails(tailnet!.dialer.dial(deviceIp, 8939, 5_000), 'network-down', /stopped/);
+      tailnet = undefined;
+    });
+  });
+}
