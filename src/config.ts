@@ -270,7 +270,9 @@ export function loadConfig(env: Env = process.env): Config {
       userspace: r.bool('TS_USERSPACE', true),
       tailscaledBin: r.str('TAILSCALED_BIN') ?? 'tailscaled',
       tailscaleBin: r.str('TAILSCALE_BIN') ?? 'tailscale',
-      dialMode: r.oneOf<TailnetDialMode>('TS_DIAL_MODE', 'socks5', ['localapi', 'socks5']),
+      // LocalAPI by default: measured as fast or faster than tailscaled's SOCKS5 server, honours our connect timeout,
+      // tells refused from unreachable, and opens no unauthenticated TCP listener on the host (see README).
+      dialMode: r.oneOf<TailnetDialMode>('TS_DIAL_MODE', 'localapi', ['localapi', 'socks5']),
       upExtraArgs: r.words('TS_EXTRA_ARGS'),
       tailscaledExtraArgs: r.words('TS_TAILSCALED_EXTRA_ARGS'),
       upTimeoutMs: r.int('TS_UP_TIMEOUT_MS', 60_000, 1_000, 600_000),
