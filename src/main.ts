@@ -1,8 +1,8 @@
 // Entry point: read configuration, build the parts, start, and stop cleanly on SIGTERM/SIGINT.
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './log.js';
-import { startGateway } from './app.js';
-import { startTailnet } from './tailnet/index.js';
+import { startGateway, type Gateway } from './app.js';
+import { createTailnet } from './tailnet/index.js';
 import { HeadscaleRegistrar } from './headscale/client.js';
 
 async function main(): Promise<void> {
@@ -18,37 +18,42 @@ async function main(): Promise<void> {
   }
   const log = createLogger(config.logLevel);
   // With TS_AUTHKEY we run our own tailscaled and dial devices through it; without, the host is on the tailnet already.
-  const tailnet = config.tailnet ? await startTailnet(config.tailnet, log) : undefined;
+  const tailnet = config.tailnet ? createTailnet(config.tailnet, log) : undefined;
   const registrar = config.headscale ? new HeadscaleRegistrar(config.headscale, log) : undefined;
-  let gateway;
+  let gateway: Gateway | undefined;
+
+  // Installed before anything starts, so a SIGTERM during start-up also stops tailscaled instead of orphaning it.
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down: no new connections, draining tunnels');
+    (async () => {
+      await gateway?.close();
+      await tailnet?.stop();
+    })().then(
+      () => process.exit(0),
+      (err) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+
   try {
+    await tailnet?.start();
     gateway = await startGateway(config, log, { dialer: tailnet?.dialer, tailnet: tailnet?.view, registrar });
   } catch (err) {
     await tailnet?.stop();
     throw err;
   }
-
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'shutting down: no new connections, draining tunnels');
-    gateway
-      .close()
-      .then(() => tailnet?.stop())
-      .then(
-        () => process.exit(0),
-        (err) => {
-          log.error({ err }, 'shutdown failed');
-          process.exit(1);
-        },
-      );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
 }
 
+let stopping = false;
+
 main().catch((err) => {
+  if (stopping) return; // start-up was cut short by the signal; stop() exits
   process.stderr.write(`tailgate: failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exit(1);
 });

@@ -111,7 +111,7 @@ if (defineNetnsRun(thisFile, 'tailscaled supervisor and dialers', TIMEOUT_MS)) {
     });
 
     test('each dial mode reaches the device and reports a closed port in its own words', async () => {
-      const socks = new TailscaledSocksDialer(tailnet!.supervisor.socksPort, tailnet!.supervisor);
+      const socks = new TailscaledSocksDialer(tailnet!.supervisor);
       const localapi = new LocalApiDialer(path.join(tmp.dir, 'gw', 'tailscaled.sock'), tailnet!.supervisor);
       // The first WireGuard handshake can be dropped while the device's netmap does not list us yet; WireGuard
       // retries after 5 s (REKEY_TIMEOUT), so allow for that once.
@@ -159,6 +159,23 @@ if (defineNetnsRun(thisFile, 'tailscaled supervisor and dialers', TIMEOUT_MS)) {
       assert.deepEqual(pidsWithArg(`--socket=${path.join(tmp.dir, 'gw', 'tailscaled.sock')}`), []);
       assert.throws(() => process.kill(pid, 0), /ESRCH/);
       await dialFails(tailnet!.dialer.dial(deviceIp, 8939, 5_000), 'network-down', /stopped/);
+      tailnet = undefined;
+    });
+
+    test('kernel mode: a TUN device in this namespace, devices dialed by the kernel, still refused at once while down', async () => {
+      tailnet = await startTailnet(config('kernel', { userspace: false }), log);
+      assert.equal(tailnet.dialer.constructor.name, 'GatedDirectDialer');
+      const args = readFileSync(`/proc/${tailnet.supervisor.pid}/cmdline`, 'utf8').split('\0');
+      assert.ok(!args.some((a) => a.startsWith('--tun=userspace')) && !args.some((a) => a.startsWith('--socks5-server')));
+      await waitFor('device reachable through the TUN device', 30_000, async () => {
+        const s = await tailnet!.dialer.dial(deviceIp, 8939, 3_000);
+        s.destroy();
+        return true;
+      }, 250);
+      process.kill(tailnet.supervisor.pid!, 'SIGKILL');
+      await waitFor('the exit to be noticed', 5_000, () => (tailnet!.dialer.unavailableReason() !== null ? true : undefined), 10);
+      await dialFails(tailnet.dialer.dial(deviceIp, 8939, 10_000), 'network-down', /tailscaled/);
+      await tailnet.stop();
       tailnet = undefined;
     });
   });

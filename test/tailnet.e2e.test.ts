@@ -269,5 +269,12 @@ if (inside) {
       const environ = readFileSync(`/proc/${pid}/environ`, 'utf8');
       assert.ok(!argv.includes(scene.preAuthKey) && !environ.includes(scene.preAuthKey), "the auth key is not in tailscaled's argv or environment");
     });
+
+    test('SIGTERM stops tailgate cleanly, tailscaled included', async () => {
+      tailgate.kill('SIGTERM');
+      const code = await waitFor('tailgate to exit', 30_000, () => tailgate.exitCode ?? undefined, 100);
+      assert.equal(code, 0);
+      assert.equal(gatewayTailscaledPid(), undefined, 'no tailscaled left behind');
+    });
   });
 }

@@ -12,20 +12,35 @@ export interface Tailnet {
   dialer: Dialer;
   view: TailnetView;
   supervisor: TailscaledSupervisor;
+  /** Starts tailscaled and resolves once it is Running (rejects after TS_UP_TIMEOUT_MS, with tailscaled stopped). */
+  start(): Promise<void>;
+  /** Safe at any time, also while start() is still waiting: tailscaled is terminated and start() rejects. */
   stop(): Promise<void>;
 }
 
 export function dialerFor(cfg: TailnetConfig, supervisor: TailscaledSupervisor): Dialer {
   // Kernel mode has a TUN device: the kernel's stack reaches 100.x directly and keeps TCP half-close intact.
   if (!cfg.userspace) return new GatedDirectDialer(supervisor);
-  return cfg.dialMode === 'socks5' ? new TailscaledSocksDialer(supervisor.socksPort, supervisor) : new LocalApiDialer(cfg.socket, supervisor);
+  return cfg.dialMode === 'socks5' ? new TailscaledSocksDialer(supervisor) : new LocalApiDialer(cfg.socket, supervisor);
 }
 
-/** Starts tailscaled and resolves once it is Running (rejects after TS_UP_TIMEOUT_MS, with tailscaled stopped). */
-export async function startTailnet(cfg: TailnetConfig, log: Logger, opts?: SupervisorOptions): Promise<Tailnet> {
+/** The tailnet path, not started yet: main.ts creates it first so that a SIGTERM during start-up can stop it. */
+export function createTailnet(cfg: TailnetConfig, log: Logger, opts?: SupervisorOptions): Tailnet {
   const supervisor = new TailscaledSupervisor(cfg, log, opts);
-  await supervisor.start();
-  const dialer = dialerFor(cfg, supervisor);
-  log.info({ mode: cfg.userspace ? `userspace, ${cfg.dialMode} dialing` : 'kernel (TUN)', selfIps: supervisor.state().selfIps }, 'tailnet ready');
-  return { dialer, view: supervisor, supervisor, stop: () => supervisor.stop() };
+  return {
+    dialer: dialerFor(cfg, supervisor),
+    view: supervisor,
+    supervisor,
+    async start() {
+      await supervisor.start();
+      log.info({ mode: cfg.userspace ? `userspace, ${cfg.dialMode} dialing` : 'kernel (TUN)', selfIps: supervisor.state().selfIps }, 'tailnet ready');
+    },
+    stop: () => supervisor.stop(),
+  };
+}
+
+export async function startTailnet(cfg: TailnetConfig, log: Logger, opts?: SupervisorOptions): Promise<Tailnet> {
+  const tailnet = createTailnet(cfg, log, opts);
+  await tailnet.start();
+  return tailnet;
 }

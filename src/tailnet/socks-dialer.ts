@@ -70,24 +70,23 @@ function reasonForReply(rep: number) {
   }
 }
 
-export class TailscaledSocksDialer implements Dialer {
-  private readonly endpoint: net.NetConnectOpts;
+/** tailscaled's SOCKS5 port and its availability; the supervisor is both (the port is picked when it starts). */
+export interface SocksEndpoint extends Availability {
+  readonly socksPort: number;
+}
 
-  constructor(
-    socksPort: number,
-    private readonly gate: Availability,
-  ) {
-    this.endpoint = { host: '127.0.0.1', port: socksPort };
-  }
+export class TailscaledSocksDialer implements Dialer {
+  constructor(private readonly tailscaled: SocksEndpoint) {}
 
   unavailableReason(): string | null {
-    return this.gate.unavailableReason();
+    return this.tailscaled.unavailableReason();
   }
 
   async dial(host: string, port: number, timeoutMs: number): Promise<net.Socket> {
-    const down = this.gate.unavailableReason();
+    const down = this.tailscaled.unavailableReason();
     if (down !== null) throw new DialError('network-down', down);
     const target = net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
-    return handshake({ endpoint: this.endpoint, target, via: 'tailscaled SOCKS5' }, socksHello(host, port), socksReplyParser(target), timeoutMs);
+    const endpoint = { host: '127.0.0.1', port: this.tailscaled.socksPort };
+    return handshake({ endpoint, target, via: 'tailscaled SOCKS5' }, socksHello(host, port), socksReplyParser(target), timeoutMs);
   }
 }
