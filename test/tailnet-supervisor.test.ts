@@ -153,6 +153,17 @@ if (defineNetnsRun(thisFile, 'tailscaled supervisor and dialers', TIMEOUT_MS)) {
       }, 250);
     });
 
+    test('when Headscale expires its node it is logged out, and it joins again with the (reusable) auth key', async () => {
+      const sup = tailnet!.supervisor;
+      const node = (await scene.nodes()).find((n) => n.name === 'gw');
+      assert.ok(node);
+      await scene.headscaleCli(['nodes', 'expire', '--identifier', node.id]);
+      await waitFor('logged out', 30_000, () => (sup.state().running ? undefined : true), 50);
+      assert.match(sup.unavailableReason()!, /NeedsLogin/);
+      await waitFor('joined again', 60_000, () => (sup.state().running ? true : undefined), 100);
+      assert.ok(lines.some((l) => l.includes('joining again with TS_AUTHKEY')));
+    });
+
     test('stop() ends tailscaled with SIGTERM and dials are refused afterwards', async () => {
       const pid = tailnet!.supervisor.pid!;
       await tailnet!.stop();

@@ -41,6 +41,8 @@ export function freeLoopbackPort(): Promise<number> {
   });
 }
 
+const REJOIN_INTERVAL_MS = 30_000;
+
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class TailscaledSupervisor implements TailnetView, Availability {
@@ -63,6 +65,7 @@ export class TailscaledSupervisor implements TailnetView, Availability {
   private restartTimer: NodeJS.Timeout | undefined;
   private restarts = 0;
   private launching = false;
+  private lastRejoin = 0;
   /** Bumped on every (re)start so that a poll or bring-up of a previous incarnation cannot overwrite newer state. */
   private generation = 0;
 
@@ -354,12 +357,29 @@ export class TailscaledSupervisor implements TailnetView, Availability {
     this.pollTimer.unref();
   }
 
+  /**
+   * Logged out while running (Headscale expired the node's key): join again with the auth key, which works while it
+   * is reusable and valid, at most once per REJOIN_INTERVAL_MS so a dead key is not hammered. (A node *deleted* in
+   * Headscale is not reported as logged out: tailscaled stays "Running" on its last netmap while control answers 404.)
+   */
+  private async rejoin(generation: number): Promise<void> {
+    if (Date.now() - this.lastRejoin < REJOIN_INTERVAL_MS) return;
+    this.lastRejoin = Date.now();
+    this.log.warn('tailscaled was logged out (node key expired in Headscale?); joining again with TS_AUTHKEY');
+    try {
+      await this.up(generation, Date.now() + this.cfg.upTimeoutMs);
+    } catch (err) {
+      this.log.error({ err: (err as Error).message, retryInMs: REJOIN_INTERVAL_MS }, 'joining again failed');
+    }
+  }
+
   private async poll(generation: number): Promise<void> {
     if (this.stopping || generation !== this.generation) return;
     try {
       const status = await this.localApi.status(Math.max(1_000, this.pollMs * 2));
       if (generation !== this.generation || this.stopping) return;
       this.apply(status);
+      if (status.BackendState === 'NeedsLogin') await this.rejoin(generation);
     } catch (err) {
       if (generation !== this.generation || this.stopping) return;
       if (this.current.running) this.log.warn({ err: (err as Error).message }, 'tailscaled LocalAPI not answering');
