@@ -11,7 +11,7 @@ import { loadConfig, type Config } from '../src/config.js';
 import { startGateway, type Gateway } from '../src/app.js';
 import { curl } from './helpers/curl.js';
 import { createTempDir, createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { startHttpDevice, type Device } from './helpers/devices.js';
+import { startHttpDevice, startSilentDevice, type Device } from './helpers/devices.js';
 import { startEchoTarget, startHttpTarget, type EchoTarget, type Listening } from './helpers/targets.js';
 import { waitFor } from './helpers/proxy-harness.js';
 
@@ -52,6 +52,7 @@ function openTunnel(gw: Gateway, key: string, target: Listening): Promise<net.So
     const auth = Buffer.from(`${key}:${key}`).toString('base64');
     s.setTimeout(5_000, () => s.destroy(new Error('tunnel setup timed out')));
     s.once('error', reject);
+    s.once('close', () => reject(new Error('closed before the CONNECT answer')));
     s.write(`CONNECT 127.0.0.1:${target.port} HTTP/1.1\r\nHost: 127.0.0.1:${target.port}\r\nProxy-Authorization: Basic ${auth}\r\n\r\n`);
     let head = '';
     const onData = (c: Buffer) => {
@@ -89,7 +90,7 @@ function closed(s: net.Socket, timeoutMs = 3_000): Promise<void> {
 }
 
 for (const backend of ['postgresql', 'embedded'] as const) {
-  describe(`gateway with the ${backend} store`, () => {
+  describe(`gateway with the ${backend} store`, { timeout: 120_000 }, () => {
     let db: TestDatabase | undefined;
     let dataDir: { dir: string; remove(): Promise<void> };
     let config: Config;
@@ -165,6 +166,28 @@ for (const backend of ['postgresql', 'embedded'] as const) {
       const socks = await viaSocks(gw, key, `http://127.0.0.1:${target.port}/`);
       assert.notEqual(socks.exitCode, 0);
       await waitFor('no tunnels left', () => gw.tunnels.size === 0);
+    });
+
+    test('revoking a key while its tunnel is still being dialled stops that tunnel', async () => {
+      const key = 'KeyMidDial0123456789abcdef';
+      const silentDevice = await startSilentDevice();
+      try {
+        const reg = await api(gw, 'POST', '/register', { key, ip: '127.0.0.1', port: silentDevice.port });
+        const pending = openTunnel(gw, key, echo).then(
+          () => 'established',
+          (err: Error) => err.message,
+        );
+        await waitFor('the dial to reach the device', async () => (await silentDevice.connections()) > 0);
+        const startedAt = Date.now();
+        assert.equal((await api(gw, 'DELETE', `/nodes/${reg.json.node.id}`)).status, 200);
+        const outcome = await pending;
+        assert.notEqual(outcome, 'established');
+        // Cut by the revocation, not by the 2 s connect timeout.
+        assert.ok(Date.now() - startedAt < 1_500, `took ${Date.now() - startedAt} ms: ${outcome}`);
+        await waitFor('no tunnels left', () => gw.tunnels.size === 0);
+      } finally {
+        await silentDevice.close();
+      }
     });
 
     test('metrics count tunnels, bytes and auth failures without naming keys', async () => {

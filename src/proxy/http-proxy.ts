@@ -62,10 +62,13 @@ async function handleConnect(ctx: ListenerContext, req: IncomingMessage, socket:
   if (socket.destroyed) return;
   const route: DeviceRoute = outcome.route;
   const setupStartedAt = performance.now();
+  // Registered before the dial, so revoking the key meanwhile destroys this socket and the tunnel never starts.
+  deps.tunnels.add(route.keyHash, socket);
   let upstream: Socket;
   try {
     upstream = await deps.connector.open(route, target);
   } catch (err) {
+    deps.tunnels.remove(route.keyHash, socket);
     const e = err instanceof DialError ? err : new DialError('error', String(err));
     ctx.dialError(e.reason);
     if (ctx.debug) deps.log.debug({ listener: 'http', keyTag: keyTag(route.keyHash), reason: e.reason, err: e.message }, 'device dial failed');
@@ -73,6 +76,7 @@ async function handleConnect(ctx: ListenerContext, req: IncomingMessage, socket:
     return;
   }
   if (socket.destroyed) {
+    deps.tunnels.remove(route.keyHash, socket);
     upstream.destroy();
     return;
   }

@@ -124,6 +124,7 @@ function attach(s: RelaySocket, t: Tunnel, idleMs: number): void {
  */
 export function startRelay(ctx: ListenerContext, route: DeviceRoute, client: Socket, upstream: Socket, pending: Buffer | null, setupStartedAt: number): boolean {
   if (client.destroyed || upstream.destroyed) {
+    ctx.deps.tunnels.remove(route.keyHash, client);
     client.destroy();
     upstream.destroy();
     return false;

@@ -90,10 +90,13 @@ class SocksSession {
       return;
     }
     const setupStartedAt = performance.now();
+    // Registered before the dial, so revoking the key meanwhile destroys this socket and the tunnel never starts.
+    ctx.deps.tunnels.add(route.keyHash, socket);
     let upstream: Socket;
     try {
       upstream = await ctx.deps.connector.open(route, target);
     } catch (err) {
+      ctx.deps.tunnels.remove(route.keyHash, socket);
       const e = err instanceof DialError ? err : new DialError('error', String(err));
       ctx.dialError(e.reason);
       if (ctx.debug) ctx.deps.log.debug({ listener: 'socks5', keyTag: keyTag(route.keyHash), reason: e.reason, err: e.message }, 'device dial failed');
@@ -102,6 +105,7 @@ class SocksSession {
     }
     this.done();
     if (socket.destroyed) {
+      ctx.deps.tunnels.remove(route.keyHash, socket);
       upstream.destroy();
       return;
     }

@@ -8,12 +8,17 @@ export class TunnelRegistry {
   private readonly byKey = new Map<string, Set<Socket>>();
   private count = 0;
 
+  /**
+   * Idempotent: a listener registers the client as soon as its key is accepted (so a revocation that lands
+   * while the device is being dialled still finds it) and the relay registers it again.
+   */
   add(keyHash: string, client: Socket): void {
     let set = this.byKey.get(keyHash);
     if (set === undefined) {
       set = new Set();
       this.byKey.set(keyHash, set);
     }
+    if (set.has(client)) return;
     set.add(client);
     this.count++;
   }
