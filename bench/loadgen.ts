@@ -9,7 +9,7 @@ import { download, openTunnel, smallRequest, upload, type ProxySpec, type Target
 export type Job =
   | { type: 'throughput'; proxy: ProxySpec; target: TargetSpec; tunnels: number; bytesEachWay: number; timeoutMs: number }
   | { type: 'setup'; proxy: ProxySpec; target: TargetSpec; concurrency: number; maxCount: number; durationMs: number; warmup: number }
-  | { type: 'idle-open'; proxy: ProxySpec; target: TargetSpec; count: number; concurrency: number; timeoutMs: number }
+  | { type: 'idle-open'; proxy: ProxySpec; target: TargetSpec; count: number; concurrency: number; timeoutMs: number; maxFailures: number }
   | { type: 'idle-close' }
   | { type: 'churn-traffic'; proxies: ProxySpec[]; target: TargetSpec; longLived: number; setupWorkers: number; paceMs: number; durationMs: number }
   | { type: 'until-usable'; proxy: ProxySpec; target: TargetSpec; deadlineMs: number }
@@ -63,7 +63,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const wallNow = () => performance.timeOrigin + performance.now();
 
 function noteError(errors: string[], err: unknown): void {
-  if (errors.length < 5) errors.push(err instanceof Error ? err.message : String(err));
+  if (errors.length >= 5) return;
+  // fetch() says only "fetch failed"; the reason is in its cause.
+  const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
+  errors.push(err instanceof Error ? err.message + cause : String(err));
 }
 
 async function throughput(job: Extract<Job, { type: 'throughput' }>): Promise<ThroughputResult> {
@@ -147,7 +150,8 @@ async function idleOpen(job: Extract<Job, { type: 'idle-open' }>): Promise<{ ope
   const t0 = performance.now();
   const deadline = t0 + job.timeoutMs;
   const worker = async () => {
-    while (next < job.count && performance.now() < deadline) {
+    // A proxy that has hit a limit fails every further attempt slowly: stop after maxFailures.
+    while (next < job.count && failed < job.maxFailures && performance.now() < deadline) {
       next++;
       try {
         const s = await openTunnel(job.proxy, job.target);

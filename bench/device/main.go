@@ -3,10 +3,15 @@
 // the core it shares with the gateway under test; half-close is propagated (CloseWrite) so a tunnel
 // ends as soon as both sides are done, with no linger that would pile up descriptors under churn.
 // Prints {"ready":true,"port":N} once listening on 127.0.0.1.
+//
+// Usage: device [port]. The socket is opened with SO_REUSEPORT, so a second process started with the
+// first one's port shares the load: one process could not hold the descriptors of 10,000 tunnels
+// under this machine's 20,000 open-file hard limit.
 package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,11 +19,39 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
+// SO_REUSEPORT on Linux (the syscall package does not name it).
+const soReusePort = 0xf
+
+var dialErrors atomic.Int64
+
+// logDialError reports the first few failed dials and then every 1000th, so a failing benchmark says why
+// without flooding the log.
+func logDialError(err error) {
+	if n := dialErrors.Add(1); n <= 5 || n%1000 == 0 {
+		fmt.Fprintf(os.Stderr, "device: dial failed (%d so far): %v\n", n, err)
+	}
+}
+
 func main() {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port := "0"
+	if len(os.Args) > 1 {
+		port = os.Args[1]
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, soReusePort, 1)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:"+port)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -51,6 +84,7 @@ func serve(c *net.TCPConn) {
 	}
 	up, err := net.DialTimeout("tcp", req.Host, 5*time.Second)
 	if err != nil {
+		logDialError(err)
 		io.WriteString(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 		c.Close()
 		return
@@ -82,13 +116,49 @@ func serve(c *net.TCPConn) {
 
 // pipe copies until EOF and passes the EOF on as a half-close; on an error it closes both sides so the
 // opposite direction stops too.
+//
+// io.Copy between two TCP sockets splices, and a splice in progress holds a kernel pipe (two more
+// descriptors) even while it waits for data. 10,000 idle tunnels would then need 60,000 descriptors, so
+// the copy gives its pipe back after a short idle spell and waits for readability holding nothing.
 func pipe(dst, src *net.TCPConn, wg *sync.WaitGroup) {
 	defer wg.Done()
-	_, err := io.Copy(dst, src)
-	if err != nil && !errors.Is(err, net.ErrClosed) {
+	raw, err := src.SyscallConn()
+	if err != nil {
 		dst.Close()
 		src.Close()
 		return
 	}
-	dst.CloseWrite()
+	for {
+		src.SetReadDeadline(time.Now().Add(idleRelease))
+		_, err := io.Copy(dst, src)
+		if err == nil {
+			dst.CloseWrite()
+			return
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			if !errors.Is(err, net.ErrClosed) {
+				dst.Close()
+				src.Close()
+			}
+			return
+		}
+		src.SetReadDeadline(time.Time{})
+		if err := raw.Read(readable); err != nil {
+			dst.Close()
+			src.Close()
+			return
+		}
+	}
+}
+
+// After this long without data a copy releases its splice pipe.
+const idleRelease = 200 * time.Millisecond
+
+// readable reports whether the socket has data or EOF pending, without consuming it; returning false
+// makes the runtime wait for readability. Peeking (rather than trusting an earlier wakeup) means data that
+// arrived before the wait began is never missed.
+func readable(fd uintptr) bool {
+	var b [1]byte
+	_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	return err != syscall.EAGAIN
 }

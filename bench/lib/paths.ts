@@ -18,6 +18,10 @@ export const ALL_PATHS: PathName[] = ['direct', 'tailgate', 'glider', 'proxy-cha
 export interface Env {
   repo: string;
   logDir: string;
+  /** Set by --profile: tailgate runs with --cpu-prof and --heapsnapshot-signal, writing here. */
+  profileDir?: string;
+  /** Names the next gateway's profile files (scenario and listener). */
+  profileLabel?: string;
   proxyCpu: number;
   device: { host: string; port: number };
   /** The bench key every gateway accepts (username = password = key). */
@@ -131,7 +135,7 @@ export async function gliderVersion(bin: string): Promise<string> {
 export const proxyChain: GatewayKind = {
   path: 'proxy-chain',
   async start(env) {
-    const p = spawnPinned('proxy-chain', env.proxyCpu, process.execPath, ['--import', 'tsx', 'bench/servers/proxy-chain.ts', env.key, `${env.device.host}:${env.device.port}`], {
+    const p = spawnPinned('proxy-chain', env.proxyCpu, process.execPath, ['--import', 'tsx', 'bench/servers/proxy-chain.ts', env.key, `${env.device.host}:${env.device.port}`, String(await freePort())], {
       cwd: env.repo,
       pipeStdout: true,
       logFile: path.join(env.logDir, 'proxy-chain.log'),
@@ -218,7 +222,10 @@ export function tailgateKind(setup: TailgateSetup): GatewayKind & { startTailgat
   let registered = false;
   const startTailgate = async (env: Env): Promise<TailgateGateway> => {
     const ports = { http: await freePort(), socks: await freePort(), api: await freePort() };
-    const p = spawnPinned('tailgate', env.proxyCpu, process.execPath, ['dist/main.js'], {
+    const profile = env.profileDir
+      ? ['--cpu-prof', `--cpu-prof-name=${env.profileLabel ?? 'tailgate'}.cpuprofile`, '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${env.profileDir}`]
+      : [];
+    const p = spawnPinned('tailgate', env.proxyCpu, process.execPath, [...profile, 'dist/main.js'], {
       cwd: env.repo,
       logFile: path.join(env.logDir, 'tailgate.log'),
       env: {

@@ -85,15 +85,23 @@ export async function waitPort(port: number, timeoutMs: number, p?: Pinned): Pro
   throw new Error(`${p?.name ?? 'process'}: port ${port} not listening within ${timeoutMs} ms`);
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen({ host: '127.0.0.1', port: 0 }, () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
+/**
+ * A free TCP port for a server we are about to start, taken from below the kernel's ephemeral range
+ * (ip_local_port_range starts at 32768): under connection churn an ephemeral port can be grabbed by an
+ * outgoing connection between our check and the server's bind, and bind(0) itself fails once TIME_WAIT
+ * sockets hold every ephemeral port.
+ */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.createServer();
+      s.once('error', () => resolve(false));
+      s.listen({ host: '127.0.0.1', port }, () => s.close(() => resolve(true)));
     });
-  });
+    if (ok) return port;
+  }
+  throw new Error('no free port found in 20000-31999');
 }
 
 export async function stop(p: Pinned | undefined, timeoutMs = 5_000): Promise<void> {

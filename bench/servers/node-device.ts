@@ -1,6 +1,6 @@
 // A minimal HTTP CONNECT proxy used as a candidate device-side stand-in (`--device node`): it parses
 // only the CONNECT request line and relays with pipe. No auth, as a device proxy on the tailnet has none.
-// Prints {"ready":true,"port":N} once listening on 127.0.0.1.
+// Usage: [port] (default: any). Prints {"ready":true,"port":N} once listening on 127.0.0.1.
 import net from 'node:net';
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
@@ -47,7 +47,7 @@ const server = net.createServer({ noDelay: true, allowHalfOpen: true }, (client)
   client.on('data', onHead);
 });
 server.maxConnections = 100_000;
-server.listen({ host: '127.0.0.1', port: 0, backlog: 4096 }, () => {
+server.listen({ host: '127.0.0.1', port: Number(process.argv[2] ?? 0), backlog: 4096 }, () => {
   const addr = server.address() as net.AddressInfo;
   process.stdout.write(JSON.stringify({ ready: true, port: addr.port }) + '\n');
 });

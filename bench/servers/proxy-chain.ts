@@ -1,10 +1,10 @@
 // apify's proxy-chain as a gateway: HTTP only (it has no SOCKS server). Auth follows tailgate's contract
 // (username = password = key); the key maps to the device proxy given on the command line, which
 // prepareRequestFunction returns as upstreamProxyUrl.
-// Usage: proxy-chain.ts <key> <device host:port>. Prints {"ready":true,"port":N}.
+// Usage: proxy-chain.ts <key> <device host:port> [port]. Prints {"ready":true,"port":N}.
 import { Server } from 'proxy-chain';
 
-const [key, device] = process.argv.slice(2);
+const [key, device, port] = process.argv.slice(2);
 if (!key || !device) {
   process.stderr.write('usage: proxy-chain.ts <key> <device host:port>\n');
   process.exit(2);
@@ -13,7 +13,7 @@ const upstreamProxyUrl = `http://${device}`;
 
 const server = new Server({
   host: '127.0.0.1',
-  port: 0,
+  port: Number(port ?? 0),
   verbose: false,
   prepareRequestFunction: ({ username, password }) => {
     if (username !== key || password !== key) return { requestAuthentication: true };
