@@ -4,6 +4,7 @@ import { createLogger } from './log.js';
 import { startGateway, type Gateway } from './app.js';
 import { createTailnet } from './tailnet/index.js';
 import { HeadscaleRegistrar } from './headscale/client.js';
+import type { ApprovedDevice } from './headscale/types.js';
 
 async function main(): Promise<void> {
   let config;
@@ -19,7 +20,9 @@ async function main(): Promise<void> {
   const log = createLogger(config.logLevel);
   // With TS_AUTHKEY we run our own tailscaled and dial devices through it; without, the host is on the tailnet already.
   const tailnet = config.tailnet ? createTailnet(config.tailnet, log) : undefined;
-  const registrar = config.headscale ? new HeadscaleRegistrar(config.headscale, log) : undefined;
+  // A device approved through us gets its tailnet path warmed up, so the first proxied connection does not wait.
+  const warmUp = tailnet ? (device: ApprovedDevice) => tailnet.supervisor.warmUp(device.ipv4) : undefined;
+  const registrar = config.headscale ? new HeadscaleRegistrar(config.headscale, log, warmUp) : undefined;
   let gateway: Gateway | undefined;
 
   // Installed before anything starts, so a SIGTERM during start-up also stops tailscaled instead of orphaning it.

@@ -134,6 +134,18 @@ if (defineNetnsRun(thisFile, 'tailscaled supervisor and dialers', TIMEOUT_MS)) {
       await dialFails(socks.dial(deviceIp, 9, 10_000), 'unreachable', /SOCKS5 reply 1/);
     });
 
+    test('warmUp(ip) makes the first connection to a just-approved device immediate', async (t) => {
+      const second = await scene.addDevice('device-w', 2);
+      const ip = (await new HeadscaleRegistrar({ url: HEADSCALE_URL, apiKey: scene.apiKey, user: scene.user, timeoutMs: 5_000 }, log).approve(second.registrationKey)).ipv4;
+      const warmStart = Date.now();
+      assert.equal(await tailnet!.supervisor.warmUp(ip), true);
+      t.diagnostic(`warm-up took ${Date.now() - warmStart} ms`);
+      const started = Date.now();
+      (await tailnet!.dialer.dial(ip, 8939, 10_000)).destroy();
+      assert.ok(Date.now() - started < 1_000, `first dial took ${Date.now() - started} ms`);
+      assert.equal(await tailnet!.supervisor.warmUp('100.64.99.99', 500), false, 'an address not in the netmap');
+    });
+
     test('when tailscaled dies, dials fail at once with network-down, and it is restarted', async () => {
       const sup = tailnet!.supervisor;
       const oldPid = sup.pid!;

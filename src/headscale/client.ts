@@ -54,6 +54,8 @@ export class HeadscaleRegistrar implements DeviceRegistrar {
   constructor(
     private readonly cfg: HeadscaleConfig,
     log: Logger,
+    /** Runs after a new approval, before approve() resolves (main.ts: warm up the tailnet path to the device). */
+    private readonly onApproved?: (device: ApprovedDevice) => Promise<unknown>,
   ) {
     this.log = log.child({ component: 'headscale' });
     this.authHeader = `Bearer ${cfg.apiKey}`;
@@ -107,6 +109,7 @@ export class HeadscaleRegistrar implements DeviceRegistrar {
       if (this.approved.size >= REMEMBERED_APPROVALS) this.approved.delete(this.approved.keys().next().value as string);
       this.approved.set(key, device);
       this.log.info({ node: device.headscaleNodeId, name: device.name, ipv4: device.ipv4 }, 'approved device in Headscale');
+      await this.onApproved?.(device).catch(() => undefined);
       return device;
     }
 

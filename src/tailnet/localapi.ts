@@ -18,6 +18,17 @@ export interface LocalPeerStatus {
   HostName?: string;
   TailscaleIPs?: string[] | null;
   Online?: boolean;
+  /** Home DERP region of the peer ("" until the peer has reported one to control). */
+  Relay?: string;
+  /** The peer's reported endpoints. */
+  Addrs?: string[] | null;
+  /** The direct address in use, "" when none (yet) or relayed. */
+  CurAddr?: string;
+}
+
+export function findPeer(status: LocalStatus, ip: string): LocalPeerStatus | undefined {
+  for (const peer of Object.values(status.Peer ?? {})) if (peer.TailscaleIPs?.includes(ip)) return peer;
+  return undefined;
 }
 
 export class LocalApiError extends Error {
@@ -44,10 +55,19 @@ export class LocalApiClient {
     return JSON.parse(body) as LocalStatus;
   }
 
-  async get(path: string, timeoutMs: number): Promise<string> {
+  get(path: string, timeoutMs: number): Promise<string> {
+    return this.call('GET', path, timeoutMs);
+  }
+
+  post(path: string, timeoutMs: number): Promise<string> {
+    return this.call('POST', path, timeoutMs);
+  }
+
+  private async call(method: 'GET' | 'POST', path: string, timeoutMs: number): Promise<string> {
     let res;
     try {
       res = await request(`http://${LOCALAPI_HOST}${path}`, {
+        method,
         dispatcher: this.agent,
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
