@@ -122,7 +122,7 @@ export class TailscaledSupervisor implements TailnetView, Availability {
   async warmUp(ip: string, timeoutMs = 10_000): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     let last = 'not in the netmap, or no DERP home or endpoints yet';
-    while (Date.now() < deadline) {
+    while (Date.now() < deadline && !this.stopping) {
       try {
         const peer = findPeer(await this.localApi.status(2_000), ip);
         // A handshake sent before the peer has reported any way to reach it (DERP home or endpoints) is dropped
@@ -167,7 +167,10 @@ export class TailscaledSupervisor implements TailnetView, Availability {
     if (child && child.exitCode === null && child.signalCode === null) {
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
       child.kill('SIGTERM');
-      const killed = await Promise.race([exited.then(() => true), sleep(this.stopGraceMs).then(() => false)]);
+      let graceTimer: NodeJS.Timeout | undefined;
+      const grace = new Promise<false>((resolve) => (graceTimer = setTimeout(() => resolve(false), this.stopGraceMs)));
+      const killed = await Promise.race([exited.then(() => true), grace]);
+      clearTimeout(graceTimer);
       if (!killed) {
         this.log.warn({ graceMs: this.stopGraceMs }, 'tailscaled ignored SIGTERM, killing it');
         child.kill('SIGKILL');
@@ -318,7 +321,7 @@ export class TailscaledSupervisor implements TailnetView, Availability {
   }
 
   private async up(generation: number, deadline: number): Promise<void> {
-    // The key goes to `tailscale up` through a 0600 file, never argv (visible in ps) or our environment.
+    // The key reaches `tailscale up` through a 0600 file: never its argv (visible in ps) nor its environment.
     const keyFile = path.join(this.cfg.stateDir, `.authkey-${process.pid}`);
     await writeFile(keyFile, this.cfg.authKey, { mode: 0o600 });
     const timeoutS = Math.max(1, Math.ceil((deadline - Date.now()) / 1000));
