@@ -48,14 +48,20 @@ function percentile(sorted: number[], p: number): number {
 
 async function measureSetup(dialer: Dialer, ip: string, target: string) {
   const times: number[] = [];
+  const failures = new Map<string, number>();
   for (let i = 0; i < SETUPS; i++) {
     const t0 = performance.now();
-    const s = await tunnel(dialer, ip, target);
-    times.push(performance.now() - t0);
-    s.destroy();
+    try {
+      const s = await tunnel(dialer, ip, target);
+      times.push(performance.now() - t0);
+      s.destroy();
+    } catch (err) {
+      const what = `${(err as Error).message.replace(/\d+ ms/, 'N ms')} after ${Math.round(performance.now() - t0)} ms`;
+      failures.set(what, (failures.get(what) ?? 0) + 1);
+    }
   }
   times.sort((a, b) => a - b);
-  return { p50: percentile(times, 50), p95: percentile(times, 95), p99: percentile(times, 99) };
+  return { p50: percentile(times, 50), p95: percentile(times, 95), p99: percentile(times, 99), failures };
 }
 
 async function download(dialer: Dialer, ip: string, target: string, bytes: number): Promise<void> {
@@ -147,6 +153,7 @@ async function main(): Promise<void> {
           `round ${round} ${name.padEnd(8)} setup p50 ${setup.p50.toFixed(2)} ms p95 ${setup.p95.toFixed(2)} ms p99 ${setup.p99.toFixed(2)} ms | ` +
             `1 stream ${one.toFixed(0)} Mbit/s | ${PARALLEL} streams ${many.toFixed(0)} Mbit/s`,
         );
+        for (const [what, n] of setup.failures) console.log(`  ${name}: ${n} failed set-ups: ${what}`);
       }
     }
   } finally {
