@@ -366,3 +366,37 @@ test('logs carry a key tag, never a key', () => {
     assert.ok(!all.includes(hashKey(key)));
   }
 });
+
+test('a pooled device connection the device half-closed is not reused for the next forwarded request', async () => {
+  // The device answers one request, then sends FIN but keeps reading (and ignoring) what arrives: a request
+  // written into that connection would never be answered.
+  let connections = 0;
+  const device = net.createServer({ allowHalfOpen: true }, (s) => {
+    connections++;
+    s.on('error', () => s.destroy());
+    let head = '';
+    const onData = (c: Buffer) => {
+      head += c.toString('latin1');
+      if (!head.includes('\r\n\r\n')) return;
+      s.off('data', onData);
+      s.resume();
+      s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok');
+      setTimeout(() => s.end(), 50);
+    };
+    s.on('data', onData);
+  });
+  await new Promise<void>((resolve) => device.listen(0, '127.0.0.1', resolve));
+  const key = 'sk-http-half-closing-device-0005';
+  h.resolver.bind(key, { ip: '127.0.0.1', port: (device.address() as net.AddressInfo).port });
+  try {
+    const first = await curl(['-x', proxy(key), `http://127.0.0.1:${web.port}/one`], 5_000);
+    assert.equal(first.httpCode, 200, first.stderr);
+    await new Promise((r) => setTimeout(r, 300));
+    const second = await curl(['-x', proxy(key), `http://127.0.0.1:${web.port}/two`], 5_000);
+    assert.equal(second.exitCode, 0, `second request: ${second.stderr}`);
+    assert.equal(second.httpCode, 200);
+    assert.equal(connections, 2, 'the second request got a fresh device connection');
+  } finally {
+    device.close();
+  }
+});

@@ -28,7 +28,13 @@ type ConnectionCallback = (err: Error | null, stream: Duplex) => void;
 function openFor(connector: DeviceConnector, route: DeviceRoute, options: http.ClientRequestArgs, callback: ConnectionCallback): void {
   const opening = route.protocol === 'socks5' ? connector.open(route, { host: String(options.host), port: Number(options.port) }) : connector.openDevice(route);
   opening.then(
-    (socket) => callback(null, socket),
+    (socket) => {
+      // A pooled connection is idle between requests; if the device half-closes it then, it must close on
+      // our side too, or the agent keeps it and writes the next request into a connection nobody answers.
+      // (Tunnels keep allowHalfOpen: there a FIN ends one direction of a live stream.)
+      socket.allowHalfOpen = false;
+      callback(null, socket);
+    },
     (err: Error) => callback(err, undefined as unknown as Duplex),
   );
 }
