@@ -111,6 +111,12 @@ export const CONFIG_VARIABLES = [
   'HEADSCALE_TIMEOUT_MS',
 ] as const;
 
+/**
+ * tailscaled's own variables: tailgate does not read them, but the tailscaled it supervises inherits the
+ * environment (minus secrets), so they may be set for it (compose.yaml does).
+ */
+export const TAILSCALED_VARIABLES = ['TS_NO_LOGS_NO_SUPPORT', 'TS_DISABLE_PORTMAPPER', 'TS_DEBUG_USE_DERP_HTTP'] as const;
+
 type Env = Record<string, string | undefined>;
 
 class Reader {

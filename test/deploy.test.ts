@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { CONFIG_VARIABLES, loadConfig } from '../src/config.js';
+import { CONFIG_VARIABLES, TAILSCALED_VARIABLES, loadConfig } from '../src/config.js';
 
 const root = new URL('../', import.meta.url);
 const read = (p: string) => readFileSync(new URL(p, root), 'utf8');
@@ -34,7 +34,7 @@ function composeEnvironment(service: string): Record<string, string> {
 test('every variable compose.yaml sets for tailgate is one tailgate reads', () => {
   const env = composeEnvironment('tailgate');
   assert.ok(Object.keys(env).length >= 5, 'no environment parsed from compose.yaml');
-  const known = new Set<string>(CONFIG_VARIABLES);
+  const known = new Set<string>([...CONFIG_VARIABLES, ...TAILSCALED_VARIABLES]);
   const unknown = Object.keys(env).filter((k) => !known.has(k));
   assert.deepEqual(unknown, [], `compose.yaml sets variables tailgate does not read: ${unknown.join(', ')}`);
 });
