@@ -106,6 +106,7 @@ function parseArgs(argv: string[]): Options {
 interface Sizes {
   throughputBytesEachWay: number;
   throughputRepeats: number;
+  setupRepeats: number;
   setupDurationMs: number;
   idleTunnels: number;
   r2uTrials: number;
@@ -113,8 +114,8 @@ interface Sizes {
   churnMs: number;
 }
 
-const FULL: Sizes = { throughputBytesEachWay: 512 << 20, throughputRepeats: 3, setupDurationMs: 5_000, idleTunnels: 10_000, r2uTrials: 40, gliderRestarts: 6, churnMs: 10_000 };
-const QUICK: Sizes = { throughputBytesEachWay: 128 << 20, throughputRepeats: 1, setupDurationMs: 1_000, idleTunnels: 1_000, r2uTrials: 6, gliderRestarts: 2, churnMs: 2_000 };
+const FULL: Sizes = { throughputBytesEachWay: 512 << 20, throughputRepeats: 5, setupRepeats: 3, setupDurationMs: 6_000, idleTunnels: 10_000, r2uTrials: 40, gliderRestarts: 6, churnMs: 10_000 };
+const QUICK: Sizes = { throughputBytesEachWay: 128 << 20, throughputRepeats: 1, setupRepeats: 1, setupDurationMs: 1_000, idleTunnels: 1_000, r2uTrials: 6, gliderRestarts: 2, churnMs: 2_000 };
 
 // ---------------------------------------------------------------- cores
 
@@ -211,28 +212,67 @@ async function withGateway<T>(ctx: Ctx, kind: GatewayKind, fn: (gw: RunningGatew
 
 // ---------------------------------------------------------------- scenarios
 
+interface Variant {
+  gw: RunningGateway;
+  l: RunningGateway['listeners'][number];
+}
+
+/**
+ * Starts one fresh gateway process per (path, listener), all at once, so that repetitions can be
+ * interleaved across paths: background load on this shared machine drifts, and round-robin spreads it
+ * over every path instead of charging it to whichever ran at a bad moment. Idle gateways cost no CPU.
+ */
+async function withAllVariants(ctx: Ctx, fn: (variants: Variant[]) => Promise<void>): Promise<void> {
+  const variants: Variant[] = [];
+  try {
+    for (const kind of ctx.kinds.values()) {
+      const listeners = kind.path === 'direct' || kind.path === 'proxy-chain' ? ['http'] : ['http', 'socks5'];
+      for (const which of listeners) {
+        ctx.env.profileLabel = `${ctx.scenario}-${which}`;
+        try {
+          const gw = await kind.start(ctx.env);
+          const l = gw.listeners.find((x) => x.listener === which);
+          if (l) variants.push({ gw, l });
+          else await gw.stop();
+        } catch (err) {
+          ctx.log(`  ! ${kind.path}: ${err instanceof Error ? err.message : String(err)}`);
+          ctx.details.push({ scenario: ctx.scenario, path: kind.path, listener: which, error: err instanceof Error ? err.message : String(err) });
+        }
+      }
+    }
+    await fn(variants);
+  } finally {
+    for (const v of variants) await v.gw.stop();
+  }
+}
+
+const variantName = (v: Variant) => `${v.gw.path}/${v.l.listener}`;
+
 async function throughputScenario(ctx: Ctx, tunnels: 1 | 16): Promise<void> {
   const scenario = `throughput-${tunnels}`;
-  ctx.log(`${scenario}: ${mib(ctx.sizes.throughputBytesEachWay * 2)} MiB per run (half up, half down) over ${tunnels} tunnel(s), median of ${ctx.sizes.throughputRepeats}`);
-  for (const kind of ctx.kinds.values()) {
-    await forEachListener(ctx, kind, async (gw, l) => {
-      // Loopback throughput on a shared 2-core machine wanders by 10-20% from run to run: repeat and keep
-      // the median run (by total rate), with its per-direction figures and CPU.
-      const runs = [];
-      for (let rep = 0; rep < ctx.sizes.throughputRepeats; rep++) {
-        const before = cpuSnapshot(ctx, gw);
+  const reps = ctx.sizes.throughputRepeats;
+  ctx.log(`${scenario}: ${mib(ctx.sizes.throughputBytesEachWay * 2)} MiB per run (half up, half down) over ${tunnels} tunnel(s); median of ${reps} runs, interleaved across paths`);
+  await withAllVariants(ctx, async (variants) => {
+    type Run = { MiBps: number; upMiBps: number; downMiBps: number; cpuSeconds: ReturnType<typeof cpuDelta>; gatewayCpuMsPerGiB: number; deviceCpuMsPerGiB: number };
+    const runs = new Map<Variant, Run[]>(variants.map((v) => [v, []]));
+    const failed = new Set<Variant>();
+    for (let rep = 0; rep < reps; rep++) {
+      for (const v of variants) {
+        if (failed.has(v)) continue;
+        const before = cpuSnapshot(ctx, v.gw);
         const r = await ctx.loadgen.request<ThroughputResult>(
-          { type: 'throughput', proxy: l.proxy, target: ctx.target, tunnels, bytesEachWay: ctx.sizes.throughputBytesEachWay, timeoutMs: 240_000 },
+          { type: 'throughput', proxy: v.l.proxy, target: ctx.target, tunnels, bytesEachWay: ctx.sizes.throughputBytesEachWay, timeoutMs: 240_000 },
           600_000,
         );
-        const cpu = cpuDelta(before, cpuSnapshot(ctx, gw));
+        const cpu = cpuDelta(before, cpuSnapshot(ctx, v.gw));
         if (r.errors.length > 0 || r.upMs === 0) {
-          ctx.log(`  ! ${gw.path}/${l.listener}: ${r.errors.join('; ')}`);
-          ctx.details.push({ scenario, path: gw.path, listener: l.listener, errors: r.errors });
-          return;
+          ctx.log(`  ! ${variantName(v)}: ${r.errors.join('; ')}`);
+          ctx.details.push({ scenario, path: v.gw.path, listener: v.l.listener, errors: r.errors });
+          failed.add(v);
+          continue;
         }
         const total = r.upBytes + r.downBytes;
-        runs.push({
+        runs.get(v)!.push({
           MiBps: mib(total) / ((r.upMs + r.downMs) / 1000),
           upMiBps: round(mib(r.upBytes) / (r.upMs / 1000)),
           downMiBps: round(mib(r.downBytes) / (r.downMs / 1000)),
@@ -241,41 +281,68 @@ async function throughputScenario(ctx: Ctx, tunnels: 1 | 16): Promise<void> {
           deviceCpuMsPerGiB: round((cpu.device * 1000) / (total / (1 << 30)), 1),
         });
       }
-      runs.sort((a, b) => a.MiBps - b.MiBps);
-      const mid = runs[runs.length >> 1]!;
-      addRow(ctx, scenario, gw, l.listener, mid.MiBps, 'MiB/s');
-      ctx.details.push({ scenario, path: gw.path, listener: l.listener, ...mid, MiBps: round(mid.MiBps), allRunsMiBps: runs.map((x) => round(x.MiBps)) });
-    });
-  }
+    }
+    for (const v of variants) {
+      const rs = runs.get(v)!;
+      if (failed.has(v) || rs.length === 0) continue;
+      const sorted = [...rs].sort((a, b) => a.MiBps - b.MiBps);
+      const mid = sorted[sorted.length >> 1]!;
+      addRow(ctx, scenario, v.gw, v.l.listener, mid.MiBps, 'MiB/s');
+      ctx.details.push({ scenario, path: v.gw.path, listener: v.l.listener, ...mid, MiBps: round(mid.MiBps), allRunsMiBps: rs.map((x) => round(x.MiBps)) });
+    }
+  });
 }
 
 async function setupScenario(ctx: Ctx): Promise<void> {
-  ctx.log(`setup: concurrency 64 for ${ctx.sizes.setupDurationMs} ms per path (tunnel + auth + device CONNECT + one small request, key cached)`);
-  for (const kind of ctx.kinds.values()) {
-    await forEachListener(ctx, kind, async (gw, l) => {
-      const before = cpuSnapshot(ctx, gw);
-      const r = await ctx.loadgen.request<SetupResult>(
-        { type: 'setup', proxy: l.proxy, target: ctx.target, concurrency: 64, maxCount: 500_000, durationMs: ctx.sizes.setupDurationMs, warmup: 512 },
-        ctx.sizes.setupDurationMs + 120_000,
+  const reps = ctx.sizes.setupRepeats;
+  const slice = ctx.sizes.setupDurationMs / reps;
+  ctx.log(`setup: concurrency 64, ${reps} x ${slice} ms per path interleaved across paths, the median slice by rate reported (tunnel + auth + device CONNECT + one small request, key cached)`);
+  await withAllVariants(ctx, async (variants) => {
+    // Key cached, JIT warm: not recorded.
+    for (const v of variants) {
+      await ctx.loadgen.request<SetupResult>({ type: 'setup', proxy: v.l.proxy, target: ctx.target, concurrency: 64, maxCount: 512, durationMs: 10_000, warmup: 0 }, 60_000);
+    }
+    type Slice = { rate: number; r: SetupResult; cpu: ReturnType<typeof cpuDelta> };
+    const slices = new Map<Variant, Slice[]>(variants.map((v) => [v, []]));
+    for (let rep = 0; rep < reps; rep++) {
+      for (const v of variants) {
+        const before = cpuSnapshot(ctx, v.gw);
+        const r = await ctx.loadgen.request<SetupResult>(
+          { type: 'setup', proxy: v.l.proxy, target: ctx.target, concurrency: 64, maxCount: 500_000, durationMs: slice, warmup: 0 },
+          slice + 120_000,
+        );
+        slices.get(v)!.push({ rate: r.count / (r.elapsedMs / 1000), r, cpu: cpuDelta(before, cpuSnapshot(ctx, v.gw)) });
+      }
+    }
+    for (const v of variants) {
+      // At concurrency 64 the latency is mostly queueing (Little's law: 64 / rate). One tunnel at a time
+      // shows what a hop itself adds; kept in the details file.
+      const solo = await ctx.loadgen.request<SetupResult>(
+        { type: 'setup', proxy: v.l.proxy, target: ctx.target, concurrency: 1, maxCount: 5_000, durationMs: ctx.sizes.setupDurationMs / 5, warmup: 0 },
+        ctx.sizes.setupDurationMs + 60_000,
       );
-      const cpu = cpuDelta(before, cpuSnapshot(ctx, gw));
-      addRow(ctx, 'setup-rate', gw, l.listener, r.count / (r.elapsedMs / 1000), 'tunnels/s');
-      addRow(ctx, 'setup-p50', gw, l.listener, r.p50Ms, 'ms');
-      addRow(ctx, 'setup-p99', gw, l.listener, r.p99Ms, 'ms');
-      if (r.failures > 0) ctx.log(`  ! ${gw.path}/${l.listener}: ${r.failures} failed setups, e.g. ${r.errors.join('; ')}`);
+      const all = slices.get(v)!;
+      const { r, rate, cpu } = [...all].sort((a, b) => a.rate - b.rate)[all.length >> 1]!;
+      addRow(ctx, 'setup-rate', v.gw, v.l.listener, rate, 'tunnels/s');
+      addRow(ctx, 'setup-p50', v.gw, v.l.listener, r.p50Ms, 'ms');
+      addRow(ctx, 'setup-p99', v.gw, v.l.listener, r.p99Ms, 'ms');
+      const failures = all.reduce((n, x) => n + x.r.failures, 0);
+      if (failures > 0) ctx.log(`  ! ${variantName(v)}: ${failures} failed setups, e.g. ${all.flatMap((x) => x.r.errors).slice(0, 3).join('; ')}`);
       ctx.details.push({
         scenario: 'setup',
-        path: gw.path,
-        listener: l.listener,
+        path: v.gw.path,
+        listener: v.l.listener,
         tunnels: r.count,
-        failures: r.failures,
-        errors: r.errors,
+        failures,
+        errors: all.flatMap((x) => x.r.errors).slice(0, 5),
         maxMs: r.maxMs,
         cpuSeconds: cpu,
         gatewayCpuUsPerTunnel: round((cpu.gateway * 1e6) / Math.max(1, r.count), 1),
+        allSlicesPerSecond: all.map((x) => round(x.rate)),
+        concurrency1: { tunnels: solo.count, failures: solo.failures, p50Ms: solo.p50Ms, p99Ms: solo.p99Ms },
       });
-    });
-  }
+    }
+  });
 }
 
 async function idleScenario(ctx: Ctx): Promise<void> {

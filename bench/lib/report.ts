@@ -135,7 +135,13 @@ export function writeReadme(file: string, report: RunReport, resultsFile: string
   const m = report.machine;
   const cpuDetails = details
     .filter((d) => d.scenario === 'throughput-16' && d.gatewayCpuMsPerGiB !== undefined)
-    .map((d) => `| ${d.path} | ${d.listener ?? ''} | ${d.upMiBps} | ${d.downMiBps} | ${d.path === 'direct' ? '–' : d.gatewayCpuMsPerGiB} | ${d.deviceCpuMsPerGiB} |`);
+    .map((d) => `| ${d.path} | ${d.path === 'direct' ? '' : d.listener} | ${d.upMiBps} | ${d.downMiBps} | ${d.path === 'direct' ? '–' : d.gatewayCpuMsPerGiB} | ${d.deviceCpuMsPerGiB} |`);
+  const setupDetails = details
+    .filter((d) => d.scenario === 'setup')
+    .map((d) => {
+      const c1 = d.concurrency1 as { p50Ms: number; p99Ms: number } | undefined;
+      return `| ${d.path} | ${d.path === 'direct' ? '' : d.listener} | ${d.path === 'direct' ? '–' : d.gatewayCpuUsPerTunnel} | ${d.failures} | ${fmt(c1?.p50Ms, 3)} | ${fmt(c1?.p99Ms, 3)} |`;
+    });
   const section = [
     START,
     `Latest full run: \`${resultsFile}\` (${m.mode} mode). Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, Linux ${m.kernel}, ${report.versions.node}.`,
@@ -148,6 +154,9 @@ export function writeReadme(file: string, report: RunReport, resultsFile: string
     'Targets from issue 4, tailgate against this run (baseline = glider standing in for gost):',
     '',
     markdownVerdicts(report),
+    ...(setupDetails.length > 0
+      ? ['', 'setup, per tunnel: gateway CPU, and latency with one tunnel at a time (no queueing):', '', '| path | listener | gateway CPU µs/tunnel | failed setups | p50 ms (c=1) | p99 ms (c=1) |', '|---|---|---:|---:|---:|---:|', ...setupDetails]
+      : []),
     ...(cpuDetails.length > 0
       ? ['', 'throughput-16 per direction, and CPU each proxy spent per GiB moved (from /proc utime+stime):', '', '| path | listener | up MiB/s | down MiB/s | gateway CPU ms/GiB | device CPU ms/GiB |', '|---|---|---:|---:|---:|---:|', ...cpuDetails]
       : []),
