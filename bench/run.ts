@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import type { ProxySpec, TargetSpec } from './lib/client.js';
-import { cpuSeconds, LoadGen, rssKiB, spawnPinned, stop, waitPort, waitReadyLine, freePort, type Pinned } from './lib/procs.js';
+import { cpuSeconds, minorFaults, userSeconds, LoadGen, rssKiB, spawnPinned, stop, waitPort, waitReadyLine, freePort, type Pinned } from './lib/procs.js';
 import {
   ALL_PATHS,
   buildTailgate,
@@ -159,6 +159,8 @@ interface Ctx {
 function cpuSnapshot(ctx: Ctx, gw: RunningGateway | undefined) {
   return {
     gateway: gw?.proc ? cpuSeconds(gw.proc.pid) : 0,
+    gatewayMinorFaults: gw?.proc ? minorFaults(gw.proc.pid) : 0,
+    gatewayUser: gw?.proc ? userSeconds(gw.proc.pid) : 0,
     device: ctx.devices.reduce((sum, d) => sum + cpuSeconds(d.pid), 0),
     sink: cpuSeconds(ctx.sink.pid),
     loadgen: cpuSeconds(ctx.loadgen.proc.pid),
@@ -168,6 +170,8 @@ function cpuSnapshot(ctx: Ctx, gw: RunningGateway | undefined) {
 function cpuDelta(a: ReturnType<typeof cpuSnapshot>, b: ReturnType<typeof cpuSnapshot>) {
   return {
     gateway: round(b.gateway - a.gateway),
+    gatewayMinorFaults: b.gatewayMinorFaults - a.gatewayMinorFaults,
+    gatewayUser: round(b.gatewayUser - a.gatewayUser),
     device: round(b.device - a.device),
     sink: round(b.sink - a.sink),
     loadgen: round(b.loadgen - a.loadgen),

@@ -225,7 +225,9 @@ export function tailgateKind(setup: TailgateSetup): GatewayKind & { startTailgat
     const profile = env.profileDir
       ? ['--cpu-prof', `--cpu-prof-name=${env.profileLabel ?? 'tailgate'}.cpuprofile`, '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${env.profileDir}`]
       : [];
-    const p = spawnPinned('tailgate', env.proxyCpu, process.execPath, [...profile, 'dist/main.js'], {
+    // Diagnostics hook, e.g. BENCH_TAILGATE_NODE_ARGS=--trace-gc (NODE_OPTIONS refuses some V8 flags).
+    const extra = process.env.BENCH_TAILGATE_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [];
+    const p = spawnPinned('tailgate', env.proxyCpu, process.execPath, [...profile, ...extra, 'dist/main.js'], {
       cwd: env.repo,
       logFile: path.join(env.logDir, 'tailgate.log'),
       env: {

@@ -121,6 +121,26 @@ export function rssKiB(pid: number): number {
 
 const CLOCK_TICKS = 100;
 
+/** Minor page faults so far: a relay that keeps getting fresh pages for its buffers shows up here. */
+export function minorFaults(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
+  } catch {
+    return NaN;
+  }
+}
+
+/** User-mode CPU seconds only (the rest of cpuSeconds is kernel time: syscalls, loopback TCP). */
+export function userSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[11]) / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
+
 /** User + system CPU seconds the process has used so far. */
 export function cpuSeconds(pid: number): number {
   try {
