@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import type { ProxySpec, TargetSpec } from './lib/client.js';
-import { cpuSeconds, minorFaults, userSeconds, LoadGen, rssKiB, spawnPinned, stop, waitPort, waitReadyLine, freePort, type Pinned } from './lib/procs.js';
+import { cpuSeconds, minorFaults, userSeconds, running, LoadGen, rssKiB, spawnPinned, stop, waitPort, waitReadyLine, freePort, type Pinned } from './lib/procs.js';
 import {
   ALL_PATHS,
   buildTailgate,
@@ -601,6 +601,14 @@ async function main(): Promise<void> {
   versions['proxy-chain'] = proxyChainVersion(repo);
 
   let tailgateSetup: TailgateSetup | undefined;
+  // Interrupted: no child may outlive the run, and the throw-away database goes too.
+  const abort = (signal: NodeJS.Signals) => {
+    for (const child of running) child.kill('SIGKILL');
+    const dropped = tailgateSetup?.dropDatabase() ?? Promise.resolve();
+    void dropped.catch(() => {}).finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+  };
+  process.once('SIGINT', abort);
+  process.once('SIGTERM', abort);
   if (opts.paths.includes('tailgate')) {
     const missing = tailgateMissing(repo);
     if (missing.length > 0) skipped.tailgate = `not built yet (missing ${missing.join(', ')})`;

@@ -23,6 +23,9 @@ export interface SpawnOptions {
   ipc?: boolean;
 }
 
+/** Every child still running, so an interrupted run can take them all down. */
+export const running = new Set<ChildProcess>();
+
 /** Starts `cmd args` pinned to one CPU. taskset execs the command, so the pid is the command's own. */
 export function spawnPinned(name: string, cpu: number, cmd: string, args: string[], opts: SpawnOptions = {}): Pinned {
   const out = opts.logFile ? createWriteStream(opts.logFile, { flags: 'a' }) : undefined;
@@ -36,6 +39,8 @@ export function spawnPinned(name: string, cpu: number, cmd: string, args: string
     child.stderr?.pipe(out);
   }
   if (child.pid === undefined) throw new Error(`${name}: failed to spawn ${cmd}`);
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   return { name, cpu, child, pid: child.pid };
 }
 
