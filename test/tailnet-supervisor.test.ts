@@ -11,6 +11,7 @@ import type { TailnetConfig } from '../src/config.js';
 import { HeadscaleRegistrar } from '../src/headscale/client.js';
 import { DialError, type FailureReason } from '../src/tailnet/dialer.js';
 import { startTailnet, type Tailnet } from '../src/tailnet/index.js';
+import { peerCheck, WIREGUARD_SESSION_MS } from '../src/tailnet/localapi.js';
 import { LocalApiDialer } from '../src/tailnet/localapi-dialer.js';
 import { TailscaledSocksDialer } from '../src/tailnet/socks-dialer.js';
 import { createTempDir } from './helpers/db.js';
@@ -140,9 +141,16 @@ if (defineNetnsRun(thisFile, 'tailscaled supervisor and dialers', TIMEOUT_MS)) {
       const warmStart = Date.now();
       assert.equal(await tailnet!.supervisor.warmUp(ip), true);
       t.diagnostic(`warm-up took ${Date.now() - warmStart} ms`);
+      // What the warm-up saw is the view now, not what the last poll (up to a second older) saw: a connection right
+      // after approval must not be refused as offline.
+      assert.equal(tailnet!.view.peerOnline(ip), true);
+      assert.equal((await tailnet!.view.checkPeer!(ip, 1_000)).online, true);
+      assert.deepEqual(await tailnet!.view.checkPeer!('100.64.99.99', 1_000), { online: undefined, liveSession: false });
       const started = Date.now();
       (await tailnet!.dialer.dial(ip, 8939, 10_000)).destroy();
       assert.ok(Date.now() - started < 1_000, `first dial took ${Date.now() - started} ms`);
+      // The ping's WireGuard handshake shows in a status read taken after it (a check may reuse one up to 250 ms old).
+      await waitFor('a live WireGuard session in the status', 5_000, async () => ((await tailnet!.view.checkPeer!(ip, 1_000)).liveSession ? true : undefined), 100);
       assert.equal(await tailnet!.supervisor.warmUp('100.64.99.99', 500), false, 'an address not in the netmap');
     });
 
@@ -203,3 +211,17 @@ if (defineNetnsRun(thisFile, 'tailscaled supervisor and dialers', TIMEOUT_MS)) {
     });
   });
 }
+
+test("peerCheck reads tailscaled's peer status: Go's zero time means never, a session lasts WireGuard's REJECT_AFTER_TIME", () => {
+  const now = Date.parse('2026-01-01T12:00:00Z');
+  const zero = '0001-01-01T00:00:00Z';
+  assert.deepEqual(peerCheck(undefined, now), { online: undefined, liveSession: false });
+  assert.deepEqual(peerCheck({ Online: true, LastSeen: zero, LastHandshake: zero }, now), { online: true, liveSession: false });
+  assert.deepEqual(peerCheck({ Online: false, LastSeen: '2026-01-01T11:59:50Z', LastHandshake: new Date(now - 1_000).toISOString() }, now), {
+    online: false,
+    liveSession: true,
+    lastSeen: '2026-01-01T11:59:50.000Z',
+  });
+  assert.equal(peerCheck({ Online: false, LastHandshake: new Date(now - WIREGUARD_SESSION_MS).toISOString() }, now).liveSession, false);
+  assert.equal(peerCheck({ LastHandshake: 'not a time' }, now).liveSession, false);
+});

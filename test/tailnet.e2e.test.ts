@@ -11,10 +11,11 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { OFFLINE_PROBE_MS } from '../src/routing/device-connector.js';
 import { createTempDir, createTestDatabase } from './helpers/db.js';
 import { curl, LineTunnel, startEcho, startWhoami } from './helpers/tailnet-clients.js';
 import { CONTROL_IP, defineNetnsRun, HEADSCALE_URL, OFFLINE_TAILSCALE_ENV, TailnetScene, waitFor, type SceneDevice } from './helpers/tailnet-scene.js';
-import { requireTailnetTools } from './helpers/tailnet-tools.js';
+import { requireTailnetTools, type TailnetTools } from './helpers/tailnet-tools.js';
 
 const thisFile = fileURLToPath(import.meta.url);
 const repoRoot = path.resolve(path.dirname(thisFile), '..');
@@ -78,6 +79,23 @@ if (inside) {
       return undefined;
     };
     const tailgateLog = () => scene.logOf('tailgate');
+    let diagnosed = false;
+    /** On the file's first failure: what each party believed and the end of every log. */
+    const diagnose = async () => {
+      if (diagnosed || scene === undefined) return;
+      diagnosed = true;
+      const text = await scene.diagnostics({ tailgate: gwSocket() }).catch((err: Error) => `scene diagnostics failed: ${err.message}`);
+      process.stderr.write(`\n${text}\n`);
+    };
+    const step = (name: string, fn: () => Promise<void> | void) =>
+      test(name, async () => {
+        try {
+          await fn();
+        } catch (err) {
+          await diagnose();
+          throw err;
+        }
+      });
     /** True once a request with this key comes back from the destination (the netmap may lag an approval a little). */
     const reaches = async (key: string) => (await viaHttp(key, `${whoami.url}/probe`)).stdout.startsWith('{') || undefined;
 
@@ -85,6 +103,16 @@ if (inside) {
       const tools = await requireTailnetTools();
       tmp = await createTempDir('tailgate-e2e');
       scene = await TailnetScene.start(tools, tmp.dir);
+      try {
+        await startParties(tools);
+      } catch (err) {
+        await diagnose();
+        throw err;
+      }
+    });
+
+    /** Everything but headscale: the destinations, both devices, and tailgate until /readyz says it is ready. */
+    async function startParties(tools: TailnetTools): Promise<void> {
       whoami = await startWhoami(CONTROL_IP);
       echo = await startEcho(CONTROL_IP);
       [a, b] = await Promise.all([scene.addDevice('device-a', 1), scene.addDevice('device-b', 2)]);
@@ -119,7 +147,7 @@ if (inside) {
         const res = await fetch(`${api}/readyz`);
         return res.status === 200 ? true : undefined;
       }, 300);
-    });
+    }
 
     after(async () => {
       longTunnel?.close();
@@ -133,7 +161,7 @@ if (inside) {
       if (process.env.TAILGATE_E2E_KEEP !== '1') await tmp?.remove();
     });
 
-    test('tailgate joined the tailnet with TS_AUTHKEY and /readyz reports it', async () => {
+    step('tailgate joined the tailnet with TS_AUTHKEY and /readyz reports it', async () => {
       const ready = await apiCall('GET', '/readyz', undefined, {});
       assert.equal(ready.status, 200);
       assert.equal(ready.json.tailnet, 'ok');
@@ -142,7 +170,7 @@ if (inside) {
       assert.ok(gatewayTailscaledPid(), 'tailscaled runs as tailgate child with the configured socket');
     });
 
-    test('devices join without an auth key; the registration key is the one in the printed URL', () => {
+    step('devices join without an auth key; the registration key is the one in the printed URL', () => {
       for (const d of [a, b]) {
         assert.match(d.registrationKey, /^hskey-authreq-[A-Za-z0-9_-]{24}$/);
         assert.ok(scene.logOf(`${d.name}-up`).includes(`/register/${d.registrationKey}`), 'tailscale up printed the URL');
@@ -150,12 +178,12 @@ if (inside) {
       assert.notEqual(a.registrationKey, b.registrationKey);
     });
 
-    test('/register without a token is refused', async () => {
+    step('/register without a token is refused', async () => {
       const res = await apiCall('POST', '/register', { key: a.registrationKey }, {});
       assert.equal(res.status, 401);
     });
 
-    test('POST /register {key} approves device A in Headscale and binds the key to its tailnet address', async () => {
+    step('POST /register {key} approves device A in Headscale and binds the key to its tailnet address', async () => {
       const res = await apiCall('POST', '/register', { key: a.registrationKey });
       assert.equal(res.status, 201, JSON.stringify(res.json));
       assert.equal(res.json.success, true);
@@ -169,7 +197,7 @@ if (inside) {
       nodeIdA = node.id;
     });
 
-    test("K_A through both listeners egresses at device A (the destination sees A's address)", async () => {
+    step("K_A through both listeners egresses at device A (the destination sees A's address)", async () => {
       // /register warmed the path up (netmap + WireGuard handshake), so the very first request goes through at once.
       const started = Date.now();
       assert.equal(remoteOf(await viaHttp(a.registrationKey, `${whoami.url}/http`)), a.addr);
@@ -179,7 +207,7 @@ if (inside) {
       assert.notEqual(a.addr, b.addr);
     });
 
-    test('B is approved (GET /registerV2/:key, enrollment token) and used with no restart, while a tunnel through A stays up', async () => {
+    step('B is approved (GET /registerV2/:key, enrollment token) and used with no restart, while a tunnel through A stays up', async () => {
       longTunnel = await LineTunnel.open(httpProxy, a.registrationKey, `${CONTROL_IP}:${echo.port}`);
       assert.equal(await longTunnel.ask('one'), `${a.addr} one`);
 
@@ -194,7 +222,7 @@ if (inside) {
       assert.equal(await longTunnel.ask('two'), `${a.addr} two`);
     });
 
-    test('re-registering is idempotent; unknown and malformed keys are refused clearly', async () => {
+    step('re-registering is idempotent; unknown and malformed keys are refused clearly', async () => {
       const again = await apiCall('POST', '/register', { key: a.registrationKey });
       assert.equal(again.status, 200, JSON.stringify(again.json));
       assert.equal((again.json.node as { ip: string }).ip, aIps.find((ip) => ip.includes('.')));
@@ -207,7 +235,7 @@ if (inside) {
       assert.equal(malformed.status, 400, JSON.stringify(malformed.json));
     });
 
-    test('GET /nodes shows both devices online', async () => {
+    step('GET /nodes shows both devices online', async () => {
       await waitFor('both online', 20_000, async () => {
         const res = await apiCall('GET', '/nodes');
         const list = res.json as unknown as { ip: string; online: boolean | null }[];
@@ -215,7 +243,7 @@ if (inside) {
       });
     });
 
-    test('revoking K_A (with purge) closes its open tunnel at once, refuses the key, and deletes A in Headscale', async () => {
+    step('revoking K_A (with purge) closes its open tunnel at once, refuses the key, and deletes A in Headscale', async () => {
       const res = await apiCall('DELETE', `/nodes/${nodeIdA}?purge=true`);
       assert.equal(res.status, 200, JSON.stringify(res.json));
       assert.equal(await longTunnel!.waitClosed(2_000), true, 'the open tunnel was cut');
@@ -225,7 +253,7 @@ if (inside) {
       assert.equal(remoteOf(await viaHttp(b.registrationKey, `${whoami.url}/b-still`)), b.addr);
     });
 
-    test("killing tailgate's tailscaled fails connections fast (503 / SOCKS 0x03), then the supervisor brings it back", async () => {
+    step("killing tailgate's tailscaled fails connections fast (503 / SOCKS 0x03), then the supervisor brings it back", async () => {
       // Leaves a kept-alive device connection in tailgate's forwarding pool: it must not swallow the next request.
       assert.equal(remoteOf(await viaHttp(b.registrationKey, `${whoami.url}/before-kill`)), b.addr);
       const pid = gatewayTailscaledPid();
@@ -250,7 +278,31 @@ if (inside) {
       assert.equal(remoteOf(await viaSocks(b.registrationKey, `${whoami.url}/after-restart`)), b.addr);
     });
 
-    test("no secret reached tailgate's log or its tailscaled's command line", () => {
+    step('a device cut off from Headscale is reported offline yet still dialled over its live session; once it is gone, connections fail fast', async () => {
+      const bIp = bIps.find((ip) => ip.includes('.'))!;
+      const nodeOnline = async () => ((await apiCall('GET', '/nodes')).json as unknown as { ip: string; online: boolean | null }[]).find((n) => n.ip === bIp)?.online;
+      // Control's online flag only says whether B keeps its control connection; its direct path to us stays up.
+      // The cut takes CONTROL_IP (where whoami listens) away from B, so B's traffic goes to its veth neighbour here.
+      const nearB = await startWhoami(b.addr.replace(/\.\d+$/, '.1'));
+      after(() => nearB.server.close());
+      await scene.cutControl(b);
+      await waitFor('Headscale and tailgate to report B offline', 30_000, async () => ((await nodeOnline()) === false ? true : undefined), 250);
+      assert.ok(!(await scene.nodes()).find((n) => n.name === 'device-b')?.online, 'headscale reports B offline');
+      // CONNECT opens a new device connection every time (a forwarded request could reuse a pooled one).
+      assert.equal(remoteOf(await viaHttp(b.registrationKey, `${nearB.url}/control-offline`, ['--proxytunnel'])), b.addr, 'B is still reachable, so it is still dialled');
+
+      // Now B is really gone: a connection fails with the offline reason well inside the 8 s connect timeout.
+      b.tailscaled.kill('SIGKILL');
+      await waitFor("B's tailscaled to exit", 5_000, () => (b.tailscaled.exitCode !== null || b.tailscaled.signalCode !== null ? true : undefined), 20);
+      const started = Date.now();
+      const gone = await viaHttp(b.registrationKey, `${nearB.url}/gone`, ['--proxytunnel', '-v']);
+      const elapsed = Date.now() - started;
+      assert.match(gone.stderr, /^< HTTP\/1\.1 502 /m, gone.stderr);
+      assert.match(gone.stderr, /^< x-tailgate-error: offline\r?$/im, gone.stderr);
+      assert.ok(elapsed < OFFLINE_PROBE_MS + 1_500, `failed within ${elapsed} ms`);
+    });
+
+    step("no secret reached tailgate's log or its tailscaled's command line", () => {
       const log = tailgateLog();
       assert.ok(log.includes('tailgate listening'), 'the log was captured');
       for (const [name, secret] of [
@@ -270,7 +322,7 @@ if (inside) {
       assert.ok(!argv.includes(scene.preAuthKey) && !environ.includes(scene.preAuthKey), "the auth key is not in tailscaled's argv or environment");
     });
 
-    test('SIGTERM stops tailgate cleanly, tailscaled included', async () => {
+    step('SIGTERM stops tailgate cleanly, tailscaled included', async () => {
       tailgate.kill('SIGTERM');
       const code = await waitFor('tailgate to exit', 30_000, () => tailgate.exitCode ?? undefined, 100);
       assert.equal(code, 0);

@@ -3,7 +3,7 @@
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { DialError, type Dialer } from '../tailnet/dialer.js';
-import type { TailnetView } from '../tailnet/types.js';
+import type { PeerCheck, TailnetView } from '../tailnet/types.js';
 import type { DeviceRoute, Target } from './types.js';
 import { park, runHandshake } from './upstream-handshake.js';
 import { HttpConnectHandshake } from './upstream-http.js';
@@ -12,6 +12,19 @@ import { Socks5ConnectHandshake } from './upstream-socks5.js';
 function asDialError(err: unknown): DialError {
   if (err instanceof DialError) return err;
   return new DialError('error', err instanceof Error ? err.message : String(err));
+}
+
+/** Longest wait for a fresh tailscaled status before the snapshot's "offline" stands. */
+const RECHECK_MS = 1_000;
+/**
+ * Dial budget for a device control reports offline while we still hold a live WireGuard session with it: a live
+ * device answers within a round trip, and a dead one still fails well inside the connect timeout.
+ */
+export const OFFLINE_PROBE_MS = 2_000;
+
+function offlineError(ip: string, check: PeerCheck | undefined, detail = ''): DialError {
+  const seen = check?.lastSeen === undefined ? '' : ` (last seen by control at ${check.lastSeen})`;
+  return new DialError('offline', `device ${ip} is offline${seen}${detail}`);
 }
 
 export class DeviceConnector {
@@ -28,16 +41,41 @@ export class DeviceConnector {
   async openDevice(route: DeviceRoute, timeoutMs = this.connectTimeoutMs): Promise<Socket> {
     const why = this.dialer.unavailableReason();
     if (why !== null) throw new DialError('network-down', `tailnet unavailable: ${why}`);
-    if (this.tailnet?.peerOnline(route.ip) === false) throw new DialError('offline', `device ${route.ip} is offline`);
+    let probe: PeerCheck | undefined;
+    if (this.tailnet?.peerOnline(route.ip) === false) ({ timeoutMs, probe } = await this.recheckOffline(this.tailnet, route.ip, timeoutMs));
     let socket: Socket;
     try {
       socket = await this.dialer.dial(route.ip, route.port, timeoutMs);
     } catch (err) {
+      if (probe !== undefined && err instanceof DialError && err.reason === 'timeout') {
+        throw offlineError(route.ip, probe, ` and it did not answer within ${timeoutMs} ms`);
+      }
       throw asDialError(err);
     }
     park(socket);
     if (socket.destroyed) throw new DialError('error', `${route.ip}:${route.port}: connection closed right after connecting`);
     return socket;
+  }
+
+  /**
+   * The status snapshot said offline. It can be a poll interval old (a device approved a moment ago is offline in it),
+   * and control's flag only tells whether the device keeps its control connection, not whether it can be reached.
+   * So refuse at once only if a fresh read still says offline and we hold no live WireGuard session with the device;
+   * with a live session, dial it within OFFLINE_PROBE_MS. Resolves with the dial budget; rejects with DialError.
+   */
+  private async recheckOffline(view: TailnetView, ip: string, timeoutMs: number): Promise<{ timeoutMs: number; probe: PeerCheck | undefined }> {
+    const started = performance.now();
+    let check: PeerCheck | undefined;
+    try {
+      check = await view.checkPeer?.(ip, Math.min(RECHECK_MS, timeoutMs));
+    } catch {
+      // tailscaled did not answer in time.
+    }
+    // Without a fresh read (tailscaled silent, or a view that cannot read one) the snapshot's verdict stands.
+    if (check === undefined || (check.online === false && !check.liveSession)) throw offlineError(ip, check);
+    const left = timeoutMs - Math.ceil(performance.now() - started);
+    if (left <= 0) throw new DialError('timeout', `${ip}: connect timeout used up while checking whether the device is online`);
+    return check.online === false ? { timeoutMs: Math.min(left, OFFLINE_PROBE_MS), probe: check } : { timeoutMs: left, probe: undefined };
   }
 
   /**

@@ -1,6 +1,7 @@
 // Client for tailscaled's LocalAPI on its unix socket. tailscaled rejects requests whose Host is not
 // `local-tailscaled.sock` with 403 (DNS-rebinding guard), so every request names that host explicitly.
 import { Agent, request } from 'undici';
+import type { PeerCheck } from './types.js';
 
 export const LOCALAPI_HOST = 'local-tailscaled.sock';
 
@@ -24,6 +25,10 @@ export interface LocalPeerStatus {
   Addrs?: string[] | null;
   /** The direct address in use, "" when none (yet) or relayed. */
   CurAddr?: string;
+  /** When control last saw the peer; only set while it is offline. Go's zero time when unset. */
+  LastSeen?: string;
+  /** Last WireGuard handshake with the peer; Go's zero time when there was none. */
+  LastHandshake?: string;
 }
 
 export function findPeer(status: LocalStatus, ip: string): LocalPeerStatus | undefined {
@@ -87,11 +92,33 @@ export class LocalApiClient {
   }
 }
 
-/** Every tailnet IP of every peer mapped to its online flag, from one status snapshot. */
-export function peerOnlineMap(status: LocalStatus): Map<string, boolean> {
-  const map = new Map<string, boolean>();
+/** Every tailnet IP of every peer mapped to that peer, from one status snapshot. */
+export function peersByIp(status: LocalStatus): Map<string, LocalPeerStatus> {
+  const map = new Map<string, LocalPeerStatus>();
   for (const peer of Object.values(status.Peer ?? {})) {
-    for (const ip of peer.TailscaleIPs ?? []) map.set(ip, peer.Online === true);
+    for (const ip of peer.TailscaleIPs ?? []) map.set(ip, peer);
   }
   return map;
+}
+
+/**
+ * WireGuard's REJECT_AFTER_TIME: a session keeps carrying packets this long after its handshake. Within it a dial
+ * needs no new handshake, and the handshake itself proves the peer was there.
+ */
+export const WIREGUARD_SESSION_MS = 180_000;
+
+/** Go's time.Time as JSON: its zero value (0001-01-01) means "never". */
+function goTime(text: string | undefined): number | undefined {
+  if (!text) return undefined;
+  const ms = Date.parse(text);
+  return Number.isFinite(ms) && ms > 0 ? ms : undefined;
+}
+
+export function peerCheck(peer: LocalPeerStatus | undefined, now: number): PeerCheck {
+  if (peer === undefined) return { online: undefined, liveSession: false };
+  const handshake = goTime(peer.LastHandshake);
+  const check: PeerCheck = { online: peer.Online === true, liveSession: handshake !== undefined && now - handshake < WIREGUARD_SESSION_MS };
+  const lastSeen = goTime(peer.LastSeen);
+  if (!check.online && lastSeen !== undefined) check.lastSeen = new Date(lastSeen).toISOString();
+  return check;
 }

@@ -1,15 +1,17 @@
 // Runs tailscaled as our child: start, join the tailnet with the auth key, watch the backend state, restart on
 // exit with capped exponential backoff, and stop it cleanly. Everything else reads its state through
-// TailnetView / Availability, which answer from the latest status snapshot without any I/O.
+// TailnetView / Availability, which answer from the latest status snapshot without any I/O; only checkPeer()
+// reads a fresh one, for the rare caller about to refuse a connection because of the snapshot.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import type { TailnetConfig } from '../config.js';
 import type { Logger } from '../log.js';
-import { findPeer, LocalApiClient, peerOnlineMap, type LocalStatus } from './localapi.js';
-import type { TailnetState, TailnetView } from './types.js';
+import { findPeer, LocalApiClient, peerCheck, peersByIp, type LocalPeerStatus, type LocalStatus } from './localapi.js';
+import type { PeerCheck, TailnetState, TailnetView } from './types.js';
 import type { Availability } from './gated-dialer.js';
 
 export interface SupervisorOptions {
@@ -43,6 +45,9 @@ export function freeLoopbackPort(): Promise<number> {
 
 const REJOIN_INTERVAL_MS = 30_000;
 
+/** A snapshot at most this old answers checkPeer() without another read; concurrent checks share one read. */
+const PEER_RECHECK_MS = 250;
+
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class TailscaledSupervisor implements TailnetView, Availability {
@@ -57,7 +62,10 @@ export class TailscaledSupervisor implements TailnetView, Availability {
   private child: ChildProcess | undefined;
   private upChild: ChildProcess | undefined;
   private current: TailnetState = { running: false, backendState: 'starting', selfIps: [] };
-  private peers = new Map<string, boolean>();
+  private peers = new Map<string, LocalPeerStatus>();
+  /** When the read behind `peers` was started (performance.now()), so an older read finishing later is dropped. */
+  private peersAsOf = -Infinity;
+  private peerRead: Promise<void> | undefined;
   private downReason: string | null = 'tailscaled is starting';
   private stopping = false;
   private backoffMs: number;
@@ -106,7 +114,18 @@ export class TailscaledSupervisor implements TailnetView, Availability {
   }
 
   peerOnline(ip: string): boolean | undefined {
-    return this.peers.get(ip);
+    const peer = this.peers.get(ip);
+    return peer === undefined ? undefined : peer.Online === true;
+  }
+
+  async checkPeer(ip: string, timeoutMs: number): Promise<PeerCheck> {
+    if (performance.now() - this.peersAsOf > PEER_RECHECK_MS) {
+      this.peerRead ??= this.readStatus(timeoutMs)
+        .then(() => undefined)
+        .finally(() => (this.peerRead = undefined));
+      await this.peerRead;
+    }
+    return peerCheck(this.peers.get(ip), Date.now());
   }
 
   unavailableReason(): string | null {
@@ -124,7 +143,8 @@ export class TailscaledSupervisor implements TailnetView, Availability {
     let last = 'not in the netmap, or no DERP home or endpoints yet';
     while (Date.now() < deadline && !this.stopping) {
       try {
-        const peer = findPeer(await this.localApi.status(2_000), ip);
+        // What it reads becomes our view too, so a connection right after the warm-up sees the device online.
+        const peer = findPeer(await this.readStatus(2_000), ip);
         // A handshake sent before the peer has reported any way to reach it (DERP home or endpoints) is dropped
         // ("no UDP or DERP addr") and WireGuard only retries 5 s later, so wait for one first.
         if (peer?.Online === true && (peer.Relay || peer.Addrs?.length)) {
@@ -233,6 +253,7 @@ export class TailscaledSupervisor implements TailnetView, Availability {
     if (this.stopping || generation !== this.generation) return;
     this.setDown(`tailscaled exited (${signal ?? `code ${code}`}); restarting`, 'restarting');
     this.peers = new Map();
+    this.peersAsOf = performance.now();
     clearTimeout(this.pollTimer);
     // A launch in progress notices the exit itself and schedules the retry.
     if (this.launching) return;
@@ -362,9 +383,8 @@ export class TailscaledSupervisor implements TailnetView, Availability {
     while (Date.now() < deadline) {
       this.checkAlive(generation);
       try {
-        const status = await this.localApi.status(2_000);
+        const status = await this.readStatus(2_000);
         state = status.BackendState;
-        this.apply(status);
         if (status.BackendState === 'Running') return;
       } catch (err) {
         state = (err as Error).message;
@@ -374,12 +394,24 @@ export class TailscaledSupervisor implements TailnetView, Availability {
     throw new Error(`tailscaled did not reach Running within ${this.cfg.upTimeoutMs} ms (last state: ${state || 'unknown'})`);
   }
 
+  /** Reads the status and makes it our view, unless tailscaled was restarted meanwhile or a newer read landed first. */
+  private async readStatus(timeoutMs: number): Promise<LocalStatus> {
+    const generation = this.generation;
+    const startedAt = performance.now();
+    const status = await this.localApi.status(timeoutMs);
+    if (generation === this.generation && !this.stopping && startedAt >= this.peersAsOf) {
+      this.peersAsOf = startedAt;
+      this.apply(status);
+    }
+    return status;
+  }
+
   private apply(status: LocalStatus): void {
     const running = status.BackendState === 'Running';
     const selfIps = status.Self?.TailscaleIPs ?? status.TailscaleIPs ?? [];
     const wasRunning = this.current.running;
     this.current = { running, backendState: status.BackendState, selfIps };
-    this.peers = peerOnlineMap(status);
+    this.peers = peersByIp(status);
     this.downReason = running ? null : `tailnet is not up (tailscaled state ${status.BackendState})`;
     if (wasRunning !== running) this.log.info({ backendState: status.BackendState, selfIps }, running ? 'tailnet is up' : 'tailnet is down');
   }
@@ -409,9 +441,8 @@ export class TailscaledSupervisor implements TailnetView, Availability {
   private async poll(generation: number): Promise<void> {
     if (this.stopping || generation !== this.generation) return;
     try {
-      const status = await this.localApi.status(Math.max(1_000, this.pollMs * 2));
+      const status = await this.readStatus(Math.max(1_000, this.pollMs * 2));
       if (generation !== this.generation || this.stopping) return;
-      this.apply(status);
       if (status.BackendState === 'NeedsLogin') await this.rejoin(generation);
     } catch (err) {
       if (generation !== this.generation || this.stopping) return;

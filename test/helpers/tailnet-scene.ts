@@ -10,12 +10,12 @@
 // connection a device's proxy makes to 10.99.0.1 arrives from that device's own 10.99.N.2: the proof of egress.
 import assert from 'node:assert/strict';
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { createWriteStream, readFileSync, readlinkSync } from 'node:fs';
+import { createWriteStream, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { LocalApiClient } from '../../src/tailnet/localapi.js';
+import { LocalApiClient, type LocalStatus } from '../../src/tailnet/localapi.js';
 import { requireTailnetTools, toolsEnv, type TailnetTools } from './tailnet-tools.js';
 
 export const CONTROL_IP = '10.99.0.1';
@@ -272,6 +272,61 @@ unix_socket_permission: "0770"
     const device: SceneDevice = { name, addr, netnsPid: pid, socket, localApi, registrationKey, authUrl, tailscaled };
     this.devices.push(device);
     return device;
+  }
+
+  /**
+   * Cuts the device off from headscale (control, DERP and STUN all live on CONTROL_IP) and ends the connections it
+   * has open to it, from headscale's side so that headscale notices at once. Its direct path to tailgate (the veth
+   * subnet) stays: headscale reports it offline about 10 s later (its reconnect grace), while it is still reachable.
+   * Packets to CONTROL_IP go to a next hop with a MAC nobody has and vanish without an error: a route that makes
+   * sends fail (prohibit, unreachable) makes tailscaled rebind its UDP socket every few seconds, which is another test.
+   */
+  async cutControl(device: SceneDevice): Promise<void> {
+    const inNs = (args: string[]) => run('nsenter', [`--net=/proc/${device.netnsPid}/ns/net`, '--', 'ip', ...args]);
+    const nowhere = device.addr.replace(/\.\d+$/, '.3');
+    await inNs(['neigh', 'add', nowhere, 'lladdr', '02:00:00:00:00:01', 'dev', 'eth0', 'nud', 'permanent']);
+    await inNs(['route', 'add', `${CONTROL_IP}/32`, 'via', nowhere, 'dev', 'eth0']);
+    await run('ss', ['-K', '-t', 'src', CONTROL_IP, 'dst', device.addr]);
+  }
+
+  /**
+   * Why a scene test failed: what headscale and each tailscaled believe about every node, then the end of every log.
+   * `sockets` adds tailscaled LocalAPI sockets beyond the devices' (tailgate's own).
+   */
+  async diagnostics(sockets: Record<string, string> = {}, linesPerLog = 40): Promise<string> {
+    const out: string[] = ['==== tailnet scene diagnostics ===='];
+    try {
+      const nodes = JSON.parse(await this.headscaleCli(['nodes', 'list', '-o', 'json'])) as { name: string; online?: boolean; last_seen?: { seconds?: number } }[] | null;
+      for (const n of nodes ?? []) out.push(`headscale: ${n.name} online=${n.online === true} last_seen=${n.last_seen?.seconds ? new Date(n.last_seen.seconds * 1000).toISOString() : '-'}`);
+    } catch (err) {
+      out.push(`headscale nodes list failed: ${(err as Error).message.split('\n')[0]}`);
+    }
+    const all: [string, string][] = [...this.devices.map((d): [string, string] => [d.name, d.socket]), ...Object.entries(sockets)];
+    for (const [name, socket] of all) {
+      const api = new LocalApiClient(socket);
+      try {
+        const st: LocalStatus = await api.status(2_000);
+        out.push(`${name} tailscaled: ${st.BackendState}`);
+        for (const p of Object.values(st.Peer ?? {})) {
+          out.push(
+            `  peer ${p.HostName} ${p.TailscaleIPs?.join(',')} Online=${p.Online} LastSeen=${p.LastSeen} LastHandshake=${p.LastHandshake} CurAddr=${p.CurAddr} Relay=${p.Relay}`,
+          );
+        }
+      } catch (err) {
+        out.push(`${name} tailscaled status: ${(err as Error).message}`);
+      } finally {
+        await api.close().catch(() => undefined);
+      }
+    }
+    for (const file of readdirSync(this.dir).filter((f) => f.endsWith('.log')).sort()) {
+      const lines = this.logOf(file.slice(0, -4)).trimEnd().split('\n');
+      out.push(`---- ${file} (last ${Math.min(linesPerLog, lines.length)} of ${lines.length} lines) ----`);
+      for (const line of lines.slice(-linesPerLog)) out.push(line.length > 400 ? `${line.slice(0, 400)}…` : line);
+    }
+    // Test keys are throw-away, but CI output is no place for keys either (registration keys are proxy keys).
+    let text = out.join('\n').replace(/\b(?:tskey|hskey)-[A-Za-z0-9_-]+/g, '[key]');
+    for (const secret of [this.apiKey, this.preAuthKey]) if (secret.length >= 8) text = text.split(secret).join('[key]');
+    return text;
   }
 
   async deviceIps(device: SceneDevice, timeoutMs = 30_000): Promise<string[]> {
