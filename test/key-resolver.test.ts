@@ -104,6 +104,16 @@ describe('KeyResolver', () => {
     assert.equal(resolver.resolve(key), resolver.resolve(key));
   });
 
+  test('resolveHash (what the listeners call, with the hash auth computed) shares the cache with resolve', async () => {
+    const key = freshKey();
+    const node = await register(key, '100.64.0.21', 9001);
+    const resolver = new KeyResolver(store, { max: 100, positiveTtlMs: 60_000, negativeTtlMs: 5_000 });
+    const route = await resolver.resolveHash(hashKey(key));
+    assert.equal(route?.nodeId, node.id);
+    assert.equal(resolver.resolve(key), resolver.resolveHash(hashKey(key)));
+    assert.equal(store.lookups, 1);
+  });
+
   test('an unknown key is remembered as unknown for the negative TTL only', async () => {
     const key = freshKey();
     const resolver = new KeyResolver(store, { max: 100, positiveTtlMs: 60_000, negativeTtlMs: 150 });

@@ -52,7 +52,11 @@ export class KeyResolver implements RouteResolver {
 
   /** The key's route, or null for a key that is not registered. Rejects when the database cannot answer. */
   resolve(key: string): Promise<DeviceRoute | null> {
-    const keyHash = hashKey(key);
+    return this.resolveHash(hashKey(key));
+  }
+
+  /** resolve() for a caller that has hashed the key already (the proxy listeners: one hash per connection). */
+  resolveHash(keyHash: string): Promise<DeviceRoute | null> {
     const hit = this.cache.get(keyHash, GET_OPTIONS);
     if (hit !== undefined) return hit;
     return this.inflight.get(keyHash)?.promise ?? this.lookup(keyHash, 0);

@@ -10,9 +10,9 @@ export interface DeviceRoute {
   protocol: DeviceProtocol;
 }
 
-/** Resolves a proxy key to its device route. Returns null for unknown keys. */
+/** Resolves a proxy key, given as its hash (hashKey(key)), to its device route. Returns null for unknown keys. */
 export interface RouteResolver {
-  resolve(key: string): Promise<DeviceRoute | null>;
+  resolveHash(keyHash: string): Promise<DeviceRoute | null>;
 }
 
 /** What the client asked to reach through the device. host is a domain name or an IP literal (no brackets). */

@@ -25,14 +25,14 @@ export class MemoryResolver implements RouteResolver {
 
   bind(key: string, device: { ip: string; port: number; protocol?: 'http' | 'socks5' }): DeviceRoute {
     const route: DeviceRoute = { nodeId: this.nextId++, keyHash: hashKey(key), ip: device.ip, port: device.port, protocol: device.protocol ?? 'http' };
-    this.routes.set(key, route);
+    this.routes.set(route.keyHash, route);
     return route;
   }
 
-  async resolve(key: string): Promise<DeviceRoute | null> {
+  async resolveHash(keyHash: string): Promise<DeviceRoute | null> {
     this.lookups++;
     if (this.failing) throw new Error('store is down');
-    return this.routes.get(key) ?? null;
+    return this.routes.get(keyHash) ?? null;
   }
 }
 
