@@ -227,7 +227,7 @@ export function tailgateKind(setup: TailgateSetup): GatewayKind & { startTailgat
       : [];
     // Diagnostics hook, e.g. BENCH_TAILGATE_NODE_ARGS=--trace-gc (NODE_OPTIONS refuses some V8 flags).
     const extra = process.env.BENCH_TAILGATE_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [];
-    const p = spawnPinned('tailgate', env.proxyCpu, process.execPath, [...profile, ...extra, 'dist/main.js'], {
+    const p = spawnPinned('tailgate', env.proxyCpu, process.execPath, [...profile, '--initial-old-space-size=64', ...extra, 'dist/main.js'], {
       cwd: env.repo,
       logFile: path.join(env.logDir, 'tailgate.log'),
       env: {
