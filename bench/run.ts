@@ -39,8 +39,10 @@ import {
   type TailgateGateway,
   type TailgateSetup,
 } from './lib/paths.js';
-import type { ChurnTrafficResult, RegisterToUsableResult, SetupResult, ThroughputResult, UsableResult } from './loadgen.js';
+import type { ChurnTrafficResult, RegisterToUsableResult, SetupResult, UsableResult } from './loadgen.js';
 import { printTable, writeReadme, type Row, type RunReport } from './lib/report.js';
+import { runTailnetOverhead } from './tailnet.js';
+import { addRow, measureSetup, measureThroughput, round, type CpuSample, type Measured } from './lib/scenarios.js';
 
 const LOAD_AT_START = os.loadavg().map((v) => Math.round(v * 100) / 100);
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -48,9 +50,14 @@ const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 // ---------------------------------------------------------------- options
 
 // Idle tunnels last: closing 10,000 of them leaves ~30,000 sockets in TIME_WAIT for a minute.
-const SCENARIO_GROUPS = ['throughput-1', 'throughput-16', 'setup', 'register-to-usable', 'dropped-under-churn', 'idle-rss-per-tunnel'] as const;
+const SCENARIO_GROUPS = ['throughput-1', 'throughput-16', 'setup', 'register-to-usable', 'dropped-under-churn', 'tailnet-overhead', 'idle-rss-per-tunnel'] as const;
 type Group = (typeof SCENARIO_GROUPS)[number];
-const ALIASES: Record<string, Group> = { 'setup-rate': 'setup', 'setup-p50': 'setup', 'setup-p99': 'setup' };
+const ALIASES: Record<string, Group> = {
+  'setup-rate': 'setup',
+  'setup-p50': 'setup',
+  'setup-p99': 'setup',
+  ...Object.fromEntries(['throughput-1', 'throughput-16', 'setup-rate', 'setup-p50', 'setup-p99'].map((s) => [`tailnet-${s}`, 'tailnet-overhead' as const])),
+};
 
 interface Options {
   quick: boolean;
@@ -76,7 +83,6 @@ function parseArgs(argv: string[]): Options {
       partial = true;
       opts.groups = [];
       for (const name of value().split(',')) {
-        if (name === 'tailnet-overhead') throw new Error('tailnet-overhead is not measured by this benchmark yet: it needs the private-netns headscale scene of test/helpers/tailnet-scene.ts; see bench/README.md');
         const g = ALIASES[name] ?? ((SCENARIO_GROUPS as readonly string[]).includes(name) ? (name as Group) : undefined);
         if (!g) throw new Error(`unknown scenario ${name}; known: ${[...SCENARIO_GROUPS, ...Object.keys(ALIASES)].join(', ')}`);
         if (!opts.groups.includes(g)) opts.groups.push(g);
@@ -113,10 +119,41 @@ interface Sizes {
   r2uTrials: number;
   gliderRestarts: number;
   churnMs: number;
+  tailnetBytesEachWay: number;
+  tailnetThroughputRepeats: number;
+  tailnetSetupRepeats: number;
+  tailnetSetupSliceMs: number;
 }
 
-const FULL: Sizes = { throughputBytesEachWay: 512 << 20, throughputRepeats: 5, setupRepeats: 3, setupDurationMs: 6_000, idleTunnels: 10_000, r2uTrials: 40, gliderRestarts: 6, churnMs: 10_000 };
-const QUICK: Sizes = { throughputBytesEachWay: 128 << 20, throughputRepeats: 1, setupRepeats: 1, setupDurationMs: 1_000, idleTunnels: 1_000, r2uTrials: 6, gliderRestarts: 2, churnMs: 2_000 };
+const FULL: Sizes = {
+  throughputBytesEachWay: 512 << 20,
+  throughputRepeats: 5,
+  setupRepeats: 3,
+  setupDurationMs: 6_000,
+  idleTunnels: 10_000,
+  r2uTrials: 40,
+  gliderRestarts: 6,
+  churnMs: 10_000,
+  // Userspace tailscaled moves ~100 MiB/s here: 256 MiB per run keeps the tailnet group near 1.5 minutes.
+  tailnetBytesEachWay: 128 << 20,
+  tailnetThroughputRepeats: 3,
+  tailnetSetupRepeats: 3,
+  tailnetSetupSliceMs: 2_000,
+};
+const QUICK: Sizes = {
+  throughputBytesEachWay: 128 << 20,
+  throughputRepeats: 1,
+  setupRepeats: 1,
+  setupDurationMs: 1_000,
+  idleTunnels: 1_000,
+  r2uTrials: 6,
+  gliderRestarts: 2,
+  churnMs: 2_000,
+  tailnetBytesEachWay: 32 << 20,
+  tailnetThroughputRepeats: 1,
+  tailnetSetupRepeats: 1,
+  tailnetSetupSliceMs: 1_000,
+};
 
 // ---------------------------------------------------------------- cores
 
@@ -131,7 +168,6 @@ const ENDPOINT_CPU = 1;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const mib = (bytes: number) => bytes / (1 << 20);
-const round = (v: number, digits = 2) => Math.round(v * 10 ** digits) / 10 ** digits;
 
 function median(xs: number[]): number {
   if (xs.length === 0) return NaN;
@@ -155,35 +191,26 @@ interface Ctx {
   log: (s: string) => void;
   /** The scenario group running now (labels profiles). */
   scenario: string;
+  versions: Record<string, string>;
 }
 
-function cpuSnapshot(ctx: Ctx, gw: RunningGateway | undefined) {
-  return {
-    gateway: gw?.proc ? cpuSeconds(gw.proc.pid) : 0,
-    gatewayMinorFaults: gw?.proc ? minorFaults(gw.proc.pid) : 0,
-    gatewayUser: gw?.proc ? userSeconds(gw.proc.pid) : 0,
+/** CPU seconds so far of every process on the path (the gateway's own only where there is one). */
+function cpuSnapshot(ctx: Ctx, gw: RunningGateway | undefined): CpuSample {
+  const sample: CpuSample = {
     device: ctx.devices.reduce((sum, d) => sum + cpuSeconds(d.pid), 0),
     sink: cpuSeconds(ctx.sink.pid),
     loadgen: cpuSeconds(ctx.loadgen.proc.pid),
   };
+  if (gw?.proc) {
+    sample.gateway = cpuSeconds(gw.proc.pid);
+    sample.gatewayUser = userSeconds(gw.proc.pid);
+    sample.gatewayMinorFaults = minorFaults(gw.proc.pid);
+  }
+  return sample;
 }
 
-function cpuDelta(a: ReturnType<typeof cpuSnapshot>, b: ReturnType<typeof cpuSnapshot>) {
-  return {
-    gateway: round(b.gateway - a.gateway),
-    gatewayMinorFaults: b.gatewayMinorFaults - a.gatewayMinorFaults,
-    gatewayUser: round(b.gatewayUser - a.gatewayUser),
-    device: round(b.device - a.device),
-    sink: round(b.sink - a.sink),
-    loadgen: round(b.loadgen - a.loadgen),
-  };
-}
-
-function addRow(ctx: Ctx, scenario: string, gw: { path: PathName }, listener: string | undefined, value: number, unit: string): void {
-  const row: Row = { scenario, path: gw.path, value: round(value, 3), unit };
-  if (listener !== undefined && gw.path !== 'direct') row.listener = listener;
-  ctx.rows.push(row);
-  ctx.log(`  ${scenario.padEnd(20)} ${(gw.path + (row.listener ? `/${row.listener}` : '')).padEnd(20)} ${String(row.value).padStart(10)} ${unit}`);
+function addGatewayRow(ctx: Ctx, scenario: string, gw: { path: PathName }, listener: string | undefined, value: number, unit: string): void {
+  addRow(ctx, scenario, { path: gw.path, listener: gw.path === 'direct' ? undefined : listener }, value, unit);
 }
 
 /**
@@ -251,103 +278,31 @@ async function withAllVariants(ctx: Ctx, fn: (variants: Variant[]) => Promise<vo
   }
 }
 
-const variantName = (v: Variant) => `${v.gw.path}/${v.l.listener}`;
+function measured(ctx: Ctx, variants: Variant[]): Measured[] {
+  return variants.map((v) => ({ path: v.gw.path, listener: v.gw.path === 'direct' ? undefined : v.l.listener, proxy: v.l.proxy, cpu: () => cpuSnapshot(ctx, v.gw) }));
+}
 
 async function throughputScenario(ctx: Ctx, tunnels: 1 | 16): Promise<void> {
   const scenario = `throughput-${tunnels}`;
-  const reps = ctx.sizes.throughputRepeats;
-  ctx.log(`${scenario}: ${mib(ctx.sizes.throughputBytesEachWay * 2)} MiB per run (half up, half down) over ${tunnels} tunnel(s); median of ${reps} runs, interleaved across paths`);
-  await withAllVariants(ctx, async (variants) => {
-    type Run = { MiBps: number; upMiBps: number; downMiBps: number; cpuSeconds: ReturnType<typeof cpuDelta>; gatewayCpuMsPerGiB: number; deviceCpuMsPerGiB: number };
-    const runs = new Map<Variant, Run[]>(variants.map((v) => [v, []]));
-    const failed = new Set<Variant>();
-    for (let rep = 0; rep < reps; rep++) {
-      for (const v of variants) {
-        if (failed.has(v)) continue;
-        const before = cpuSnapshot(ctx, v.gw);
-        const r = await ctx.loadgen.request<ThroughputResult>(
-          { type: 'throughput', proxy: v.l.proxy, target: ctx.target, tunnels, bytesEachWay: ctx.sizes.throughputBytesEachWay, timeoutMs: 240_000 },
-          600_000,
-        );
-        const cpu = cpuDelta(before, cpuSnapshot(ctx, v.gw));
-        if (r.errors.length > 0 || r.upMs === 0) {
-          ctx.log(`  ! ${variantName(v)}: ${r.errors.join('; ')}`);
-          ctx.details.push({ scenario, path: v.gw.path, listener: v.l.listener, errors: r.errors });
-          failed.add(v);
-          continue;
-        }
-        const total = r.upBytes + r.downBytes;
-        runs.get(v)!.push({
-          MiBps: mib(total) / ((r.upMs + r.downMs) / 1000),
-          upMiBps: round(mib(r.upBytes) / (r.upMs / 1000)),
-          downMiBps: round(mib(r.downBytes) / (r.downMs / 1000)),
-          cpuSeconds: cpu,
-          gatewayCpuMsPerGiB: round((cpu.gateway * 1000) / (total / (1 << 30)), 1),
-          deviceCpuMsPerGiB: round((cpu.device * 1000) / (total / (1 << 30)), 1),
-        });
-      }
-    }
-    for (const v of variants) {
-      const rs = runs.get(v)!;
-      if (failed.has(v) || rs.length === 0) continue;
-      const sorted = [...rs].sort((a, b) => a.MiBps - b.MiBps);
-      const mid = sorted[sorted.length >> 1]!;
-      addRow(ctx, scenario, v.gw, v.l.listener, mid.MiBps, 'MiB/s');
-      ctx.details.push({ scenario, path: v.gw.path, listener: v.l.listener, ...mid, MiBps: round(mid.MiBps), allRunsMiBps: rs.map((x) => round(x.MiBps)) });
-    }
-  });
+  const repeats = ctx.sizes.throughputRepeats;
+  ctx.log(`${scenario}: ${mib(ctx.sizes.throughputBytesEachWay * 2)} MiB per run (half up, half down) over ${tunnels} tunnel(s); median of ${repeats} runs, interleaved across paths`);
+  await withAllVariants(ctx, (variants) => measureThroughput(ctx, measured(ctx, variants), { scenario, tunnels, bytesEachWay: ctx.sizes.throughputBytesEachWay, repeats }));
 }
 
 async function setupScenario(ctx: Ctx): Promise<void> {
-  const reps = ctx.sizes.setupRepeats;
-  const slice = ctx.sizes.setupDurationMs / reps;
-  ctx.log(`setup: concurrency 64, ${reps} x ${slice} ms per path interleaved across paths, the median slice by rate reported (tunnel + auth + device CONNECT + one small request, key cached)`);
-  await withAllVariants(ctx, async (variants) => {
-    // Key cached, JIT warm: not recorded.
-    for (const v of variants) {
-      await ctx.loadgen.request<SetupResult>({ type: 'setup', proxy: v.l.proxy, target: ctx.target, concurrency: 64, maxCount: 512, durationMs: 10_000, warmup: 0 }, 60_000);
-    }
-    type Slice = { rate: number; r: SetupResult; cpu: ReturnType<typeof cpuDelta> };
-    const slices = new Map<Variant, Slice[]>(variants.map((v) => [v, []]));
-    for (let rep = 0; rep < reps; rep++) {
-      for (const v of variants) {
-        const before = cpuSnapshot(ctx, v.gw);
-        const r = await ctx.loadgen.request<SetupResult>(
-          { type: 'setup', proxy: v.l.proxy, target: ctx.target, concurrency: 64, maxCount: 500_000, durationMs: slice, warmup: 0 },
-          slice + 120_000,
-        );
-        slices.get(v)!.push({ rate: r.count / (r.elapsedMs / 1000), r, cpu: cpuDelta(before, cpuSnapshot(ctx, v.gw)) });
-      }
-    }
-    for (const v of variants) {
-      // At concurrency 64 the latency is mostly queueing (Little's law: 64 / rate). One tunnel at a time
-      // shows what a hop itself adds; kept in the details file.
-      const solo = await ctx.loadgen.request<SetupResult>(
-        { type: 'setup', proxy: v.l.proxy, target: ctx.target, concurrency: 1, maxCount: 5_000, durationMs: ctx.sizes.setupDurationMs / 5, warmup: 0 },
-        ctx.sizes.setupDurationMs + 60_000,
-      );
-      const all = slices.get(v)!;
-      const { r, rate, cpu } = [...all].sort((a, b) => a.rate - b.rate)[all.length >> 1]!;
-      addRow(ctx, 'setup-rate', v.gw, v.l.listener, rate, 'tunnels/s');
-      addRow(ctx, 'setup-p50', v.gw, v.l.listener, r.p50Ms, 'ms');
-      addRow(ctx, 'setup-p99', v.gw, v.l.listener, r.p99Ms, 'ms');
-      const failures = all.reduce((n, x) => n + x.r.failures, 0);
-      if (failures > 0) ctx.log(`  ! ${variantName(v)}: ${failures} failed setups, e.g. ${all.flatMap((x) => x.r.errors).slice(0, 3).join('; ')}`);
-      ctx.details.push({
-        scenario: 'setup',
-        path: v.gw.path,
-        listener: v.l.listener,
-        tunnels: r.count,
-        failures,
-        errors: all.flatMap((x) => x.r.errors).slice(0, 5),
-        maxMs: r.maxMs,
-        cpuSeconds: cpu,
-        gatewayCpuUsPerTunnel: round((cpu.gateway * 1e6) / Math.max(1, r.count), 1),
-        allSlicesPerSecond: all.map((x) => round(x.rate)),
-        concurrency1: { tunnels: solo.count, failures: solo.failures, p50Ms: solo.p50Ms, p99Ms: solo.p99Ms },
-      });
-    }
-  });
+  const repeats = ctx.sizes.setupRepeats;
+  const sliceMs = ctx.sizes.setupDurationMs / repeats;
+  ctx.log(`setup: concurrency 64, ${repeats} x ${sliceMs} ms per path interleaved across paths, the median slice by rate reported (tunnel + auth + device CONNECT + one small request, key cached)`);
+  await withAllVariants(ctx, (variants) =>
+    measureSetup(ctx, measured(ctx, variants), {
+      names: { rate: 'setup-rate', p50: 'setup-p50', p99: 'setup-p99', details: 'setup' },
+      concurrency: 64,
+      repeats,
+      sliceMs,
+      soloMs: ctx.sizes.setupDurationMs / 5,
+      warmupTunnels: 512,
+    }),
+  );
 }
 
 async function idleScenario(ctx: Ctx): Promise<void> {
@@ -369,7 +324,7 @@ async function idleScenario(ctx: Ctx): Promise<void> {
       const rss1 = rssKiB(pid);
       if (ctx.env.profileDir && gw.path === 'tailgate') await heapSnapshot(pid, ctx.env.profileDir);
       const closed = await ctx.loadgen.request<{ closed: number; stillOpen: number }>({ type: 'idle-close' }, 60_000);
-      if (r.opened > 0) addRow(ctx, 'idle-rss-per-tunnel', gw, l.listener, (rss1 - rss0) / r.opened, 'KiB');
+      if (r.opened > 0) addGatewayRow(ctx, 'idle-rss-per-tunnel', gw, l.listener, (rss1 - rss0) / r.opened, 'KiB');
       if (r.failed > 0) ctx.log(`  ! ${gw.path}/${l.listener}: ${r.failed} tunnels failed to open, e.g. ${r.errors.join('; ')}`);
       ctx.details.push({
         scenario: 'idle-rss-per-tunnel',
@@ -407,7 +362,7 @@ async function registerToUsableScenario(ctx: Ctx): Promise<void> {
         );
         for (const [i, st] of r.perProxy.entries()) {
           const listener = gw.listeners[i]!.listener;
-          if (st.samplesMs.length > 0) addRow(ctx, 'register-to-usable', gw, listener, median(st.samplesMs), 'ms');
+          if (st.samplesMs.length > 0) addGatewayRow(ctx, 'register-to-usable', gw, listener, median(st.samplesMs), 'ms');
           if (st.failedTrials > 0) ctx.log(`  ! tailgate/${listener}: ${st.failedTrials} trials never became usable: ${st.errors.join('; ')}`);
           ctx.details.push({
             scenario: 'register-to-usable',
@@ -438,7 +393,7 @@ async function registerToUsableScenario(ctx: Ctx): Promise<void> {
         }
         for (const l of gw.listeners) {
           const s = samples[l.listener]!;
-          if (s.length > 0) addRow(ctx, 'register-to-usable', gw, l.listener, median(s), 'ms');
+          if (s.length > 0) addGatewayRow(ctx, 'register-to-usable', gw, l.listener, median(s), 'ms');
           ctx.details.push({ scenario: 'register-to-usable', path: 'glider', listener: l.listener, how: 'restart with the new user (glider has no API)', samplesMs: s.map((v) => round(v, 2)), errors });
         }
       });
@@ -463,7 +418,7 @@ async function churnScenario(ctx: Ctx): Promise<void> {
         const r = await running;
         for (const [i, st] of r.perProxy.entries()) {
           const listener = gw.listeners[i]!.listener;
-          addRow(ctx, 'dropped-under-churn', gw, listener, st.tunnelsCut + st.setupFailures, 'tunnels');
+          addGatewayRow(ctx, 'dropped-under-churn', gw, listener, st.tunnelsCut + st.setupFailures, 'tunnels');
           ctx.details.push({ scenario: 'dropped-under-churn', path: 'tailgate', listener, ...st, registrations: reg });
         }
       });
@@ -481,11 +436,46 @@ async function churnScenario(ctx: Ctx): Promise<void> {
         const r = await running;
         for (const [i, st] of r.perProxy.entries()) {
           const listener = gw.listeners[i]!.listener;
-          addRow(ctx, 'dropped-under-churn', gw, listener, st.tunnelsCut + st.setupFailures, 'tunnels');
+          addGatewayRow(ctx, 'dropped-under-churn', gw, listener, st.tunnelsCut + st.setupFailures, 'tunnels');
           ctx.details.push({ scenario: 'dropped-under-churn', path: 'glider', listener, how: '1 restart mid-run (no API; 100 restarts/s impossible)', restartMs: round(restartMs, 1), ...st });
         }
       });
     }
+  }
+}
+
+/**
+ * Scenario 5: tailgate vs tailscaled's own SOCKS5 server to the same device over a real (offline) tailnet,
+ * in a private network namespace of its own (bench/tailnet.ts).
+ */
+async function tailnetScenario(ctx: Ctx): Promise<void> {
+  if (!ctx.kinds.has('tailgate')) {
+    ctx.log('tailnet-overhead: skipped (tailgate is not among the paths of this run)');
+    return;
+  }
+  ctx.log('tailnet-overhead: tailgate vs tailscaled’s own SOCKS5 to the same device, real headscale + tailscaled in a private network namespace');
+  try {
+    const outcome = await runTailnetOverhead(
+      {
+        repo: ctx.env.repo,
+        logDir: ctx.env.logDir,
+        deviceBin: await ensureGoDevice(ctx.env.repo),
+        proxyCpu: PROXY_CPU,
+        endpointCpu: ENDPOINT_CPU,
+        bytesEachWay: ctx.sizes.tailnetBytesEachWay,
+        throughputRepeats: ctx.sizes.tailnetThroughputRepeats,
+        setupRepeats: ctx.sizes.tailnetSetupRepeats,
+        setupSliceMs: ctx.sizes.tailnetSetupSliceMs,
+        setupConcurrency: 64,
+      },
+      (line) => ctx.log(`  ${line}`),
+    );
+    ctx.rows.push(...outcome.rows);
+    ctx.details.push(...outcome.details);
+    Object.assign(ctx.versions, outcome.versions);
+  } catch (err) {
+    ctx.log(`  ! tailnet-overhead: ${(err as Error).message}`);
+    ctx.details.push({ scenario: 'tailnet-overhead', error: (err as Error).message });
   }
 }
 
@@ -671,7 +661,7 @@ async function main(): Promise<void> {
     }
     for (const [p, why] of Object.entries(skipped)) log(`! skipping ${p}: ${why}`);
 
-    const ctx: Ctx = { opts, sizes, env, loadgen, sink, devices, target: { host: '127.0.0.1', port: sinkPort }, kinds, rows: [], details: [], log, scenario: '' };
+    const ctx: Ctx = { opts, sizes, env, loadgen, sink, devices, target: { host: '127.0.0.1', port: sinkPort }, kinds, rows: [], details: [], log, scenario: '', versions };
     for (const g of opts.groups) {
       const ts = performance.now();
       ctx.scenario = g;
@@ -682,6 +672,7 @@ async function main(): Promise<void> {
       else if (g === 'idle-rss-per-tunnel') await idleScenario(ctx);
       else if (g === 'register-to-usable') await registerToUsableScenario(ctx);
       else if (g === 'dropped-under-churn') await churnScenario(ctx);
+      else if (g === 'tailnet-overhead') await tailnetScenario(ctx);
       log(`  (${g}: ${round((performance.now() - ts) / 1000, 1)} s)`);
     }
 

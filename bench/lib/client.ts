@@ -11,6 +11,11 @@ export interface ProxySpec {
   port: number;
   /** username = password = key; absent for the device proxy itself (direct path). */
   key?: string;
+  /**
+   * A device proxy behind this one: the handshake above opens a tunnel to it, and the client then sends it
+   * its own CONNECT for the target. How a client reaches a device through tailscaled's SOCKS5 server.
+   */
+  device?: { host: string; port: number };
 }
 
 export interface TargetSpec {
@@ -160,7 +165,13 @@ async function socks5Connect(socket: net.Socket, proxy: ProxySpec, target: Targe
 export async function openTunnel(proxy: ProxySpec, target: TargetSpec, timeoutMs = 10_000): Promise<net.Socket> {
   const socket = await connectTcp(proxy.host, proxy.port, timeoutMs);
   try {
-    const rest = proxy.kind === 'http' ? await httpConnect(socket, proxy, target, timeoutMs) : await socks5Connect(socket, proxy, target, timeoutMs);
+    const first = proxy.device ?? target;
+    let rest = proxy.kind === 'http' ? await httpConnect(socket, proxy, first, timeoutMs) : await socks5Connect(socket, proxy, first, timeoutMs);
+    if (proxy.device) {
+      // Nothing can follow a SOCKS5/CONNECT reply before we speak to the device.
+      if (rest.length > 0) throw new TunnelError('handshake', 'unexpected bytes before the device CONNECT');
+      rest = await httpConnect(socket, { kind: 'http', host: proxy.device.host, port: proxy.device.port }, target, timeoutMs);
+    }
     if (rest.length > 0) socket.unshift(rest);
     return socket;
   } catch (err) {

@@ -17,8 +17,24 @@ export interface RunReport {
   results: Row[];
 }
 
-const SCENARIO_ORDER = ['throughput-1', 'throughput-16', 'setup-rate', 'setup-p50', 'setup-p99', 'idle-rss-per-tunnel', 'register-to-usable', 'dropped-under-churn'];
-const PATH_ORDER = ['direct', 'tailgate', 'gost', 'glider', 'proxy-chain'];
+const SCENARIO_ORDER = [
+  'throughput-1',
+  'throughput-16',
+  'setup-rate',
+  'setup-p50',
+  'setup-p99',
+  'idle-rss-per-tunnel',
+  'register-to-usable',
+  'dropped-under-churn',
+  'tailnet-throughput-1',
+  'tailnet-throughput-16',
+  'tailnet-setup-rate',
+  'tailnet-setup-p50',
+  'tailnet-setup-p99',
+];
+const PATH_ORDER = ['direct', 'tailscale-socks5', 'tailgate', 'gost', 'glider', 'proxy-chain'];
+/** The path without a gateway, which tailgate's numbers are divided by: on the tailnet, tailscaled's own SOCKS5. */
+const directFor = (scenario: string) => (scenario.startsWith('tailnet-') ? 'tailscale-socks5' : 'direct');
 /** The baseline tailgate is held to: gost v3 in the issue, glider here because gost cannot be obtained. */
 export const BASELINE = 'glider';
 
@@ -33,7 +49,7 @@ function sortRows(rows: Row[]): Row[] {
 }
 
 function find(rows: Row[], scenario: string, path: string, listener?: string): Row | undefined {
-  return rows.find((r) => r.scenario === scenario && r.path === path && (path === 'direct' || r.listener === listener));
+  return rows.find((r) => r.scenario === scenario && r.path === path && (r.listener === undefined || r.listener === listener));
 }
 
 const fmt = (v: number | undefined, digits = 2) => (v === undefined || !Number.isFinite(v) ? '–' : String(Math.round(v * 10 ** digits) / 10 ** digits));
@@ -88,7 +104,7 @@ export function verdicts(rows: Row[]): Verdict[] {
 function ratioCells(rows: Row[], r: Row): [string, string] {
   if (r.path !== 'tailgate') return ['', ''];
   const b = find(rows, r.scenario, BASELINE, r.listener)?.value;
-  const d = find(rows, r.scenario, 'direct')?.value;
+  const d = find(rows, r.scenario, directFor(r.scenario))?.value;
   return [b ? `${fmt(r.value / b)}x` : '', d ? `${fmt(r.value / d)}x` : ''];
 }
 
@@ -115,6 +131,29 @@ export function markdownTable(report: RunReport): string {
   return lines.join('\n');
 }
 
+/** Scenario 5: what tailgate adds on the tailnet path, as ratios to tailscaled's own SOCKS5 (1.0x = no overhead). */
+export function tailnetOverhead(report: RunReport, details: Record<string, unknown>[]): string[] {
+  const rows = report.results;
+  if (!rows.some((r) => r.scenario.startsWith('tailnet-'))) return [];
+  const solo = (path: string, listener?: string) =>
+    (details.find((d) => d.scenario === 'tailnet-setup' && d.path === path && (listener === undefined || d.listener === listener))?.concurrency1 as { p50Ms: number } | undefined)?.p50Ms;
+  const lines = [
+    '| listener | throughput-1 | throughput-16 | setup-rate | setup p50 at c=1, added |',
+    '|---|---:|---:|---:|---:|',
+  ];
+  for (const listener of ['http', 'socks5']) {
+    const ratio = (s: string) => {
+      const t = find(rows, s, 'tailgate', listener)?.value;
+      const b = find(rows, s, 'tailscale-socks5')?.value;
+      return t !== undefined && b ? `${fmt(t / b)}x` : '–';
+    };
+    const t1 = solo('tailgate', listener);
+    const b1 = solo('tailscale-socks5');
+    lines.push(`| ${listener} | ${ratio('tailnet-throughput-1')} | ${ratio('tailnet-throughput-16')} | ${ratio('tailnet-setup-rate')} | ${t1 !== undefined && b1 !== undefined ? `+${fmt(t1 - b1, 3)} ms` : '–'} |`);
+  }
+  return lines;
+}
+
 export function markdownVerdicts(report: RunReport): string {
   const lines = ['| target | listener | measured | verdict |', '|---|---|---:|---|'];
   for (const v of verdicts(report.results)) lines.push(`| ${v.target} | ${v.listener} | ${v.measured} | ${v.pass === undefined ? 'not measured' : v.pass ? 'met' : '**missed**'} |`);
@@ -134,13 +173,14 @@ export function writeReadme(file: string, report: RunReport, resultsFile: string
   }
   const m = report.machine;
   const cpuDetails = details
-    .filter((d) => d.scenario === 'throughput-16' && d.gatewayCpuMsPerGiB !== undefined)
-    .map((d) => `| ${d.path} | ${d.path === 'direct' ? '' : d.listener} | ${d.upMiBps} | ${d.downMiBps} | ${d.path === 'direct' ? '–' : d.gatewayCpuMsPerGiB} | ${d.deviceCpuMsPerGiB} |`);
+    .filter((d) => (d.scenario === 'throughput-16' || d.scenario === 'tailnet-throughput-16') && d.upMiBps !== undefined)
+    .map((d) => `| ${d.scenario === 'throughput-16' ? '' : 'tailnet: '}${d.path} | ${d.listener ?? ''} | ${d.upMiBps} | ${d.downMiBps} | ${d.gatewayCpuMsPerGiB ?? '–'} | ${d.deviceCpuMsPerGiB} |`);
+  const overhead = tailnetOverhead(report, details);
   const setupDetails = details
-    .filter((d) => d.scenario === 'setup')
+    .filter((d) => d.scenario === 'setup' || d.scenario === 'tailnet-setup')
     .map((d) => {
       const c1 = d.concurrency1 as { p50Ms: number; p99Ms: number } | undefined;
-      return `| ${d.path} | ${d.path === 'direct' ? '' : d.listener} | ${d.path === 'direct' ? '–' : d.gatewayCpuUsPerTunnel} | ${d.failures} | ${fmt(c1?.p50Ms, 3)} | ${fmt(c1?.p99Ms, 3)} |`;
+      return `| ${d.scenario === 'setup' ? '' : 'tailnet: '}${d.path} | ${d.listener ?? ''} | ${d.gatewayCpuUsPerTunnel ?? '–'} | ${d.failures} | ${fmt(c1?.p50Ms, 3)} | ${fmt(c1?.p99Ms, 3)} |`;
     });
   const section = [
     START,
@@ -154,6 +194,9 @@ export function writeReadme(file: string, report: RunReport, resultsFile: string
     'Targets from issue 4, tailgate against this run (baseline = glider standing in for gost):',
     '',
     markdownVerdicts(report),
+    ...(overhead.length > 0
+      ? ['', 'Scenario 5, tailnet overhead: tailgate over tailscaled’s own SOCKS5 to the same device through the same tailscaled (`tailnet-*` rows; there, tailgate/direct means tailgate/tailscale-socks5):', '', ...overhead]
+      : []),
     ...(setupDetails.length > 0
       ? ['', 'setup, per tunnel: gateway CPU, and latency with one tunnel at a time (no queueing):', '', '| path | listener | gateway CPU µs/tunnel | failed setups | p50 ms (c=1) | p99 ms (c=1) |', '|---|---|---:|---:|---:|---:|', ...setupDetails]
       : []),

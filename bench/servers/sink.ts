@@ -2,7 +2,7 @@
 //   GET ...\r\n\r\n  -> a fixed 2-byte HTTP/1.1 response (the "one small request" of the setup benchmark)
 //   UP <n>\n          -> swallows n bytes, then answers "U <n>\n"
 //   DOWN <n>\n        -> sends n bytes
-// Usage: [port] (default: any). Prints {"ready":true,"port":N} once listening on 127.0.0.1.
+// Usage: [port [host]] (default: any port on 127.0.0.1). Prints {"ready":true,"port":N} once listening.
 import net from 'node:net';
 import { SMALL_RESPONSE } from '../lib/client.js';
 
@@ -83,7 +83,7 @@ const server = net.createServer({ noDelay: true, allowHalfOpen: false }, (socket
   socket.on('error', () => socket.destroy());
 });
 server.maxConnections = 100_000;
-server.listen({ host: '127.0.0.1', port: Number(process.argv[2] ?? 0), backlog: 4096 }, () => {
+server.listen({ host: process.argv[3] ?? '127.0.0.1', port: Number(process.argv[2] ?? 0), backlog: 4096 }, () => {
   const addr = server.address() as net.AddressInfo;
   process.stdout.write(JSON.stringify({ ready: true, port: addr.port }) + '\n');
 });

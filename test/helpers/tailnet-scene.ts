@@ -78,6 +78,15 @@ export interface SceneDevice {
   registrationKey: string;
   authUrl: string;
   tailscaled: ChildProcess;
+  /** The device's proxy on 127.0.0.1:DEVICE_PROXY_PORT of its namespace. */
+  proxy: ChildProcess;
+}
+
+export interface DeviceOptions {
+  /** The device's proxy command line (listening on 127.0.0.1:DEVICE_PROXY_PORT, printing a line with "ready"); default: the npm `proxy` package. */
+  proxy?: string[];
+  /** Pin the device's tailscaled and proxy to this CPU (benchmarks). */
+  cpu?: number;
 }
 
 export class TailnetScene {
@@ -209,7 +218,9 @@ unix_socket_permission: "0770"
    * A device in its own netns: tailscaled, an interactive `tailscale up` (no auth key) whose auth URL carries the
    * registration key, and the device's HTTP proxy. The device waits for approval; approve it through tailgate.
    */
-  async addDevice(name: string, index: number): Promise<SceneDevice> {
+  async addDevice(name: string, index: number, opts: DeviceOptions = {}): Promise<SceneDevice> {
+    // taskset execs nsenter, which execs the command: the pinning holds for the process and its threads.
+    const pin = (args: string[]): [string, string[]] => (opts.cpu === undefined ? ['nsenter', args] : ['taskset', ['-c', String(opts.cpu), 'nsenter', ...args]]);
     const holder = spawn('unshare', ['--net', '--', 'sleep', '3600'], { stdio: 'ignore' });
     this.procs.push(holder);
     const pid = holder.pid!;
@@ -232,8 +243,7 @@ unix_socket_permission: "0770"
     const env = this.tailscaleEnv();
     const tailscaled = this.spawnLogged(
       `${name}-tailscaled`,
-      'nsenter',
-      [`--net=${nsPath}`, '--', this.tools.tailscaled, `--statedir=${stateDir}`, `--socket=${socket}`, '--tun=userspace-networking'],
+      ...pin([`--net=${nsPath}`, '--', this.tools.tailscaled, `--statedir=${stateDir}`, `--socket=${socket}`, '--tun=userspace-networking']),
       env,
     );
     const localApi = new LocalApiClient(socket);
@@ -255,21 +265,14 @@ unix_socket_permission: "0770"
     void printed;
     const registrationKey = authUrl.slice(authUrl.lastIndexOf('/') + 1);
 
-    const proxy = this.spawnLogged(`${name}-proxy`, 'nsenter', [
-      `--net=${nsPath}`,
-      '--',
-      process.execPath,
-      '--import',
-      'tsx',
-      path.join(repoRoot, 'test/helpers/tailnet-device-proxy.ts'),
-      String(DEVICE_PROXY_PORT),
-    ]);
+    const proxyCommand = opts.proxy ?? [process.execPath, '--import', 'tsx', path.join(repoRoot, 'test/helpers/tailnet-device-proxy.ts'), String(DEVICE_PROXY_PORT)];
+    const proxy = this.spawnLogged(`${name}-proxy`, ...pin([`--net=${nsPath}`, '--', ...proxyCommand]));
     await waitFor(`${name} proxy`, 20_000, () => {
       if (proxy.exitCode !== null) throw new Error(`${name} proxy exited: ${this.logOf(`${name}-proxy`)}`);
       return this.logOf(`${name}-proxy`).includes('ready') ? true : undefined;
     });
 
-    const device: SceneDevice = { name, addr, netnsPid: pid, socket, localApi, registrationKey, authUrl, tailscaled };
+    const device: SceneDevice = { name, addr, netnsPid: pid, socket, localApi, registrationKey, authUrl, tailscaled, proxy };
     this.devices.push(device);
     return device;
   }

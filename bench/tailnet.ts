@@ -1,0 +1,263 @@
+// Scenario 5 of issue 4: what tailgate costs on the real tailnet path. Both paths reach the same device
+// through the same tailscaled (the one tailgate supervises) and the same device tailscaled:
+//
+//   tailscale-socks5  client --SOCKS5--> tailscaled's own SOCKS5 server --tailnet--> device proxy --> sink
+//                     (the client then sends the device proxy its CONNECT itself)
+//   tailgate          client --CONNECT/SOCKS5 + key--> tailgate --LocalAPI dial--> tailscaled --tailnet--> device proxy --> sink
+//
+// Real headscale and tailscaled (pinned builds from scripts/go-tools.sh), the offline scene of
+// test/helpers/tailnet-scene.ts inside a private network namespace (`unshare -n`): no packet leaves the
+// machine. The device joins without an auth key and is approved through tailgate's POST /register, as in
+// production. Pinning as in the loopback benchmark: cpu0 = tailgate (and the tailscaled it starts), the
+// device's tailscaled and proxy; cpu1 = load generator, sink, headscale, orchestrator.
+//
+// bench/run.ts runs this (`--only tailnet-overhead`) through runTailnetOverhead(); the file itself is the
+// process inside the namespace and answers with one JSON line on stdout.
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import path from 'node:path';
+import readline from 'node:readline';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import postgres from 'postgres';
+import { CONTROL_IP, DEVICE_PROXY_PORT, HEADSCALE_URL, inPrivateNetns, OFFLINE_TAILSCALE_ENV, run, TailnetScene, waitFor } from '../test/helpers/tailnet-scene.js';
+import { requireTailnetTools, toolsEnv, type TailnetTools } from '../test/helpers/tailnet-tools.js';
+import type { ProxySpec } from './lib/client.js';
+import { cpuSeconds, freePort, LoadGen, running, spawnPinned, stop, waitReadyLine, type Pinned } from './lib/procs.js';
+import type { Row } from './lib/report.js';
+import { measureSetup, measureThroughput, type CpuSample, type Measured, type MeasureCtx } from './lib/scenarios.js';
+import type { UsableResult } from './loadgen.js';
+
+export interface TailnetPlan {
+  repo: string;
+  logDir: string;
+  deviceBin: string;
+  proxyCpu: number;
+  endpointCpu: number;
+  bytesEachWay: number;
+  throughputRepeats: number;
+  setupRepeats: number;
+  setupSliceMs: number;
+  setupConcurrency: number;
+}
+
+export interface TailnetOutcome {
+  rows: Row[];
+  details: Record<string, unknown>[];
+  versions: Record<string, string>;
+}
+
+const SCENARIO_TIMEOUT_MS = 8 * 60_000;
+
+/** From the orchestrator (outside): runs this file inside a fresh network namespace and returns what it measured. */
+export async function runTailnetOverhead(plan: TailnetPlan, log: (s: string) => void): Promise<TailnetOutcome> {
+  if (process.getuid?.() !== 0) throw new Error('needs root: it creates network namespaces (unshare -n) for the offline tailnet');
+  const tools = await requireTailnetTools();
+  const self = fileURLToPath(import.meta.url);
+  const child = spawn('unshare', ['--net', '--', process.execPath, '--import', 'tsx', self], {
+    cwd: plan.repo,
+    env: {
+      ...process.env,
+      ...toolsEnv(tools),
+      TAILGATE_E2E_NETNS: '1',
+      TAILGATE_E2E_OUTER_NETNS: readlinkSync('/proc/self/ns/net'),
+      BENCH_TAILNET_PLAN: JSON.stringify(plan),
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    // Its own process group: whatever the scene leaves behind is swept with it.
+    detached: true,
+  });
+  running.add(child);
+  const sweep = () => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // group already gone
+    }
+  };
+  let outcome: TailnetOutcome | undefined;
+  let stderrTail = '';
+  readline.createInterface({ input: child.stdout! }).on('line', (line) => {
+    if (line.startsWith('{"outcome":')) outcome = (JSON.parse(line) as { outcome: TailnetOutcome }).outcome;
+    else log(line);
+  });
+  child.stderr!.on('data', (c: Buffer) => (stderrTail = (stderrTail + c.toString('utf8')).slice(-4000)));
+  const timer = setTimeout(sweep, SCENARIO_TIMEOUT_MS);
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', (err) => reject(new Error(`cannot run unshare (util-linux): ${err.message}`)));
+    child.once('exit', resolve);
+  });
+  clearTimeout(timer);
+  running.delete(child);
+  sweep();
+  if (code !== 0 || !outcome) throw new Error(`the tailnet benchmark failed (exit ${code}): ${stderrTail.trim().slice(-1500)}`);
+  return outcome;
+}
+
+// ---------------------------------------------------------------- inside the namespace
+
+/** The tailscaled that tailgate started: a child of the tailgate process. */
+function childNamed(parentPid: number, comm: string): number | undefined {
+  for (const tid of readdirSync(`/proc/${parentPid}/task`)) {
+    for (const pid of readFileSync(`/proc/${parentPid}/task/${tid}/children`, 'utf8').split(' ').filter(Boolean).map(Number)) {
+      try {
+        if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === comm) return pid;
+      } catch {
+        // exited meanwhile
+      }
+    }
+  }
+  return undefined;
+}
+
+async function firstLine(cmd: string, args: string[]): Promise<string> {
+  try {
+    return (await run(cmd, args, { timeoutMs: 10_000 })).trim().split('\n')[0] ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+async function inside(plan: TailnetPlan): Promise<TailnetOutcome> {
+  const say = (s: string) => process.stdout.write(`${s}\n`);
+  const tools: TailnetTools = await requireTailnetTools();
+  Object.assign(process.env, OFFLINE_TAILSCALE_ENV);
+  const dir = path.join(plan.logDir, 'tailnet');
+  mkdirSync(dir, { recursive: true });
+  const procs: Pinned[] = [];
+  let loadgen: LoadGen | undefined;
+  // PostgreSQL through its unix socket: the host's 127.0.0.1:5432 is not in this namespace, the socket file is.
+  const dbName = `tailgate_bench_tn_${process.pid}_${Date.now()}`;
+  const admin = postgres({ host: '/var/run/postgresql', user: 'postgres', database: 'postgres', max: 1, onnotice: () => {} });
+  await admin.unsafe(`CREATE DATABASE ${dbName}`);
+  const scene = await TailnetScene.start(tools, dir);
+  try {
+    say(`tailnet scene up in ${dir} (headscale at ${HEADSCALE_URL})`);
+    const device = await scene.addDevice('bench-device', 1, { proxy: [plan.deviceBin, String(DEVICE_PROXY_PORT)], cpu: plan.proxyCpu });
+    const sink = spawnPinned('sink', plan.endpointCpu, process.execPath, ['--import', 'tsx', 'bench/servers/sink.ts', '0', CONTROL_IP], {
+      cwd: plan.repo,
+      pipeStdout: true,
+      logFile: path.join(dir, 'sink.log'),
+    });
+    procs.push(sink);
+    const target = { host: CONTROL_IP, port: (await waitReadyLine(sink, 20_000)).port };
+
+    const ports = { http: await freePort(), socks: await freePort(), api: await freePort(), tailscaledSocks: await freePort() };
+    const adminToken = randomBytes(24).toString('hex');
+    // Same launch line and diagnostics hook as the loopback benchmark (bench/lib/paths.ts).
+    const extra = process.env.BENCH_TAILGATE_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [];
+    const tailgate = spawnPinned('tailgate', plan.proxyCpu, process.execPath, ['--initial-old-space-size=64', ...extra, 'dist/main.js'], {
+      cwd: plan.repo,
+      logFile: path.join(dir, 'tailgate.log'),
+      env: {
+        ...process.env,
+        TAILGATE_LISTEN_HOST: '127.0.0.1',
+        TAILGATE_HTTP_PORT: String(ports.http),
+        TAILGATE_SOCKS_PORT: String(ports.socks),
+        TAILGATE_API_PORT: String(ports.api),
+        TAILGATE_ADMIN_TOKEN: adminToken,
+        TAILGATE_DATA_DIR: path.join(dir, 'tailgate-data'),
+        DATABASE_URL: `postgres:///${dbName}`,
+        PGHOST: '/var/run/postgresql',
+        PGUSER: 'postgres',
+        TS_AUTHKEY: scene.preAuthKey,
+        TS_LOGIN_SERVER: HEADSCALE_URL,
+        TS_HOSTNAME: 'tailgate',
+        TS_STATE_DIR: path.join(dir, 'tailgate-tailscale'),
+        TS_UP_TIMEOUT_MS: '60000',
+        // The baseline's way in: tailscaled's own SOCKS5 server, on the very tailscaled tailgate dials through.
+        TS_TAILSCALED_EXTRA_ARGS: `--socks5-server=127.0.0.1:${ports.tailscaledSocks}`,
+        TAILSCALED_BIN: tools.tailscaled,
+        TAILSCALE_BIN: tools.tailscale,
+        HEADSCALE_URL,
+        HEADSCALE_API_KEY: scene.apiKey,
+        HEADSCALE_USER: scene.user,
+      },
+    });
+    procs.push(tailgate);
+    const api = `http://127.0.0.1:${ports.api}`;
+    await waitFor('tailgate /readyz', 120_000, async () => {
+      if (tailgate.child.exitCode !== null) throw new Error(`tailgate exited (${tailgate.child.exitCode}); see ${dir}/tailgate.log`);
+      return (await fetch(`${api}/readyz`, { signal: AbortSignal.timeout(2_000) })).status === 200 ? true : undefined;
+    }, 300);
+    const gatewayTailscaled = await waitFor('tailgate’s tailscaled', 10_000, () => childNamed(tailgate.pid, 'tailscaled'));
+
+    // The device's pending registration key becomes its proxy key, as an operator would do it.
+    const key = device.registrationKey;
+    const reg = await fetch(`${api}/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${adminToken}` },
+      body: JSON.stringify({ key }),
+      signal: AbortSignal.timeout(30_000),
+    });
+    const body = (await reg.json()) as { node?: { ip: string } };
+    if (reg.status !== 201 || !body.node) throw new Error(`POST /register answered ${reg.status}: ${JSON.stringify(body).slice(0, 300)}`);
+    const deviceIp = body.node.ip;
+    say(`device approved through tailgate: ${deviceIp}`);
+
+    loadgen = await LoadGen.start(plan.endpointCpu, plan.repo, process.env);
+    procs.push(loadgen.proc);
+    const socksBaseline: ProxySpec = { kind: 'socks5', host: '127.0.0.1', port: ports.tailscaledSocks, device: { host: deviceIp, port: DEVICE_PROXY_PORT } };
+    const viaHttp: ProxySpec = { kind: 'http', host: '127.0.0.1', port: ports.http, key };
+    const viaSocks: ProxySpec = { kind: 'socks5', host: '127.0.0.1', port: ports.socks, key };
+    for (const proxy of [socksBaseline, viaHttp, viaSocks]) {
+      const r = await loadgen.request<UsableResult>({ type: 'until-usable', proxy, target, deadlineMs: 30_000 }, 60_000);
+      if (!r.ok) throw new Error(`the device is not usable through ${proxy.kind}:${proxy.port}: ${r.lastError}`);
+    }
+    const peer = await firstLine(tools.tailscale, [`--socket=${path.join(dir, 'tailgate-tailscale', 'tailscaled.sock')}`, 'status']);
+    say(`tailgate's tailscaled sees: ${peer}`);
+
+    const common = (): CpuSample => ({
+      gatewayTailscaled: cpuSeconds(gatewayTailscaled),
+      // The device side: its tailscaled and its proxy.
+      device: cpuSeconds(device.tailscaled.pid!) + cpuSeconds(device.proxy.pid!),
+      sink: cpuSeconds(sink.pid),
+      loadgen: cpuSeconds(loadgen!.proc.pid),
+    });
+    const paths: Measured[] = [
+      { path: 'tailscale-socks5', proxy: socksBaseline, cpu: common },
+      { path: 'tailgate', listener: 'http', proxy: viaHttp, cpu: () => ({ gateway: cpuSeconds(tailgate.pid), ...common() }) },
+      { path: 'tailgate', listener: 'socks5', proxy: viaSocks, cpu: () => ({ gateway: cpuSeconds(tailgate.pid), ...common() }) },
+    ];
+    const ctx: MeasureCtx = { loadgen, target, rows: [], details: [], log: say };
+    for (const tunnels of [1, 16]) {
+      say(`tailnet-throughput-${tunnels}: ${(plan.bytesEachWay * 2) / (1 << 20)} MiB per run over ${tunnels} tunnel(s), median of ${plan.throughputRepeats}`);
+      await measureThroughput(ctx, paths, { scenario: `tailnet-throughput-${tunnels}`, tunnels, bytesEachWay: plan.bytesEachWay, repeats: plan.throughputRepeats });
+    }
+    say(`tailnet-setup: concurrency ${plan.setupConcurrency}, ${plan.setupRepeats} x ${plan.setupSliceMs} ms per path`);
+    await measureSetup(ctx, paths, {
+      names: { rate: 'tailnet-setup-rate', p50: 'tailnet-setup-p50', p99: 'tailnet-setup-p99', details: 'tailnet-setup' },
+      concurrency: plan.setupConcurrency,
+      repeats: plan.setupRepeats,
+      sliceMs: plan.setupSliceMs,
+      soloMs: plan.setupSliceMs,
+      warmupTunnels: 256,
+    });
+    return {
+      rows: ctx.rows,
+      details: ctx.details,
+      versions: { tailscale: await firstLine(tools.tailscale, ['version']), headscale: await firstLine(tools.headscale, ['version']) },
+    };
+  } finally {
+    await loadgen?.close();
+    for (const p of procs.reverse()) await stop(p, 15_000);
+    await scene.close();
+    await admin.unsafe(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => undefined);
+    await admin.end();
+  }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  if (process.env.TAILGATE_E2E_NETNS !== '1' || !inPrivateNetns()) {
+    process.stderr.write('bench/tailnet.ts runs inside a private network namespace; start it with npm run bench -- --only tailnet-overhead\n');
+    process.exit(2);
+  }
+  try {
+    const outcome = await inside(JSON.parse(process.env.BENCH_TAILNET_PLAN ?? '') as TailnetPlan);
+    process.stdout.write(`${JSON.stringify({ outcome })}\n`);
+    process.exit(0);
+  } catch (err) {
+    process.stderr.write(`${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+    process.exit(1);
+  }
+}
