@@ -142,7 +142,9 @@ async function inside(plan: TailnetPlan): Promise<TailnetOutcome> {
     procs.push(sink);
     const target = { host: CONTROL_IP, port: (await waitReadyLine(sink, 20_000)).port };
 
-    const ports = { http: await freePort(), socks: await freePort(), api: await freePort(), tailscaledSocks: await freePort() };
+    const ports = { http: await freePort(), socks: await freePort(), api: await freePort() };
+    // BENCH_TAILNET_DIAL_MODE=socks5 makes tailgate dial through that same SOCKS5 server (it then starts it itself).
+    const dialMode = process.env.BENCH_TAILNET_DIAL_MODE ?? 'localapi';
     const adminToken = randomBytes(24).toString('hex');
     // Same launch line and diagnostics hook as the loopback benchmark (bench/lib/paths.ts).
     const extra = process.env.BENCH_TAILGATE_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [];
@@ -165,8 +167,9 @@ async function inside(plan: TailnetPlan): Promise<TailnetOutcome> {
         TS_HOSTNAME: 'tailgate',
         TS_STATE_DIR: path.join(dir, 'tailgate-tailscale'),
         TS_UP_TIMEOUT_MS: '60000',
+        TS_DIAL_MODE: dialMode,
         // The baseline's way in: tailscaled's own SOCKS5 server, on the very tailscaled tailgate dials through.
-        TS_TAILSCALED_EXTRA_ARGS: `--socks5-server=127.0.0.1:${ports.tailscaledSocks}`,
+        ...(dialMode === 'socks5' ? {} : { TS_TAILSCALED_EXTRA_ARGS: `--socks5-server=127.0.0.1:${await freePort()}` }),
         TAILSCALED_BIN: tools.tailscaled,
         TAILSCALE_BIN: tools.tailscale,
         HEADSCALE_URL,
@@ -181,6 +184,9 @@ async function inside(plan: TailnetPlan): Promise<TailnetOutcome> {
       return (await fetch(`${api}/readyz`, { signal: AbortSignal.timeout(2_000) })).status === 200 ? true : undefined;
     }, 300);
     const gatewayTailscaled = await waitFor('tailgate’s tailscaled', 10_000, () => childNamed(tailgate.pid, 'tailscaled'));
+    const socksFlag = readFileSync(`/proc/${gatewayTailscaled}/cmdline`, 'utf8').split('\0').filter((a) => a.startsWith('--socks5-server=')).pop();
+    if (!socksFlag) throw new Error('tailgate’s tailscaled runs without --socks5-server');
+    const tailscaledSocksPort = Number(socksFlag.slice(socksFlag.lastIndexOf(':') + 1));
 
     // The device's pending registration key becomes its proxy key, as an operator would do it.
     const key = device.registrationKey;
@@ -197,7 +203,7 @@ async function inside(plan: TailnetPlan): Promise<TailnetOutcome> {
 
     loadgen = await LoadGen.start(plan.endpointCpu, plan.repo, process.env);
     procs.push(loadgen.proc);
-    const socksBaseline: ProxySpec = { kind: 'socks5', host: '127.0.0.1', port: ports.tailscaledSocks, device: { host: deviceIp, port: DEVICE_PROXY_PORT } };
+    const socksBaseline: ProxySpec = { kind: 'socks5', host: '127.0.0.1', port: tailscaledSocksPort, device: { host: deviceIp, port: DEVICE_PROXY_PORT } };
     const viaHttp: ProxySpec = { kind: 'http', host: '127.0.0.1', port: ports.http, key };
     const viaSocks: ProxySpec = { kind: 'socks5', host: '127.0.0.1', port: ports.socks, key };
     for (const proxy of [socksBaseline, viaHttp, viaSocks]) {
@@ -236,7 +242,11 @@ async function inside(plan: TailnetPlan): Promise<TailnetOutcome> {
     return {
       rows: ctx.rows,
       details: ctx.details,
-      versions: { tailscale: await firstLine(tools.tailscale, ['version']), headscale: await firstLine(tools.headscale, ['version']) },
+      versions: {
+        tailscale: await firstLine(tools.tailscale, ['version']),
+        headscale: await firstLine(tools.headscale, ['version']),
+        'tailgate dial mode (tailnet)': dialMode,
+      },
     };
   } finally {
     await loadgen?.close();
