@@ -467,6 +467,7 @@ async function tailnetScenario(ctx: Ctx): Promise<void> {
         setupRepeats: ctx.sizes.tailnetSetupRepeats,
         setupSliceMs: ctx.sizes.tailnetSetupSliceMs,
         setupConcurrency: 64,
+        setupWarmupTunnels: ctx.opts.quick ? 256 : 1024,
       },
       (line) => ctx.log(`  ${line}`),
     );

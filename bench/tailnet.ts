@@ -23,7 +23,7 @@ import postgres from 'postgres';
 import { CONTROL_IP, DEVICE_PROXY_PORT, HEADSCALE_URL, inPrivateNetns, OFFLINE_TAILSCALE_ENV, run, TailnetScene, waitFor } from '../test/helpers/tailnet-scene.js';
 import { requireTailnetTools, toolsEnv, type TailnetTools } from '../test/helpers/tailnet-tools.js';
 import type { ProxySpec } from './lib/client.js';
-import { cpuSeconds, freePort, LoadGen, running, spawnPinned, stop, waitReadyLine, type Pinned } from './lib/procs.js';
+import { cpuSeconds, freePort, LoadGen, minorFaults, running, userSeconds, spawnPinned, stop, waitReadyLine, type Pinned } from './lib/procs.js';
 import type { Row } from './lib/report.js';
 import { measureSetup, measureThroughput, type CpuSample, type Measured, type MeasureCtx } from './lib/scenarios.js';
 import type { UsableResult } from './loadgen.js';
@@ -39,6 +39,8 @@ export interface TailnetPlan {
   setupRepeats: number;
   setupSliceMs: number;
   setupConcurrency: number;
+  /** Tunnels per path before the measured slices: the setup code paths are cold after the throughput runs. */
+  setupWarmupTunnels: number;
 }
 
 export interface TailnetOutcome {
@@ -220,10 +222,16 @@ async function inside(plan: TailnetPlan): Promise<TailnetOutcome> {
       sink: cpuSeconds(sink.pid),
       loadgen: cpuSeconds(loadgen!.proc.pid),
     });
+    const gateway = (): CpuSample => ({
+      gateway: cpuSeconds(tailgate.pid),
+      gatewayUser: userSeconds(tailgate.pid),
+      gatewayMinorFaults: minorFaults(tailgate.pid),
+      ...common(),
+    });
     const paths: Measured[] = [
       { path: 'tailscale-socks5', proxy: socksBaseline, cpu: common },
-      { path: 'tailgate', listener: 'http', proxy: viaHttp, cpu: () => ({ gateway: cpuSeconds(tailgate.pid), ...common() }) },
-      { path: 'tailgate', listener: 'socks5', proxy: viaSocks, cpu: () => ({ gateway: cpuSeconds(tailgate.pid), ...common() }) },
+      { path: 'tailgate', listener: 'http', proxy: viaHttp, cpu: gateway },
+      { path: 'tailgate', listener: 'socks5', proxy: viaSocks, cpu: gateway },
     ];
     const ctx: MeasureCtx = { loadgen, target, rows: [], details: [], log: say };
     for (const tunnels of [1, 16]) {
@@ -237,7 +245,7 @@ async function inside(plan: TailnetPlan): Promise<TailnetOutcome> {
       repeats: plan.setupRepeats,
       sliceMs: plan.setupSliceMs,
       soloMs: plan.setupSliceMs,
-      warmupTunnels: 256,
+      warmupTunnels: plan.setupWarmupTunnels,
     });
     return {
       rows: ctx.rows,
