@@ -6,6 +6,7 @@
 //   npm run bench -- --only throughput-1  one scenario (comma-separated list allowed)
 //   npm run bench -- --paths direct,tailgate
 //   npm run bench -- --device node        device stand-in: go (default, bench/device), node or glider
+//   npm run bench -- --quick --check      CI smoke: fail unless every scenario produced tailgate's numbers
 //   npm run bench -- --profile            tailgate with --cpu-prof, plus a heap snapshot at the idle peak
 //                                         (summarise: node --import tsx bench/profile-summary.ts <dir>)
 import { execFileSync } from 'node:child_process';
@@ -66,10 +67,12 @@ interface Options {
   device: 'go' | 'glider' | 'node';
   writeReadme: boolean;
   profile: boolean;
+  /** Exit non-zero unless every scenario that ran produced tailgate's rows (CI smoke runs). */
+  check: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
-  const opts: Options = { quick: false, groups: [...SCENARIO_GROUPS], paths: [...ALL_PATHS], device: 'go', writeReadme: true, profile: false };
+  const opts: Options = { quick: false, groups: [...SCENARIO_GROUPS], paths: [...ALL_PATHS], device: 'go', writeReadme: true, profile: false, check: false };
   let partial = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -97,6 +100,7 @@ function parseArgs(argv: string[]): Options {
       opts.device = d;
     } else if (a === '--no-readme') opts.writeReadme = false;
     else if (a === '--profile') opts.profile = true;
+    else if (a === '--check') opts.check = true;
     else if (a === '--help' || a === '-h') {
       const lines = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n');
       process.stdout.write(lines.slice(0, lines.findIndex((l) => !l.startsWith('//'))).join('\n') + '\n');
@@ -695,12 +699,45 @@ async function main(): Promise<void> {
       writeReadme(path.join(repo, 'bench/README.md'), report, path.relative(path.join(repo, 'bench'), file), skipped, ctx.details);
       log('updated bench/README.md');
     }
+    if (opts.check) {
+      const problems = checkRun(opts.groups, ctx.rows, skipped);
+      if (problems.length > 0) throw new Error(`--check: ${problems.join('; ')}`);
+      log('--check: every scenario produced tailgate’s numbers');
+    }
   } finally {
     await loadgen?.close();
     for (const d of devices) await stop(d);
     await stop(sink);
     await tailgateSetup?.dropDatabase().catch((err: Error) => log(`! could not drop the bench database: ${err.message}`));
   }
+}
+
+/**
+ * What a smoke run must show: tailgate measured on both listeners in every scenario that ran (a path that
+ * failed is only logged by the scenarios, so a broken data plane would otherwise pass), and no tunnel
+ * dropped under registration churn. No timing is judged.
+ */
+function checkRun(groups: Group[], rows: Row[], skipped: Record<string, string>): string[] {
+  if (skipped.tailgate) return [`tailgate was not run: ${skipped.tailgate}`];
+  const expected: Record<Group, string[]> = {
+    'throughput-1': ['throughput-1'],
+    'throughput-16': ['throughput-16'],
+    setup: ['setup-rate', 'setup-p50', 'setup-p99'],
+    'register-to-usable': ['register-to-usable'],
+    'dropped-under-churn': ['dropped-under-churn'],
+    'tailnet-overhead': ['tailnet-throughput-1', 'tailnet-throughput-16', 'tailnet-setup-rate'],
+    'idle-rss-per-tunnel': ['idle-rss-per-tunnel'],
+  };
+  const problems: string[] = [];
+  for (const scenario of groups.flatMap((g) => expected[g])) {
+    for (const listener of ['http', 'socks5']) {
+      const row = rows.find((r) => r.scenario === scenario && r.path === 'tailgate' && r.listener === listener);
+      if (!row || !Number.isFinite(row.value)) problems.push(`no ${scenario} for tailgate/${listener}`);
+      else if (scenario === 'dropped-under-churn' && row.value !== 0) problems.push(`${row.value} tunnels dropped under churn on ${listener}`);
+    }
+    if (scenario.startsWith('tailnet-') && !rows.some((r) => r.scenario === scenario && r.path === 'tailscale-socks5')) problems.push(`no ${scenario} for the tailscale-socks5 baseline`);
+  }
+  return problems;
 }
 
 /** Asks a tailgate started with --heapsnapshot-signal for a snapshot and waits until it is written. */
