@@ -795,6 +795,7 @@ function machineInfo(opts: Options, fdHardLimit: number, idleTunnels: number): R
     pinning: {
       [`cpu${PROXY_CPU}`]: 'gateway under test + device proxy stand-in',
       [`cpu${ENDPOINT_CPU}`]: 'load generator + sink + orchestrator (registrations)',
+      'tailnet-*': `cpu${PROXY_CPU} = tailgate + its tailscaled + the device's tailscaled and proxy; cpu${ENDPOINT_CPU} = load generator + sink + headscale`,
     },
     mode: opts.quick ? 'quick' : 'full',
     // Other work on the machine during the run skews every number: say how busy it was.
