@@ -138,7 +138,7 @@ const FULL: Sizes = {
   r2uTrials: 40,
   gliderRestarts: 6,
   churnMs: 10_000,
-  // Userspace tailscaled moves ~100 MiB/s here: 256 MiB per run keeps the tailnet group near 1.5 minutes.
+  // Userspace tailscaled moves 50-90 MiB/s here: 256 MiB per run keeps the tailnet group near 2 minutes.
   tailnetBytesEachWay: 128 << 20,
   tailnetThroughputRepeats: 3,
   tailnetSetupRepeats: 3,
