@@ -132,8 +132,9 @@ async function inside(plan: TailnetPlan): Promise<TailnetOutcome> {
   const dbName = `tailgate_bench_tn_${process.pid}_${Date.now()}`;
   const admin = postgres({ host: '/var/run/postgresql', user: 'postgres', database: 'postgres', max: 1, onnotice: () => {} });
   await admin.unsafe(`CREATE DATABASE ${dbName}`);
-  const scene = await TailnetScene.start(tools, dir);
+  let scene: TailnetScene | undefined;
   try {
+    scene = await TailnetScene.start(tools, dir);
     say(`tailnet scene up in ${dir} (headscale at ${HEADSCALE_URL})`);
     const device = await scene.addDevice('bench-device', 1, { proxy: [plan.deviceBin, String(DEVICE_PROXY_PORT)], cpu: plan.proxyCpu });
     const sink = spawnPinned('sink', plan.endpointCpu, process.execPath, ['--import', 'tsx', 'bench/servers/sink.ts', '0', CONTROL_IP], {
@@ -259,7 +260,7 @@ async function inside(plan: TailnetPlan): Promise<TailnetOutcome> {
   } finally {
     await loadgen?.close();
     for (const p of procs.reverse()) await stop(p, 15_000);
-    await scene.close();
+    await scene?.close();
     await admin.unsafe(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => undefined);
     await admin.end();
   }
