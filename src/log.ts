@@ -12,9 +12,15 @@ export function createLogger(level: string): Logger {
   });
 }
 
-/** SHA-256 of a proxy key, hex. This is what the store keeps and what logs and operators see a prefix of. */
-export function hashKey(key: string): string {
-  return createHash('sha256').update(key, 'utf8').digest('hex');
+/**
+ * SHA-256 of a proxy key's UTF-8 bytes, hex. This is what the store keeps and what logs and operators see a prefix
+ * of. A Buffer is taken as those bytes already (the listeners' credentials, checked to be UTF-8).
+ */
+export function hashKey(key: string | Buffer): string {
+  const hash = createHash('sha256');
+  if (typeof key === 'string') hash.update(key, 'utf8');
+  else hash.update(key);
+  return hash.digest('hex');
 }
 
 /** The short form of a key hash shown to operators and written to logs. */

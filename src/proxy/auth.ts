@@ -1,6 +1,7 @@
 // The auth contract customers rely on: username = password = key, and the key must be registered.
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import { isUtf8 } from 'node:buffer';
+import { hashKey } from '../log.js';
 import type { DeviceRoute, RouteResolver } from '../routing/types.js';
 
 export type AuthOutcome =
@@ -20,10 +21,10 @@ const REJECTED: AuthOutcome = Object.freeze({ ok: false, error: false });
 export async function authenticate(resolver: RouteResolver, username: Buffer, password: Buffer): Promise<AuthOutcome> {
   if (username.length === 0 || username.length !== password.length || !timingSafeEqual(username, password)) return REJECTED;
   // Keys are registered as JSON strings, so a key that is not valid UTF-8 cannot exist, and for a valid one
-  // these bytes are exactly what hashKey(key) hashes.
+  // these bytes are the key's UTF-8 encoding, which is what hashKey hashes.
   if (!isUtf8(username)) return REJECTED;
   try {
-    const route = await resolver.resolveHash(createHash('sha256').update(username).digest('hex'));
+    const route = await resolver.resolveHash(hashKey(username));
     return route === null ? REJECTED : { ok: true, route };
   } catch (cause) {
     return { ok: false, error: true, cause };
