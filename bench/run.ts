@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import type { ProxySpec, TargetSpec } from './lib/client.js';
-import { cpuSeconds, minorFaults, userSeconds, running, LoadGen, rssKiB, spawnPinned, stop, waitPort, waitReadyLine, freePort, type Pinned } from './lib/procs.js';
+import { cpuSeconds, gatewaySample, running, LoadGen, rssKiB, spawnPinned, stop, waitPort, waitReadyLine, freePort, type Pinned } from './lib/procs.js';
 import {
   ALL_PATHS,
   buildTailgate,
@@ -206,12 +206,7 @@ function cpuSnapshot(ctx: Ctx, gw: RunningGateway | undefined): CpuSample {
     sink: cpuSeconds(ctx.sink.pid),
     loadgen: cpuSeconds(ctx.loadgen.proc.pid),
   };
-  if (gw?.proc) {
-    sample.gateway = cpuSeconds(gw.proc.pid);
-    sample.gatewayUser = userSeconds(gw.proc.pid);
-    sample.gatewayMinorFaults = minorFaults(gw.proc.pid);
-  }
-  return sample;
+  return gw?.proc ? { ...sample, ...gatewaySample(gw.proc.pid) } : sample;
 }
 
 function addGatewayRow(ctx: Ctx, scenario: string, gw: { path: PathName }, listener: string | undefined, value: number, unit: string): void {

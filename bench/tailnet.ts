@@ -13,17 +13,27 @@
 //
 // bench/run.ts runs this (`--only tailnet-overhead`) through runTailnetOverhead(); the file itself is the
 // process inside the namespace and answers with one JSON line on stdout.
-import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import postgres from 'postgres';
-import { CONTROL_IP, DEVICE_PROXY_PORT, HEADSCALE_URL, inPrivateNetns, OFFLINE_TAILSCALE_ENV, run, TailnetScene, waitFor } from '../test/helpers/tailnet-scene.js';
+import {
+  CONTROL_IP,
+  DEVICE_PROXY_PORT,
+  HEADSCALE_URL,
+  inPrivateNetns,
+  OFFLINE_TAILSCALE_ENV,
+  run,
+  spawnInPrivateNetns,
+  tailscaledPid,
+  TailnetScene,
+  waitFor,
+} from '../test/helpers/tailnet-scene.js';
 import { requireTailnetTools, toolsEnv, type TailnetTools } from '../test/helpers/tailnet-tools.js';
 import type { ProxySpec } from './lib/client.js';
-import { cpuSeconds, freePort, LoadGen, minorFaults, running, userSeconds, spawnPinned, stop, waitReadyLine, type Pinned } from './lib/procs.js';
+import { cpuSeconds, freePort, gatewaySample, LoadGen, running, spawnPinned, stop, waitReadyLine, type Pinned } from './lib/procs.js';
 import type { Row } from './lib/report.js';
 import { measureSetup, measureThroughput, type CpuSample, type Measured, type MeasureCtx } from './lib/scenarios.js';
 import type { UsableResult } from './loadgen.js';
@@ -55,38 +65,18 @@ const SCENARIO_TIMEOUT_MS = 8 * 60_000;
 export async function runTailnetOverhead(plan: TailnetPlan, log: (s: string) => void): Promise<TailnetOutcome> {
   if (process.getuid?.() !== 0) throw new Error('needs root: it creates network namespaces (unshare -n) for the offline tailnet');
   const tools = await requireTailnetTools();
-  const self = fileURLToPath(import.meta.url);
-  const child = spawn('unshare', ['--net', '--', process.execPath, '--import', 'tsx', self], {
-    cwd: plan.repo,
-    env: {
-      ...process.env,
-      ...toolsEnv(tools),
-      TAILGATE_E2E_NETNS: '1',
-      TAILGATE_E2E_OUTER_NETNS: readlinkSync('/proc/self/ns/net'),
-      BENCH_TAILNET_PLAN: JSON.stringify(plan),
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    // Its own process group: whatever the scene leaves behind is swept with it.
-    detached: true,
-  });
+  const { child, sweep } = spawnInPrivateNetns([fileURLToPath(import.meta.url)], { ...process.env, ...toolsEnv(tools), BENCH_TAILNET_PLAN: JSON.stringify(plan) });
   running.add(child);
-  const sweep = () => {
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      // group already gone
-    }
-  };
   let outcome: TailnetOutcome | undefined;
   let stderrTail = '';
-  readline.createInterface({ input: child.stdout! }).on('line', (line) => {
+  readline.createInterface({ input: child.stdout }).on('line', (line) => {
     if (line.startsWith('{"outcome":')) outcome = (JSON.parse(line) as { outcome: TailnetOutcome }).outcome;
     else log(line);
   });
-  child.stderr!.on('data', (c: Buffer) => (stderrTail = (stderrTail + c.toString('utf8')).slice(-4000)));
+  child.stderr.on('data', (c: Buffer) => (stderrTail = (stderrTail + c.toString('utf8')).slice(-4000)));
   const timer = setTimeout(sweep, SCENARIO_TIMEOUT_MS);
   const code = await new Promise<number | null>((resolve, reject) => {
-    child.once('error', (err) => reject(new Error(`cannot run unshare (util-linux): ${err.message}`)));
+    child.once('error', (err: Error) => reject(new Error(`cannot run unshare (util-linux): ${err.message}`)));
     child.once('exit', resolve);
   });
   clearTimeout(timer);
@@ -97,20 +87,6 @@ export async function runTailnetOverhead(plan: TailnetPlan, log: (s: string) => 
 }
 
 // ---------------------------------------------------------------- inside the namespace
-
-/** The tailscaled that tailgate started: a child of the tailgate process. */
-function childNamed(parentPid: number, comm: string): number | undefined {
-  for (const tid of readdirSync(`/proc/${parentPid}/task`)) {
-    for (const pid of readFileSync(`/proc/${parentPid}/task/${tid}/children`, 'utf8').split(' ').filter(Boolean).map(Number)) {
-      try {
-        if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === comm) return pid;
-      } catch {
-        // exited meanwhile
-      }
-    }
-  }
-  return undefined;
-}
 
 async function firstLine(cmd: string, args: string[]): Promise<string> {
   try {
@@ -186,7 +162,8 @@ async function inside(plan: TailnetPlan): Promise<TailnetOutcome> {
       if (tailgate.child.exitCode !== null) throw new Error(`tailgate exited (${tailgate.child.exitCode}); see ${dir}/tailgate.log`);
       return (await fetch(`${api}/readyz`, { signal: AbortSignal.timeout(2_000) })).status === 200 ? true : undefined;
     }, 300);
-    const gatewayTailscaled = await waitFor('tailgate’s tailscaled', 10_000, () => childNamed(tailgate.pid, 'tailscaled'));
+    const gatewaySocket = path.join(dir, 'tailgate-tailscale', 'tailscaled.sock');
+    const gatewayTailscaled = await waitFor('tailgate’s tailscaled', 10_000, () => tailscaledPid(gatewaySocket));
     const socksFlag = readFileSync(`/proc/${gatewayTailscaled}/cmdline`, 'utf8').split('\0').filter((a) => a.startsWith('--socks5-server=')).pop();
     if (!socksFlag) throw new Error('tailgate’s tailscaled runs without --socks5-server');
     const tailscaledSocksPort = Number(socksFlag.slice(socksFlag.lastIndexOf(':') + 1));
@@ -213,7 +190,7 @@ async function inside(plan: TailnetPlan): Promise<TailnetOutcome> {
       const r = await loadgen.request<UsableResult>({ type: 'until-usable', proxy, target, deadlineMs: 30_000 }, 60_000);
       if (!r.ok) throw new Error(`the device is not usable through ${proxy.kind}:${proxy.port}: ${r.lastError}`);
     }
-    const peer = await firstLine(tools.tailscale, [`--socket=${path.join(dir, 'tailgate-tailscale', 'tailscaled.sock')}`, 'status']);
+    const peer = await firstLine(tools.tailscale, [`--socket=${gatewaySocket}`, 'status']);
     say(`tailgate's tailscaled sees: ${peer}`);
 
     const common = (): CpuSample => ({
@@ -223,12 +200,7 @@ async function inside(plan: TailnetPlan): Promise<TailnetOutcome> {
       sink: cpuSeconds(sink.pid),
       loadgen: cpuSeconds(loadgen!.proc.pid),
     });
-    const gateway = (): CpuSample => ({
-      gateway: cpuSeconds(tailgate.pid),
-      gatewayUser: userSeconds(tailgate.pid),
-      gatewayMinorFaults: minorFaults(tailgate.pid),
-      ...common(),
-    });
+    const gateway = (): CpuSample => ({ ...gatewaySample(tailgate.pid), ...common() });
     const paths: Measured[] = [
       { path: 'tailscale-socks5', proxy: socksBaseline, cpu: common },
       { path: 'tailgate', listener: 'http', proxy: viaHttp, cpu: gateway },

@@ -7,14 +7,14 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { OFFLINE_PROBE_MS } from '../src/routing/device-connector.js';
 import { createTempDir, createTestDatabase } from './helpers/db.js';
 import { curl, LineTunnel, startEcho, startWhoami } from './helpers/tailnet-clients.js';
-import { CONTROL_IP, defineNetnsRun, HEADSCALE_URL, OFFLINE_TAILSCALE_ENV, TailnetScene, waitFor, type SceneDevice } from './helpers/tailnet-scene.js';
+import { CONTROL_IP, defineNetnsRun, HEADSCALE_URL, OFFLINE_TAILSCALE_ENV, tailscaledPid, TailnetScene, waitFor, type SceneDevice } from './helpers/tailnet-scene.js';
 import { requireTailnetTools, type TailnetTools } from './helpers/tailnet-tools.js';
 
 const thisFile = fileURLToPath(import.meta.url);
@@ -66,18 +66,7 @@ if (inside) {
       return (JSON.parse(r.stdout) as { remote: string }).remote;
     };
     /** pid of the tailscaled tailgate runs, found by its --socket argument. */
-    const gatewayTailscaledPid = (): number | undefined => {
-      for (const entry of readdirSync('/proc')) {
-        if (!/^\d+$/.test(entry)) continue;
-        try {
-          const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-          if (path.basename(argv[0] ?? '') === 'tailscaled' && argv.includes(`--socket=${gwSocket()}`)) return Number(entry);
-        } catch {
-          // exited meanwhile
-        }
-      }
-      return undefined;
-    };
+    const gatewayTailscaledPid = (): number | undefined => tailscaledPid(gwSocket());
     const tailgateLog = () => scene.logOf('tailgate');
     let diagnosed = false;
     /** On the file's first failure: what each party believed and the end of every log. */

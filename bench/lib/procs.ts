@@ -126,36 +126,37 @@ export function rssKiB(pid: number): number {
 
 const CLOCK_TICKS = 100;
 
-/** Minor page faults so far: a relay that keeps getting fresh pages for its buffers shows up here. */
-export function minorFaults(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
-  } catch {
-    return NaN;
-  }
+interface ProcStat {
+  /** User + system CPU seconds so far. */
+  cpuSeconds: number;
+  /** User-mode CPU seconds only (the rest is kernel time: syscalls, loopback TCP). */
+  userSeconds: number;
+  /** Minor page faults so far: a relay that keeps getting fresh pages for its buffers shows up here. */
+  minorFaults: number;
 }
 
-/** User-mode CPU seconds only (the rest of cpuSeconds is kernel time: syscalls, loopback TCP). */
-export function userSeconds(pid: number): number {
+const GONE: ProcStat = { cpuSeconds: NaN, userSeconds: NaN, minorFaults: NaN };
+
+/** One read of /proc/<pid>/stat; NaN throughout once the process is gone. */
+export function procStat(pid: number): ProcStat {
+  let stat: string;
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[11]) / CLOCK_TICKS;
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   } catch {
-    return NaN;
+    return GONE;
   }
+  // Fields after the command name (which may contain spaces) start at index 2 (state).
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const user = Number(fields[11]);
+  return { cpuSeconds: (user + Number(fields[12])) / CLOCK_TICKS, userSeconds: user / CLOCK_TICKS, minorFaults: Number(fields[7]) };
 }
 
-/** User + system CPU seconds the process has used so far. */
-export function cpuSeconds(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name (which may contain spaces) start at index 2 (state).
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-  } catch {
-    return NaN;
-  }
+export const cpuSeconds = (pid: number): number => procStat(pid).cpuSeconds;
+
+/** The gateway under test's part of a CPU sample (bench/lib/scenarios.ts): `gateway` feeds the per-GiB and per-tunnel figures. */
+export function gatewaySample(pid: number): { gateway: number; gatewayUser: number; gatewayMinorFaults: number } {
+  const st = procStat(pid);
+  return { gateway: st.cpuSeconds, gatewayUser: st.userSeconds, gatewayMinorFaults: st.minorFaults };
 }
 
 /** IPC client for bench/loadgen.ts. */

@@ -2,8 +2,7 @@
 // LocalAPI ts-dial upgrade. Same tailscaled, same device, same device proxy; only the dialer differs.
 //   node --import tsx test/helpers/tailnet-dial-measure.ts        (as root; re-runs itself inside `unshare -n`)
 // Prints connection setup latency (dial + CONNECT answered by the device proxy) and single/parallel stream throughput.
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readlinkSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,7 +13,7 @@ import type { Dialer } from '../../src/tailnet/dialer.js';
 import { startTailnet } from '../../src/tailnet/index.js';
 import { LocalApiDialer } from '../../src/tailnet/localapi-dialer.js';
 import { TailscaledSocksDialer } from '../../src/tailnet/socks-dialer.js';
-import { CONTROL_IP, DEVICE_PROXY_PORT, HEADSCALE_URL, inPrivateNetns, OFFLINE_TAILSCALE_ENV, TailnetScene, waitFor } from './tailnet-scene.js';
+import { CONTROL_IP, DEVICE_PROXY_PORT, HEADSCALE_URL, inPrivateNetns, OFFLINE_TAILSCALE_ENV, spawnInPrivateNetns, TailnetScene, waitFor } from './tailnet-scene.js';
 import { requireTailnetTools } from './tailnet-tools.js';
 
 const SETUPS = Number(process.env.MEASURE_SETUPS ?? 300);
@@ -168,10 +167,11 @@ if (process.env.TAILGATE_E2E_NETNS === '1') {
   if (!inPrivateNetns()) throw new Error('not in a private network namespace');
   await main();
 } else {
-  const self = fileURLToPath(import.meta.url);
-  const r = spawnSync('unshare', ['--net', '--', process.execPath, '--import', 'tsx', self], {
-    stdio: 'inherit',
-    env: { ...process.env, TAILGATE_E2E_NETNS: '1', TAILGATE_E2E_OUTER_NETNS: readlinkSync('/proc/self/ns/net') },
+  const { child, sweep } = spawnInPrivateNetns([fileURLToPath(import.meta.url)], process.env);
+  child.stdout.pipe(process.stdout);
+  child.stderr.pipe(process.stderr);
+  child.once('exit', (code) => {
+    sweep();
+    process.exit(code ?? 1);
   });
-  process.exit(r.status ?? 1);
 }

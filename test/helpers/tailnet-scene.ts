@@ -9,10 +9,11 @@
 // Devices route everything to the scene netns; forwarding is off there, so devices cannot reach each other, and a
 // connection a device's proxy makes to 10.99.0.1 arrives from that device's own 10.99.N.2: the proof of egress.
 import assert from 'node:assert/strict';
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { spawn, execFile, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
 import { createWriteStream, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { LocalApiClient, type LocalStatus } from '../../src/tailnet/localapi.js';
@@ -361,6 +362,42 @@ unix_socket_permission: "0770"
 }
 
 /**
+ * Starts `node --import tsx ...nodeArgs` (from the repository root) inside a fresh network namespace (`unshare -n`),
+ * marked so that inPrivateNetns() holds there. It gets a process group of its own: `sweep()` kills whatever the
+ * scene left behind (it should leave nothing) along with it.
+ */
+export function spawnInPrivateNetns(nodeArgs: string[], env: NodeJS.ProcessEnv): { child: ChildProcessByStdio<null, Readable, Readable>; sweep(): void } {
+  const child = spawn('unshare', ['--net', '--', process.execPath, '--import', 'tsx', ...nodeArgs], {
+    env: { ...env, TAILGATE_E2E_NETNS: '1', TAILGATE_E2E_OUTER_NETNS: readlinkSync('/proc/self/ns/net') },
+    cwd: repoRoot,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  const sweep = () => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // group already empty
+    }
+  };
+  return { child, sweep };
+}
+
+/** The tailscaled serving LocalAPI on `socket` (started by tailgate's supervisor), found by its command line. */
+export function tailscaledPid(socket: string): number | undefined {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      if (path.basename(argv[0] ?? '') === 'tailscaled' && argv.includes(`--socket=${socket}`)) return Number(entry);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return undefined;
+}
+
+/**
  * Re-runs a test file inside a fresh network namespace (`unshare -n`, loopback up) with TAILGATE_E2E_NETNS=1, and
  * resolves with its exit code and output. Needs root (CAP_SYS_ADMIN), as CI and the dev machines have.
  */
@@ -368,19 +405,7 @@ export function runInPrivateNetns(testFile: string, env: NodeJS.ProcessEnv, time
   // node:test marks its child processes with NODE_TEST_CONTEXT and would refuse to run files in a nested runner.
   const { NODE_TEST_CONTEXT: _nested, ...cleanEnv } = env;
   return new Promise((resolve, reject) => {
-    const child = spawn(
-      'unshare',
-      ['--net', '--', process.execPath, '--import', 'tsx', '--test', '--test-reporter=spec', '--test-timeout', String(timeoutMs), testFile],
-      // Own process group: whatever the scene leaves behind (it should leave nothing) is swept with it.
-      { env: { ...cleanEnv, TAILGATE_E2E_NETNS: '1', TAILGATE_E2E_OUTER_NETNS: readlinkSync('/proc/self/ns/net') }, cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
-    );
-    const sweep = () => {
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {
-        // group already empty
-      }
-    };
+    const { child, sweep } = spawnInPrivateNetns(['--test', '--test-reporter=spec', '--test-timeout', String(timeoutMs), testFile], cleanEnv);
     let output = '';
     const take = (chunk: Buffer) => {
       const text = chunk.toString('utf8');
