@@ -68,7 +68,7 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
   const resolver = new KeyResolver(store, config.keyCache);
   const dialer = parts.dialer ?? new DirectDialer();
   const connector = new DeviceConnector(dialer, config.timeouts.connectMs, parts.tailnet);
-  const proxyDeps = { resolver, connector, tunnels, metrics, log, timeouts: config.timeouts, maxHeaderBytes: config.maxHeaderBytes };
+  const proxyDeps = { resolver, connector, tunnels, tailnet: parts.tailnet, metrics, log, timeouts: config.timeouts, maxHeaderBytes: config.maxHeaderBytes };
   const httpProxy = createHttpProxyServer(proxyDeps);
   const socksProxy = createSocksServer(proxyDeps);
 

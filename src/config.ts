@@ -12,6 +12,12 @@ export interface Timeouts {
   handshakeMs: number;
   /** Dial to the device plus the device's answer to our CONNECT must finish within this. */
   connectMs: number;
+  /**
+   * A forwarded request whose device has not begun its answer this long after the request was sent fails with 504.
+   * Separate from idleMs, which only applies once an answer is flowing: a dead device must not hold a request longer
+   * than it would hold a new tunnel.
+   */
+  responseHeaderMs: number;
   /** A tunnel with no bytes in either direction for this long is closed. */
   idleMs: number;
   /** On SIGTERM, open tunnels get this long to finish before they are cut. */
@@ -33,6 +39,11 @@ export interface TailnetConfig {
   /** Extra flags for `tailscaled`, split on whitespace. */
   tailscaledExtraArgs: string[];
   upTimeoutMs: number;
+  /**
+   * After tailscaled is Running: how long readiness waits for a netmap from control (not only the disk cache) and the
+   * warm-up of the registered devices, before the gateway calls itself ready anyway on what it has.
+   */
+  readyTimeoutMs: number;
 }
 
 export interface HeadscaleConfig {
@@ -61,6 +72,8 @@ export interface Config {
   logLevel: string;
   tailnet: TailnetConfig | undefined;
   headscale: HeadscaleConfig | undefined;
+  /** Valid but risky settings, logged once at start. */
+  warnings: string[];
 }
 
 export class ConfigError extends Error {
@@ -86,6 +99,7 @@ export const CONFIG_VARIABLES = [
   'TAILGATE_DEVICE_PROTOCOL',
   'TAILGATE_HANDSHAKE_TIMEOUT_MS',
   'TAILGATE_CONNECT_TIMEOUT_MS',
+  'TAILGATE_RESPONSE_HEADER_TIMEOUT_MS',
   'TAILGATE_IDLE_TIMEOUT_MS',
   'TAILGATE_SHUTDOWN_GRACE_MS',
   'TAILGATE_KEY_CACHE_MAX',
@@ -103,6 +117,7 @@ export const CONFIG_VARIABLES = [
   'TS_EXTRA_ARGS',
   'TS_TAILSCALED_EXTRA_ARGS',
   'TS_UP_TIMEOUT_MS',
+  'TS_READY_TIMEOUT_MS',
   'TAILSCALED_BIN',
   'TAILSCALE_BIN',
   'HEADSCALE_URL',
@@ -232,6 +247,15 @@ export function loadConfig(env: Env = process.env): Config {
     r.problems.push(`TAILGATE_ALLOW_CIDRS: ${(err as Error).message}`);
   }
 
+  const connectMs = r.int('TAILGATE_CONNECT_TIMEOUT_MS', 10_000, 100, 600_000);
+  const warnings: string[] = [];
+  if (adminToken && r.str('TAILGATE_API_HOST') === undefined && (listenHost === '0.0.0.0' || listenHost === '::')) {
+    warnings.push(
+      `the management API listens on ${listenHost} (TAILGATE_LISTEN_HOST), which includes the addresses devices and customers ` +
+        'reach; set TAILGATE_API_HOST to an address only operators reach (e.g. 127.0.0.1 behind an SSH tunnel or a private interface)',
+    );
+  }
+
   const config: Config = {
     listenHost,
     httpPort: r.port('TAILGATE_HTTP_PORT', 8081),
@@ -249,7 +273,8 @@ export function loadConfig(env: Env = process.env): Config {
     },
     timeouts: {
       handshakeMs: r.int('TAILGATE_HANDSHAKE_TIMEOUT_MS', 10_000, 100, 600_000),
-      connectMs: r.int('TAILGATE_CONNECT_TIMEOUT_MS', 10_000, 100, 600_000),
+      connectMs,
+      responseHeaderMs: r.int('TAILGATE_RESPONSE_HEADER_TIMEOUT_MS', connectMs, 100, 3_600_000),
       idleMs: r.int('TAILGATE_IDLE_TIMEOUT_MS', 300_000, 1_000, 86_400_000),
       shutdownGraceMs: r.int('TAILGATE_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     },
@@ -262,6 +287,7 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: r.oneOf('TAILGATE_LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     tailnet: undefined,
     headscale: undefined,
+    warnings,
   };
 
   const authKey = r.secret('TS_AUTHKEY', 8);
@@ -282,6 +308,7 @@ export function loadConfig(env: Env = process.env): Config {
       upExtraArgs: r.words('TS_EXTRA_ARGS'),
       tailscaledExtraArgs: r.words('TS_TAILSCALED_EXTRA_ARGS'),
       upTimeoutMs: r.int('TS_UP_TIMEOUT_MS', 60_000, 1_000, 600_000),
+      readyTimeoutMs: r.int('TS_READY_TIMEOUT_MS', 30_000, 0, 600_000),
     };
   }
 

@@ -4,6 +4,7 @@ import { createLogger } from './log.js';
 import { startGateway, type Gateway } from './app.js';
 import { createTailnet } from './tailnet/index.js';
 import { HeadscaleRegistrar } from './headscale/client.js';
+import { openStore, type NodeStore } from './store/index.js';
 import type { ApprovedDevice } from './headscale/types.js';
 
 async function main(): Promise<void> {
@@ -18,12 +19,14 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger(config.logLevel);
+  for (const warning of config.warnings) log.warn(warning);
   // With TS_AUTHKEY we run our own tailscaled and dial devices through it; without, the host is on the tailnet already.
   const tailnet = config.tailnet ? createTailnet(config.tailnet, log) : undefined;
   // A device approved through us gets its tailnet path warmed up, so the first proxied connection does not wait.
   const warmUp = tailnet ? (device: ApprovedDevice) => tailnet.supervisor.warmUp(device.ipv4) : undefined;
   const registrar = config.headscale ? new HeadscaleRegistrar(config.headscale, log, warmUp) : undefined;
   let gateway: Gateway | undefined;
+  let store: NodeStore | undefined;
 
   // Installed before anything starts, so a SIGTERM during start-up also stops tailscaled instead of orphaning it.
   const stop = (signal: string) => {
@@ -33,6 +36,7 @@ async function main(): Promise<void> {
     (async () => {
       await gateway?.close();
       await tailnet?.stop();
+      await store?.close();
     })().then(
       () => process.exit(0),
       (err) => {
@@ -44,11 +48,16 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 
+  // Opened first: the tailnet warms up the registered devices as soon as control's netmap arrives after each start.
+  store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log });
+  const registry = store;
+  tailnet?.supervisor.warmUpAfterStart(async () => (await registry.list()).map((node) => node.ip));
   try {
     await tailnet?.start();
-    gateway = await startGateway(config, log, { dialer: tailnet?.dialer, tailnet: tailnet?.view, registrar });
+    gateway = await startGateway(config, log, { dialer: tailnet?.dialer, tailnet: tailnet?.view, registrar, store });
   } catch (err) {
     await tailnet?.stop();
+    if (!stopping) await registry.close();
     throw err;
   }
 }

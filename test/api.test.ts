@@ -57,7 +57,7 @@ class ScriptedRegistrar implements DeviceRegistrar {
 }
 
 class FixedTailnet implements TailnetView {
-  current: TailnetState = { running: true, backendState: 'Running', selfIps: ['100.64.0.1'] };
+  current: TailnetState = { running: true, backendState: 'Running', selfIps: ['100.64.0.1'], ready: true };
   readonly online = new Map<string, boolean>();
   state(): TailnetState {
     return this.current;
@@ -204,14 +204,26 @@ describe('health, readiness and metrics', () => {
   });
 
   test('GET /readyz is 503 while tailscaled is not Running', async () => {
-    tailnet.current = { running: false, backendState: 'NeedsLogin', selfIps: [] };
+    tailnet.current = { running: false, backendState: 'NeedsLogin', selfIps: [], ready: false };
     try {
       const a = await call(api, 'GET', '/readyz', { token: null });
       assert.equal(a.status, 503);
       assert.equal(a.json.tailnet, 'not running (NeedsLogin)');
       assert.equal(a.json.database, 'ok');
     } finally {
-      tailnet.current = { running: true, backendState: 'Running', selfIps: ['100.64.0.1'] };
+      tailnet.current = { running: true, backendState: 'Running', selfIps: ['100.64.0.1'], ready: true };
+    }
+  });
+
+  test('GET /readyz is 503 while tailscaled runs but has no netmap from control yet, and says what it waits for', async () => {
+    tailnet.current = { running: true, backendState: 'Running', selfIps: ['100.64.0.1'], ready: false, waitingFor: 'a netmap from control' };
+    try {
+      const a = await call(api, 'GET', '/readyz', { token: null });
+      assert.equal(a.status, 503);
+      assert.equal(a.json.ready, false);
+      assert.equal(a.json.tailnet, 'starting (waiting for a netmap from control)');
+    } finally {
+      tailnet.current = { running: true, backendState: 'Running', selfIps: ['100.64.0.1'], ready: true };
     }
   });
 

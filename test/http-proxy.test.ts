@@ -7,8 +7,9 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { hashKey } from '../src/log.js';
 import type { Dialer } from '../src/tailnet/dialer.js';
+import type { TailnetState, TailnetView } from '../src/tailnet/types.js';
 import { curl } from './helpers/curl.js';
-import { startHttpDevice, type Device } from './helpers/devices.js';
+import { startHttpDevice, startOneAnswerDevice, type Device } from './helpers/devices.js';
 import { rawExchange, startHarness, startProxyWorld, TEST_TIMEOUTS, waitFor, type Harness, type ProxyWorld } from './helpers/proxy-harness.js';
 import { payload, sha256, type EchoTarget, type Listening, type TlsMaterial } from './helpers/targets.js';
 
@@ -214,8 +215,14 @@ test('device refusing -> 502, device silent -> 504 at the connect timeout, each 
   await h.settle();
 });
 
-test('absolute-form request to a device that never answers -> 504 at the idle timeout', async () => {
-  const h4 = await startHarness({ timeouts: { idleMs: 1_000 } });
+test('absolute-form request to a device that never answers -> 504 at the response-header timeout; an answer that stalls once begun is cut at the idle timeout', async () => {
+  const h4 = await startHarness({ timeouts: { responseHeaderMs: 1_000, idleMs: 20_000 } });
+  // Answers with a head and part of the body, then nothing: the response began, so only the idle timeout applies.
+  const stalling = net.createServer((s) => {
+    s.once('data', () => s.write('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial'));
+    s.on('error', () => s.destroy());
+  });
+  await new Promise<void>((r) => stalling.listen(0, '127.0.0.1', r));
   try {
     h4.resolver.bind(KEY_SILENT, { ip: '127.0.0.1', port: silentDevice.port });
     const started = Date.now();
@@ -229,6 +236,23 @@ test('absolute-form request to a device that never answers -> 504 at the idle ti
     await h4.close();
   }
   await waitFor('silent device to see its connections closed', async () => (await silentDevice.connections()) === 0);
+
+  const h5 = await startHarness({ timeouts: { responseHeaderMs: 20_000, idleMs: 1_000 } });
+  try {
+    const key = 'key-stalling-device-1';
+    h5.resolver.bind(key, { ip: '127.0.0.1', port: (stalling.address() as net.AddressInfo).port });
+    const started = Date.now();
+    const r = await curl(['-x', `http://${key}:${key}@127.0.0.1:${h5.httpPort}`, `http://127.0.0.1:${web.port}/`]);
+    const ms = Date.now() - started;
+    assert.equal(r.httpCode, 200);
+    assert.equal(r.exitCode, 18, `curl saw the transfer cut short: ${r.stderr}`);
+    assert.equal(r.stdout, 'partial');
+    assert.ok(ms >= 950 && ms < 2_500, `cut after ${ms} ms`);
+    await h5.settle();
+  } finally {
+    await h5.close();
+    await new Promise<void>((r) => stalling.close(() => r()));
+  }
 });
 
 test('a device proxy that demands credentials of the gateway -> 502 not-allowed, never a 407 to our client', async () => {
@@ -262,7 +286,7 @@ test('tailnet unavailable -> 503 at once; device offline -> 502', async () => {
   } finally {
     await h2.close();
   }
-  const h3 = await startHarness({ tailnet: { state: () => ({ running: true, backendState: 'Running', selfIps: [] }), peerOnline: () => false } });
+  const h3 = await startHarness({ tailnet: { state: () => ({ running: true, backendState: 'Running', selfIps: [], ready: true }), peerOnline: () => false } });
   try {
     h3.resolver.bind(KEY, { ip: '127.0.0.1', port: httpDevice.port });
     const c = await curl(['-x', `http://${KEY}:${KEY}@127.0.0.1:${h3.httpPort}`, '-k', `https://127.0.0.1:${tlsWeb.port}/`]);
@@ -270,6 +294,82 @@ test('tailnet unavailable -> 503 at once; device offline -> 502', async () => {
     assert.equal(c.headers['x-tailgate-error'], 'offline');
   } finally {
     await h3.close();
+  }
+});
+
+test('a forwarded request on a kept-alive connection to a device that stopped answering fails at the response-header timeout, not the idle timeout', async () => {
+  const device = await startOneAnswerDevice();
+  const h2 = await startHarness({ timeouts: { responseHeaderMs: 700, idleMs: 20_000 } });
+  try {
+    const key = 'key-dead-device-0001';
+    h2.resolver.bind(key, { ip: '127.0.0.1', port: device.port });
+    const via = ['-x', `http://${key}:${key}@127.0.0.1:${h2.httpPort}`, `http://127.0.0.1:${web.port}/`];
+    const first = await curl(via);
+    assert.equal(first.stdout, 'first\n');
+    const started = Date.now();
+    const second = await curl(via);
+    const ms = Date.now() - started;
+    assert.equal(second.httpCode, 504);
+    assert.equal(second.headers['x-tailgate-error'], 'timeout');
+    assert.ok(ms >= 650 && ms < 700 + 1_500, `answered after ${ms} ms`);
+    assert.equal(device.seen.length, 2, 'both requests reached the device');
+    assert.ok(h2.logLines.some((l) => l.includes('connection through the device failed') && l.includes('response-header timeout')), 'the failure is logged with its cause');
+    await h2.settle();
+  } finally {
+    await h2.close();
+    await device.close();
+  }
+});
+
+/** A tailnet view whose peers' online state the test sets, announcing online -> offline as the supervisor does. */
+class ScriptedTailnet implements TailnetView {
+  readonly online = new Map<string, boolean>();
+  private readonly listeners = new Set<(ip: string) => void>();
+  state(): TailnetState {
+    return { running: true, backendState: 'Running', selfIps: [], ready: true };
+  }
+  peerOnline(ip: string): boolean | undefined {
+    return this.online.get(ip);
+  }
+  onPeerOffline(listener: (ip: string) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+  goOffline(ip: string): void {
+    this.online.set(ip, false);
+    for (const listener of this.listeners) listener(ip);
+  }
+}
+
+test('a device the tailnet reports offline cuts the forwarded requests waiting on it (502 offline) and its pooled connections are not reused', async () => {
+  const device = await startOneAnswerDevice();
+  const tailnet = new ScriptedTailnet();
+  tailnet.online.set('127.0.0.1', true);
+  const h2 = await startHarness({ tailnet, timeouts: { responseHeaderMs: 30_000, idleMs: 30_000 } });
+  try {
+    const key = 'key-offline-device-01';
+    h2.resolver.bind(key, { ip: '127.0.0.1', port: device.port });
+    const via = (path: string) => ['-x', `http://${key}:${key}@127.0.0.1:${h2.httpPort}`, `http://127.0.0.1:${web.port}${path}`];
+    assert.equal((await curl(via('/one'))).stdout, 'first\n');
+    const waiting = curl(via('/two'));
+    await waitFor('the second request to reach the device', () => device.seen.length === 2);
+    const started = Date.now();
+    tailnet.goOffline('127.0.0.1');
+    const cut = await waiting;
+    assert.equal(cut.httpCode, 502);
+    assert.equal(cut.headers['x-tailgate-error'], 'offline');
+    assert.ok(Date.now() - started < 1_000, `cut after ${Date.now() - started} ms`);
+    await waitFor('the pooled device connection to close', async () => (await device.connections()) === 0);
+
+    // Still offline: a new request is refused as offline without touching the device.
+    const third = await curl(via('/three'));
+    assert.equal(third.httpCode, 502);
+    assert.equal(third.headers['x-tailgate-error'], 'offline');
+    assert.equal(device.seen.length, 2);
+    await h2.settle();
+  } finally {
+    await h2.close();
+    await device.close();
   }
 });
 

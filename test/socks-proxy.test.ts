@@ -197,7 +197,7 @@ test('tailnet unavailable -> 0x03 at once; device offline -> 0x04', async () => 
     unavailableReason: () => 'tailscaled is restarting',
     dial: () => Promise.reject(new Error('must not dial while unavailable')),
   };
-  const h2 = await startHarness({ dialer: down, tailnet: { state: () => ({ running: true, backendState: 'Running', selfIps: [] }), peerOnline: (ip) => (ip === '127.0.0.2' ? false : undefined) } });
+  const h2 = await startHarness({ dialer: down, tailnet: { state: () => ({ running: true, backendState: 'Running', selfIps: [], ready: true }), peerOnline: (ip) => (ip === '127.0.0.2' ? false : undefined) } });
   try {
     h2.resolver.bind(KEY, { ip: '127.0.0.1', port: httpDevice.port });
     const r = await rawExchange(h2.socksPort, [Buffer.concat([greeting, auth(KEY), connectV4(web.port)])]);
@@ -206,7 +206,7 @@ test('tailnet unavailable -> 0x03 at once; device offline -> 0x04', async () => 
   } finally {
     await h2.close();
   }
-  const h3 = await startHarness({ tailnet: { state: () => ({ running: true, backendState: 'Running', selfIps: [] }), peerOnline: (ip) => (ip === '127.0.0.2' ? false : undefined) } });
+  const h3 = await startHarness({ tailnet: { state: () => ({ running: true, backendState: 'Running', selfIps: [], ready: true }), peerOnline: (ip) => (ip === '127.0.0.2' ? false : undefined) } });
   try {
     h3.resolver.bind(KEY, { ip: '127.0.0.2', port: httpDevice.port });
     const r = await rawExchange(h3.socksPort, [Buffer.concat([greeting, auth(KEY), connectV4(web.port)])]);

@@ -66,6 +66,7 @@ if (defineNetnsRun(thisFile, 'tailscaled supervisor and dialers', TIMEOUT_MS)) {
       upExtraArgs: [],
       tailscaledExtraArgs: [],
       upTimeoutMs: 30_000,
+      readyTimeoutMs: 30_000,
       ...overrides,
     });
 

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { OFFLINE_PROBE_MS } from '../src/routing/device-connector.js';
+import { findPeer, LocalApiClient } from '../src/tailnet/localapi.js';
 import { createTempDir, createTestDatabase } from './helpers/db.js';
 import { curl, LineTunnel, startEcho, startWhoami } from './helpers/tailnet-clients.js';
 import { CONTROL_IP, defineNetnsRun, HEADSCALE_URL, OFFLINE_TAILSCALE_ENV, tailscaledPid, TailnetScene, waitFor, type SceneDevice } from './helpers/tailnet-scene.js';
@@ -40,6 +41,8 @@ if (inside) {
     let tailgate: ChildProcess;
     let a: SceneDevice;
     let b: SceneDevice;
+    /** Approved late and killed to reproduce a device dying under a kept-alive forwarding connection. */
+    let c: SceneDevice;
     let aIps: string[];
     let bIps: string[];
     let whoami: Awaited<ReturnType<typeof startWhoami>>;
@@ -104,8 +107,12 @@ if (inside) {
     async function startParties(tools: TailnetTools): Promise<void> {
       whoami = await startWhoami(CONTROL_IP);
       echo = await startEcho(CONTROL_IP);
-      [a, b] = await Promise.all([scene.addDevice('device-a', 1), scene.addDevice('device-b', 2)]);
+      [a, b, c] = await Promise.all([scene.addDevice('device-a', 1), scene.addDevice('device-b', 2), scene.addDevice('device-c', 3)]);
+      await startTailgate(tools);
+    }
 
+    /** tailgate as `node src/main.ts`; resolves once /readyz says it is ready. The same state dir every time. */
+    async function startTailgate(tools: TailnetTools): Promise<void> {
       const database = process.env.TAILGATE_E2E_DATABASE;
       assert.ok(database, 'TAILGATE_E2E_DATABASE is set by the outer test');
       tailgate = scene.spawnLogged('tailgate', process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/main.ts')], {
@@ -135,7 +142,7 @@ if (inside) {
         if (tailgate.exitCode !== null) throw new Error(`tailgate exited (${tailgate.exitCode}):\n${tailgateLog().slice(-3000)}`);
         const res = await fetch(`${api}/readyz`);
         return res.status === 200 ? true : undefined;
-      }, 300);
+      }, 20);
     }
 
     after(async () => {
@@ -267,6 +274,61 @@ if (inside) {
       assert.equal(remoteOf(await viaSocks(b.registrationKey, `${whoami.url}/after-restart`)), b.addr);
     });
 
+    step('after a restart, /readyz says ready only once the netmap from control is in, and the first request then goes through at once', async () => {
+      tailgate.kill('SIGTERM');
+      assert.equal(await waitFor('tailgate to exit', 30_000, () => tailgate.exitCode ?? undefined, 50), 0);
+      const restartedAt = Date.now();
+      await startTailgate(scene.tools);
+      const readyAfter = Date.now() - restartedAt;
+      // What tailgate's tailscaled holds at the moment /readyz said ready: control's netmap, with B in it.
+      const gw = new LocalApiClient(gwSocket());
+      try {
+        const status = await gw.status(2_000);
+        assert.equal(status.BackendState, 'Running');
+        assert.equal(status.Self?.Online, true, 'ready before tailscaled was in the map poll with control (disk-cached netmap only)');
+        assert.ok(findPeer(status, bIps.find((ip) => ip.includes('.'))!), 'ready while the registered device B was missing from the netmap');
+      } finally {
+        await gw.close();
+      }
+      let started = Date.now();
+      assert.equal(remoteOf(await viaHttp(b.registrationKey, `${whoami.url}/first-after-restart`)), b.addr);
+      const httpMs = Date.now() - started;
+      started = Date.now();
+      assert.equal(remoteOf(await viaSocks(b.registrationKey, `${whoami.url}/first-after-restart`)), b.addr);
+      const socksMs = Date.now() - started;
+      assert.ok(httpMs < 2_000 && socksMs < 2_000, `first requests after ready took ${httpMs} ms (HTTP) and ${socksMs} ms (SOCKS5)`);
+      assert.match(tailgateLog(), /tailnet ready: netmap from control, registered devices warmed up/);
+      process.stderr.write(`restart: ready after ${readyAfter} ms, first request ${httpMs} ms (HTTP), ${socksMs} ms (SOCKS5)\n`);
+    });
+
+    step('a forwarded request on a kept-alive connection to a device that just died fails within the connect timeout, and an offline device is not reused', async () => {
+      const res = await apiCall('POST', '/register', { key: c.registrationKey });
+      assert.equal(res.status, 201, JSON.stringify(res.json));
+      const cIp = (res.json.node as { ip: string }).ip;
+      // A plain request leaves a kept-alive connection to C in tailgate's forwarding pool (kept 4 s).
+      assert.equal(remoteOf(await viaHttp(c.registrationKey, `${whoami.url}/c`)), c.addr);
+      c.tailscaled.kill('SIGKILL');
+      await waitFor("C's tailscaled to exit", 5_000, () => (c.tailscaled.exitCode !== null || c.tailscaled.signalCode !== null ? true : undefined), 20);
+      let started = Date.now();
+      const dead = await viaHttp(c.registrationKey, `${whoami.url}/c-dead`, ['-v']);
+      const deadMs = Date.now() - started;
+      assert.match(dead.stderr, /^< HTTP\/1\.1 (504|502) /m, dead.stderr);
+      assert.match(dead.stderr, /^< x-tailgate-error: (timeout|offline)\r?$/im, dead.stderr);
+      // The connect timeout is 8 s here; the idle timeout (300 s) must play no part.
+      assert.ok(deadMs < 8_000 + 2_000, `answered after ${deadMs} ms`);
+
+      const nodeOnline = async () => ((await apiCall('GET', '/nodes')).json as unknown as { ip: string; online: boolean | null }[]).find((n) => n.ip === cIp)?.online;
+      await waitFor('tailgate to report C offline', 60_000, async () => ((await nodeOnline()) === false ? true : undefined), 250);
+      started = Date.now();
+      const offline = await viaHttp(c.registrationKey, `${whoami.url}/c-offline`, ['-v']);
+      const offlineMs = Date.now() - started;
+      assert.match(offline.stderr, /^< HTTP\/1\.1 502 /m, offline.stderr);
+      assert.match(offline.stderr, /^< x-tailgate-error: offline\r?$/im, offline.stderr);
+      assert.ok(offlineMs < OFFLINE_PROBE_MS + 1_500, `failed within ${offlineMs} ms`);
+      assert.match(tailgateLog(), /connection through the device failed/, 'each failure is logged with its cause');
+      process.stderr.write(`dead device: pooled request answered after ${deadMs} ms, offline device after ${offlineMs} ms\n`);
+    });
+
     step('a device cut off from Headscale is reported offline yet still dialled over its live session; once it is gone, connections fail fast', async () => {
       const bIp = bIps.find((ip) => ip.includes('.'))!;
       const nodeOnline = async () => ((await apiCall('GET', '/nodes')).json as unknown as { ip: string; online: boolean | null }[]).find((n) => n.ip === bIp)?.online;
@@ -301,6 +363,7 @@ if (inside) {
         ['enrollment token', enrollToken],
         ['key A', a.registrationKey],
         ['key B', b.registrationKey],
+        ['key C', c.registrationKey],
       ] as const) {
         assert.ok(!log.includes(secret), `${name} appears in the log`);
       }

@@ -296,8 +296,8 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
     let tailnetReady = true;
     if (deps.tailnet !== undefined) {
       const state = deps.tailnet.state();
-      tailnetReady = state.running;
-      tailnet = state.running ? 'ok' : `not running (${state.backendState})`;
+      tailnetReady = state.ready;
+      tailnet = state.ready ? 'ok' : state.running ? `starting (waiting for ${state.waitingFor ?? 'readiness'})` : `not running (${state.backendState})`;
     }
     const ready = problem === null && listeners === 'ok' && tailnetReady;
     return reply.code(ready ? 200 : 503).send({ ready, database, listeners, tailnet });

@@ -3,6 +3,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { DeviceConnector } from '../routing/device-connector.js';
 import type { RouteResolver } from '../routing/types.js';
+import type { TailnetView } from '../tailnet/types.js';
 import type { TunnelRegistry } from './tunnels.js';
 
 /** What both proxy listeners need; app.ts builds one and hands it to both. */
@@ -10,6 +11,8 @@ export interface ProxyDeps {
   resolver: RouteResolver;
   connector: DeviceConnector;
   tunnels: TunnelRegistry;
+  /** The supervised tailscaled's view, when there is one: peers reported offline are not reused from the pool. */
+  tailnet?: TailnetView | undefined;
   metrics: Metrics;
   log: Logger;
   timeouts: Timeouts;

@@ -60,6 +60,15 @@ class DeviceAgent extends http.Agent {
   get idle(): boolean {
     return Object.keys(this.sockets).length === 0 && Object.keys(this.freeSockets).length === 0 && Object.keys(this.requests).length === 0;
   }
+
+  get deviceIp(): string {
+    return this.route.ip;
+  }
+
+  /** Closes the kept-alive connections, so no later request is written into one that leads to a dead device. */
+  dropFree(): void {
+    for (const list of Object.values(this.freeSockets)) for (const socket of list ?? []) socket.destroy();
+  }
 }
 
 const kInflight = Symbol('tailgate.inflight');
@@ -90,8 +99,39 @@ function requestHasBody(req: IncomingMessage): boolean {
 
 export class Forwarder {
   private readonly agents = new Map<string, DeviceAgent>();
+  /** Requests sent to each device (by tailnet IP) whose answer has not begun: what a device going offline cuts. */
+  private readonly awaiting = new Map<string, Set<Forward>>();
+  private readonly unwatch: (() => void) | undefined;
 
-  constructor(readonly ctx: ListenerContext) {}
+  constructor(readonly ctx: ListenerContext) {
+    this.unwatch = ctx.deps.tailnet?.onPeerOffline?.((ip) => this.deviceOffline(ip));
+  }
+
+  /** Whether a kept-alive connection to this device may be used: not when the tailnet reports the device offline. */
+  mayReuse(route: DeviceRoute): boolean {
+    return this.ctx.deps.tailnet?.peerOnline(route.ip) !== false;
+  }
+
+  awaitAnswer(ip: string, forward: Forward): void {
+    let set = this.awaiting.get(ip);
+    if (set === undefined) this.awaiting.set(ip, (set = new Set()));
+    set.add(forward);
+  }
+
+  answered(ip: string, forward: Forward): void {
+    const set = this.awaiting.get(ip);
+    if (set === undefined || !set.delete(forward)) return;
+    if (set.size === 0) this.awaiting.delete(ip);
+  }
+
+  /** The tailnet reports the device offline: its idle pooled connections go, and requests still waiting for its answer fail. */
+  private deviceOffline(ip: string): void {
+    for (const agent of this.agents.values()) if (agent.deviceIp === ip) agent.dropFree();
+    const waiting = this.awaiting.get(ip);
+    if (waiting === undefined) return;
+    this.awaiting.delete(ip);
+    for (const forward of waiting) forward.cut(new DialError('offline', `device ${ip} went offline while the request waited for its answer`));
+  }
 
   handle(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void {
     this.authorize(req, res, expectsContinue).catch((err: unknown) => {
@@ -152,6 +192,7 @@ export class Forwarder {
   }
 
   close(): void {
+    this.unwatch?.();
     for (const agent of this.agents.values()) agent.destroy();
     this.agents.clear();
   }
@@ -164,6 +205,9 @@ class Forward {
   private bytesBase = [0, 0];
   private bytes = [0, 0];
   private gotResponse = false;
+  /** Registered with the forwarder as waiting for the device's answer. */
+  private awaiting = false;
+  private headerTimer: NodeJS.Timeout | undefined;
   /** A connection to the device (and through it, for SOCKS5 devices, to the target) was made. */
   private connected = false;
   private finished = false;
@@ -194,6 +238,7 @@ class Forward {
   /** `fresh`: bypass the pool (a retry after a pooled connection turned out to be dead). */
   send(fresh: boolean): void {
     const { forwarder, route, parsed, req } = this;
+    if (!fresh && !forwarder.mayReuse(route)) fresh = true;
     const viaHttpDevice = route.protocol === 'http';
     const headers = endToEndHeaders(req.rawHeaders, DROP_REQUEST);
     if (!hasHeader(headers, 'host')) headers.push('Host', parsed.authority);
@@ -208,7 +253,8 @@ class Forward {
       setHost: false,
     };
     if (fresh) {
-      options.agent = false;
+      // No agent at all (not `agent: false`): with `false` Node makes a throw-away Agent that ignores createConnection
+      // and dials the device itself with net.connect, bypassing the Dialer (and so the tailnet).
       options.createConnection = (opts, cb) => {
         openFor(connector, route, opts, cb);
         return undefined;
@@ -231,6 +277,11 @@ class Forward {
     upstreamReq.on('response', onUpstreamResponse);
     upstreamReq.on('error', onUpstreamError);
     upstreamReq.on('timeout', onUpstreamTimeout);
+    upstreamReq.on('finish', onUpstreamFinish);
+    if (!this.awaiting) {
+      this.awaiting = true;
+      forwarder.awaitAnswer(route.ip, this);
+    }
     if (this.hasBody) req.pipe(upstreamReq);
     else upstreamReq.end();
   }
@@ -244,8 +295,30 @@ class Forward {
     if (!this.gotResponse) this.forwarder.ctx.setupSeconds.observe((performance.now() - this.startedAt) / 1000);
   }
 
+  /** The whole request is on its way: from here the device has the response-header timeout to begin its answer. */
+  requestSent(): void {
+    if (this.gotResponse || this.finished) return;
+    clearTimeout(this.headerTimer);
+    this.headerTimer = setTimeout(onHeaderTimeout, this.forwarder.ctx.deps.timeouts.responseHeaderMs, this);
+  }
+
+  private stopWaiting(): void {
+    clearTimeout(this.headerTimer);
+    if (!this.awaiting) return;
+    this.awaiting = false;
+    this.forwarder.answered(this.route.ip, this);
+  }
+
+  /** Ends the exchange with `err` as its failure (a device gone offline, no answer in time). */
+  cut(err: DialError): void {
+    const { upstreamReq } = this;
+    if (upstreamReq !== undefined && !upstreamReq.destroyed) upstreamReq.destroy(err);
+    else this.error(err);
+  }
+
   response(upstreamRes: IncomingMessage): void {
     this.gotResponse = true;
+    this.stopWaiting();
     const { res, route } = this;
     (upstreamRes as Tagged<IncomingMessage>)[kForward] = this;
     upstreamRes.on('end', onUpstreamEnd);
@@ -261,6 +334,7 @@ class Forward {
 
   error(err: Error): void {
     if (this.finished) return;
+    clearTimeout(this.headerTimer);
     const { upstreamReq } = this;
     if (!this.gotResponse && upstreamReq?.reusedSocket && !this.hasBody && BODYLESS_METHODS.has(this.req.method ?? '')) {
       // A pooled connection the device closed while idle: safe to replay once on a new connection.
@@ -272,10 +346,9 @@ class Forward {
         return;
       }
     }
+    this.stopWaiting();
     const e = err instanceof DialError ? err : new DialError('error', (err as NodeJS.ErrnoException).code ?? err.message);
-    if (!this.connected) this.forwarder.ctx.dialError(e.reason);
-    const { ctx } = this.forwarder;
-    if (ctx.debug) ctx.deps.log.debug({ listener: 'http', keyTag: keyTag(this.route.keyHash), reason: e.reason, err: e.message }, 'forward failed');
+    this.forwarder.ctx.dialFailed(this.route, e);
     const f = HTTP_FAILURES[e.reason];
     this.fail(f.status, e.reason, f.text);
   }
@@ -303,6 +376,7 @@ class Forward {
   finish(): void {
     if (this.finished) return;
     this.finished = true;
+    this.stopWaiting();
     const { ctx } = this.forwarder;
     if (!this.res.writableFinished) this.upstreamReq?.destroy();
     this.snapshotBytes();
@@ -344,6 +418,14 @@ function onUpstreamError(this: Tagged<http.ClientRequest>, err: Error): void {
 
 function onUpstreamTimeout(this: Tagged<http.ClientRequest>): void {
   this[kForward]!.idle();
+}
+
+function onUpstreamFinish(this: Tagged<http.ClientRequest>): void {
+  this[kForward]!.requestSent();
+}
+
+function onHeaderTimeout(forward: Forward): void {
+  forward.cut(new DialError('timeout', 'the device did not begin its answer within the response-header timeout'));
 }
 
 function onUpstreamEnd(this: Tagged<IncomingMessage>): void {

@@ -70,8 +70,7 @@ async function handleConnect(ctx: ListenerContext, req: IncomingMessage, socket:
   } catch (err) {
     deps.tunnels.remove(route.keyHash, socket);
     const e = err instanceof DialError ? err : new DialError('error', String(err));
-    ctx.dialError(e.reason);
-    if (ctx.debug) deps.log.debug({ listener: 'http', keyTag: keyTag(route.keyHash), reason: e.reason, err: e.message }, 'device dial failed');
+    ctx.dialFailed(route, e);
     answerAndClose(socket, dialFailureResponse(e));
     return;
   }

@@ -18,7 +18,7 @@ import { performance } from 'node:perf_hooks';
 import { keyTag } from '../log.js';
 import type { ListenerName } from '../metrics.js';
 import type { DeviceRoute } from '../routing/types.js';
-import type { FailureReason } from '../tailnet/dialer.js';
+import type { DialError } from '../tailnet/dialer.js';
 import type { ProxyDeps } from './deps.js';
 
 /** One listener's view of the shared deps, with metric children resolved once instead of per tunnel. */
@@ -45,8 +45,13 @@ export class ListenerContext {
     this.debug = deps.log.isLevelEnabled('debug');
   }
 
-  dialError(reason: FailureReason): void {
-    this.deps.metrics.dialError(reason);
+  /**
+   * A connection through the device could not be made. Logged at info with the reason's detail, because the client
+   * only ever sees the short label and an operator asked "why did my customer get a 502" needs the rest.
+   */
+  dialFailed(route: DeviceRoute, err: DialError): void {
+    this.deps.metrics.dialError(err.reason);
+    this.deps.log.info({ listener: this.listener, keyTag: keyTag(route.keyHash), node: route.nodeId, device: route.ip, reason: err.reason, err: err.message }, 'connection through the device failed');
   }
 }
 

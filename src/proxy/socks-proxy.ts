@@ -98,8 +98,7 @@ class SocksSession {
     } catch (err) {
       ctx.deps.tunnels.remove(route.keyHash, socket);
       const e = err instanceof DialError ? err : new DialError('error', String(err));
-      ctx.dialError(e.reason);
-      if (ctx.debug) ctx.deps.log.debug({ listener: 'socks5', keyTag: keyTag(route.keyHash), reason: e.reason, err: e.message }, 'device dial failed');
+      ctx.dialFailed(route, e);
       this.fail(SOCKS_FAILURES[e.reason]);
       return;
     }

@@ -41,6 +41,8 @@ export class DeviceConnector {
   async openDevice(route: DeviceRoute, timeoutMs = this.connectTimeoutMs): Promise<Socket> {
     const why = this.dialer.unavailableReason();
     if (why !== null) throw new DialError('network-down', `tailnet unavailable: ${why}`);
+    const sync = this.tailnet?.controlSync?.(timeoutMs);
+    if (sync) timeoutMs = await this.afterControlSync(sync, route.ip, timeoutMs);
     let probe: PeerCheck | undefined;
     if (this.tailnet?.peerOnline(route.ip) === false) ({ timeoutMs, probe } = await this.recheckOffline(this.tailnet, route.ip, timeoutMs));
     let socket: Socket;
@@ -55,6 +57,15 @@ export class DeviceConnector {
     park(socket);
     if (socket.destroyed) throw new DialError('error', `${route.ip}:${route.port}: connection closed right after connecting`);
     return socket;
+  }
+
+  /** Waits out a restarted tailscaled's first netmap from control; resolves with what is left of the dial budget. */
+  private async afterControlSync(sync: Promise<void>, ip: string, timeoutMs: number): Promise<number> {
+    const started = performance.now();
+    await sync;
+    const left = timeoutMs - Math.ceil(performance.now() - started);
+    if (left <= 0) throw new DialError('timeout', `${ip}: connect timeout used up waiting for tailscaled's netmap from control after its start`);
+    return left;
   }
 
   /**

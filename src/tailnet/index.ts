@@ -33,7 +33,7 @@ export function createTailnet(cfg: TailnetConfig, log: Logger, opts?: Supervisor
     supervisor,
     async start() {
       await supervisor.start();
-      log.info({ mode: cfg.userspace ? `userspace, ${cfg.dialMode} dialing` : 'kernel (TUN)', selfIps: supervisor.state().selfIps }, 'tailnet ready');
+      log.info({ mode: cfg.userspace ? `userspace, ${cfg.dialMode} dialing` : 'kernel (TUN)', selfIps: supervisor.state().selfIps }, 'tailscaled is Running; readiness waits for the netmap from control');
     },
     stop: () => supervisor.stop(),
   };

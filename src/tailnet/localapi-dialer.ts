@@ -22,7 +22,8 @@ export function reasonFromDialFailure(text: string): FailureReason {
   if (t.includes('refused')) return 'refused';
   if (t.includes('timeout') || t.includes('timed out') || t.includes('deadline exceeded')) return 'timeout';
   if (t.includes('no route') || t.includes('unreachable') || t.includes('no such host') || t.includes('resolve failure')) return 'unreachable';
-  return 'unreachable';
+  // Anything else is not known to mean "no route": say so plainly rather than guess (the log line has the text).
+  return 'error';
 }
 
 function upgradeParser(target: string): HandshakeParser {

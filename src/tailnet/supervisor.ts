@@ -48,6 +48,12 @@ const REJOIN_INTERVAL_MS = 30_000;
 /** A snapshot at most this old answers checkPeer() without another read; concurrent checks share one read. */
 const PEER_RECHECK_MS = 250;
 
+/** Status poll period while a run waits for its first netmap from control: readiness should follow it closely. */
+const SYNC_POLL_MS = 100;
+
+/** Registered devices warmed up at once after a (re)start. */
+const WARM_UP_CONCURRENCY = 8;
+
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class TailscaledSupervisor implements TailnetView, Availability {
@@ -61,7 +67,18 @@ export class TailscaledSupervisor implements TailnetView, Availability {
 
   private child: ChildProcess | undefined;
   private upChild: ChildProcess | undefined;
-  private current: TailnetState = { running: false, backendState: 'starting', selfIps: [] };
+  private current: TailnetState = { running: false, backendState: 'starting', selfIps: [], ready: false };
+  /** This run of tailscaled has had a netmap from control (Self.Online: it is in the map poll). */
+  private synced = false;
+  /** This run is ready: synced and warmed up, or the ready timeout passed. */
+  private runReady = false;
+  private waitingFor = 'a netmap from control';
+  private readyTimer: NodeJS.Timeout | undefined;
+  private readinessBegun = false;
+  private readonly syncWaiters = new Set<() => void>();
+  private readonly offlineListeners = new Set<(ip: string) => void>();
+  /** Tailnet IPs of the devices the gateway serves, warmed up after every (re)start. */
+  private registeredDevices: (() => Promise<string[]>) | undefined;
   private peers = new Map<string, LocalPeerStatus>();
   /** When the read behind `peers` was started (performance.now()), so an older read finishing later is dropped. */
   private peersAsOf = -Infinity;
@@ -132,6 +149,33 @@ export class TailscaledSupervisor implements TailnetView, Availability {
     return this.downReason;
   }
 
+  onPeerOffline(listener: (ip: string) => void): () => void {
+    this.offlineListeners.add(listener);
+    return () => this.offlineListeners.delete(listener);
+  }
+
+  controlSync(timeoutMs: number): Promise<void> | null {
+    if (this.synced || this.runReady || !this.current.running) return null;
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.syncWaiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.syncWaiters.add(done);
+    });
+  }
+
+  /** Which devices to warm up once a (re)started tailscaled has its netmap: the gateway's registered devices. */
+  warmUpAfterStart(devices: () => Promise<string[]>): void {
+    this.registeredDevices = devices;
+  }
+
+  private releaseSyncWaiters(): void {
+    for (const done of [...this.syncWaiters]) done();
+  }
+
   /**
    * Gets a just-approved device ready for its first connection: waits until it is in our netmap, then pings it
    * through WireGuard (TSMP), which completes the handshake. Without this the first TCP connection to a new device
@@ -182,6 +226,8 @@ export class TailscaledSupervisor implements TailnetView, Availability {
     this.setDown('tailscaled is stopped', 'stopped');
     clearTimeout(this.pollTimer);
     clearTimeout(this.restartTimer);
+    clearTimeout(this.readyTimer);
+    this.releaseSyncWaiters();
     this.upChild?.kill('SIGTERM');
     const child = this.child;
     if (child && child.exitCode === null && child.signalCode === null) {
@@ -202,7 +248,7 @@ export class TailscaledSupervisor implements TailnetView, Availability {
 
   private setDown(reason: string, backendState: string): void {
     this.downReason = reason;
-    this.current = { running: false, backendState, selfIps: this.current.selfIps };
+    this.current = { running: false, backendState, selfIps: this.current.selfIps, ready: false };
   }
 
   private async launch(upTimeoutMs: number): Promise<void> {
@@ -227,7 +273,62 @@ export class TailscaledSupervisor implements TailnetView, Availability {
     }
     await this.waitUntilRunning(generation, deadline);
     this.backoffMs = this.minBackoffMs;
+    this.beginReadiness(generation);
     this.schedulePoll(generation);
+  }
+
+  /**
+   * Running on the disk cache is not ready: the cached netmap may hold no peers, and the first handshake with a device
+   * can be dropped and retried 5 s later. Ready once control's netmap arrived and the registered devices are warmed up,
+   * or once the ready timeout passed (control unreachable: serve with what we have, and say so).
+   */
+  private beginReadiness(generation: number): void {
+    clearTimeout(this.readyTimer);
+    this.readinessBegun = true;
+    if (this.runReady) return;
+    const timeoutMs = this.cfg.readyTimeoutMs;
+    this.readyTimer = setTimeout(() => {
+      if (generation !== this.generation || this.runReady || this.stopping) return;
+      this.log.warn({ timeoutMs, waitingFor: this.waitingFor }, 'tailnet not ready within TS_READY_TIMEOUT_MS; serving with the netmap tailscaled has');
+      this.markReady();
+    }, timeoutMs);
+    this.readyTimer.unref();
+    if (this.synced) void this.warmUpRegistered(generation);
+  }
+
+  private markReady(): void {
+    clearTimeout(this.readyTimer);
+    this.runReady = true;
+    this.releaseSyncWaiters();
+    if (this.current.running) this.current = { ...this.current, ready: true, waitingFor: undefined };
+  }
+
+  private async warmUpRegistered(generation: number): Promise<void> {
+    const started = Date.now();
+    let ips: string[] = [];
+    try {
+      ips = (await this.registeredDevices?.()) ?? [];
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'cannot list the registered devices to warm them up');
+    }
+    // Devices control reports offline cannot be warmed up; waiting for them would only delay readiness.
+    const online = [...new Set(ips)].filter((ip) => this.peers.get(ip)?.Online === true);
+    if (generation !== this.generation || this.stopping) return;
+    this.waitingFor = `the warm-up of ${online.length} registered device(s)`;
+    if (this.current.running) this.current = { ...this.current, waitingFor: this.waitingFor };
+    let warmed = 0;
+    let next = 0;
+    const budget = Math.max(1_000, this.cfg.readyTimeoutMs - (Date.now() - started));
+    const worker = async () => {
+      while (next < online.length && generation === this.generation && !this.stopping) {
+        const ip = online[next++]!;
+        if (await this.warmUp(ip, budget)) warmed++;
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(WARM_UP_CONCURRENCY, online.length) }, worker));
+    if (generation !== this.generation || this.stopping || this.runReady) return;
+    this.log.info({ registered: ips.length, online: online.length, warmed, ms: Date.now() - started }, 'tailnet ready: netmap from control, registered devices warmed up');
+    this.markReady();
   }
 
   private spawnDaemon(generation: number): void {
@@ -240,6 +341,11 @@ export class TailscaledSupervisor implements TailnetView, Availability {
     for (const name of SECRET_ENV) delete env[name];
     const child = spawn(this.cfg.tailscaledBin, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
+    this.synced = false;
+    this.runReady = false;
+    this.readinessBegun = false;
+    this.waitingFor = 'a netmap from control';
+    clearTimeout(this.readyTimer);
     this.setDown('tailscaled is starting', 'starting');
     this.pipeOutput(child, 'tailscaled');
     child.once('error', (err) => {
@@ -410,15 +516,29 @@ export class TailscaledSupervisor implements TailnetView, Availability {
     const running = status.BackendState === 'Running';
     const selfIps = status.Self?.TailscaleIPs ?? status.TailscaleIPs ?? [];
     const wasRunning = this.current.running;
-    this.current = { running, backendState: status.BackendState, selfIps };
+    const previous = this.peers;
     this.peers = peersByIp(status);
     this.downReason = running ? null : `tailnet is not up (tailscaled state ${status.BackendState})`;
     if (wasRunning !== running) this.log.info({ backendState: status.BackendState, selfIps }, running ? 'tailnet is up' : 'tailnet is down');
+    if (running && !this.synced && status.Self?.Online === true) {
+      this.synced = true;
+      this.log.info({ peers: Object.keys(status.Peer ?? {}).length }, 'netmap from control received');
+      this.releaseSyncWaiters();
+      // Until bringUp() has seen Running, beginReadiness() starts the warm-up instead.
+      if (this.readinessBegun) void this.warmUpRegistered(this.generation);
+    }
+    const ready = running && this.runReady;
+    this.current = { running, backendState: status.BackendState, selfIps, ready, ...(running && !ready ? { waitingFor: this.waitingFor } : {}) };
+    if (this.offlineListeners.size > 0) {
+      for (const [ip, peer] of previous) {
+        if (peer.Online === true && this.peers.get(ip)?.Online !== true) for (const listener of this.offlineListeners) listener(ip);
+      }
+    }
   }
 
   private schedulePoll(generation: number): void {
     clearTimeout(this.pollTimer);
-    this.pollTimer = setTimeout(() => this.poll(generation), this.pollMs);
+    this.pollTimer = setTimeout(() => this.poll(generation), this.synced ? this.pollMs : Math.min(this.pollMs, SYNC_POLL_MS));
     this.pollTimer.unref();
   }
 

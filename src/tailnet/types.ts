@@ -5,6 +5,13 @@ export interface TailnetState {
   backendState: string;
   /** Our own tailnet addresses. */
   selfIps: string[];
+  /**
+   * Running, and this run of tailscaled has had a netmap from control (not only its disk cache, which can hold no
+   * peers at all) and has warmed up the registered devices; or the ready timeout passed, and we serve with what we have.
+   */
+  ready: boolean;
+  /** While running but not ready: what readiness is waiting for. */
+  waitingFor?: string;
 }
 
 /** What a status read taken just now says about one peer. */
@@ -28,4 +35,15 @@ export interface TailnetView {
    * first. Optional: a view without one is taken at its word.
    */
   checkPeer?(ip: string, timeoutMs: number): Promise<PeerCheck>;
+  /**
+   * Calls `listener` with the tailnet IP of every peer that a status read finds offline (or gone) after it was online.
+   * Returns the function that stops it.
+   */
+  onPeerOffline?(listener: (ip: string) => void): () => void;
+  /**
+   * null when a dial may go ahead now; otherwise a promise that settles once this run of tailscaled has its netmap from
+   * control, or after `timeoutMs`, whichever is first. A dial right after a restart would otherwise go out on the cached
+   * netmap, in which a registered device can be missing.
+   */
+  controlSync?(timeoutMs: number): Promise<void> | null;
 }

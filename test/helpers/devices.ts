@@ -116,28 +116,56 @@ export async function startSocksDevice(host = '127.0.0.1'): Promise<Device> {
   return { port, host, server, seen, connections: counter(server), close: () => closeServer(server) };
 }
 
-/** A "device" that accepts connections and never says a word: the connect timeout must fire. */
-export async function startSilentDevice(host = '127.0.0.1'): Promise<Device> {
+/** A raw TCP device whose connections `serve` handles; closing it destroys every connection it still holds. */
+async function startRawDevice(host: string, seen: string[], serve: (s: net.Socket) => void): Promise<Device> {
   const sockets = new Set<net.Socket>();
   const server = net.createServer((s) => {
     sockets.add(s);
-    // Reads (and drops) so that it notices when the gateway hangs up; it just never answers.
-    s.resume();
     s.on('error', () => s.destroy());
     s.on('close', () => sockets.delete(s));
+    serve(s);
   });
   const port = await listen(server, host);
   return {
     port,
     host,
     server,
-    seen: [],
+    seen,
     connections: counter(server),
     close: async () => {
       for (const s of sockets) s.destroy();
       await closeServer(server);
     },
   };
+}
+
+/** A "device" that accepts connections and never says a word: the connect timeout must fire. */
+export function startSilentDevice(host = '127.0.0.1'): Promise<Device> {
+  // Reads (and drops) so that it notices when the gateway hangs up; it just never answers.
+  return startRawDevice(host, [], (s) => s.resume());
+}
+
+/**
+ * An HTTP device that answers the first request on each connection and then goes silent on it while keeping it open:
+ * what a device that dies with a kept-alive connection looks like from the gateway. `seen` gets every request line.
+ */
+export function startOneAnswerDevice(host = '127.0.0.1'): Promise<Device> {
+  const seen: string[] = [];
+  return startRawDevice(host, seen, (s) => {
+    let head = '';
+    let answered = false;
+    s.setEncoding('latin1');
+    s.on('data', (chunk: string) => {
+      head += chunk;
+      for (let end = head.indexOf('\r\n\r\n'); end >= 0; end = head.indexOf('\r\n\r\n')) {
+        seen.push(head.slice(0, head.indexOf('\r\n')));
+        head = head.slice(end + 4);
+        if (answered) continue;
+        answered = true;
+        s.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\nConnection: keep-alive\r\n\r\nfirst\n');
+      }
+    });
+  });
 }
 
 /** A port nothing listens on (bound once to get it from the kernel, then released): connects are refused. */

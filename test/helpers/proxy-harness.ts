@@ -50,7 +50,7 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export const TEST_TIMEOUTS: Timeouts = { handshakeMs: 600, connectMs: 700, idleMs: 20_000, shutdownGraceMs: 0 };
+export const TEST_TIMEOUTS: Timeouts = { handshakeMs: 600, connectMs: 700, responseHeaderMs: 700, idleMs: 20_000, shutdownGraceMs: 0 };
 
 function connections(server: net.Server): Promise<number> {
   return new Promise((resolve, reject) => server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
@@ -80,6 +80,7 @@ export async function startHarness(opts: { dialer?: Dialer; tailnet?: TailnetVie
     resolver,
     connector: new DeviceConnector(opts.dialer ?? new DirectDialer(), timeouts.connectMs, opts.tailnet),
     tunnels: new TunnelRegistry(),
+    tailnet: opts.tailnet,
     metrics: new Metrics(),
     log,
     timeouts,

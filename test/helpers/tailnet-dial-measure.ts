@@ -127,6 +127,7 @@ async function main(): Promise<void> {
       upExtraArgs: [],
       tailscaledExtraArgs: [],
       upTimeoutMs: 60_000,
+      readyTimeoutMs: 30_000,
     },
     log,
   );
