@@ -62,7 +62,7 @@ function closeServer(server: NetServer): Promise<void> {
 }
 
 export async function startGateway(config: Config, log: Logger, parts: GatewayParts = {}): Promise<Gateway> {
-  const store = parts.store ?? (await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log }));
+  const store = parts.store ?? (await openStore({ database: config.database, dataDir: config.dataDir, log }));
   const metrics = new Metrics();
   const tunnels = new TunnelRegistry();
   const resolver = new KeyResolver(store, config.keyCache);

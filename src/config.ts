@@ -3,6 +3,7 @@
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { parseCidrList, type Cidr } from './routing/cidr.js';
+import { DatabaseUrlError, parseDatabaseUrl, type DatabaseTarget } from './store/database-url.js';
 
 export type DeviceProtocol = 'http' | 'socks5';
 export type TailnetDialMode = 'localapi' | 'socks5';
@@ -62,7 +63,10 @@ export interface Config {
   apiHost: string;
   adminToken: string | undefined;
   enrollToken: string | undefined;
+  /** DATABASE_URL as given (it may hold the password: never log it). */
   databaseUrl: string | undefined;
+  /** DATABASE_URL resolved into explicit connection settings; undefined selects the embedded database. */
+  database: DatabaseTarget | undefined;
   dataDir: string;
   allowCidrs: Cidr[];
   deviceDefaults: { port: number; protocol: DeviceProtocol };
@@ -234,8 +238,14 @@ export function loadConfig(env: Env = process.env): Config {
   }
 
   const databaseUrl = r.str('DATABASE_URL');
-  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
-    r.problems.push('DATABASE_URL: expected a postgres:// or postgresql:// URL');
+  let database: DatabaseTarget | undefined;
+  if (databaseUrl !== undefined) {
+    try {
+      database = parseDatabaseUrl(databaseUrl, env);
+    } catch (err) {
+      if (!(err instanceof DatabaseUrlError)) throw err;
+      r.problems.push(`DATABASE_URL: ${err.message}`);
+    }
   }
   const dataDir = path.resolve(r.str('TAILGATE_DATA_DIR') ?? './data');
 
@@ -265,6 +275,7 @@ export function loadConfig(env: Env = process.env): Config {
     adminToken,
     enrollToken,
     databaseUrl,
+    database,
     dataDir,
     allowCidrs,
     deviceDefaults: {

@@ -163,7 +163,7 @@ const tailnet = new FixedTailnet();
 
 before(async () => {
   db = await createTestDatabase('api');
-  store = await openStore({ databaseUrl: db.url, dataDir: '/unused', log });
+  store = await openStore({ database: db.target, dataDir: '/unused', log });
   api = await startApi({ TAILGATE_ADMIN_TOKEN: ADMIN, TAILGATE_ENROLL_TOKEN: ENROLL }, store, { registrar, tailnet });
 });
 
@@ -229,7 +229,7 @@ describe('health, readiness and metrics', () => {
 
   test('GET /readyz is 503 when the database is gone, and says so', async () => {
     const other = await createTestDatabase('api_gone');
-    const goneStore = await openStore({ databaseUrl: other.url, dataDir: '/unused', log });
+    const goneStore = await openStore({ database: other.target, dataDir: '/unused', log });
     const gone = await startApi({ TAILGATE_ADMIN_TOKEN: ADMIN }, goneStore);
     try {
       await goneStore.close();

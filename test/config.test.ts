@@ -75,3 +75,23 @@ test('TS_AUTHKEY turns on the supervised tailscaled with its state under the dat
   assert.equal(c.tailnet?.socket, '/tmp/tg/tailscale/tailscaled.sock');
   assert.equal(c.tailnet?.userspace, true);
 });
+
+test('a refused DATABASE_URL is one problem naming the variable and the parameter, without the password', () => {
+  const p = problems({ DATABASE_URL: 'postgres://tailgate:hunter2-secret@db/tailgate?host=/var/run/postgresql&connect_timeout=5' });
+  assert.deepEqual(p, [
+    'DATABASE_URL: unknown query parameter "connect_timeout" (tailgate accepts host, port, user, password, dbname, sslmode, application_name)',
+  ]);
+  const multi = problems({ DATABASE_URL: 'postgres://tailgate:hunter2-secret@h1,h2/tailgate' });
+  assert.equal(multi.length, 1);
+  assert.match(multi[0], /^DATABASE_URL: several hosts/);
+  assert.ok(!multi[0].includes('hunter2'));
+});
+
+test('an accepted DATABASE_URL is resolved once, with the environment given to loadConfig', () => {
+  const url = 'postgres://postgres@/tailgate?host=/var/run/postgresql';
+  const c = loadConfig({ DATABASE_URL: url, PGPASSWORD: 'from-env' });
+  assert.equal(c.databaseUrl, url);
+  assert.equal(c.database?.path, '/var/run/postgresql/.s.PGSQL.5432');
+  assert.equal(c.database?.password, 'from-env');
+  assert.equal(loadConfig({}).database, undefined);
+});

@@ -82,7 +82,7 @@ async function register(key: string, ip = '100.64.0.10', port = 8939): Promise<N
 describe('KeyResolver', () => {
   before(async () => {
     db = await createTestDatabase('resolver');
-    realStore = await openStore({ databaseUrl: db.url, dataDir: '/unused', log });
+    realStore = await openStore({ database: db.target, dataDir: '/unused', log });
   });
   after(async () => {
     await realStore?.close();

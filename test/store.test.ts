@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
 import { createLogger, hashKey } from '../src/log.js';
-import { openStore } from '../src/store/index.js';
+import { openStore, parseDatabaseUrl } from '../src/store/index.js';
 import { MIGRATIONS } from '../src/store/migrations.js';
 import type { NodeChange, NodeStore } from '../src/store/types.js';
 import { KeyResolver } from '../src/routing/key-resolver.js';
@@ -43,7 +43,7 @@ function postgresBackend(): Backend {
     async teardown() {
       await db?.drop();
     },
-    open: () => openStore({ databaseUrl: db.url, dataDir: '/nonexistent-unused', log }),
+    open: () => openStore({ database: db.target, dataDir: '/nonexistent-unused', log }),
     inspect: async (query) => [...(await db.sql.unsafe(query))] as Record<string, unknown>[],
   };
 }
@@ -60,7 +60,7 @@ function embeddedBackend(): Backend {
     async teardown() {
       await tmp?.remove();
     },
-    open: () => openStore({ databaseUrl: undefined, dataDir: tmp.dir, log }),
+    open: () => openStore({ database: undefined, dataDir: tmp.dir, log }),
     async inspect(query) {
       // Straight at the files, no socket and no store code in between.
       const pg = await PGlite.create(path.join(tmp.dir, 'pg'));
@@ -225,7 +225,7 @@ describe('migrations on a shared PostgreSQL server', () => {
   after(() => db.drop());
 
   test('gateways starting together apply each migration exactly once', async () => {
-    const stores = await Promise.all(Array.from({ length: 4 }, () => openStore({ databaseUrl: db.url, dataDir: '/unused', log })));
+    const stores = await Promise.all(Array.from({ length: 4 }, () => openStore({ database: db.target, dataDir: '/unused', log })));
     await Promise.all(stores.map((s) => s.close()));
     const rows = await db.sql`SELECT version FROM schema_migrations`;
     assert.equal(rows.length, MIGRATIONS.length);
@@ -233,14 +233,14 @@ describe('migrations on a shared PostgreSQL server', () => {
 
   test('a database migrated by a newer tailgate is refused with a clear message', async () => {
     await db.sql`INSERT INTO schema_migrations (version, name) VALUES (9999, 'from the future')`;
-    await assert.rejects(openStore({ databaseUrl: db.url, dataDir: '/unused', log }), /schema is at version 9999, newer than this tailgate knows/);
+    await assert.rejects(openStore({ database: db.target, dataDir: '/unused', log }), /schema is at version 9999, newer than this tailgate knows/);
     await db.sql`DELETE FROM schema_migrations WHERE version = 9999`;
   });
 
   test('an unreachable server fails start-up naming the database, without its password', async () => {
     // Port 1 on loopback: nothing listens there.
     await assert.rejects(
-      openStore({ databaseUrl: 'postgres://tailgate:s3cret-pw@127.0.0.1:1/tailgate', dataDir: '/unused', log }),
+      openStore({ database: parseDatabaseUrl('postgres://tailgate:s3cret-pw@127.0.0.1:1/tailgate', {}), dataDir: '/unused', log }),
       (err: Error) => {
         assert.match(err.message, /database postgres:\/\/tailgate:\*\*\*@127\.0\.0\.1:1\/tailgate: .*ECONNREFUSED/);
         assert.ok(!err.message.includes('s3cret-pw'));
@@ -269,8 +269,8 @@ describe('change notifications between gateways sharing a PostgreSQL server', ()
 
   before(async () => {
     db = await createTestDatabase('notify');
-    writer = await openStore({ databaseUrl: db.url, dataDir: '/unused', log });
-    reader = await openStore({ databaseUrl: db.url, dataDir: '/unused', log, heartbeatMs: 100 });
+    writer = await openStore({ database: db.target, dataDir: '/unused', log });
+    reader = await openStore({ database: db.target, dataDir: '/unused', log, heartbeatMs: 100 });
     resolver = new KeyResolver(reader, { max: 100, positiveTtlMs: 600_000, negativeTtlMs: 600_000 });
     assert.ok(reader.watch, 'a store on a real server can watch for changes');
     stop = await reader.watch(
@@ -367,7 +367,7 @@ describe('embedded database: one process per data directory, and crashes', () =>
         `
         const { openStore } = await import(${JSON.stringify(path.join(repoRoot, 'src/store/index.ts'))});
         const { createLogger, hashKey } = await import(${JSON.stringify(path.join(repoRoot, 'src/log.ts'))});
-        const store = await openStore({ databaseUrl: undefined, dataDir: process.env.DATA_DIR, log: createLogger('silent') });
+        const store = await openStore({ database: undefined, dataDir: process.env.DATA_DIR, log: createLogger('silent') });
         await store.upsert({ keyHash: hashKey('crash-test-key'), ip: '100.64.1.1', port: 8939, protocol: 'http' });
         process.stdout.write('committed\\n');
         setInterval(() => {}, 1000);
@@ -393,19 +393,19 @@ describe('embedded database: one process per data directory, and crashes', () =>
     });
 
     // While the child is alive, its socket answers and a second opener is turned away.
-    await assert.rejects(openStore({ databaseUrl: undefined, dataDir: tmp.dir, log }), /in use by another tailgate process/);
+    await assert.rejects(openStore({ database: undefined, dataDir: tmp.dir, log }), /in use by another tailgate process/);
 
     child.kill('SIGKILL');
     await exited;
     assert.ok(existsSync(path.join(tmp.dir, 'run', 'pg.sock')), 'a killed process leaves its socket behind');
 
-    const store = await openStore({ databaseUrl: undefined, dataDir: tmp.dir, log });
+    const store = await openStore({ database: undefined, dataDir: tmp.dir, log });
     try {
       const node = await store.findByKeyHash(hashKey('crash-test-key'));
       assert.ok(node, 'committed binding lost in the crash');
       assert.equal(node.ip, '100.64.1.1');
       // Same process, same directory: refused too.
-      await assert.rejects(openStore({ databaseUrl: undefined, dataDir: tmp.dir, log }), /in use by another tailgate process/);
+      await assert.rejects(openStore({ database: undefined, dataDir: tmp.dir, log }), /in use by another tailgate process/);
     } finally {
       await store.close();
     }

@@ -5,6 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import postgres from 'postgres';
+import { parseDatabaseUrl, type DatabaseTarget } from '../../src/store/database-url.js';
 
 /** The server tests run against; override for a non-default server. */
 export const ADMIN_DATABASE_URL = process.env.TAILGATE_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -12,6 +13,8 @@ export const ADMIN_DATABASE_URL = process.env.TAILGATE_TEST_DATABASE_URL ?? 'pos
 export interface TestDatabase {
   name: string;
   url: string;
+  /** The URL resolved as tailgate's configuration resolves DATABASE_URL, for openStore. */
+  target: DatabaseTarget;
   /** A client on the test database for inspecting tables directly; closed by drop(). */
   sql: postgres.Sql;
   drop(): Promise<void>;
@@ -42,6 +45,7 @@ export async function createTestDatabase(label = 'test'): Promise<TestDatabase> 
   return {
     name,
     url,
+    target: parseDatabaseUrl(url, process.env),
     sql,
     async drop() {
       if (dropped) return;
