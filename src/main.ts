@@ -49,7 +49,7 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
 
   // Opened first: the tailnet warms up the registered devices as soon as control's netmap arrives after each start.
-  store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log });
+  store = await openStore({ database: config.database, dataDir: config.dataDir, log });
   const registry = store;
   tailnet?.supervisor.warmUpAfterStart(async () => (await registry.list()).map((node) => node.ip));
   try {
