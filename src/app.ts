@@ -14,7 +14,8 @@ import { createSocksServer } from './proxy/socks-proxy.js';
 import { createApiServer } from './api/server.js';
 import { openStore } from './store/index.js';
 import type { NodeStore } from './store/types.js';
-import { DirectDialer, type Dialer } from './tailnet/dialer.js';
+import type { Dialer } from './core/dialer.js';
+import { DirectDialer } from './tailnet/direct-dialer.js';
 import type { TailnetView } from './tailnet/types.js';
 import type { DeviceRegistrar } from './headscale/types.js';
 

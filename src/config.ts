@@ -2,10 +2,10 @@
 // operator sees every mistake in one run instead of fixing them one restart at a time.
 import { isIP } from 'node:net';
 import path from 'node:path';
+import type { DeviceProtocol } from './core/route.js';
 import { parseCidrList, type Cidr } from './routing/cidr.js';
 import { DatabaseUrlError, parseDatabaseUrl, type DatabaseTarget } from './store/database-url.js';
 
-export type DeviceProtocol = 'http' | 'socks5';
 export type TailnetDialMode = 'localapi' | 'socks5';
 
 export interface Timeouts {

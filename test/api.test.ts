@@ -12,7 +12,7 @@ import postgres from 'postgres';
 import { createApiServer } from '../src/api/server.js';
 import { loadConfig } from '../src/config.js';
 import { RegistrarError, type ApprovedDevice, type DeviceRegistrar } from '../src/headscale/types.js';
-import { hashKey, keyTag } from '../src/log.js';
+import { hashKey, keyTag } from '../src/core/key.js';
 import { Metrics } from '../src/metrics.js';
 import { TunnelRegistry } from '../src/proxy/tunnels.js';
 import { AddressAllowList } from '../src/routing/cidr.js';

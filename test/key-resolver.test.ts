@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createLogger, hashKey } from '../src/log.js';
+import { hashKey } from '../src/core/key.js';
+import { createLogger } from '../src/log.js';
 import { KeyResolver } from '../src/routing/key-resolver.js';
 import { openStore } from '../src/store/index.js';
 import type { NodeBinding, NodeRecord, NodeStore } from '../src/store/types.js';

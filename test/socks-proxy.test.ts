@@ -3,9 +3,9 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
-import { hashKey } from '../src/log.js';
-import { ipv6Bytes } from '../src/routing/upstream-socks5.js';
-import type { Dialer } from '../src/tailnet/dialer.js';
+import type { Dialer } from '../src/core/dialer.js';
+import { hashKey } from '../src/core/key.js';
+import { encodeSocksConnect } from '../src/protocol/socks5.js';
 import { curl } from './helpers/curl.js';
 import { closedPort, type Device } from './helpers/devices.js';
 import { rawExchange, startHarness, startProxyWorld, TEST_TIMEOUTS, waitFor, type Harness, type ProxyWorld } from './helpers/proxy-harness.js';
@@ -271,7 +271,8 @@ test('an idle tunnel is closed at the idle timeout, both sides', async () => {
 });
 
 test('IPv6 literal request bytes (ATYP 4) for a SOCKS device', async () => {
-  const req = Buffer.concat([Buffer.from([5, 1, 0, 4]), ipv6Bytes('::1'), Buffer.from([web6.port >> 8, web6.port & 0xff])]);
+  const req = encodeSocksConnect({ host: '::1', port: web6.port });
+  assert.equal(req[3], 4);
   const r = await rawExchange(h.socksPort, [Buffer.concat([greeting, auth(KEY_SOCKS_DEVICE), req, Buffer.from('GET / HTTP/1.0\r\n\r\n')])], { timeoutMs: 3_000 });
   assert.equal(replyCode(r.data), 0);
   assert.match(r.data.subarray(14).toString(), /hello from http ::1/);

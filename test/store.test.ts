@@ -7,7 +7,8 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
-import { createLogger, hashKey } from '../src/log.js';
+import { hashKey } from '../src/core/key.js';
+import { createLogger } from '../src/log.js';
 import { openStore, parseDatabaseUrl } from '../src/store/index.js';
 import { MIGRATIONS } from '../src/store/migrations.js';
 import type { NodeChange, NodeStore } from '../src/store/types.js';
@@ -366,7 +367,8 @@ describe('embedded database: one process per data directory, and crashes', () =>
         '-e',
         `
         const { openStore } = await import(${JSON.stringify(path.join(repoRoot, 'src/store/index.ts'))});
-        const { createLogger, hashKey } = await import(${JSON.stringify(path.join(repoRoot, 'src/log.ts'))});
+        const { createLogger } = await import(${JSON.stringify(path.join(repoRoot, 'src/log.ts'))});
+        const { hashKey } = await import(${JSON.stringify(path.join(repoRoot, 'src/core/key.ts'))});
         const store = await openStore({ database: undefined, dataDir: process.env.DATA_DIR, log: createLogger('silent') });
         await store.upsert({ keyHash: hashKey('crash-test-key'), ip: '100.64.1.1', port: 8939, protocol: 'http' });
         process.stdout.write('committed\\n');

@@ -9,12 +9,12 @@ import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import type { TailnetConfig } from '../src/config.js';
 import { HeadscaleRegistrar } from '../src/headscale/client.js';
-import { DialError, type FailureReason } from '../src/tailnet/dialer.js';
 import { startTailnet, type Tailnet } from '../src/tailnet/index.js';
 import { peerCheck, WIREGUARD_SESSION_MS } from '../src/tailnet/localapi.js';
 import { LocalApiDialer } from '../src/tailnet/localapi-dialer.js';
 import { TailscaledSocksDialer } from '../src/tailnet/socks-dialer.js';
 import { createTempDir } from './helpers/db.js';
+import { dialFails } from './helpers/dial-fails.js';
 import { defineNetnsRun, HEADSCALE_URL, OFFLINE_TAILSCALE_ENV, TailnetScene, waitFor, type SceneDevice } from './helpers/tailnet-scene.js';
 import { requireTailnetTools, type TailnetTools } from './helpers/tailnet-tools.js';
 
@@ -32,15 +32,6 @@ function pidsWithArg(arg: string): number[] {
     }
   }
   return found;
-}
-
-async function dialFails(promise: Promise<unknown>, reason: FailureReason, message: RegExp): Promise<void> {
-  await assert.rejects(promise, (err: unknown) => {
-    assert.ok(err instanceof DialError, String(err));
-    assert.equal(err.reason, reason, err.message);
-    assert.match(err.message, message);
-    return true;
-  });
 }
 
 if (defineNetnsRun(thisFile, 'tailscaled supervisor and dialers', TIMEOUT_MS)) {

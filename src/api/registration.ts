@@ -1,9 +1,11 @@
 // Binding a proxy key to a device: with an explicit address, or by approving the device that holds the
 // key as its Headscale registration key (the original system's contract: that key is also the proxy key).
 import { isIP } from 'node:net';
-import type { Config, DeviceProtocol } from '../config.js';
+import type { Config } from '../config.js';
+import { hashKey, keyTag } from '../core/key.js';
+import type { DeviceProtocol } from '../core/route.js';
 import { RegistrarError, type DeviceRegistrar } from '../headscale/types.js';
-import { hashKey, keyTag, type Logger } from '../log.js';
+import type { Logger } from '../log.js';
 import type { AddressAllowList } from '../routing/cidr.js';
 import type { KeyResolver } from '../routing/key-resolver.js';
 import type { NodeBinding, NodeRecord, NodeStore } from '../store/types.js';

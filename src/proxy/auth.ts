@@ -1,8 +1,8 @@
 // The auth contract customers rely on: username = password = key, and the key must be registered.
 import { timingSafeEqual } from 'node:crypto';
 import { isUtf8 } from 'node:buffer';
-import { hashKey } from '../log.js';
-import type { DeviceRoute, RouteResolver } from '../routing/types.js';
+import { hashKey } from '../core/key.js';
+import type { DeviceRoute, RouteResolver } from '../core/route.js';
 
 export type AuthOutcome =
   | { ok: true; route: DeviceRoute }

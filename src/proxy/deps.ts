@@ -2,7 +2,7 @@ import type { Timeouts } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { DeviceConnector } from '../routing/device-connector.js';
-import type { RouteResolver } from '../routing/types.js';
+import type { RouteResolver } from '../core/route.js';
 import type { TailnetView } from '../tailnet/types.js';
 import type { TunnelRegistry } from './tunnels.js';
 

@@ -1,7 +1,7 @@
 // How each FailureReason reaches a client: one table per listener, so both stay consistent with the
-// comments on FailureReason in tailnet/dialer.ts.
-import type { FailureReason } from '../tailnet/dialer.js';
-import { SocksReply, type SocksReplyCode } from './socks5-parser.js';
+// comments on FailureReason in core/failure.ts.
+import type { FailureReason } from '../core/failure.js';
+import { SocksReply, type SocksReplyCode } from '../protocol/socks5.js';
 
 export interface HttpFailure {
   status: number;

@@ -6,13 +6,13 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
-import { keyTag } from '../log.js';
+import { DialError } from '../core/failure.js';
+import { keyTag } from '../core/key.js';
+import type { DeviceRoute } from '../core/route.js';
+import { endToEndHeaders, hasHeader, parseAbsoluteHttpUrl, parseBasicCredentials, type AbsoluteTarget } from '../protocol/http.js';
 import type { DeviceConnector } from '../routing/device-connector.js';
-import type { DeviceRoute } from '../routing/types.js';
-import { DialError } from '../tailnet/dialer.js';
 import { authenticate } from './auth.js';
 import { AUTH_REQUIRED_TEXT, HTTP_FAILURES, KEY_STORE_TEXT, PROXY_AUTHENTICATE } from './failures.js';
-import { endToEndHeaders, hasHeader, parseAbsoluteHttpUrl, parseBasicCredentials, type AbsoluteTarget } from './http-parse.js';
 import type { ListenerContext } from './relay.js';
 
 /** Idle pooled device connections are dropped after this; below the 5 s keep-alive most servers use. */

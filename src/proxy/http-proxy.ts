@@ -4,14 +4,14 @@
 import http, { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { keyTag } from '../log.js';
-import type { DeviceRoute } from '../routing/types.js';
-import { DialError } from '../tailnet/dialer.js';
+import { DialError } from '../core/failure.js';
+import { keyTag } from '../core/key.js';
+import type { DeviceRoute } from '../core/route.js';
+import { parseAuthority, parseBasicCredentials } from '../protocol/http.js';
 import { authenticate } from './auth.js';
 import type { ProxyDeps } from './deps.js';
 import { AUTH_REQUIRED_TEXT, HTTP_FAILURES, KEY_STORE_TEXT, PROXY_AUTHENTICATE } from './failures.js';
 import { Forwarder } from './http-forward.js';
-import { parseAuthority, parseBasicCredentials } from './http-parse.js';
 import { ListenerContext, startRelay } from './relay.js';
 import { answerAndClose, ignoreSocketError } from './sockets.js';
 

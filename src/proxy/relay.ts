@@ -15,10 +15,10 @@
 // - Bytes are counted once, at close, from the sockets' own counters instead of per chunk.
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { keyTag } from '../log.js';
+import { keyTag } from '../core/key.js';
+import type { DeviceRoute } from '../core/route.js';
 import type { ListenerName } from '../metrics.js';
-import type { DeviceRoute } from '../routing/types.js';
-import type { DialError } from '../tailnet/dialer.js';
+import type { DialError } from '../core/failure.js';
 import type { ProxyDeps } from './deps.js';
 
 /** One listener's view of the shared deps, with metric children resolved once instead of per tunnel. */
@@ -183,8 +183,8 @@ export function startRelay(ctx: ListenerContext, route: DeviceRoute, client: Soc
   ctx.tunnelsTotal.inc();
   ctx.setupSeconds.observe((now - setupStartedAt) / 1000);
   if (pendingBytes > 0) upstream.write(pending!);
-  // Both arrive paused (the listeners pause the client, the connector the device socket), so no byte
-  // is emitted before the handlers above are in place.
+  // No byte is emitted before the handlers above are in place: the listeners paused the client, and the device
+  // socket comes from the handshake driver not flowing yet, so it starts on a later tick at the earliest.
   startFlowing(client, upstream);
   startFlowing(upstream, client);
   return true;

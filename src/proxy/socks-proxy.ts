@@ -2,15 +2,16 @@
 // the device has accepted the onward connection, so a client always learns the real outcome.
 import net, { type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { keyTag } from '../log.js';
-import type { DeviceRoute, Target } from '../routing/types.js';
-import { DialError } from '../tailnet/dialer.js';
+import { DialError } from '../core/failure.js';
+import { keyTag } from '../core/key.js';
+import type { DeviceRoute } from '../core/route.js';
+import type { Target } from '../core/target.js';
+import { AUTH_FAILED, AUTH_OK, SocksReply, Socks5Parser, socksReply, type SocksReplyCode } from '../protocol/socks5.js';
 import { authenticate } from './auth.js';
 import type { ProxyDeps } from './deps.js';
 import { SOCKS_FAILURES } from './failures.js';
 import { ListenerContext, startRelay } from './relay.js';
 import { answerAndClose } from './sockets.js';
-import { AUTH_FAILED, AUTH_OK, SocksReply, Socks5Parser, socksReply, type SocksReplyCode } from './socks5-parser.js';
 
 const kSession = Symbol('tailgate.socks');
 type SessionSocket = Socket & { [kSession]?: SocksSession };

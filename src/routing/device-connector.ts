@@ -2,12 +2,14 @@
 // the client's target. Everything fails with a DialError whose reason both listeners know how to report.
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { DialError, type Dialer } from '../tailnet/dialer.js';
+import type { Dialer } from '../core/dialer.js';
+import { DialError } from '../core/failure.js';
+import type { DeviceRoute } from '../core/route.js';
+import type { Target } from '../core/target.js';
+import { park, runHandshake } from '../protocol/handshake.js';
+import { HttpConnectHandshake } from '../protocol/http.js';
+import { Socks5ConnectHandshake } from '../protocol/socks5.js';
 import type { PeerCheck, TailnetView } from '../tailnet/types.js';
-import type { DeviceRoute, Target } from './types.js';
-import { park, runHandshake } from './upstream-handshake.js';
-import { HttpConnectHandshake } from './upstream-http.js';
-import { Socks5ConnectHandshake } from './upstream-socks5.js';
 
 function asDialError(err: unknown): DialError {
   if (err instanceof DialError) return err;
@@ -91,8 +93,8 @@ export class DeviceConnector {
 
   /**
    * A connection to `target` through the device: dial plus the device-side CONNECT, all within the
-   * connect timeout. Resolves with the socket paused, any early bytes from the target unshifted, and an
-   * error listener parked on it; rejects with DialError only.
+   * connect timeout. Resolves with the socket not flowing yet (the relay or the HTTP client starts it), any early
+   * bytes from the target unshifted, and an error listener parked on it; rejects with DialError only.
    */
   async open(route: DeviceRoute, target: Target): Promise<Socket> {
     const deadline = performance.now() + this.connectTimeoutMs;

@@ -1,9 +1,9 @@
 // Key -> device route, on every proxy connection. Answers from memory almost always: the database sees a
 // key once per TTL, an unknown key once per negative TTL, and a burst of connections for one key once.
 import { LRUCache } from 'lru-cache';
-import { hashKey } from '../log.js';
+import { hashKey } from '../core/key.js';
+import type { DeviceRoute, RouteResolver } from '../core/route.js';
 import type { NodeRecord, NodeStore } from '../store/types.js';
-import type { DeviceRoute, RouteResolver } from './types.js';
 
 export interface KeyResolverOptions {
   /** Most keys remembered (known and unknown together). */

@@ -2,7 +2,7 @@
 // embedded PGlite, which is reached through the same wire protocol.
 import { randomBytes } from 'node:crypto';
 import type { Sql } from 'postgres';
-import type { DeviceProtocol } from '../config.js';
+import type { DeviceProtocol } from '../core/route.js';
 import type { Logger } from '../log.js';
 import type { NodeBinding, NodeChange, NodeRecord, NodeStore } from './types.js';
 

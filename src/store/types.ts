@@ -1,4 +1,4 @@
-import type { DeviceProtocol } from '../config.js';
+import type { DeviceProtocol } from '../core/route.js';
 
 export interface NodeRecord {
   id: number;

@@ -1,5 +1,7 @@
 import type net from 'node:net';
-import { DialError, DirectDialer, type Dialer } from './dialer.js';
+import type { Dialer } from '../core/dialer.js';
+import { DialError } from '../core/failure.js';
+import { DirectDialer } from './direct-dialer.js';
 
 /** Whether the tailnet path can carry a dial now; the supervisor answers it from its latest view of tailscaled. */
 export interface Availability {

@@ -1,7 +1,7 @@
 // The tailnet path as main.ts sees it: a supervised tailscaled, the dialer that goes through it, and a view of its state.
 import type { TailnetConfig } from '../config.js';
 import type { Logger } from '../log.js';
-import type { Dialer } from './dialer.js';
+import type { Dialer } from '../core/dialer.js';
 import { GatedDirectDialer } from './gated-dialer.js';
 import { LocalApiDialer } from './localapi-dialer.js';
 import { TailscaledSocksDialer } from './socks-dialer.js';

@@ -1,9 +1,8 @@
 // Client for tailscaled's LocalAPI on its unix socket. tailscaled rejects requests whose Host is not
 // `local-tailscaled.sock` with 403 (DNS-rebinding guard), so every request names that host explicitly.
 import { Agent, request } from 'undici';
+import { LOCALAPI_HOST } from '../protocol/localapi.js';
 import type { PeerCheck } from './types.js';
-
-export const LOCALAPI_HOST = 'local-tailscaled.sock';
 
 /** The parts of `GET /localapi/v0/status` tailgate reads (tailscale's ipnstate.Status). */
 export interface LocalStatus {

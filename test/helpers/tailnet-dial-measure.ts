@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createLogger } from '../../src/log.js';
 import { HeadscaleRegistrar } from '../../src/headscale/client.js';
-import type { Dialer } from '../../src/tailnet/dialer.js';
+import type { Dialer } from '../../src/core/dialer.js';
 import { startTailnet } from '../../src/tailnet/index.js';
 import { LocalApiDialer } from '../../src/tailnet/localapi-dialer.js';
 import { TailscaledSocksDialer } from '../../src/tailnet/socks-dialer.js';

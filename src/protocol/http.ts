@@ -1,7 +1,9 @@
-// Pure helpers for the HTTP proxy: credentials, request targets and header filtering. No I/O.
-import { isIP } from 'node:net';
-import type { Target } from '../routing/types.js';
-import { isValidTargetHost } from './socks5-parser.js';
+// HTTP/1 as pure code, no I/O: what the HTTP proxy listener needs beyond Node's parser (credentials, request
+// targets, header filtering), and the client side of CONNECT towards a device's HTTP proxy.
+import type { FailureReason } from '../core/failure.js';
+import { ipFamily } from '../core/ip.js';
+import { isValidTargetHost, type Target } from '../core/target.js';
+import type { HandshakeFailure, HandshakeMachine, HandshakeStep } from './handshake.js';
 
 export interface Credentials {
   username: Buffer;
@@ -27,7 +29,7 @@ export function parseAuthority(authority: string, defaultPort?: number): Target 
     const close = authority.indexOf(']');
     if (close < 0) return null;
     host = authority.slice(1, close);
-    if (isIP(host) !== 6) return null;
+    if (ipFamily(host) !== 6) return null;
     const after = authority.slice(close + 1);
     if (after === '') portText = undefined;
     else if (after.startsWith(':')) portText = after.slice(1);
@@ -58,7 +60,7 @@ export function parseAuthority(authority: string, defaultPort?: number): Target 
 
 /** Authority text for a request line or Host header: IPv6 literals get their brackets back. */
 export function formatAuthority(target: Target): string {
-  return isIP(target.host) === 6 ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`;
+  return ipFamily(target.host) === 6 ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`;
 }
 
 export interface AbsoluteTarget {
@@ -135,4 +137,74 @@ export function endToEndHeaders(raw: readonly string[], drop?: ReadonlySet<strin
 export function hasHeader(raw: readonly string[], name: string): boolean {
   for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === name) return true;
   return false;
+}
+
+// ---- client side: CONNECT towards a device's HTTP proxy ------------------------------------------------
+
+/** The CONNECT request for `target`. */
+export function encodeConnectRequest(target: Target): Buffer {
+  const authority = formatAuthority(target);
+  return Buffer.from(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`, 'latin1');
+}
+
+export type ResponseHead =
+  | { kind: 'need-more' }
+  | { kind: 'reply'; status: number; /** bytes up to and including the blank line */ headLength: number }
+  | { kind: 'invalid'; message: string };
+
+const STATUS_LINE = /^HTTP\/1\.[01] (\d{3})(?: |\r|$)/;
+
+/** Parses the head of an HTTP/1 response up to its blank line: the status, and where the head ends. */
+export function parseResponseHead(buf: Buffer): ResponseHead {
+  const end = buf.indexOf('\r\n\r\n', 0, 'latin1');
+  if (end < 0) {
+    // Fail early on something that is not HTTP at all instead of waiting for the deadline.
+    if (buf.length >= 5 && buf.toString('latin1', 0, 5) !== 'HTTP/') return { kind: 'invalid', message: 'reply is not HTTP' };
+    return { kind: 'need-more' };
+  }
+  const lineEnd = buf.indexOf('\r\n', 0, 'latin1');
+  const m = STATUS_LINE.exec(buf.toString('latin1', 0, lineEnd));
+  if (m === null) return { kind: 'invalid', message: 'reply has no HTTP status line' };
+  return { kind: 'reply', status: Number(m[1]), headLength: end + 4 };
+}
+
+/** What a device proxy's refusal of our CONNECT means for our client. */
+export function reasonFromConnectStatus(status: number): FailureReason {
+  switch (status) {
+    case 401:
+    case 403:
+    case 407:
+      return 'not-allowed';
+    case 404: // proxy (npm) and others: name did not resolve
+    case 502:
+    case 503: // squid: ERR_CONNECT_FAIL, ERR_DNS_FAIL
+      return 'unreachable';
+    case 504:
+      return 'timeout';
+    default:
+      return 'error';
+  }
+}
+
+const CLOSED_EARLY: HandshakeFailure = Object.freeze({ reason: 'protocol', message: 'device closed the connection during the handshake' });
+
+/** Client side of one CONNECT: the request, then the reply head; only its status matters, headers are skipped. */
+export class HttpConnectHandshake implements HandshakeMachine {
+  readonly hello: Buffer;
+
+  constructor(target: Target) {
+    this.hello = encodeConnectRequest(target);
+  }
+
+  feed(received: Buffer): HandshakeStep {
+    const r = parseResponseHead(received);
+    if (r.kind === 'need-more') return r;
+    if (r.kind === 'invalid') return { kind: 'fail', reason: 'protocol', message: r.message };
+    if (r.status >= 200 && r.status < 300) return { kind: 'done', consumed: r.headLength };
+    return { kind: 'fail', reason: reasonFromConnectStatus(r.status), message: `device proxy answered ${r.status}` };
+  }
+
+  closed(): HandshakeFailure {
+    return CLOSED_EARLY;
+  }
 }

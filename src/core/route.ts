@@ -1,9 +1,10 @@
-import type { DeviceProtocol } from '../config.js';
+/** What a device's own proxy speaks. */
+export type DeviceProtocol = 'http' | 'socks5';
 
 /** Where a key's traffic goes: the device's own proxy on its tailnet address. */
 export interface DeviceRoute {
   nodeId: number;
-  /** SHA-256 of the key, hex; ties open tunnels to the key so revocation can close them. */
+  /** SHA-256 of the key, hex (hashKey); ties open tunnels to the key so revocation can close them. */
   keyHash: string;
   ip: string;
   port: number;
@@ -13,10 +14,4 @@ export interface DeviceRoute {
 /** Resolves a proxy key, given as its hash (hashKey(key)), to its device route. Returns null for unknown keys. */
 export interface RouteResolver {
   resolveHash(keyHash: string): Promise<DeviceRoute | null>;
-}
-
-/** What the client asked to reach through the device. host is a domain name or an IP literal (no brackets). */
-export interface Target {
-  host: string;
-  port: number;
 }

@@ -1,0 +1,44 @@
+/**
+ * Why a connection attempt failed, in the terms both listeners translate into their own replies
+ * (HTTP status, SOCKS5 reply code; the tables are in proxy/failures.ts). Kept small on purpose: clients can act on
+ * these and nothing finer.
+ */
+export type FailureReason =
+  | 'network-down' // tailnet (or our path to it) is not up: HTTP 503, SOCKS 0x03
+  | 'offline' // device known to be offline: HTTP 502, SOCKS 0x04
+  | 'unreachable' // no route to the host: HTTP 502, SOCKS 0x04
+  | 'refused' // TCP RST: HTTP 502, SOCKS 0x05
+  | 'timeout' // no answer in time: HTTP 504, SOCKS 0x06
+  | 'not-allowed' // the device proxy refused us (auth, ACL): HTTP 502, SOCKS 0x02
+  | 'protocol' // the device proxy spoke something we do not understand: HTTP 502, SOCKS 0x01
+  | 'error'; // anything else: HTTP 502, SOCKS 0x01
+
+export class DialError extends Error {
+  constructor(
+    readonly reason: FailureReason,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'DialError';
+  }
+}
+
+/** The reason behind a socket error code (err.code) from connecting to, or talking with, a device. */
+export function reasonFromErrno(code: string | undefined): FailureReason {
+  switch (code) {
+    case 'ECONNREFUSED':
+      return 'refused';
+    case 'EHOSTUNREACH':
+    case 'EHOSTDOWN':
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return 'unreachable';
+    case 'ENETUNREACH':
+    case 'ENETDOWN':
+      return 'network-down';
+    case 'ETIMEDOUT':
+      return 'timeout';
+    default:
+      return 'error';
+  }
+}
