@@ -92,7 +92,6 @@ export interface DeviceOptions {
 
 export class TailnetScene {
   private readonly procs: ChildProcess[] = [];
-  private headscale: ChildProcess | undefined;
   readonly devices: SceneDevice[] = [];
   apiKey = '';
   preAuthKey = '';
@@ -197,7 +196,6 @@ unix_socket_permission: "0770"
 `,
     );
     const hs = this.spawnLogged('headscale', this.tools.headscale, ['-c', this.headscaleConfig, 'serve']);
-    this.headscale = hs;
     await waitFor('headscale /health', 30_000, async () => {
       if (hs.exitCode !== null) throw new Error(`headscale exited: ${this.logOf('headscale').slice(-1500)}`);
       const res = await fetch(`${HEADSCALE_URL}/health`);
@@ -278,15 +276,6 @@ unix_socket_permission: "0770"
     const device: SceneDevice = { name, addr, netnsPid: pid, socket, localApi, registrationKey, authUrl, tailscaled, proxy };
     this.devices.push(device);
     return device;
-  }
-
-  /**
-   * Freezes (SIGSTOP) or thaws (SIGCONT) headscale: control stops answering without closing a connection, as a
-   * control server that is slow or out of reach for a while looks to a tailscaled that starts meanwhile.
-   */
-  freezeControl(frozen: boolean): void {
-    assert.ok(this.headscale?.pid, 'headscale runs');
-    process.kill(this.headscale.pid, frozen ? 'SIGSTOP' : 'SIGCONT');
   }
 
   /**
