@@ -8,7 +8,7 @@ import { Metrics } from './metrics.js';
 import { AddressAllowList } from './routing/cidr.js';
 import { KeyResolver } from './routing/key-resolver.js';
 import { DeviceConnector } from './routing/device-connector.js';
-import { TunnelRegistry } from './proxy/tunnels.js';
+import { TunnelRegistry } from './tunnel/registry.js';
 import { createHttpProxyServer } from './proxy/http-proxy.js';
 import { createSocksServer } from './proxy/socks-proxy.js';
 import { createApiServer } from './api/server.js';

@@ -14,7 +14,7 @@ import { loadConfig } from '../src/config.js';
 import { RegistrarError, type ApprovedDevice, type DeviceRegistrar } from '../src/headscale/types.js';
 import { hashKey, keyTag } from '../src/log.js';
 import { Metrics } from '../src/metrics.js';
-import { TunnelRegistry } from '../src/proxy/tunnels.js';
+import { TunnelRegistry } from '../src/tunnel/registry.js';
 import { AddressAllowList } from '../src/routing/cidr.js';
 import { KeyResolver } from '../src/routing/key-resolver.js';
 import { openStore } from '../src/store/index.js';

@@ -7,7 +7,7 @@ import type { Config } from '../config.js';
 import { RegistrarError, type DeviceRegistrar } from '../headscale/types.js';
 import { keyTag, type Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { TunnelRegistry } from '../proxy/tunnels.js';
+import type { TunnelRegistry } from '../tunnel/registry.js';
 import type { AddressAllowList } from '../routing/cidr.js';
 import type { KeyResolver } from '../routing/key-resolver.js';
 import type { NodeRecord, NodeStore } from '../store/types.js';

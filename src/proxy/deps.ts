@@ -3,7 +3,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { DeviceConnector } from '../routing/device-connector.js';
 import type { RouteResolver } from '../routing/types.js';
-import type { TunnelRegistry } from './tunnels.js';
+import type { TunnelRegistry } from '../tunnel/registry.js';
 
 /** What both proxy listeners need; app.ts builds one and hands it to both. */
 export interface ProxyDeps {

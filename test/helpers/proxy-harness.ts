@@ -9,7 +9,7 @@ import { Metrics } from '../../src/metrics.js';
 import type { ProxyDeps } from '../../src/proxy/deps.js';
 import { createHttpProxyServer } from '../../src/proxy/http-proxy.js';
 import { createSocksServer } from '../../src/proxy/socks-proxy.js';
-import { TunnelRegistry } from '../../src/proxy/tunnels.js';
+import { TunnelRegistry } from '../../src/tunnel/registry.js';
 import { DeviceConnector } from '../../src/routing/device-connector.js';
 import type { DeviceRoute, RouteResolver } from '../../src/routing/types.js';
 import { DirectDialer, type Dialer } from '../../src/tailnet/dialer.js';
