@@ -8,10 +8,11 @@ import { Metrics } from './metrics.js';
 import { AddressAllowList } from './routing/cidr.js';
 import { KeyResolver } from './routing/key-resolver.js';
 import { DeviceConnector } from './routing/device-connector.js';
-import { TunnelRegistry } from './proxy/tunnels.js';
+import { TunnelRegistry } from './tunnel/registry.js';
 import { createHttpProxyServer } from './proxy/http-proxy.js';
 import { createSocksServer } from './proxy/socks-proxy.js';
 import { createApiServer } from './api/server.js';
+import { BindingService } from './bindings/service.js';
 import { openStore } from './store/index.js';
 import type { NodeStore } from './store/types.js';
 import type { Dialer } from './core/dialer.js';
@@ -33,6 +34,7 @@ export interface Gateway {
   store: NodeStore;
   resolver: KeyResolver;
   tunnels: TunnelRegistry;
+  bindings: BindingService;
   metrics: Metrics;
   httpProxy: NetServer;
   socksProxy: NetServer;
@@ -73,29 +75,21 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
   const httpProxy = createHttpProxyServer(proxyDeps);
   const socksProxy = createSocksServer(proxyDeps);
 
-  const listening = () => httpProxy.listening && socksProxy.listening;
-  const api = await createApiServer({
-    config,
+  const bindings = new BindingService({
     store,
-    resolver,
+    keyCache: resolver,
     tunnels,
-    metrics,
-    log,
     allowList: new AddressAllowList(config.allowCidrs),
-    listening,
-    tailnet: parts.tailnet,
+    deviceDefaults: config.deviceDefaults,
     registrar: parts.registrar,
+    log,
   });
+  const listening = () => httpProxy.listening && socksProxy.listening;
+  const api = await createApiServer({ config, store, bindings, metrics, log, listening, tailnet: parts.tailnet });
 
-  // Other gateways on the same database announce their changes; drop our cached copy and, for a
-  // revocation, the tunnels it carried. A resync (listener reconnected, notifications may be lost) drops all.
-  const stopWatching = await store.watch?.(
-    (change) => {
-      resolver.invalidate(change.keyHash);
-      if (change.op === 'delete') tunnels.closeKey(change.keyHash);
-    },
-    () => resolver.invalidateAll(),
-  );
+  // Other gateways on the same database announce their changes; the service applies them to this gateway's
+  // key cache and tunnels.
+  await bindings.followChanges();
 
   const ports = {
     http: await listen(httpProxy, config.httpPort, config.listenHost),
@@ -119,11 +113,11 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
       if (cut > 0) log.info({ tunnels: cut }, 'grace period over, closed remaining tunnels');
       await stopped;
       await api.close();
-      await stopWatching?.();
+      await bindings.close();
       if (!parts.store) await store.close();
     })();
     return closing;
   };
 
-  return { config, store, resolver, tunnels, metrics, httpProxy, socksProxy, api, ports, close };
+  return { config, store, resolver, tunnels, bindings, metrics, httpProxy, socksProxy, api, ports, close };
 }

@@ -2,26 +2,32 @@
 // client) in front of a real PostgreSQL store, the real key resolver and real sockets in the tunnel registry.
 // The Headscale side is a scripted DeviceRegistrar: these tests check how the API maps approvals and
 // failures; the real Headscale path is exercised end to end by the tailnet test.
+// Every answer to a documented route is checked against the schema GET /openapi.json declares for its status.
 import assert from 'node:assert/strict';
-import { createServer, connect, type Server, type Socket } from 'node:net';
+import { createServer, connect, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
+import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import postgres from 'postgres';
 import { createApiServer } from '../src/api/server.js';
+import { BindingService } from '../src/bindings/service.js';
 import { loadConfig } from '../src/config.js';
-import { RegistrarError, type ApprovedDevice, type DeviceRegistrar } from '../src/headscale/types.js';
+import { RegistrarError, type DeviceRegistrar } from '../src/headscale/types.js';
 import { hashKey, keyTag } from '../src/core/key.js';
 import { Metrics } from '../src/metrics.js';
-import { TunnelRegistry } from '../src/proxy/tunnels.js';
 import { AddressAllowList } from '../src/routing/cidr.js';
 import { KeyResolver } from '../src/routing/key-resolver.js';
 import { openStore } from '../src/store/index.js';
 import { SqlNodeStore } from '../src/store/postgres-store.js';
 import type { NodeStore } from '../src/store/types.js';
 import type { TailnetState, TailnetView } from '../src/tailnet/types.js';
+import { TunnelRegistry } from '../src/tunnel/registry.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
+import { ScriptedRegistrar } from './helpers/registrar.js';
+import { startTunnelSockets, type TunnelSockets } from './helpers/tunnel-sockets.js';
 
 const ADMIN = 'admin-token-0123456789abcdef';
 const ENROLL = 'enroll-token-0123456789abcdef';
@@ -35,26 +41,6 @@ const logSink = new Writable({
   },
 });
 const log = pino({ level: 'debug' }, logSink);
-
-class ScriptedRegistrar implements DeviceRegistrar {
-  readonly devices = new Map<string, ApprovedDevice | RegistrarError>();
-  approveCalls = 0;
-  readonly deleted: string[] = [];
-  deleteFailure: RegistrarError | undefined;
-
-  async approve(registrationKey: string): Promise<ApprovedDevice> {
-    this.approveCalls++;
-    const outcome = this.devices.get(registrationKey);
-    if (outcome === undefined) throw new RegistrarError('not-found', 'Headscale has no pending registration for this key (AuthRequest not found)');
-    if (outcome instanceof RegistrarError) throw outcome;
-    return outcome;
-  }
-
-  async deleteNode(headscaleNodeId: string): Promise<void> {
-    if (this.deleteFailure !== undefined) throw this.deleteFailure;
-    this.deleted.push(headscaleNodeId);
-  }
-}
 
 class FixedTailnet implements TailnetView {
   current: TailnetState = { running: true, backendState: 'Running', selfIps: ['100.64.0.1'], ready: true };
@@ -84,18 +70,16 @@ async function startApi(
   const resolver = new KeyResolver(store, config.keyCache);
   const tunnels = new TunnelRegistry();
   let up = true;
-  const app = await createApiServer({
-    config,
+  const bindings = new BindingService({
     store,
-    resolver,
+    keyCache: resolver,
     tunnels,
-    metrics: new Metrics(),
-    log,
     allowList: new AddressAllowList(config.allowCidrs),
-    listening: () => up,
-    tailnet: extra.tailnet,
+    deviceDefaults: config.deviceDefaults,
     registrar: extra.registrar,
+    log,
   });
+  const app = await createApiServer({ config, store, bindings, metrics: new Metrics(), log, listening: () => up, tailnet: extra.tailnet });
   assert.equal(app.server.listening, false, 'createApiServer must leave listening to the caller');
   await app.listen({ port: 0, host: '127.0.0.1' });
   const addr = app.server.address();
@@ -133,7 +117,47 @@ async function call(
   } catch {
     json = undefined;
   }
-  return { status: res.status, headers: res.headers, text, json };
+  const answer = { status: res.status, headers: res.headers, text, json };
+  checkAgainstDocument(method, path, answer);
+  return answer;
+}
+
+/** GET /openapi.json as the API serves it; read once the API is up. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+let openapi: any;
+const ajv = new Ajv2020({ strict: true, allErrors: true });
+addFormats.default(ajv);
+/** "METHOD /template STATUS" of every answer checked against the document. */
+const checkedAnswers = new Set<string>();
+
+const pointer = (...segments: string[]) => segments.map((s) => encodeURIComponent(s.replace(/~/g, '~0').replace(/\//g, '~1'))).join('/');
+
+/** The documented route a request went to, if any (a path no route serves gets the not-found handler). */
+function documentedRoute(method: string, path: string): string | undefined {
+  const pathname = path.split('?')[0]!;
+  return Object.keys(openapi.paths).find(
+    (template) =>
+      openapi.paths[template][method.toLowerCase()] !== undefined &&
+      new RegExp(`^${template.replace(/[.]/g, '\\.').replace(/\{[^}]+\}/g, '[^/]+')}$`).test(pathname),
+  );
+}
+
+/** The answer's status must be declared for its route, and its body must match the schema declared for that status. */
+function checkAgainstDocument(method: string, path: string, a: Answer): void {
+  if (openapi === undefined) return;
+  const template = documentedRoute(method, path);
+  if (template === undefined) return;
+  const where = `${method} ${template} ${a.status}`;
+  const response = openapi.paths[template][method.toLowerCase()].responses[String(a.status)];
+  assert.ok(response, `${where}: the status is not declared in /openapi.json (${a.text})`);
+  const mediaType = (a.headers.get('content-type') ?? '').split(';')[0]!.trim();
+  assert.ok(response.content?.[mediaType], `${where}: /openapi.json declares no ${mediaType} answer`);
+  const validate = ajv.getSchema(
+    `openapi.json#/${pointer('paths', template, method.toLowerCase(), 'responses', String(a.status), 'content', mediaType, 'schema')}`,
+  ) as ValidateFunction;
+  const body = mediaType === 'application/json' ? a.json : a.text;
+  assert.ok(validate(body), `${where}: the answer does not match its schema in /openapi.json: ${ajv.errorsText(validate.errors)}\n${a.text}`);
+  checkedAnswers.add(where);
 }
 
 function assertError(a: Answer, status: number, code: string, message: RegExp): void {
@@ -165,6 +189,14 @@ before(async () => {
   db = await createTestDatabase('api');
   store = await openStore({ database: db.target, dataDir: '/unused', log });
   api = await startApi({ TAILGATE_ADMIN_TOKEN: ADMIN, TAILGATE_ENROLL_TOKEN: ENROLL }, store, { registrar, tailnet });
+  const document = await call(api, 'GET', '/openapi.json');
+  assert.equal(document.status, 200, document.text);
+  openapi = document.json;
+  // The document's own fields (openapi, info, paths, components) are not JSON Schema keywords; declared as such, the
+  // whole document can be added and its response schemas, with their $refs into components, compiled in place.
+  ajv.addVocabulary(Object.keys(openapi));
+  ajv.addSchema(openapi, 'openapi.json');
+  checkAgainstDocument('GET', '/openapi.json', document);
 });
 
 after(async () => {
@@ -612,52 +644,24 @@ describe('GET /nodes and GET /nodes/:id', () => {
 });
 
 describe('DELETE /nodes/:id', () => {
-  let server: Server;
-  let port: number;
-  const accepted: Socket[] = [];
+  /** Real client connections whose server sides are registered as tunnels of a key, like the proxies do. */
+  let sockets: TunnelSockets;
   before(async () => {
-    server = createServer((s) => accepted.push(s));
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    port = (server.address() as { port: number }).port;
+    sockets = await startTunnelSockets(api.tunnels);
   });
   after(async () => {
-    for (const s of accepted) s.destroy();
-    await new Promise((r) => server.close(r));
+    await sockets.close();
   });
-
-  /** A real client connection whose server side is registered as a tunnel of keyHash, like the proxies do. */
-  async function openTunnel(keyHash: string): Promise<{ closed: Promise<void> }> {
-    const before = accepted.length;
-    const client = connect(port, '127.0.0.1');
-    client.on('error', () => {});
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('tunnel socket not accepted within 5 s')), 5_000);
-      const poll = () => (accepted.length > before ? (clearTimeout(timer), resolve()) : setImmediate(poll));
-      poll();
-    });
-    const tunnel = accepted[accepted.length - 1]!;
-    api.tunnels.add(keyHash, tunnel);
-    // As the proxies' relay does: a closed tunnel leaves the registry.
-    tunnel.once('close', () => api.tunnels.remove(keyHash, tunnel));
-    const closed = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('tunnel not closed within 5 s')), 5_000);
-      client.once('close', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
-    return { closed };
-  }
 
   test('revokes: the key stops resolving at once and its open tunnels are closed', async () => {
     const k = key();
     const reg = await call(api, 'POST', '/register', { body: { key: k, ip: '100.64.2.1' } });
     assert.ok(await api.resolver.resolve(k), 'cached before the revocation');
-    const t1 = await openTunnel(hashKey(k));
-    const t2 = await openTunnel(hashKey(k));
+    const t1 = await sockets.open(hashKey(k));
+    const t2 = await sockets.open(hashKey(k));
     const bystanderKey = key();
     await call(api, 'POST', '/register', { body: { key: bystanderKey, ip: '100.64.2.2' } });
-    await openTunnel(hashKey(bystanderKey));
+    await sockets.open(hashKey(bystanderKey));
 
     const a = await call(api, 'DELETE', `/nodes/${reg.json.node.id}`);
     assert.equal(a.status, 200, a.text);
@@ -666,11 +670,22 @@ describe('DELETE /nodes/:id', () => {
     assert.equal(a.json.headscaleDeleted, false);
     assert.match(a.json.message, new RegExp(`^revoked: key ${keyTag(hashKey(k))}, 2 open tunnel\\(s\\) closed$`));
     assert.equal(a.json.node.id, reg.json.node.id);
-    await Promise.all([t1.closed, t2.closed]);
+    await Promise.all([t1.closed(), t2.closed()]);
     assert.equal(await api.resolver.resolve(k), null);
     assert.equal(api.tunnels.size, 1, "another key's tunnel must stay open");
     assertError(await call(api, 'GET', `/nodes/${reg.json.node.id}`), 404, 'not_found', /no node/);
     assertError(await call(api, 'DELETE', `/nodes/${reg.json.node.id}`), 404, 'not_found', /^id: no node \d+$/);
+  });
+
+  test('an empty body sent with a content type (as many HTTP client libraries do) is ignored', async () => {
+    for (const contentType of ['application/json', 'application/json; charset=utf-8', 'text/plain', 'application/octet-stream']) {
+      const reg = await call(api, 'POST', '/register', { body: { key: key(), ip: '100.64.2.4' } });
+      assert.equal(reg.status, 201, reg.text);
+      const a = await call(api, 'DELETE', `/nodes/${reg.json.node.id}`, { raw: '', contentType });
+      assert.equal(a.status, 200, `${contentType}: ${a.text}`);
+      assert.equal(a.json.node.id, reg.json.node.id);
+      assert.equal(await store.get(reg.json.node.id), null);
+    }
   });
 
   test('?purge=true also deletes the node in Headscale', async () => {
@@ -719,6 +734,72 @@ describe('DELETE /nodes/:id', () => {
       assert.equal((await call(plain, 'DELETE', `/nodes/${id}?purge=false`)).status, 200);
     } finally {
       await plain.app.close();
+    }
+  });
+});
+
+describe('GET /openapi.json', () => {
+  const NODE_FIELDS = ['createdAt', 'headscaleNodeId', 'id', 'ip', 'ipv6', 'keyPrefix', 'name', 'online', 'port', 'protocol', 'updatedAt'];
+  const keys = (o: object) => Object.keys(o).sort();
+
+  test('needs the admin token', async () => {
+    assertError(await call(api, 'GET', '/openapi.json', { token: null }), 401, 'unauthorized', /^Authorization: missing/);
+    assertError(await call(api, 'GET', '/openapi.json', { token: ENROLL }), 403, 'forbidden', /enrollment token may only call/);
+    const a = await call(api, 'GET', '/openapi.json');
+    assert.equal(a.status, 200);
+    assert.match(a.headers.get('content-type') ?? '', /^application\/json/);
+    assert.equal(a.json.openapi, '3.1.0');
+  });
+
+  test('lists every route with its methods, with what each answers and who may call it', async () => {
+    const methods = Object.fromEntries(Object.entries(openapi.paths).map(([path, item]) => [path, keys(item as object)]));
+    assert.deepEqual(methods, {
+      '/healthz': ['get'],
+      '/readyz': ['get'],
+      '/metrics': ['get'],
+      '/nodes': ['get'],
+      '/nodes/{id}': ['delete', 'get'],
+      '/register': ['post'],
+      '/registerV2/{key}': ['get'],
+      '/openapi.json': ['get'],
+    });
+    for (const [path, item] of Object.entries(openapi.paths)) {
+      for (const [method, op] of Object.entries(item as Record<string, { responses: object; security?: unknown }>)) {
+        assert.ok(api.app.hasRoute({ method: method.toUpperCase() as 'GET', url: path.replace(/\{(\w+)\}/g, ':$1') }), `${method} ${path} is not a route`);
+        assert.ok('500' in op.responses, `${method} ${path} declares no 500`);
+        const open = path === '/healthz' || path === '/readyz';
+        assert.deepEqual(op.security, open ? undefined : [{ bearer: [] }], `${method} ${path}: security`);
+        if (!open) assert.ok('401' in op.responses && '403' in op.responses, `${method} ${path} declares no 401/403`);
+      }
+    }
+    assert.deepEqual(openapi.paths['/register'].post.requestBody.content['application/json'].schema, { $ref: '#/components/schemas/RegisterRequest' });
+    assert.deepEqual(keys(openapi.components.schemas.Node.properties), NODE_FIELDS);
+  });
+
+  test('answers keep every field they had before responses were serialized from schemas', async () => {
+    const k = key();
+    const reg = await call(api, 'POST', '/register', { body: { key: k, ip: '100.64.3.1', name: 'fields' } });
+    assert.deepEqual(keys(reg.json), ['ip', 'message', 'node', 'success']);
+    assert.deepEqual(keys(reg.json.node), NODE_FIELDS);
+    const again = await call(api, 'POST', '/register', { body: { key: k, ip: '100.64.3.1' } });
+    assert.equal(again.status, 200, again.text);
+    assert.deepEqual(keys(again.json), ['ip', 'message', 'node', 'success']);
+    assert.deepEqual(keys((await call(api, 'GET', `/nodes/${reg.json.node.id}`)).json), NODE_FIELDS);
+    const del = await call(api, 'DELETE', `/nodes/${reg.json.node.id}`);
+    assert.deepEqual(keys(del.json), ['headscaleDeleted', 'message', 'node', 'success', 'tunnelsClosed']);
+    assert.deepEqual(keys(del.json.node), NODE_FIELDS);
+    assert.deepEqual(keys((await call(api, 'GET', `/nodes/${reg.json.node.id}`)).json), ['error', 'message', 'success']);
+    assert.deepEqual(keys((await call(api, 'GET', '/readyz', { token: null })).json), ['database', 'listeners', 'ready', 'tailnet']);
+    assert.deepEqual((await call(api, 'GET', '/healthz', { token: null })).json, { status: 'ok' });
+  });
+
+  test("every route's real answers were checked against the document, successes and errors", () => {
+    for (const [path, item] of Object.entries(openapi.paths)) {
+      for (const method of Object.keys(item as object)) {
+        const seen = [...checkedAnswers].filter((c) => c.startsWith(`${method.toUpperCase()} ${path} `)).map((c) => Number(c.split(' ')[2]));
+        assert.ok(seen.some((status) => status < 300), `no successful answer of ${method} ${path} was checked`);
+        if (path !== '/healthz') assert.ok(seen.some((status) => status >= 400), `no error answer of ${method} ${path} was checked`);
+      }
     }
   });
 });

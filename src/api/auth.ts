@@ -8,6 +8,16 @@ export type Access = 'open' | 'enroll' | 'admin';
 /** Who made the request: "local" means no admin token is configured (the API then listens on loopback only). */
 export type Caller = 'admin' | 'enroll' | 'local' | 'anonymous';
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Who may call the route; admin when not set. */
+    access?: Access;
+  }
+  interface FastifyRequest {
+    caller: Caller;
+  }
+}
+
 function digest(text: string): Buffer {
   return createHash('sha256').update(text, 'utf8').digest();
 }

@@ -1,6 +1,8 @@
 // Every API error has the original system's shape plus a short machine-readable code, and its message
 // names the field at fault.
 import type { FastifySchemaValidationError } from 'fastify/types/schema.js';
+import type { BindingError, BindingFailure } from '../bindings/errors.js';
+import type { RegistrarFailure } from '../headscale/types.js';
 
 export interface ErrorBody {
   success: false;
@@ -21,6 +23,27 @@ export class ApiError extends Error {
   body(): ErrorBody {
     return { success: false, message: this.message, error: this.code };
   }
+}
+
+const BINDING_STATUS: Record<Exclude<BindingFailure, 'registrar'>, { status: number; code: string }> = {
+  'not-found': { status: 404, code: 'not_found' },
+  'invalid-address': { status: 400, code: 'invalid_ip' },
+  'address-not-allowed': { status: 400, code: 'ip_not_allowed' },
+  'address-required': { status: 400, code: 'ip_required' },
+  'purge-unavailable': { status: 400, code: 'purge_unavailable' },
+};
+
+const REGISTRAR_STATUS: Record<RegistrarFailure, { status: number; code: string }> = {
+  'bad-key': { status: 400, code: 'bad_registration_key' },
+  'not-found': { status: 404, code: 'headscale_not_found' },
+  unreachable: { status: 502, code: 'headscale_unreachable' },
+  upstream: { status: 502, code: 'headscale_error' },
+};
+
+/** The binding service's refusal as the API answers it; the service's message already names the field. */
+export function bindingApiError(err: BindingError): ApiError {
+  const { status, code } = err.kind === 'registrar' ? REGISTRAR_STATUS[err.registrarFailure ?? 'upstream'] : BINDING_STATUS[err.kind];
+  return new ApiError(status, code, err.message);
 }
 
 const TYPE_WORDS: Record<string, string> = {

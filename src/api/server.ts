@@ -1,62 +1,35 @@
-// The management API: registration, the node list, revocation, health, readiness and metrics.
-// Built here, listened on by app.ts.
+// The management API: Fastify with the options, hooks and error handling every route shares, and the routes as
+// encapsulated plugins (probes, nodes, registration, the OpenAPI document). Built here, listened on by app.ts.
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import swagger from '@fastify/swagger';
+import Fastify, { LogController, errorCodes, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
+import { BindingError } from '../bindings/errors.js';
+import type { BindingService } from '../bindings/service.js';
 import type { Config } from '../config.js';
-import { keyTag } from '../core/key.js';
-import { RegistrarError, type DeviceRegistrar } from '../headscale/types.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { TunnelRegistry } from '../proxy/tunnels.js';
-import type { AddressAllowList } from '../routing/cidr.js';
-import type { KeyResolver } from '../routing/key-resolver.js';
-import type { NodeRecord, NodeStore } from '../store/types.js';
+import type { NodeStore } from '../store/types.js';
 import type { TailnetView } from '../tailnet/types.js';
-import { TokenGate, type Access, type Caller } from './auth.js';
-import { ApiError, describeFastifyClientError, describeValidationError } from './errors.js';
-import { Registration, registrarApiError, type RegisterRequest } from './registration.js';
+import { TokenGate } from './auth.js';
+import { ApiError, bindingApiError, describeFastifyClientError, describeValidationError } from './errors.js';
+import { nodes } from './nodes.js';
+import { openApiDocument, openApiOptions } from './openapi.js';
+import { Readiness, probes } from './probes.js';
+import { registration } from './registration.js';
+import { SHARED_SCHEMAS } from './schemas.js';
 
 export interface ApiDeps {
   config: Config;
   store: NodeStore;
-  resolver: KeyResolver;
-  tunnels: TunnelRegistry;
+  bindings: BindingService;
   metrics: Metrics;
   log: Logger;
-  allowList: AddressAllowList;
   /** True while both proxy listeners accept connections. */
   listening: () => boolean;
   tailnet?: TailnetView | undefined;
-  registrar?: DeviceRegistrar | undefined;
 }
 
-declare module 'fastify' {
-  interface FastifyContextConfig {
-    access?: Access;
-  }
-  interface FastifyRequest {
-    caller: Caller;
-  }
-}
-
-/** What operators see of a binding: never the key, only the prefix of its hash that logs also show. */
-export interface NodeView {
-  id: number;
-  name: string | null;
-  ip: string;
-  ipv6: string | null;
-  port: number;
-  protocol: string;
-  keyPrefix: string;
-  headscaleNodeId: string | null;
-  /** From the tailnet status; null when unknown (no supervised tailscaled, or the peer is not in its netmap). */
-  online: boolean | null;
-  createdAt: string;
-  updatedAt: string;
-}
-
-const READY_DB_TIMEOUT_MS = 2_000;
 /** Error codes of `postgres` and the socket layer that mean the database cannot be reached right now. */
 const DATABASE_DOWN_CODES = new Set([
   'CONNECTION_CLOSED',
@@ -70,39 +43,21 @@ const DATABASE_DOWN_CODES = new Set([
   'EPIPE',
   'ENOENT',
 ]);
-const MAX_NODE_ID = 2_147_483_647;
 
-// Printable ASCII except ':' (the key is the Basic-auth username, and ':' ends a username).
-const KEY_SCHEMA = { type: 'string', minLength: 8, maxLength: 256, pattern: '^[!-9;-~]+$' } as const;
-const ID_PARAMS = {
-  type: 'object',
-  required: ['id'],
-  properties: { id: { type: 'string', pattern: '^[1-9][0-9]{0,9}$' } },
-} as const;
+/** A route without a body schema takes no body. */
+function takesNoBody(request: FastifyRequest): boolean {
+  return request.routeOptions.schema?.body === undefined;
+}
 
-const REGISTER_BODY = {
-  type: 'object',
-  required: ['key'],
-  additionalProperties: false,
-  properties: {
-    key: KEY_SCHEMA,
-    ip: { type: 'string', minLength: 1, maxLength: 64 },
-    port: { type: 'integer', minimum: 1, maximum: 65535 },
-    protocol: { type: 'string', enum: ['http', 'socks5'] },
-    name: { type: 'string', minLength: 1, maxLength: 128, pattern: '^[^\\x00-\\x1f\\x7f]+$' },
-  },
-} as const;
-
-function parseId(raw: string): number {
-  const id = Number(raw);
-  if (id > MAX_NODE_ID) throw new ApiError(400, 'invalid_request', `params.id must be at most ${MAX_NODE_ID}`);
-  return id;
+/** The request says it carries no body (the rule Fastify applies to a request without a content type). */
+function announcesNoBody(request: FastifyRequest): boolean {
+  const length = request.headers['content-length'];
+  return request.headers['transfer-encoding'] === undefined && (length === undefined || length === '0');
 }
 
 export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   const log = deps.log.child({ component: 'api' });
   const gate = new TokenGate(deps.config.adminToken, deps.config.enrollToken);
-  const registration = new Registration({ ...deps, log });
 
   const app = Fastify({
     // Fastify's request logging writes the URL, and GET /registerV2/:key carries a key in it; requests are
@@ -135,7 +90,18 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   app.decorateRequest('caller', 'anonymous');
   // The original (gin's ShouldBindJSON) read JSON whatever the content type, and `curl -d '{...}'` sends
   // application/x-www-form-urlencoded: parse those as JSON too rather than break existing devices.
-  app.addContentTypeParser(['application/x-www-form-urlencoded', 'text/plain'], { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
+  // A route that takes no body ignores an empty one whatever its content type: many HTTP client libraries send
+  // Content-Type: application/json with every request, DELETE included.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser(['application/json', 'application/x-www-form-urlencoded', 'text/plain'], { parseAs: 'string' }, (request, body: string, done) => {
+    if (body.length === 0 && takesNoBody(request)) return done(null, undefined);
+    parseJson(request, body, done);
+  });
+  app.addContentTypeParser('*', (request, _payload, done) => {
+    if (announcesNoBody(request) && takesNoBody(request)) return done(null, undefined);
+    done(new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE());
+  });
+  for (const schema of SHARED_SCHEMAS) app.addSchema(schema);
 
   app.addHook('onRequest', async (request) => {
     request.caller = gate.authorize(request.headers.authorization, request.routeOptions.config.access ?? 'admin');
@@ -152,8 +118,12 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
     log.debug({ method: request.method, route, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'api request');
   });
 
-  app.setErrorHandler((err: FastifyError | ApiError, request, reply) => {
+  app.setErrorHandler((err: FastifyError | ApiError | BindingError, request, reply) => {
     if (err instanceof ApiError) return reply.code(err.status).send(err.body());
+    if (err instanceof BindingError) {
+      const answer = bindingApiError(err);
+      return reply.code(answer.status).send(answer.body());
+    }
     if (err.validation !== undefined && err.validation.length > 0) {
       const message = describeValidationError(err.validationContext ?? 'body', err.validation[0]!);
       return reply.code(400).send(new ApiError(400, 'invalid_request', message).body());
@@ -173,141 +143,11 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
     reply.code(404).send(new ApiError(404, 'not_found', `no such endpoint: ${request.method} ${request.url.split('?')[0]}`).body());
   });
 
-  const view = (node: NodeRecord): NodeView => ({
-    id: node.id,
-    name: node.name,
-    ip: node.ip,
-    ipv6: node.ipv6,
-    port: node.port,
-    protocol: node.protocol,
-    keyPrefix: keyTag(node.keyHash),
-    headscaleNodeId: node.headscaleNodeId,
-    online: deps.tailnet?.peerOnline(node.ip) ?? null,
-    createdAt: node.createdAt.toISOString(),
-    updatedAt: node.updatedAt.toISOString(),
-  });
-
-  const register = async (req: RegisterRequest, caller: Caller, reply: FastifyReply) => {
-    const { node, created, message } = await registration.register(req, caller);
-    return reply.code(created ? 201 : 200).send({ success: true, message, ip: node.ip, node: view(node) });
-  };
-
-  app.post<{ Body: RegisterRequest }>('/register', { config: { access: 'enroll' }, schema: { body: REGISTER_BODY } }, (request, reply) =>
-    register(request.body, request.caller, reply),
-  );
-
-  // For devices built against the original system: GET with the key in the path, same flow as POST /register {key}.
-  app.get<{ Params: { key: string } }>(
-    '/registerV2/:key',
-    {
-      config: { access: 'enroll' },
-      // A HEAD would run the registration too.
-      exposeHeadRoute: false,
-      schema: { params: { type: 'object', required: ['key'], properties: { key: KEY_SCHEMA } } },
-    },
-    (request, reply) => register({ key: request.params.key }, request.caller, reply),
-  );
-
-  app.get('/nodes', { config: { access: 'admin' } }, async () => (await deps.store.list()).map(view));
-
-  app.get<{ Params: { id: string } }>('/nodes/:id', { config: { access: 'admin' }, schema: { params: ID_PARAMS } }, async (request) => {
-    const id = parseId(request.params.id);
-    const node = await deps.store.get(id);
-    if (node === null) throw new ApiError(404, 'not_found', `id: no node ${id}`);
-    return view(node);
-  });
-
-  app.delete<{ Params: { id: string }; Querystring: { purge?: 'true' | 'false' | '1' | '0' } }>(
-    '/nodes/:id',
-    {
-      config: { access: 'admin' },
-      schema: {
-        params: ID_PARAMS,
-        querystring: { type: 'object', additionalProperties: false, properties: { purge: { type: 'string', enum: ['true', 'false', '1', '0'] } } },
-      },
-    },
-    async (request) => {
-      const id = parseId(request.params.id);
-      const purge = request.query.purge === 'true' || request.query.purge === '1';
-      if (purge && deps.registrar === undefined) throw new ApiError(400, 'purge_unavailable', 'purge: Headscale is not configured (HEADSCALE_URL)');
-      const node = await deps.store.get(id);
-      if (node === null) throw new ApiError(404, 'not_found', `id: no node ${id}`);
-
-      // Headscale first: if it fails, nothing has changed yet and the same DELETE can simply be retried.
-      let headscaleDeleted = false;
-      if (purge && node.headscaleNodeId !== null) {
-        try {
-          await deps.registrar!.deleteNode(node.headscaleNodeId);
-          headscaleDeleted = true;
-        } catch (err) {
-          // A node already gone from Headscale is what purge wants; anything else stops before the binding goes.
-          if (!(err instanceof RegistrarError)) throw err;
-          if (err.kind !== 'not-found') throw registrarApiError('purge', err);
-        }
-      }
-
-      const removed = await deps.store.remove(id);
-      if (removed === null) throw new ApiError(404, 'not_found', `id: no node ${id}`);
-      deps.resolver.invalidate(removed.keyHash);
-      const tunnelsClosed = deps.tunnels.closeKey(removed.keyHash);
-      log.info({ keyPrefix: keyTag(removed.keyHash), nodeId: id, tunnelsClosed, headscaleDeleted }, 'key revoked');
-      return {
-        success: true,
-        message: `revoked: key ${keyTag(removed.keyHash)}, ${tunnelsClosed} open tunnel(s) closed${headscaleDeleted ? ', node deleted in Headscale' : ''}`,
-        node: view(removed),
-        tunnelsClosed,
-        headscaleDeleted,
-      };
-    },
-  );
-
-  app.get('/healthz', { config: { access: 'open' } }, async () => ({ status: 'ok' }));
-
-  // One database probe at a time, however long it hangs: an orchestrator polling a stuck database must not
-  // pile queries up behind it.
-  let probe: Promise<string | null> | undefined;
-  /** null when the database answered, else why not. */
-  const databaseProblem = async (): Promise<string | null> => {
-    probe ??= deps.store
-      .ping()
-      .then(
-        () => null,
-        (err: Error) => `unreachable: ${err.message}`,
-      )
-      .finally(() => (probe = undefined));
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<string>((resolve) => {
-      timer = setTimeout(() => resolve(`timeout: no answer within ${READY_DB_TIMEOUT_MS} ms`), READY_DB_TIMEOUT_MS);
-    });
-    try {
-      return await Promise.race([probe, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
-  };
-
-  app.get('/readyz', { config: { access: 'open' } }, async (request, reply) => {
-    // Open for orchestrators, but only an operator sees why the database is down (addresses, errors).
-    const caller = gate.identify(request.headers.authorization);
-    const detailed = caller === 'admin' || caller === 'local';
-    const problem = await databaseProblem();
-    const database = problem === null ? 'ok' : detailed ? problem : problem.slice(0, problem.indexOf(':'));
-    const listeners = deps.listening() ? 'ok' : 'not listening';
-    let tailnet = 'not supervised';
-    let tailnetReady = true;
-    if (deps.tailnet !== undefined) {
-      const state = deps.tailnet.state();
-      tailnetReady = state.ready;
-      tailnet = state.ready ? 'ok' : state.running ? `starting (waiting for ${state.waitingFor ?? 'readiness'})` : `not running (${state.backendState})`;
-    }
-    const ready = problem === null && listeners === 'ok' && tailnetReady;
-    return reply.code(ready ? 200 : 503).send({ ready, database, listeners, tailnet });
-  });
-
-  app.get('/metrics', { config: { access: 'admin' } }, async (_request, reply) => {
-    const text = await deps.metrics.registry.metrics();
-    return reply.type(deps.metrics.registry.contentType).send(text);
-  });
-
+  // Registered before the routes: it collects them as they are added.
+  await app.register(swagger, openApiOptions());
+  await app.register(probes, { readiness: new Readiness(deps), metrics: deps.metrics, gate });
+  await app.register(nodes, { store: deps.store, bindings: deps.bindings, tailnet: deps.tailnet });
+  await app.register(registration, { bindings: deps.bindings, tailnet: deps.tailnet });
+  await app.register(openApiDocument);
   return app;
 }

@@ -4,7 +4,7 @@ import type { Metrics } from '../metrics.js';
 import type { DeviceConnector } from '../routing/device-connector.js';
 import type { RouteResolver } from '../core/route.js';
 import type { TailnetView } from '../tailnet/types.js';
-import type { TunnelRegistry } from './tunnels.js';
+import type { TunnelRegistry } from '../tunnel/registry.js';
 
 /** What both proxy listeners need; app.ts builds one and hands it to both. */
 export interface ProxyDeps {

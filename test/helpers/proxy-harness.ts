@@ -12,7 +12,7 @@ import { Metrics } from '../../src/metrics.js';
 import type { ProxyDeps } from '../../src/proxy/deps.js';
 import { createHttpProxyServer } from '../../src/proxy/http-proxy.js';
 import { createSocksServer } from '../../src/proxy/socks-proxy.js';
-import { TunnelRegistry } from '../../src/proxy/tunnels.js';
+import { TunnelRegistry } from '../../src/tunnel/registry.js';
 import { DeviceConnector } from '../../src/routing/device-connector.js';
 import { DirectDialer } from '../../src/tailnet/direct-dialer.js';
 import type { TailnetView } from '../../src/tailnet/types.js';

@@ -1,0 +1,81 @@
+// The bindings as operators see them: the list, one node, and revocation.
+import type { FastifyPluginAsync } from 'fastify';
+import type { BindingService } from '../bindings/service.js';
+import { keyTag } from '../core/key.js';
+import type { NodeStore } from '../store/types.js';
+import type { TailnetView } from '../tailnet/types.js';
+import { ApiError } from './errors.js';
+import { nodeView } from './node-view.js';
+import { AUTH_ERRORS, BODY_ERRORS, DELETE_QUERY, ID_PARAMS, errorResponses, type DeleteQuery, type IdParams } from './schemas.js';
+
+export interface NodesOptions {
+  store: Pick<NodeStore, 'list' | 'get'>;
+  bindings: Pick<BindingService, 'revoke' | 'purge'>;
+  tailnet?: TailnetView | undefined;
+}
+
+const MAX_NODE_ID = 2_147_483_647;
+
+function parseId(raw: string): number {
+  const id = Number(raw);
+  if (id > MAX_NODE_ID) throw new ApiError(400, 'invalid_request', `params.id must be at most ${MAX_NODE_ID}`);
+  return id;
+}
+
+export const nodes: FastifyPluginAsync<NodesOptions> = async (app, { store, bindings, tailnet }) => {
+  app.get(
+    '/nodes',
+    {
+      config: { access: 'admin' },
+      schema: {
+        summary: 'Every binding',
+        response: { 200: { description: 'The bindings', type: 'array', items: { $ref: 'Node#' } }, ...errorResponses(...AUTH_ERRORS, 503) },
+      },
+    },
+    async () => (await store.list()).map((node) => nodeView(node, tailnet)),
+  );
+
+  app.get<{ Params: IdParams }>(
+    '/nodes/:id',
+    {
+      config: { access: 'admin' },
+      schema: {
+        summary: 'One binding',
+        params: ID_PARAMS,
+        response: { 200: { description: 'The binding', $ref: 'Node#' }, ...errorResponses(400, ...AUTH_ERRORS, 404, 503) },
+      },
+    },
+    async (request) => {
+      const id = parseId(request.params.id);
+      const node = await store.get(id);
+      if (node === null) throw new ApiError(404, 'not_found', `id: no node ${id}`);
+      return nodeView(node, tailnet);
+    },
+  );
+
+  app.delete<{ Params: IdParams; Querystring: DeleteQuery }>(
+    '/nodes/:id',
+    {
+      config: { access: 'admin' },
+      schema: {
+        summary: 'Revoke a binding: the key is refused at once and its open tunnels are closed',
+        params: ID_PARAMS,
+        querystring: DELETE_QUERY,
+        // 413 and 415: a body is not needed, but one that is sent is still read.
+        response: { 200: { description: 'Revoked', $ref: 'Revoked#' }, ...errorResponses(...BODY_ERRORS, ...AUTH_ERRORS, 404, 502, 503) },
+      },
+    },
+    async (request) => {
+      const id = parseId(request.params.id);
+      const purge = request.query.purge === 'true' || request.query.purge === '1';
+      const { node, tunnelsClosed, headscaleDeleted } = purge ? await bindings.purge(id) : await bindings.revoke(id);
+      return {
+        success: true,
+        message: `revoked: key ${keyTag(node.keyHash)}, ${tunnelsClosed} open tunnel(s) closed${headscaleDeleted ? ', node deleted in Headscale' : ''}`,
+        node: nodeView(node, tailnet),
+        tunnelsClosed,
+        headscaleDeleted,
+      };
+    },
+  );
+};

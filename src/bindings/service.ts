@@ -1,0 +1,236 @@
+// The one place a key's binding to a device changes: registering it (by address, or by approving in Headscale the
+// device that holds the key as its registration key, the original system's contract), re-binding it, revoking and
+// purging it, and applying the changes other gateways on the same database announce.
+//
+// Every change runs the same sequence: the store first (the record every gateway reads), then this gateway's key
+// cache (so the very next connection reads the new state), then, when the key no longer routes anywhere, the key's
+// open tunnels. Headscale is asked before the store when its answer decides what is written (approval), or when its
+// failure must leave everything as it was so the same call can be retried (purge).
+import { isIP } from 'node:net';
+import type { DeviceProtocol } from '../core/route.js';
+import { RegistrarError, type DeviceRegistrar } from '../headscale/types.js';
+import { hashKey, keyTag } from '../core/key.js';
+import { type Logger } from '../log.js';
+import type { NodeBinding, NodeChange, NodeRecord, NodeStore } from '../store/types.js';
+import { BindingError } from './errors.js';
+
+/** What remembers key routes in memory (the key resolver's cache). */
+export interface KeyCache {
+  invalidate(keyHash: string): void;
+  invalidateAll(): void;
+}
+
+/** What holds the open tunnels of each key (the tunnel registry). */
+export interface TunnelCutter {
+  /** Destroys every open tunnel of the key; returns how many there were. */
+  closeKey(keyHash: string): number;
+}
+
+/** The device addresses that may be registered. */
+export interface AddressPolicy {
+  allows(ip: string): boolean;
+  /** The allowed ranges, for messages. */
+  toString(): string;
+}
+
+export interface BindingDeps {
+  store: NodeStore;
+  keyCache: KeyCache;
+  tunnels: TunnelCutter;
+  allowList: AddressPolicy;
+  /** Port and protocol of a new binding whose registration names none. */
+  deviceDefaults: { port: number; protocol: DeviceProtocol };
+  /** Absent: no Headscale, so every registration needs an address and nothing can be purged. */
+  registrar?: DeviceRegistrar | undefined;
+  log: Logger;
+}
+
+export interface RegisterRequest {
+  key: string;
+  /** The device's tailnet address; absent: approve the device holding the key in Headscale. */
+  ip?: string;
+  port?: number;
+  protocol?: DeviceProtocol;
+  name?: string;
+}
+
+export type BindingSource = 'address' | 'Headscale approval' | 'existing Headscale approval';
+
+export interface Registration {
+  node: NodeRecord;
+  /** False when the key was bound already and this re-bound it. */
+  created: boolean;
+  via: BindingSource;
+}
+
+export interface Revocation {
+  /** The binding as it was before it was removed. */
+  node: NodeRecord;
+  tunnelsClosed: number;
+  headscaleDeleted: boolean;
+}
+
+/** IPv6 in its canonical compressed lower-case form, so one device never appears under two spellings. */
+function canonicalIp(ip: string): string | null {
+  const version = isIP(ip);
+  if (version === 4) return ip;
+  if (version !== 6) return null;
+  try {
+    return new URL(`http://[${ip}]/`).hostname.slice(1, -1);
+  } catch {
+    // Zone ids (fe80::1%eth0) are valid for isIP but mean nothing on the tailnet.
+    return null;
+  }
+}
+
+/** A Headscale failure, keeping Headscale's own reason and naming the input it concerns. */
+function registrarFailure(field: string, err: RegistrarError): BindingError {
+  const message = err.message.startsWith(`${field}:`) ? err.message : `${field}: ${err.message}`;
+  return new BindingError('registrar', message, { registrarFailure: err.kind, cause: err });
+}
+
+function notFound(id: number): BindingError {
+  return new BindingError('not-found', `id: no node ${id}`);
+}
+
+export class BindingService {
+  private readonly log: Logger;
+  private stopWatching: (() => Promise<void>) | undefined;
+
+  constructor(private readonly deps: BindingDeps) {
+    this.log = deps.log.child({ component: 'bindings' });
+  }
+
+  /** Binds the key, or re-binds it if it is bound already. Tunnels open on an old binding stay open. */
+  async register(req: RegisterRequest): Promise<Registration> {
+    const keyHash = hashKey(req.key);
+    const existing = await this.deps.store.findByKeyHash(keyHash);
+    // A device re-registering on every boot must not reset what an operator set: unspecified fields keep the
+    // stored value, and only a new binding takes the configured defaults.
+    const port = req.port ?? existing?.port ?? this.deps.deviceDefaults.port;
+    const protocol = req.protocol ?? existing?.protocol ?? this.deps.deviceDefaults.protocol;
+
+    let binding: NodeBinding;
+    let via: BindingSource;
+    if (req.ip !== undefined) {
+      const ip = this.allowedAddress(req.ip);
+      const sameDevice = existing !== null && existing.ip === ip;
+      // What we know about the old device does not describe a new one.
+      binding = { keyHash, ip, port, protocol, name: req.name, ipv6: sameDevice ? undefined : null, headscaleNodeId: sameDevice ? undefined : null };
+      via = 'address';
+    } else if (existing !== null && existing.headscaleNodeId !== null) {
+      // Already approved: Headscale has consumed the registration key, and a tailnet address is fixed for the
+      // node's lifetime, so answer from the registry (idempotent, and independent of Headscale being up).
+      binding = { keyHash, ip: existing.ip, port, protocol, name: req.name };
+      via = 'existing Headscale approval';
+    } else {
+      const registrar = this.deps.registrar;
+      if (registrar === undefined) throw new BindingError('address-required', 'ip: required (Headscale approval is not configured)');
+      let device;
+      try {
+        device = await registrar.approve(req.key);
+      } catch (err) {
+        throw err instanceof RegistrarError ? registrarFailure('key', err) : err;
+      }
+      const ip = this.allowedAddress(device.ipv4, "the device's address in Headscale");
+      binding = {
+        keyHash,
+        ip,
+        ipv6: device.ipv6 === null ? null : (canonicalIp(device.ipv6) ?? null),
+        port,
+        protocol,
+        name: req.name ?? device.name,
+        headscaleNodeId: device.headscaleNodeId,
+      };
+      via = 'Headscale approval';
+    }
+
+    const { node, created } = await this.deps.store.upsert(binding);
+    this.deps.keyCache.invalidate(keyHash);
+    this.log.info(
+      { keyPrefix: keyTag(keyHash), nodeId: node.id, ip: node.ip, port: node.port, protocol: node.protocol, created, via },
+      created ? 'key registered' : 'key binding updated',
+    );
+    return { node, created, via };
+  }
+
+  /** Removes the binding: the key is refused from the next connection on, and its open tunnels are cut. */
+  async revoke(id: number): Promise<Revocation> {
+    const removed = await this.deps.store.remove(id);
+    if (removed === null) throw notFound(id);
+    return this.removed(removed, false);
+  }
+
+  /** revoke(), after deleting the node in Headscale too. */
+  async purge(id: number): Promise<Revocation> {
+    const registrar = this.deps.registrar;
+    if (registrar === undefined) throw new BindingError('purge-unavailable', 'purge: Headscale is not configured (HEADSCALE_URL)');
+    const node = await this.deps.store.get(id);
+    if (node === null) throw notFound(id);
+
+    // Headscale first: if it fails, nothing has changed yet and the same purge can simply be retried.
+    let headscaleDeleted = false;
+    if (node.headscaleNodeId !== null) {
+      try {
+        await registrar.deleteNode(node.headscaleNodeId);
+        headscaleDeleted = true;
+      } catch (err) {
+        // A node already gone from Headscale is what purge wants; anything else stops before the binding goes.
+        if (!(err instanceof RegistrarError)) throw err;
+        if (err.kind !== 'not-found') throw registrarFailure('purge', err);
+      }
+    }
+
+    const removed = await this.deps.store.remove(id);
+    if (removed === null) throw notFound(id);
+    return this.removed(removed, headscaleDeleted);
+  }
+
+  /**
+   * A change committed to the shared store, by another gateway (or by this one, which is then already applied):
+   * forget the cached route, and cut a revoked key's tunnels.
+   */
+  applyChange(change: NodeChange): void {
+    this.deps.keyCache.invalidate(change.keyHash);
+    if (change.op === 'delete') this.deps.tunnels.closeKey(change.keyHash);
+  }
+
+  /** Notifications may have been lost (the listener reconnected): forget every cached route. */
+  resync(): void {
+    this.deps.keyCache.invalidateAll();
+  }
+
+  /** Applies the store's change notifications until close(); a no-op for a store that has none (the embedded one). */
+  async followChanges(): Promise<void> {
+    if (this.stopWatching !== undefined || this.deps.store.watch === undefined) return;
+    this.stopWatching = await this.deps.store.watch(
+      (change) => this.applyChange(change),
+      () => this.resync(),
+    );
+  }
+
+  async close(): Promise<void> {
+    const stop = this.stopWatching;
+    this.stopWatching = undefined;
+    await stop?.();
+  }
+
+  private removed(node: NodeRecord, headscaleDeleted: boolean): Revocation {
+    this.deps.keyCache.invalidate(node.keyHash);
+    const tunnelsClosed = this.deps.tunnels.closeKey(node.keyHash);
+    this.log.info({ keyPrefix: keyTag(node.keyHash), nodeId: node.id, tunnelsClosed, headscaleDeleted }, 'key revoked');
+    return { node, tunnelsClosed, headscaleDeleted };
+  }
+
+  private allowedAddress(raw: string, source?: string): string {
+    const ip = canonicalIp(raw);
+    if (ip === null) throw new BindingError('invalid-address', `ip: ${JSON.stringify(raw)} is not an IP address`);
+    if (!this.deps.allowList.allows(ip)) {
+      throw new BindingError(
+        'address-not-allowed',
+        `ip: ${ip}${source === undefined ? '' : ` (${source})`} is outside the allowed device ranges (${this.deps.allowList.toString()}, TAILGATE_ALLOW_CIDRS)`,
+      );
+    }
+    return ip;
+  }
+}
