@@ -6,7 +6,7 @@
 //   tailgate          client --CONNECT/SOCKS5 + key--> tailgate --LocalAPI dial--> tailscaled --tailnet--> device proxy --> sink
 //
 // Real headscale and tailscaled (pinned builds from scripts/go-tools.sh), the offline scene of
-// test/helpers/tailnet-scene.ts inside a private network namespace (`unshare -n`): no packet leaves the
+// testbed/tailnet-scene.ts inside a private network namespace (`unshare -n`): no packet leaves the
 // machine. The device joins without an auth key and is approved through tailgate's POST /register, as in
 // production. Pinning as in the loopback benchmark: cpu0 = tailgate (and the tailscaled it starts), the
 // device's tailscaled and proxy; cpu1 = load generator, sink, headscale, orchestrator.
@@ -30,8 +30,8 @@ import {
   tailscaledPid,
   TailnetScene,
   waitFor,
-} from '../test/helpers/tailnet-scene.js';
-import { requireTailnetTools, toolsEnv, type TailnetTools } from '../test/helpers/tailnet-tools.js';
+} from '../testbed/tailnet-scene.js';
+import { requireTailnetTools, toolsEnv, type TailnetTools } from '../testbed/tailnet-tools.js';
 import type { ProxySpec } from './lib/client.js';
 import { cpuSeconds, freePort, gatewaySample, LoadGen, running, spawnPinned, stop, waitReadyLine, type Pinned } from './lib/procs.js';
 import type { Row } from './lib/report.js';
