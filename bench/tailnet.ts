@@ -6,13 +6,13 @@
 //   tailgate          client --CONNECT/SOCKS5 + key--> tailgate --LocalAPI dial--> tailscaled --tailnet--> device proxy --> sink
 //
 // Real headscale and tailscaled (pinned builds from scripts/go-tools.sh), the offline scene of
-// test/helpers/tailnet-scene.ts inside a private network namespace (`unshare -n`): no packet leaves the
+// testbed/tailnet-scene.ts inside a private network namespace (`unshare -n`): no packet leaves the
 // machine. The device joins without an auth key and is approved through tailgate's POST /register, as in
 // production. Pinning as in the loopback benchmark: cpu0 = tailgate (and the tailscaled it starts), the
 // device's tailscaled and proxy; cpu1 = load generator, sink, headscale, orchestrator.
 //
-// bench/run.ts runs this (`--only tailnet-overhead`) through runTailnetOverhead(); the file itself is the
-// process inside the namespace and answers with one JSON line on stdout.
+// bench/scenarios/tailnet-overhead.ts runs this (`--only tailnet-overhead`) through runTailnetOverhead(); the
+// file itself is the process inside the namespace and answers with one JSON line on stdout.
 import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -30,12 +30,12 @@ import {
   tailscaledPid,
   TailnetScene,
   waitFor,
-} from '../test/helpers/tailnet-scene.js';
-import { requireTailnetTools, toolsEnv, type TailnetTools } from '../test/helpers/tailnet-tools.js';
+} from '../testbed/tailnet-scene.js';
+import { requireTailnetTools, toolsEnv, type TailnetTools } from '../testbed/tailnet-tools.js';
 import type { ProxySpec } from './lib/client.js';
-import { cpuSeconds, freePort, gatewaySample, LoadGen, running, spawnPinned, stop, waitReadyLine, type Pinned } from './lib/procs.js';
+import { cpuSeconds, freePort, gatewaySample, LoadGen, spawnPinned, stop, trackGroup, waitReadyLine, type Pinned } from './lib/procs.js';
 import type { Row } from './lib/report.js';
-import { measureSetup, measureThroughput, type CpuSample, type Measured, type MeasureCtx } from './lib/scenarios.js';
+import { measureSetup, measureThroughput, type CpuSample, type Measured, type MeasureCtx } from './lib/measure.js';
 import type { UsableResult } from './loadgen.js';
 
 export interface TailnetPlan {
@@ -61,12 +61,11 @@ export interface TailnetOutcome {
 
 const SCENARIO_TIMEOUT_MS = 8 * 60_000;
 
-/** From the orchestrator (outside): runs this file inside a fresh network namespace and returns what it measured. */
+/** From the orchestrator (outside, as root): runs this file inside a fresh network namespace and returns what it measured. */
 export async function runTailnetOverhead(plan: TailnetPlan, log: (s: string) => void): Promise<TailnetOutcome> {
-  if (process.getuid?.() !== 0) throw new Error('needs root: it creates network namespaces (unshare -n) for the offline tailnet');
   const tools = await requireTailnetTools();
   const { child, sweep } = spawnInPrivateNetns([fileURLToPath(import.meta.url)], { ...process.env, ...toolsEnv(tools), BENCH_TAILNET_PLAN: JSON.stringify(plan) });
-  running.add(child);
+  trackGroup(child);
   let outcome: TailnetOutcome | undefined;
   let stderrTail = '';
   readline.createInterface({ input: child.stdout }).on('line', (line) => {
@@ -80,7 +79,6 @@ export async function runTailnetOverhead(plan: TailnetPlan, log: (s: string) => 
     child.once('exit', resolve);
   });
   clearTimeout(timer);
-  running.delete(child);
   sweep();
   if (code !== 0 || !outcome) throw new Error(`the tailnet benchmark failed (exit ${code}): ${stderrTail.trim().slice(-1500)}`);
   return outcome;

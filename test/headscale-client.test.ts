@@ -9,8 +9,9 @@ import { HeadscaleRegistrar, registrationKeyFormat } from '../src/headscale/clie
 import { RegistrarError, type RegistrarFailure } from '../src/headscale/types.js';
 import { createLogger } from '../src/log.js';
 import { createTempDir } from './helpers/db.js';
-import { CONTROL_IP, defineNetnsRun, HEADSCALE_URL, TailnetScene, type SceneDevice } from './helpers/tailnet-scene.js';
-import { requireTailnetTools } from './helpers/tailnet-tools.js';
+import { defineNetnsRun } from './helpers/netns-run.js';
+import { CONTROL_IP, HEADSCALE_URL, TailnetScene, type SceneDevice } from '../testbed/tailnet-scene.js';
+import { requireTailnetTools } from '../testbed/tailnet-tools.js';
 
 const thisFile = fileURLToPath(import.meta.url);
 const TIMEOUT_MS = 5 * 60_000;

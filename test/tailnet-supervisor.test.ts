@@ -15,8 +15,9 @@ import { LocalApiDialer } from '../src/tailnet/localapi-dialer.js';
 import { TailscaledSocksDialer } from '../src/tailnet/socks-dialer.js';
 import { createTempDir } from './helpers/db.js';
 import { dialFails } from './helpers/dial-fails.js';
-import { defineNetnsRun, HEADSCALE_URL, OFFLINE_TAILSCALE_ENV, TailnetScene, waitFor, type SceneDevice } from './helpers/tailnet-scene.js';
-import { requireTailnetTools, type TailnetTools } from './helpers/tailnet-tools.js';
+import { defineNetnsRun } from './helpers/netns-run.js';
+import { HEADSCALE_URL, OFFLINE_TAILSCALE_ENV, TailnetScene, waitFor, type SceneDevice } from '../testbed/tailnet-scene.js';
+import { requireTailnetTools, type TailnetTools } from '../testbed/tailnet-tools.js';
 
 const thisFile = fileURLToPath(import.meta.url);
 const TIMEOUT_MS = 5 * 60_000;

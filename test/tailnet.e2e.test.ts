@@ -3,7 +3,7 @@
 // through tailgate's POST /register, each with a third-party HTTP proxy, and curl as the client.
 //
 // Run as root: the file re-runs itself inside a private network namespace (unshare -n), where it builds the scene
-// (see helpers/tailnet-scene.ts). Needs the pinned Go tools (scripts/go-tools.sh builds them; no Go = failure).
+// (see testbed/tailnet-scene.ts). Needs the pinned Go tools (scripts/go-tools.sh builds them; no Go = failure).
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -15,8 +15,9 @@ import { OFFLINE_PROBE_MS } from '../src/routing/device-connector.js';
 import { findPeer, LocalApiClient } from '../src/tailnet/localapi.js';
 import { createTempDir, createTestDatabase } from './helpers/db.js';
 import { curl, LineTunnel, startEcho, startWhoami } from './helpers/tailnet-clients.js';
-import { CONTROL_IP, defineNetnsRun, HEADSCALE_URL, OFFLINE_TAILSCALE_ENV, tailscaledPid, TailnetScene, waitFor, type SceneDevice } from './helpers/tailnet-scene.js';
-import { requireTailnetTools, type TailnetTools } from './helpers/tailnet-tools.js';
+import { defineNetnsRun } from './helpers/netns-run.js';
+import { CONTROL_IP, HEADSCALE_URL, OFFLINE_TAILSCALE_ENV, tailscaledPid, TailnetScene, waitFor, type SceneDevice } from '../testbed/tailnet-scene.js';
+import { requireTailnetTools, type TailnetTools } from '../testbed/tailnet-tools.js';
 
 const thisFile = fileURLToPath(import.meta.url);
 const repoRoot = path.resolve(path.dirname(thisFile), '..');

@@ -8,12 +8,15 @@ import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
 import type { ProxySpec } from './client.js';
-import { freePort, spawnPinned, stop, waitPort, waitReadyLine, type Pinned } from './procs.js';
+import { freePort, runStep, spawnPinned, stop, waitPort, waitReadyLine, type Pinned } from './procs.js';
 
 const execFileP = promisify(execFile);
 
-export type PathName = 'direct' | 'tailgate' | 'glider' | 'proxy-chain';
-export const ALL_PATHS: PathName[] = ['direct', 'tailgate', 'glider', 'proxy-chain'];
+/** The paths `--paths` names. */
+export const ALL_PATHS = ['direct', 'tailgate', 'glider', 'proxy-chain'] as const;
+/** `tailgate@<short sha>` is an older tailgate built by `--baseline-ref`. */
+export type PathName = (typeof ALL_PATHS)[number] | `tailgate@${string}`;
+export type Listener = 'http' | 'socks5';
 
 export interface Env {
   repo: string;
@@ -31,19 +34,32 @@ export interface Env {
 export interface RunningGateway {
   path: PathName;
   proc: Pinned | undefined;
-  listeners: { listener: 'http' | 'socks5'; proxy: ProxySpec }[];
+  listeners: { listener: Listener; proxy: ProxySpec }[];
   stop(): Promise<void>;
 }
 
-export interface GatewayKind {
+interface KindOf<G extends RunningGateway> {
   path: PathName;
-  start(env: Env): Promise<RunningGateway>;
+  /** The listeners it serves; a fresh process is started per (scenario, listener). */
+  listeners: readonly Listener[];
+  start(env: Env): Promise<G>;
 }
+
+/**
+ * A way to start one path's gateway. `family` says which code it is: both `tailgate` and an older
+ * `tailgate@<sha>` are the tailgate family, driven the same way (keys through its API).
+ */
+export type GatewayKind =
+  | (KindOf<RunningGateway> & { family: 'direct' | 'proxy-chain' })
+  | (KindOf<TailgateGateway> & { family: 'tailgate' })
+  | (KindOf<GliderGateway> & { family: 'glider' });
 
 // ---------------------------------------------------------------- direct
 
 export const direct: GatewayKind = {
   path: 'direct',
+  family: 'direct',
+  listeners: ['http'],
   async start(env) {
     return {
       path: 'direct',
@@ -85,7 +101,7 @@ export interface GliderGateway extends RunningGateway {
   restart(key: string): Promise<void>;
 }
 
-export function gliderKind(bin: string): GatewayKind & { startGlider(env: Env, key?: string): Promise<GliderGateway> } {
+export function gliderKind(bin: string): GatewayKind {
   const startGlider = async (env: Env, key = env.key): Promise<GliderGateway> => {
     const ports = { http: await freePort(), socks: await freePort() };
     const spawnGlider = (k: string) =>
@@ -116,7 +132,7 @@ export function gliderKind(bin: string): GatewayKind & { startGlider(env: Env, k
     };
     return gw;
   };
-  return { path: 'glider', start: startGlider, startGlider };
+  return { path: 'glider', family: 'glider', listeners: ['http', 'socks5'], start: startGlider };
 }
 
 export async function gliderVersion(bin: string): Promise<string> {
@@ -134,6 +150,8 @@ export async function gliderVersion(bin: string): Promise<string> {
 
 export const proxyChain: GatewayKind = {
   path: 'proxy-chain',
+  family: 'proxy-chain',
+  listeners: ['http'],
   async start(env) {
     const p = spawnPinned('proxy-chain', env.proxyCpu, process.execPath, ['--import', 'tsx', 'bench/servers/proxy-chain.ts', env.key, `${env.device.host}:${env.device.port}`, String(await freePort())], {
       cwd: env.repo,
@@ -162,27 +180,26 @@ export interface TailgateSetup {
   dropDatabase(): Promise<void>;
 }
 
-/** Which source files tailgate needs before it can be benchmarked (the gateway's own modules). */
-export const TAILGATE_REQUIRED = ['src/proxy/http-proxy.ts', 'src/proxy/socks-proxy.ts', 'src/api/server.ts', 'src/store/index.ts', 'src/routing/key-resolver.ts', 'src/routing/device-connector.ts'];
+/** What a checkout must have to be built and benchmarked as tailgate; the build itself checks the rest. */
+export const TAILGATE_REQUIRED = ['package.json', 'src/main.ts'];
 
 export function tailgateMissing(repo: string): string[] {
   return TAILGATE_REQUIRED.filter((f) => !existsSync(path.join(repo, f)));
 }
 
-export async function buildTailgate(repo: string): Promise<void> {
-  try {
-    await execFileP('npm', ['run', 'build'], { cwd: repo, maxBuffer: 16 << 20, timeout: 300_000 });
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string; message: string };
-    throw new Error(`npm run build failed:\n${(e.stdout ?? '').slice(-2000)}${(e.stderr ?? '').slice(-1000)}`);
-  }
-  if (!existsSync(path.join(repo, 'dist/main.js'))) throw new Error('npm run build produced no dist/main.js');
+/** `npm run build` in a checkout of tailgate (this one, or the baseline's); it must leave dist/main.js. */
+export async function buildTailgate(dir: string): Promise<void> {
+  await runStep('npm run build', 'npm', ['run', 'build'], dir, 300_000);
+  if (!existsSync(path.join(dir, 'dist/main.js'))) throw new Error(`npm run build produced no dist/main.js in ${dir}`);
 }
 
 const PG_ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
 
+let databases = 0;
+
 export async function createTailgateDatabase(): Promise<TailgateSetup> {
-  const name = `tailgate_bench_${process.pid}_${Date.now()}`;
+  // One per tailgate build (the baseline's migrations may differ), so the pid and time alone are not unique.
+  const name = `tailgate_bench_${process.pid}_${Date.now()}_${databases++}`;
   const admin = postgres(PG_ADMIN_URL, { max: 1, onnotice: () => {} });
   try {
     await admin.unsafe(`CREATE DATABASE ${name}`);
@@ -218,18 +235,23 @@ export async function registerKey(apiUrl: string, token: string, key: string, de
   if (!res.ok) throw new Error(`POST /register answered ${res.status}: ${(await res.text()).slice(0, 300)}`);
 }
 
-export function tailgateKind(setup: TailgateSetup): GatewayKind & { startTailgate(env: Env): Promise<TailgateGateway> } {
+/**
+ * tailgate as a deployment runs it: `node --initial-old-space-size=64 dist/main.js` in `build.dir`,
+ * configured through its environment, with a database of its own. This checkout is path `tailgate`;
+ * an older build from --baseline-ref is started by exactly the same code from its own directory.
+ */
+export function tailgateKind(setup: TailgateSetup, build: { path: PathName; dir: string }): GatewayKind {
   let registered = false;
   const startTailgate = async (env: Env): Promise<TailgateGateway> => {
     const ports = { http: await freePort(), socks: await freePort(), api: await freePort() };
-    const profile = env.profileDir
-      ? ['--cpu-prof', `--cpu-prof-name=${env.profileLabel ?? 'tailgate'}.cpuprofile`, '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${env.profileDir}`]
-      : [];
+    const label = env.profileLabel ?? 'tailgate';
+    const profileName = build.path === 'tailgate' ? label : `${label}-${build.path}`;
+    const profile = env.profileDir ? ['--cpu-prof', `--cpu-prof-name=${profileName}.cpuprofile`, '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${env.profileDir}`] : [];
     // Diagnostics hook, e.g. BENCH_TAILGATE_NODE_ARGS=--trace-gc (NODE_OPTIONS refuses some V8 flags).
     const extra = process.env.BENCH_TAILGATE_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [];
-    const p = spawnPinned('tailgate', env.proxyCpu, process.execPath, [...profile, '--initial-old-space-size=64', ...extra, 'dist/main.js'], {
-      cwd: env.repo,
-      logFile: path.join(env.logDir, 'tailgate.log'),
+    const p = spawnPinned(build.path, env.proxyCpu, process.execPath, [...profile, '--initial-old-space-size=64', ...extra, 'dist/main.js'], {
+      cwd: build.dir,
+      logFile: path.join(env.logDir, `${build.path}.log`),
       env: {
         ...process.env,
         TAILGATE_HTTP_PORT: String(ports.http),
@@ -238,7 +260,7 @@ export function tailgateKind(setup: TailgateSetup): GatewayKind & { startTailgat
         TAILGATE_LISTEN_HOST: '127.0.0.1',
         TAILGATE_ADMIN_TOKEN: setup.adminToken,
         DATABASE_URL: setup.databaseUrl,
-        TAILGATE_DATA_DIR: path.join(env.logDir, 'tailgate-data'),
+        TAILGATE_DATA_DIR: path.join(env.logDir, `${build.path}-data`),
         TAILGATE_ALLOW_CIDRS: '127.0.0.0/8',
       },
     });
@@ -251,7 +273,7 @@ export function tailgateKind(setup: TailgateSetup): GatewayKind & { startTailgat
       registered = true;
     }
     return {
-      path: 'tailgate',
+      path: build.path,
       proc: p,
       apiUrl,
       adminToken: setup.adminToken,
@@ -262,5 +284,5 @@ export function tailgateKind(setup: TailgateSetup): GatewayKind & { startTailgat
       stop: () => stop(p, 15_000),
     };
   };
-  return { path: 'tailgate', start: startTailgate, startTailgate };
+  return { path: build.path, family: 'tailgate', listeners: ['http', 'socks5'], start: startTailgate };
 }

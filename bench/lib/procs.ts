@@ -23,8 +23,29 @@ export interface SpawnOptions {
   ipc?: boolean;
 }
 
-/** Every child still running, so an interrupted run can take them all down. */
+/** Every child still running, so an interrupted run can take them all down (killAll). */
 export const running = new Set<ChildProcess>();
+/** Those of them that lead a process group of their own, whose members would outlive a kill of the leader alone. */
+const groupLeaders = new WeakSet<ChildProcess>();
+
+/** Tracks a child spawned with `detached: true` (so leading a process group) until it exits. */
+export function trackGroup(child: ChildProcess): void {
+  groupLeaders.add(child);
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+}
+
+/** SIGKILLs every child still running, with the whole group of a group leader. */
+export function killAll(): void {
+  for (const child of running) {
+    try {
+      if (groupLeaders.has(child) && child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+      else child.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
 
 /** Starts `cmd args` pinned to one CPU. taskset execs the command, so the pid is the command's own. */
 export function spawnPinned(name: string, cpu: number, cmd: string, args: string[], opts: SpawnOptions = {}): Pinned {
@@ -42,6 +63,38 @@ export function spawnPinned(name: string, cpu: number, cmd: string, args: string
   running.add(child);
   child.once('exit', () => running.delete(child));
   return { name, cpu, child, pid: child.pid };
+}
+
+/**
+ * Runs `cmd args` in `cwd` to the end, in a process group of its own: npm does not pass a kill on to the
+ * compiler it started, so a timeout or an interrupted run (killAll) ends the whole group.
+ */
+export function runStep(what: string, cmd: string, args: string[], cwd: string, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    trackGroup(child);
+    let tail = '';
+    const keep = (c: Buffer) => (tail = (tail + c.toString('utf8')).slice(-3000));
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }, timeoutMs);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      running.delete(child);
+      reject(new Error(`${what}: ${err.message}`));
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0) resolve();
+      else reject(new Error(`${what} failed (${signal ?? `exit ${code}`}):\n${tail.trim()}`));
+    });
+  });
 }
 
 /** Waits for the first stdout line that parses as JSON with ready: true. */
@@ -153,7 +206,7 @@ export function procStat(pid: number): ProcStat {
 
 export const cpuSeconds = (pid: number): number => procStat(pid).cpuSeconds;
 
-/** The gateway under test's part of a CPU sample (bench/lib/scenarios.ts): `gateway` feeds the per-GiB and per-tunnel figures. */
+/** The gateway under test's part of a CPU sample (bench/lib/measure.ts): `gateway` feeds the per-GiB and per-tunnel figures. */
 export function gatewaySample(pid: number): { gateway: number; gatewayUser: number; gatewayMinorFaults: number } {
   const st = procStat(pid);
   return { gateway: st.cpuSeconds, gatewayUser: st.userSeconds, gatewayMinorFaults: st.minorFaults };

@@ -15,6 +15,23 @@ export interface RunReport {
   machine: Record<string, unknown>;
   versions: Record<string, string>;
   results: Row[];
+  /** Only in a --baseline-ref run: the older tailgate that ran as one more path, and tailgate / it per row. */
+  baseline?: BaselineReport;
+}
+
+export interface BaselineReport {
+  ref: string;
+  commit: string;
+  /** `tailgate@<short sha>`, the path of its rows. */
+  path: string;
+  ratios: BaselineRatio[];
+}
+
+/** tailgate's value divided by the baseline's for one row; null where the baseline measured 0. */
+export interface BaselineRatio {
+  scenario: string;
+  listener?: string;
+  ratio: number | null;
 }
 
 const SCENARIO_ORDER = [
@@ -38,8 +55,11 @@ const directFor = (scenario: string) => (scenario.startsWith('tailnet-') ? 'tail
 /** The baseline tailgate is held to: gost v3 in the issue, glider here because gost cannot be obtained. */
 export const BASELINE = 'glider';
 
+/** An older tailgate (`tailgate@<sha>`) right after this checkout's. */
+const pathRank = (path: string) => (path.startsWith('tailgate@') ? PATH_ORDER.indexOf('tailgate') + 0.5 : PATH_ORDER.indexOf(path));
+
 function sortRows(rows: Row[]): Row[] {
-  const key = (r: Row) => [SCENARIO_ORDER.indexOf(r.scenario), PATH_ORDER.indexOf(r.path), r.listener === 'socks5' ? 1 : 0];
+  const key = (r: Row) => [SCENARIO_ORDER.indexOf(r.scenario), pathRank(r.path), r.listener === 'socks5' ? 1 : 0];
   return [...rows].sort((a, b) => {
     const ka = key(a);
     const kb = key(b);
@@ -108,15 +128,40 @@ function ratioCells(rows: Row[], r: Row): [string, string] {
   return [b ? `${fmt(r.value / b)}x` : '', d ? `${fmt(r.value / d)}x` : ''];
 }
 
+/** tailgate / the --baseline-ref build, for every row both produced (scenario 5 has no baseline path). */
+export function baselineRatios(rows: Row[], baselinePath: string): BaselineRatio[] {
+  const out: BaselineRatio[] = [];
+  for (const r of sortRows(rows)) {
+    if (r.path !== 'tailgate') continue;
+    const b = rows.find((x) => x.scenario === r.scenario && x.path === baselinePath && x.listener === r.listener);
+    if (!b) continue;
+    out.push({
+      scenario: r.scenario,
+      ...(r.listener !== undefined ? { listener: r.listener } : {}),
+      ratio: b.value !== 0 && Number.isFinite(b.value) ? Math.round((r.value / b.value) * 1000) / 1000 : null,
+    });
+  }
+  return out;
+}
+
+function baselineCell(report: RunReport, r: Row): string {
+  const ratio = r.path === 'tailgate' ? report.baseline?.ratios.find((x) => x.scenario === r.scenario && x.listener === r.listener) : undefined;
+  return ratio ? (ratio.ratio === null ? '–' : `${fmt(ratio.ratio)}x`) : '';
+}
+
 export function printTable(report: RunReport, log: (s: string) => void): void {
   const rows = sortRows(report.results);
-  const head = ['scenario', 'path', 'listener', 'value', 'unit', `tg/${BASELINE}`, 'tg/direct'];
-  const body = rows.map((r) => [r.scenario, r.path, r.listener ?? '', fmt(r.value), r.unit, ...ratioCells(rows, r)]);
+  const base = report.baseline;
+  const head = ['scenario', 'path', 'listener', 'value', 'unit', `tg/${BASELINE}`, 'tg/direct', ...(base ? [`tg/${base.path}`] : [])];
+  const body = rows.map((r) => [r.scenario, r.path, r.listener ?? '', fmt(r.value), r.unit, ...ratioCells(rows, r), ...(base ? [baselineCell(report, r)] : [])]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ');
   log(line(head));
   log(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const b of body) log(line(b));
+  if (base) {
+    log(`\ntg/${base.path}: tailgate / the build of ${base.ref} (${base.commit.slice(0, 12)}); above 1x is more throughput or setups, but also more latency, memory or drops`);
+  }
   const v = verdicts(rows).filter((x) => x.pass !== undefined);
   if (v.length > 0) {
     log('\ntargets (tailgate):');

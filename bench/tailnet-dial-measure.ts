@@ -1,20 +1,20 @@
 // Measures the two userspace dial modes through the real offline scene: tailscaled's SOCKS5 server vs. the
 // LocalAPI ts-dial upgrade. Same tailscaled, same device, same device proxy; only the dialer differs.
-//   node --import tsx test/helpers/tailnet-dial-measure.ts        (as root; re-runs itself inside `unshare -n`)
+//   node --import tsx bench/tailnet-dial-measure.ts        (as root; re-runs itself inside `unshare -n`)
 // Prints connection setup latency (dial + CONNECT answered by the device proxy) and single/parallel stream throughput.
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createLogger } from '../../src/log.js';
-import { HeadscaleRegistrar } from '../../src/headscale/client.js';
-import type { Dialer } from '../../src/core/dialer.js';
-import { startTailnet } from '../../src/tailnet/index.js';
-import { LocalApiDialer } from '../../src/tailnet/localapi-dialer.js';
-import { TailscaledSocksDialer } from '../../src/tailnet/socks-dialer.js';
-import { CONTROL_IP, DEVICE_PROXY_PORT, HEADSCALE_URL, inPrivateNetns, OFFLINE_TAILSCALE_ENV, spawnInPrivateNetns, TailnetScene, waitFor } from './tailnet-scene.js';
-import { requireTailnetTools } from './tailnet-tools.js';
+import { createLogger } from '../src/log.js';
+import { HeadscaleRegistrar } from '../src/headscale/client.js';
+import type { Dialer } from '../src/core/dialer.js';
+import { startTailnet } from '../src/tailnet/index.js';
+import { LocalApiDialer } from '../src/tailnet/localapi-dialer.js';
+import { TailscaledSocksDialer } from '../src/tailnet/socks-dialer.js';
+import { CONTROL_IP, DEVICE_PROXY_PORT, HEADSCALE_URL, inPrivateNetns, OFFLINE_TAILSCALE_ENV, spawnInPrivateNetns, TailnetScene, waitFor } from '../testbed/tailnet-scene.js';
+import { requireTailnetTools } from '../testbed/tailnet-tools.js';
 
 const SETUPS = Number(process.env.MEASURE_SETUPS ?? 300);
 const STREAM_MB = Number(process.env.MEASURE_MB ?? 256);

@@ -1,6 +1,6 @@
 // The egress side of a device: the third-party `proxy` package (a plain HTTP proxy with CONNECT), run inside the
 // device's own network namespace so that whatever it connects to sees the device's address.
-// Usage: node --import tsx test/helpers/tailnet-device-proxy.ts PORT
+// Usage: node --import tsx testbed/tailnet-device-proxy.ts PORT
 import http from 'node:http';
 import { createProxy } from 'proxy';
 

@@ -1,6 +1,6 @@
 // A whole tailnet on one machine, offline: headscale plus device tailscaleds, each device in its own network
 // namespace joined to the scene's namespace by a veth pair. Meant to run inside a private network namespace
-// (see runInPrivateNetns), so no packet can leave the machine.
+// (see spawnInPrivateNetns), so no packet can leave the machine.
 //
 //   scene netns (the test process, headscale, tailgate + its tailscaled, the destination servers)
 //     lo: 127.0.0.1, 10.99.0.1/32  <- headscale's server_url, DERP and STUN address
@@ -8,22 +8,20 @@
 //     tgd2 10.99.2.1/24 ==veth== eth0 10.99.2.2/24  device 2 netns
 // Devices route everything to the scene netns; forwarding is off there, so devices cannot reach each other, and a
 // connection a device's proxy makes to 10.99.0.1 arrives from that device's own 10.99.N.2: the proof of egress.
-import assert from 'node:assert/strict';
 import { spawn, execFile, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
 import { createWriteStream, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { LocalApiClient, type LocalStatus } from '../../src/tailnet/localapi.js';
-import { requireTailnetTools, toolsEnv, type TailnetTools } from './tailnet-tools.js';
+import { LocalApiClient, type LocalStatus } from '../src/tailnet/localapi.js';
+import type { TailnetTools } from './tailnet-tools.js';
 
 export const CONTROL_IP = '10.99.0.1';
 export const HEADSCALE_PORT = 8080;
 export const HEADSCALE_URL = `http://${CONTROL_IP}:${HEADSCALE_PORT}`;
 export const DEVICE_PROXY_PORT = 8939;
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /**
  * What tailscaled needs to work with no internet: no log uploads, no port mapping probes, no "network is down"
@@ -36,7 +34,7 @@ export const OFFLINE_TAILSCALE_ENV: Record<string, string> = {
   TS_DEBUG_USE_DERP_HTTP: '1',
 };
 
-/** True in the namespace runInPrivateNetns made (it passes down the namespace it was started from). */
+/** True in the namespace spawnInPrivateNetns made (it passes down the namespace it was started from). */
 export function inPrivateNetns(): boolean {
   const outer = process.env.TAILGATE_E2E_OUTER_NETNS;
   return outer !== undefined && outer !== '' && readlinkSync('/proc/self/ns/net') !== outer;
@@ -104,7 +102,7 @@ export class TailnetScene {
   ) {}
 
   static async start(tools: TailnetTools, dir: string): Promise<TailnetScene> {
-    if (!inPrivateNetns()) throw new Error('the tailnet scene must run inside a private network namespace (runInPrivateNetns)');
+    if (!inPrivateNetns()) throw new Error('the tailnet scene must run inside a private network namespace (spawnInPrivateNetns)');
     const scene = new TailnetScene(tools, dir);
     try {
       await scene.startHeadscale();
@@ -266,7 +264,7 @@ unix_socket_permission: "0770"
     void printed;
     const registrationKey = authUrl.slice(authUrl.lastIndexOf('/') + 1);
 
-    const proxyCommand = opts.proxy ?? [process.execPath, '--import', 'tsx', path.join(repoRoot, 'test/helpers/tailnet-device-proxy.ts'), String(DEVICE_PROXY_PORT)];
+    const proxyCommand = opts.proxy ?? [process.execPath, '--import', 'tsx', path.join(repoRoot, 'testbed/tailnet-device-proxy.ts'), String(DEVICE_PROXY_PORT)];
     const proxy = this.spawnLogged(`${name}-proxy`, ...pin([`--net=${nsPath}`, '--', ...proxyCommand]));
     await waitFor(`${name} proxy`, 20_000, () => {
       if (proxy.exitCode !== null) throw new Error(`${name} proxy exited: ${this.logOf(`${name}-proxy`)}`);
@@ -395,63 +393,4 @@ export function tailscaledPid(socket: string): number | undefined {
     }
   }
   return undefined;
-}
-
-/**
- * Re-runs a test file inside a fresh network namespace (`unshare -n`, loopback up) with TAILGATE_E2E_NETNS=1, and
- * resolves with its exit code and output. Needs root (CAP_SYS_ADMIN), as CI and the dev machines have.
- */
-export function runInPrivateNetns(testFile: string, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ code: number | null; output: string }> {
-  // node:test marks its child processes with NODE_TEST_CONTEXT and would refuse to run files in a nested runner.
-  const { NODE_TEST_CONTEXT: _nested, ...cleanEnv } = env;
-  return new Promise((resolve, reject) => {
-    const { child, sweep } = spawnInPrivateNetns(['--test', '--test-reporter=spec', '--test-timeout', String(timeoutMs), testFile], cleanEnv);
-    let output = '';
-    const take = (chunk: Buffer) => {
-      const text = chunk.toString('utf8');
-      output += text;
-      process.stderr.write(text);
-    };
-    child.stdout.on('data', take);
-    child.stderr.on('data', take);
-    const timer = setTimeout(sweep, timeoutMs + 60_000);
-    child.once('error', (err) => {
-      clearTimeout(timer);
-      reject(new Error(`cannot run unshare (util-linux) to make a private network namespace: ${err.message}`));
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      sweep();
-      resolve({ code, output });
-    });
-  });
-}
-
-export interface NetnsRunSetup {
-  env: NodeJS.ProcessEnv;
-  teardown(): Promise<void>;
-}
-
-/**
- * For a test file whose tests need the scene: outside a private namespace, defines one test that re-runs the file
- * inside one and passes only if every inner test passed (none skipped). Returns true when the caller is inside and
- * should define its real tests. `setup` runs outside first (e.g. to create a database the namespace cannot reach by TCP).
- */
-export function defineNetnsRun(testFile: string, name: string, timeoutMs: number, setup?: () => Promise<NetnsRunSetup>): boolean {
-  if (process.env.TAILGATE_E2E_NETNS === '1') return true;
-  test(`${name} (inside a private network namespace)`, { timeout: timeoutMs + 25 * 60_000 }, async () => {
-    assert.equal(process.getuid?.(), 0, 'this test creates network namespaces (unshare -n) and must run as root');
-    const tools = await requireTailnetTools();
-    const extra = await setup?.();
-    try {
-      const { code, output } = await runInPrivateNetns(testFile, { ...process.env, ...toolsEnv(tools), ...extra?.env }, timeoutMs);
-      assert.equal(code, 0, 'the tests inside the namespace failed; their report is above');
-      assert.match(output, /ℹ pass [1-9]\d*/);
-      assert.match(output, /ℹ fail 0/);
-      assert.match(output, /ℹ skipped 0/);
-    } finally {
-      await extra?.teardown();
-    }
-  });
-  return false;
 }

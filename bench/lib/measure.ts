@@ -33,7 +33,7 @@ export function addRow(ctx: MeasureCtx, scenario: string, m: { path: string; lis
   const row: Row = { scenario, path: m.path, value: round(value, 3), unit };
   if (m.listener !== undefined) row.listener = m.listener;
   ctx.rows.push(row);
-  ctx.log(`  ${scenario.padEnd(22)} ${measuredName(m).padEnd(20)} ${String(row.value).padStart(10)} ${unit}`);
+  ctx.log(`  ${scenario.padEnd(22)} ${measuredName(m).padEnd(24)} ${String(row.value).padStart(10)} ${unit}`);
 }
 
 function cpuDelta(a: CpuSample, b: CpuSample): CpuSample {

@@ -11,7 +11,7 @@ export interface TailnetTools {
   tailscaled: string;
 }
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 function fromEnv(): TailnetTools | undefined {
   const { HEADSCALE_BIN, TAILSCALE_BIN, TAILSCALED_BIN } = process.env;

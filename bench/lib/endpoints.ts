@@ -1,0 +1,37 @@
+// The device-side proxy every path ends in (the stand-in for a device on its tailnet address).
+import path from 'node:path';
+import { PROXY_CPU } from './harness.js';
+import type { DeviceChoice } from './options.js';
+import { ensureGoDevice, gliderArgs } from './paths.js';
+import { freePort, spawnPinned, waitPort, waitReadyLine, type Pinned } from './procs.js';
+
+/**
+ * Starts the chosen device stand-in on the proxies' core and returns its port and what ran (for
+ * `versions.device`). Its processes go into `procs` as they start, so a failure leaves none unaccounted for.
+ * `glider` is the built glider, or why there is none.
+ */
+export async function startDevice(choice: DeviceChoice, repo: string, logDir: string, glider: { bin: string; version: string } | string, procs: Pinned[]): Promise<{ port: number; version: string }> {
+  const logFile = path.join(logDir, 'device.log');
+  if (choice === 'go') {
+    // Two processes on one SO_REUSEPORT port: 10,000 tunnels need more descriptors than one may hold here.
+    const bin = await ensureGoDevice(repo);
+    const first = spawnPinned('device', PROXY_CPU, bin, [String(await freePort())], { pipeStdout: true, logFile });
+    procs.push(first);
+    const port = (await waitReadyLine(first, 10_000)).port;
+    const second = spawnPinned('device', PROXY_CPU, bin, [String(port)], { pipeStdout: true, logFile });
+    procs.push(second);
+    await waitReadyLine(second, 10_000);
+    return { port, version: 'bench/device/main.go (minimal Go CONNECT proxy: splice, half-close; 2 processes on one SO_REUSEPORT port)' };
+  }
+  if (choice === 'glider') {
+    if (typeof glider === 'string') throw new Error(`--device glider needs glider: ${glider}`);
+    const port = await freePort();
+    const device = spawnPinned('device', PROXY_CPU, glider.bin, gliderArgs([`http://127.0.0.1:${port}`]), { logFile });
+    procs.push(device);
+    await waitPort(port, 10_000, device);
+    return { port, version: `glider ${glider.version} as a plain HTTP CONNECT proxy (no auth, no forwarder)` };
+  }
+  const device = spawnPinned('device', PROXY_CPU, process.execPath, ['--import', 'tsx', 'bench/servers/node-device.ts', String(await freePort())], { cwd: repo, pipeStdout: true, logFile });
+  procs.push(device);
+  return { port: (await waitReadyLine(device, 20_000)).port, version: 'bench/servers/node-device.ts (minimal Node CONNECT proxy)' };
+}

@@ -1,0 +1,124 @@
+// Command line and run sizes of `npm run bench` (the flags are listed at the top of bench/run.ts).
+import { ALL_PATHS, type PathName } from './paths.js';
+
+export type DeviceChoice = 'go' | 'glider' | 'node';
+
+export interface Options {
+  quick: boolean;
+  /** Scenario names to run, in order: the table's, or the order `--only` gave. */
+  scenarios: string[];
+  paths: PathName[];
+  device: DeviceChoice;
+  writeReadme: boolean;
+  profile: boolean;
+  /** Exit non-zero unless every scenario that ran produced tailgate's rows (CI smoke runs). */
+  check: boolean;
+  /** --baseline-ref: an older commit run as the extra path `tailgate@<short sha>`. */
+  baselineRef: string | undefined;
+  help: boolean;
+}
+
+/** What `--only` may name: every scenario by its name or by any row it produces. */
+export interface ScenarioNames {
+  name: string;
+  rows: readonly string[];
+}
+
+export function parseArgs(argv: string[], table: readonly ScenarioNames[]): Options {
+  const opts: Options = {
+    quick: false,
+    scenarios: table.map((s) => s.name),
+    paths: [...ALL_PATHS],
+    device: 'go',
+    writeReadme: true,
+    profile: false,
+    check: false,
+    baselineRef: undefined,
+    help: false,
+  };
+  let partial = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const value = () => {
+      const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    if (a === '--quick') opts.quick = true;
+    else if (a.startsWith('--only')) {
+      partial = true;
+      const wanted = new Set<string>();
+      for (const name of value().split(',')) {
+        const s = table.find((x) => x.name === name || x.rows.includes(name));
+        if (!s) throw new Error(`unknown scenario ${name}; known: ${[...table.map((x) => x.name), ...table.flatMap((x) => x.rows.filter((r) => r !== x.name))].join(', ')}`);
+        wanted.add(s.name);
+      }
+      opts.scenarios = [...wanted];
+    } else if (a.startsWith('--paths')) {
+      partial = true;
+      opts.paths = value().split(',') as PathName[];
+      for (const p of opts.paths) if (!(ALL_PATHS as readonly string[]).includes(p)) throw new Error(`unknown path ${p}; known: ${ALL_PATHS.join(', ')} (an older tailgate: --baseline-ref)`);
+    } else if (a.startsWith('--device')) {
+      const d = value();
+      if (d !== 'go' && d !== 'glider' && d !== 'node') throw new Error('--device is go, glider or node');
+      opts.device = d;
+    } else if (a.startsWith('--baseline-ref')) opts.baselineRef = value();
+    else if (a === '--no-readme') opts.writeReadme = false;
+    else if (a === '--profile') opts.profile = true;
+    else if (a === '--check') opts.check = true;
+    else if (a === '--help' || a === '-h') opts.help = true;
+    else throw new Error(`unknown option ${a}`);
+  }
+  // README shows full runs of this checkout only; a smoke, partial or A/B run must not replace the published table.
+  if (opts.quick || partial || opts.profile || opts.baselineRef !== undefined) opts.writeReadme = false;
+  return opts;
+}
+
+export interface Sizes {
+  throughputBytesEachWay: number;
+  throughputRepeats: number;
+  setupRepeats: number;
+  setupDurationMs: number;
+  idleTunnels: number;
+  r2uTrials: number;
+  gliderRestarts: number;
+  churnMs: number;
+  tailnetBytesEachWay: number;
+  tailnetThroughputRepeats: number;
+  tailnetSetupRepeats: number;
+  tailnetSetupSliceMs: number;
+  tailnetSetupWarmupTunnels: number;
+}
+
+export const FULL: Sizes = {
+  throughputBytesEachWay: 512 << 20,
+  throughputRepeats: 5,
+  setupRepeats: 3,
+  setupDurationMs: 6_000,
+  idleTunnels: 10_000,
+  r2uTrials: 40,
+  gliderRestarts: 6,
+  churnMs: 10_000,
+  // Userspace tailscaled moves 50-90 MiB/s here: 256 MiB per run keeps the tailnet group near 2 minutes.
+  tailnetBytesEachWay: 128 << 20,
+  tailnetThroughputRepeats: 3,
+  tailnetSetupRepeats: 3,
+  tailnetSetupSliceMs: 2_000,
+  tailnetSetupWarmupTunnels: 1024,
+};
+
+export const QUICK: Sizes = {
+  throughputBytesEachWay: 128 << 20,
+  throughputRepeats: 1,
+  setupRepeats: 1,
+  setupDurationMs: 1_000,
+  idleTunnels: 1_000,
+  r2uTrials: 6,
+  gliderRestarts: 2,
+  churnMs: 2_000,
+  tailnetBytesEachWay: 32 << 20,
+  tailnetThroughputRepeats: 1,
+  tailnetSetupRepeats: 1,
+  tailnetSetupSliceMs: 1_000,
+  tailnetSetupWarmupTunnels: 256,
+};
