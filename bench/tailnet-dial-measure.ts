@@ -134,7 +134,7 @@ async function main(): Promise<void> {
   try {
     const approved = await new HeadscaleRegistrar({ url: HEADSCALE_URL, apiKey: scene.apiKey, user: scene.user, timeoutMs: 10_000 }, log).approve(device.registrationKey);
     const socks = new TailscaledSocksDialer(tn.supervisor);
-    const localapi = new LocalApiDialer(path.join(dir, 'gw', 'tailscaled.sock'), tn.supervisor);
+    const localapi = new LocalApiDialer(path.join(dir, 'gw', 'tailscaled.sock'));
     await waitFor('device reachable', 30_000, async () => {
       (await tunnel(socks, approved.ipv4, target)).destroy();
       return true;

@@ -8,11 +8,13 @@ import { fileURLToPath } from 'node:url';
 /** Layers from the bottom up: a module may import its own folder and anything in a lower layer, nothing else. */
 export const LAYERS: readonly (readonly string[])[] = [
   ['core'],
+  ['log.ts'],
   ['protocol'],
   ['tailnet', 'store', 'headscale'],
   ['tunnel', 'bindings'],
   ['proxy', 'api'],
-  ['app.ts', 'config.ts'],
+  ['config.ts'],
+  ['app.ts'],
   ['main.ts'],
 ];
 

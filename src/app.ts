@@ -4,10 +4,12 @@ import type { Server as NetServer } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
-import { Metrics } from './metrics.js';
-import { AddressAllowList } from './routing/cidr.js';
-import { KeyResolver } from './routing/key-resolver.js';
-import { DeviceConnector } from './routing/device-connector.js';
+import { Metrics } from './tunnel/metrics.js';
+import { AddressAllowList } from './core/cidr.js';
+import { KeyResolver } from './tunnel/key-resolver.js';
+import { DeviceConnector } from './tunnel/connector.js';
+import { TunnelPipeline } from './tunnel/pipeline.js';
+import type { ProxyDeps } from './proxy/deps.js';
 import { TunnelRegistry } from './tunnel/registry.js';
 import { createHttpProxyServer } from './proxy/http-proxy.js';
 import { createSocksServer } from './proxy/socks-proxy.js';
@@ -71,7 +73,8 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
   const resolver = new KeyResolver(store, config.keyCache);
   const dialer = parts.dialer ?? new DirectDialer();
   const connector = new DeviceConnector(dialer, config.timeouts.connectMs, parts.tailnet);
-  const proxyDeps = { resolver, connector, tunnels, tailnet: parts.tailnet, metrics, log, timeouts: config.timeouts, maxHeaderBytes: config.maxHeaderBytes };
+  const pipeline = new TunnelPipeline({ resolver, connector, tunnels, metrics, log, timeouts: config.timeouts });
+  const proxyDeps: ProxyDeps = { pipeline, tailnet: parts.tailnet, log, timeouts: config.timeouts, maxHeaderBytes: config.maxHeaderBytes };
   const httpProxy = createHttpProxyServer(proxyDeps);
   const socksProxy = createSocksServer(proxyDeps);
 
@@ -85,7 +88,7 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
     log,
   });
   const listening = () => httpProxy.listening && socksProxy.listening;
-  const api = await createApiServer({ config, store, bindings, metrics, log, listening, tailnet: parts.tailnet });
+  const api = await createApiServer({ tokens: { admin: config.adminToken, enroll: config.enrollToken }, store, bindings, metrics, log, listening, tailnet: parts.tailnet });
 
   // Other gateways on the same database announce their changes; the service applies them to this gateway's
   // key cache and tunnels.

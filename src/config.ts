@@ -3,56 +3,13 @@
 import { isIP } from 'node:net';
 import path from 'node:path';
 import type { DeviceProtocol } from './core/route.js';
-import { parseCidrList, type Cidr } from './routing/cidr.js';
+import { parseCidrList, type Cidr } from './core/cidr.js';
+import type { HeadscaleConfig } from './headscale/types.js';
 import { DatabaseUrlError, parseDatabaseUrl, type DatabaseTarget } from './store/database-url.js';
+import type { TailnetConfig, TailnetDialMode } from './tailnet/types.js';
+import type { Timeouts } from './tunnel/types.js';
 
-export type TailnetDialMode = 'localapi' | 'socks5';
-
-export interface Timeouts {
-  /** Client must finish the proxy handshake (request line + headers, or SOCKS greeting+auth+request) within this. */
-  handshakeMs: number;
-  /** Dial to the device plus the device's answer to our CONNECT must finish within this. */
-  connectMs: number;
-  /**
-   * A forwarded request whose device has not begun its answer this long after the request was sent fails with 504.
-   * Separate from idleMs, which only applies once an answer is flowing: a dead device must not hold a request longer
-   * than it would hold a new tunnel.
-   */
-  responseHeaderMs: number;
-  /** A tunnel with no bytes in either direction for this long is closed. */
-  idleMs: number;
-  /** On SIGTERM, open tunnels get this long to finish before they are cut. */
-  shutdownGraceMs: number;
-}
-
-export interface TailnetConfig {
-  authKey: string;
-  loginServer: string | undefined;
-  hostname: string;
-  stateDir: string;
-  socket: string;
-  userspace: boolean;
-  tailscaledBin: string;
-  tailscaleBin: string;
-  dialMode: TailnetDialMode;
-  /** Extra flags for `tailscale up`, split on whitespace. */
-  upExtraArgs: string[];
-  /** Extra flags for `tailscaled`, split on whitespace. */
-  tailscaledExtraArgs: string[];
-  upTimeoutMs: number;
-  /**
-   * After tailscaled is Running: how long readiness waits for a netmap from control (not only the disk cache) and the
-   * warm-up of the registered devices, before the gateway calls itself ready anyway on what it has.
-   */
-  readyTimeoutMs: number;
-}
-
-export interface HeadscaleConfig {
-  url: string;
-  apiKey: string;
-  user: string;
-  timeoutMs: number;
-}
+export type { HeadscaleConfig, TailnetConfig, TailnetDialMode, Timeouts };
 
 export interface Config {
   listenHost: string;

@@ -17,9 +17,9 @@ import { BindingService } from '../src/bindings/service.js';
 import { loadConfig } from '../src/config.js';
 import { RegistrarError, type DeviceRegistrar } from '../src/headscale/types.js';
 import { hashKey, keyTag } from '../src/core/key.js';
-import { Metrics } from '../src/metrics.js';
-import { AddressAllowList } from '../src/routing/cidr.js';
-import { KeyResolver } from '../src/routing/key-resolver.js';
+import { Metrics } from '../src/tunnel/metrics.js';
+import { AddressAllowList } from '../src/core/cidr.js';
+import { KeyResolver } from '../src/tunnel/key-resolver.js';
 import { openStore } from '../src/store/index.js';
 import { SqlNodeStore } from '../src/store/postgres-store.js';
 import type { NodeStore } from '../src/store/types.js';
@@ -47,6 +47,9 @@ class FixedTailnet implements TailnetView {
   readonly online = new Map<string, boolean>();
   state(): TailnetState {
     return this.current;
+  }
+  unavailableReason(): string | null {
+    return this.current.running ? null : `tailscaled state ${this.current.backendState}`;
   }
   peerOnline(ip: string): boolean | undefined {
     return this.online.get(ip);
@@ -79,7 +82,7 @@ async function startApi(
     registrar: extra.registrar,
     log,
   });
-  const app = await createApiServer({ config, store, bindings, metrics: new Metrics(), log, listening: () => up, tailnet: extra.tailnet });
+  const app = await createApiServer({ tokens: { admin: config.adminToken, enroll: config.enrollToken }, store, bindings, metrics: new Metrics(), log, listening: () => up, tailnet: extra.tailnet });
   assert.equal(app.server.listening, false, 'createApiServer must leave listening to the caller');
   await app.listen({ port: 0, host: '127.0.0.1' });
   const addr = app.server.address();

@@ -10,7 +10,7 @@ import { hashKey } from '../src/core/key.js';
 import type { TailnetState, TailnetView } from '../src/tailnet/types.js';
 import { curl } from './helpers/curl.js';
 import { startHttpDevice, startOneAnswerDevice, type Device } from './helpers/devices.js';
-import { rawExchange, startHarness, startProxyWorld, TEST_TIMEOUTS, waitFor, type Harness, type ProxyWorld } from './helpers/proxy-harness.js';
+import { fixedTailnet, rawExchange, startHarness, startProxyWorld, TEST_TIMEOUTS, waitFor, type Harness, type ProxyWorld } from './helpers/proxy-harness.js';
 import { payload, sha256, type EchoTarget, type Listening, type TlsMaterial } from './helpers/targets.js';
 
 let world: ProxyWorld;
@@ -174,7 +174,7 @@ test('bytes the client sends with its CONNECT are not lost; half-close works', a
   assert.equal(r.data.subarray(0, established.length).toString(), established);
   assert.equal(sha256(r.data.subarray(established.length)), sha256(data));
   await h.settle();
-  assert.match(await h.deps.metrics.registry.getSingleMetricAsString('tailgate_bytes_total'), /listener="http",direction="upstream"\} [1-9]\d{5,}/);
+  assert.match(await h.metrics.registry.getSingleMetricAsString('tailgate_bytes_total'), /listener="http",direction="upstream"\} [1-9]\d{5,}/);
 });
 
 test('no credentials, wrong password, unknown key -> 407 with Proxy-Authenticate (CONNECT and absolute-form)', async () => {
@@ -274,8 +274,8 @@ test('a device proxy that demands credentials of the gateway -> 502 not-allowed,
 });
 
 test('tailnet unavailable -> 503 at once; device offline -> 502', async () => {
-  const down: Dialer = { unavailableReason: () => 'tailscaled is restarting', dial: () => Promise.reject(new Error('must not dial')) };
-  const h2 = await startHarness({ dialer: down });
+  const mustNotDial: Dialer = { dial: () => Promise.reject(new Error('must not dial')) };
+  const h2 = await startHarness({ dialer: mustNotDial, tailnet: fixedTailnet({ unavailable: 'tailscaled is restarting' }) });
   try {
     h2.resolver.bind(KEY, { ip: '127.0.0.1', port: httpDevice.port });
     const a = await curl(['-x', `http://${KEY}:${KEY}@127.0.0.1:${h2.httpPort}`, '-k', `https://127.0.0.1:${tlsWeb.port}/`]);
@@ -286,7 +286,7 @@ test('tailnet unavailable -> 503 at once; device offline -> 502', async () => {
   } finally {
     await h2.close();
   }
-  const h3 = await startHarness({ tailnet: { state: () => ({ running: true, backendState: 'Running', selfIps: [], ready: true }), peerOnline: () => false } });
+  const h3 = await startHarness({ tailnet: fixedTailnet({ online: () => false }) });
   try {
     h3.resolver.bind(KEY, { ip: '127.0.0.1', port: httpDevice.port });
     const c = await curl(['-x', `http://${KEY}:${KEY}@127.0.0.1:${h3.httpPort}`, '-k', `https://127.0.0.1:${tlsWeb.port}/`]);
@@ -327,6 +327,9 @@ class ScriptedTailnet implements TailnetView {
   private readonly listeners = new Set<(ip: string) => void>();
   state(): TailnetState {
     return { running: true, backendState: 'Running', selfIps: [], ready: true };
+  }
+  unavailableReason(): string | null {
+    return null;
   }
   peerOnline(ip: string): boolean | undefined {
     return this.online.get(ip);
@@ -432,16 +435,16 @@ test('revoking the key closes its open CONNECT tunnel; a client reset mid-relay 
   await new Promise((r) => setTimeout(r, TEST_TIMEOUTS.handshakeMs + 300));
   s.write('pong');
   await waitFor('echo after a quiet spell', () => got.endsWith('pingpong'));
-  assert.equal(h.deps.tunnels.size, 1);
+  assert.equal(h.tunnels.size, 1);
   const closed = new Promise((r) => s.once('close', r));
-  assert.equal(h.deps.tunnels.closeKey(hashKey(KEY)), 1);
+  assert.equal(h.tunnels.closeKey(hashKey(KEY)), 1);
   await closed;
   await h.settle();
 
   const s2 = net.connect({ port: h.httpPort, host: '127.0.0.1' });
   s2.on('error', () => {});
   s2.write(`CONNECT 127.0.0.1:${echo.port} HTTP/1.1\r\nProxy-Authorization: ${basic(KEY_SOCKS_DEVICE)}\r\n\r\nx`);
-  await waitFor('second tunnel', () => h.deps.tunnels.size === 1);
+  await waitFor('second tunnel', () => h.tunnels.size === 1);
   s2.resetAndDestroy();
   await h.settle();
 });

@@ -5,7 +5,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hashKey } from '../src/core/key.js';
 import { createLogger } from '../src/log.js';
-import { KeyResolver } from '../src/routing/key-resolver.js';
+import { KeyResolver } from '../src/tunnel/key-resolver.js';
 import { openStore } from '../src/store/index.js';
 import type { NodeBinding, NodeRecord, NodeStore } from '../src/store/types.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';

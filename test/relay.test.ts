@@ -16,9 +16,6 @@ import { closeServer, listen, sha256, startEchoTarget } from './helpers/targets.
 class RecordingDialer implements Dialer {
   readonly inner = new DirectDialer();
   readonly sockets: net.Socket[] = [];
-  unavailableReason(): string | null {
-    return this.inner.unavailableReason();
-  }
   async dial(host: string, port: number, timeoutMs: number): Promise<net.Socket> {
     const s = await this.inner.dial(host, port, timeoutMs);
     this.sockets.push(s);

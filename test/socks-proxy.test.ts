@@ -8,7 +8,7 @@ import { hashKey } from '../src/core/key.js';
 import { encodeSocksConnect } from '../src/protocol/socks5.js';
 import { curl } from './helpers/curl.js';
 import { closedPort, type Device } from './helpers/devices.js';
-import { rawExchange, startHarness, startProxyWorld, TEST_TIMEOUTS, waitFor, type Harness, type ProxyWorld } from './helpers/proxy-harness.js';
+import { fixedTailnet, rawExchange, startHarness, startProxyWorld, TEST_TIMEOUTS, waitFor, type Harness, type ProxyWorld } from './helpers/proxy-harness.js';
 import { payload, sha256, type EchoTarget, type Listening, type TlsMaterial } from './helpers/targets.js';
 
 let world: ProxyWorld;
@@ -82,17 +82,17 @@ test('protocol socks5 device: domain, IPv4 and IPv6 requests go through a SOCKS 
 
 test('data pipelined right after the request is not lost, half-close works, and bytes are counted', async () => {
   for (const key of [KEY, KEY_SOCKS_DEVICE]) {
-    const before = await h.deps.metrics.registry.getSingleMetricAsString('tailgate_tunnels_total');
+    const before = await h.metrics.registry.getSingleMetricAsString('tailgate_tunnels_total');
     const data = payload(200_000);
     const r = await rawExchange(h.socksPort, [Buffer.concat([greeting, auth(key), connectV4(echo.port), data])], { end: true, timeoutMs: 5_000 });
     assert.ok(r.closed, 'echo target ends after our FIN, so the tunnel closes cleanly');
     assert.deepEqual(r.data.subarray(0, 4), Buffer.from([5, 2, 1, 0]));
     assert.equal(replyCode(r.data), 0);
     assert.equal(sha256(r.data.subarray(14)), sha256(data), `echoed bytes via ${key}`);
-    assert.notEqual(await h.deps.metrics.registry.getSingleMetricAsString('tailgate_tunnels_total'), before);
+    assert.notEqual(await h.metrics.registry.getSingleMetricAsString('tailgate_tunnels_total'), before);
   }
   await h.settle();
-  const bytes = await h.deps.metrics.registry.getSingleMetricAsString('tailgate_bytes_total');
+  const bytes = await h.metrics.registry.getSingleMetricAsString('tailgate_bytes_total');
   assert.match(bytes, /tailgate_bytes_total\{listener="socks5",direction="upstream"\} [1-9]\d{5,}/);
 });
 
@@ -120,7 +120,7 @@ test('wrong password, unknown key: status 0x01 then close; curl fails; counted a
   }
   const c = await curl(['--socks5', socks(KEY, 'wrong'), `http://127.0.0.1:${web.port}/`]);
   assert.notEqual(c.exitCode, 0);
-  assert.match(await h.deps.metrics.registry.getSingleMetricAsString('tailgate_auth_failures_total'), /listener="socks5"\} [3-9]/);
+  assert.match(await h.metrics.registry.getSingleMetricAsString('tailgate_auth_failures_total'), /listener="socks5"\} [3-9]/);
   await h.settle();
 });
 
@@ -181,7 +181,7 @@ test('device refusing -> 0x05; device never answering -> 0x06 at the connect tim
   assert.equal(replyCode(silent.data), 6);
   assert.ok(silent.ms >= TEST_TIMEOUTS.connectMs - 50 && silent.ms < TEST_TIMEOUTS.connectMs + 1_000, `answered after ${silent.ms} ms`);
   await waitFor('silent device to see its connection closed', async () => (await silentDevice.connections()) === 0);
-  assert.match(await h.deps.metrics.registry.getSingleMetricAsString('tailgate_device_dial_errors_total'), /reason="timeout"\} [1-9]/);
+  assert.match(await h.metrics.registry.getSingleMetricAsString('tailgate_device_dial_errors_total'), /reason="timeout"\} [1-9]/);
   await h.settle();
 });
 
@@ -193,11 +193,8 @@ test('target refused at the device (SOCKS device reply 0x05) reaches the client 
 });
 
 test('tailnet unavailable -> 0x03 at once; device offline -> 0x04', async () => {
-  const down: Dialer = {
-    unavailableReason: () => 'tailscaled is restarting',
-    dial: () => Promise.reject(new Error('must not dial while unavailable')),
-  };
-  const h2 = await startHarness({ dialer: down, tailnet: { state: () => ({ running: true, backendState: 'Running', selfIps: [], ready: true }), peerOnline: (ip) => (ip === '127.0.0.2' ? false : undefined) } });
+  const mustNotDial: Dialer = { dial: () => Promise.reject(new Error('must not dial while unavailable')) };
+  const h2 = await startHarness({ dialer: mustNotDial, tailnet: fixedTailnet({ unavailable: 'tailscaled is restarting' }) });
   try {
     h2.resolver.bind(KEY, { ip: '127.0.0.1', port: httpDevice.port });
     const r = await rawExchange(h2.socksPort, [Buffer.concat([greeting, auth(KEY), connectV4(web.port)])]);
@@ -206,7 +203,7 @@ test('tailnet unavailable -> 0x03 at once; device offline -> 0x04', async () => 
   } finally {
     await h2.close();
   }
-  const h3 = await startHarness({ tailnet: { state: () => ({ running: true, backendState: 'Running', selfIps: [], ready: true }), peerOnline: (ip) => (ip === '127.0.0.2' ? false : undefined) } });
+  const h3 = await startHarness({ tailnet: fixedTailnet({ online: (ip) => (ip === '127.0.0.2' ? false : undefined) }) });
   try {
     h3.resolver.bind(KEY, { ip: '127.0.0.2', port: httpDevice.port });
     const r = await rawExchange(h3.socksPort, [Buffer.concat([greeting, auth(KEY), connectV4(web.port)])]);
@@ -241,16 +238,16 @@ test('revoking the key closes its open tunnel; a client reset mid-relay leaks no
   await new Promise((r) => setTimeout(r, TEST_TIMEOUTS.handshakeMs + 300));
   s.write('pong');
   await waitFor('echo after a quiet spell', () => Buffer.concat(got).subarray(14).toString() === 'pingpong');
-  assert.equal(h.deps.tunnels.size, 1);
+  assert.equal(h.tunnels.size, 1);
   const closed = new Promise((r) => s.once('close', r));
-  assert.equal(h.deps.tunnels.closeKey(hashKey(KEY)), 1);
+  assert.equal(h.tunnels.closeKey(hashKey(KEY)), 1);
   await closed;
   await h.settle();
 
   const s2 = net.connect({ port: h.socksPort, host: '127.0.0.1' });
   s2.on('error', () => {});
   s2.write(Buffer.concat([greeting, auth(KEY_SOCKS_DEVICE), connectV4(echo.port), Buffer.from('x')]));
-  await waitFor('second tunnel', () => h.deps.tunnels.size === 1);
+  await waitFor('second tunnel', () => h.tunnels.size === 1);
   s2.resetAndDestroy();
   await h.settle();
 });

@@ -12,7 +12,7 @@ import { createLogger } from '../src/log.js';
 import { openStore, parseDatabaseUrl } from '../src/store/index.js';
 import { MIGRATIONS } from '../src/store/migrations.js';
 import type { NodeChange, NodeStore } from '../src/store/types.js';
-import { KeyResolver } from '../src/routing/key-resolver.js';
+import { KeyResolver } from '../src/tunnel/key-resolver.js';
 import postgres from 'postgres';
 import { ADMIN_DATABASE_URL, createTempDir, createTestDatabase, type TestDatabase } from './helpers/db.js';
 

@@ -7,7 +7,8 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
-import type { TailnetConfig } from '../src/config.js';
+import type { TailnetConfig } from '../src/tailnet/types.js';
+import { DeviceConnector } from '../src/tunnel/connector.js';
 import { HeadscaleRegistrar } from '../src/headscale/client.js';
 import { startTailnet, type Tailnet } from '../src/tailnet/index.js';
 import { peerCheck, WIREGUARD_SESSION_MS } from '../src/tailnet/localapi.js';
@@ -18,6 +19,14 @@ import { dialFails } from './helpers/dial-fails.js';
 import { defineNetnsRun } from './helpers/netns-run.js';
 import { HEADSCALE_URL, OFFLINE_TAILSCALE_ENV, TailnetScene, waitFor, type SceneDevice } from '../testbed/tailnet-scene.js';
 import { requireTailnetTools, type TailnetTools } from '../testbed/tailnet-tools.js';
+
+/**
+ * A connection to the device's proxy the way the gateway opens one: through the device connector, whose gate refuses at
+ * once while the tailnet is down (the dialers themselves do not ask).
+ */
+function throughGate(t: Tailnet, ip: string): Promise<unknown> {
+  return new DeviceConnector(t.dialer, 10_000, t.view).openDevice({ nodeId: 0, keyHash: '', ip, port: 8939, protocol: 'http' });
+}
 
 const thisFile = fileURLToPath(import.meta.url);
 const TIMEOUT_MS = 5 * 60_000;
@@ -94,7 +103,7 @@ if (defineNetnsRun(thisFile, 'tailscaled supervisor and dialers', TIMEOUT_MS)) {
       assert.equal(state.running, true);
       assert.equal(state.backendState, 'Running');
       assert.ok(state.selfIps.some((ip) => ip.startsWith('100.')));
-      assert.equal(tailnet.dialer.unavailableReason(), null);
+      assert.equal(tailnet.view.unavailableReason(), null);
       await waitFor('device online in the netmap', 20_000, () => (tailnet!.view.peerOnline(deviceIp) === true ? true : undefined));
       assert.equal(tailnet.view.peerOnline('100.64.99.99'), undefined);
       const argv = readFileSync(`/proc/${tailnet.supervisor.pid}/cmdline`, 'utf8');
@@ -106,7 +115,7 @@ if (defineNetnsRun(thisFile, 'tailscaled supervisor and dialers', TIMEOUT_MS)) {
 
     test('each dial mode reaches the device and reports a closed port in its own words', async () => {
       const socks = new TailscaledSocksDialer(tailnet!.supervisor);
-      const localapi = new LocalApiDialer(path.join(tmp.dir, 'gw', 'tailscaled.sock'), tailnet!.supervisor);
+      const localapi = new LocalApiDialer(path.join(tmp.dir, 'gw', 'tailscaled.sock'));
       // The first WireGuard handshake can be dropped while the device's netmap does not list us yet; WireGuard
       // retries after 5 s (REKEY_TIMEOUT), so allow for that once.
       await waitFor('device reachable', 30_000, async () => {
@@ -154,7 +163,7 @@ if (defineNetnsRun(thisFile, 'tailscaled supervisor and dialers', TIMEOUT_MS)) {
       await waitFor('the exit to be noticed', 5_000, () => (sup.unavailableReason() !== null ? true : undefined), 10);
       assert.match(sup.unavailableReason()!, /tailscaled exited \(SIGKILL\); restarting|starting/);
       const started = Date.now();
-      await dialFails(tailnet!.dialer.dial(deviceIp, 8939, 10_000), 'network-down', /tailscaled/);
+      await dialFails(throughGate(tailnet!, deviceIp), 'network-down', /tailscaled/);
       assert.ok(Date.now() - started < 100, 'failed without waiting');
       assert.equal(tailnet!.view.state().running, false);
       await waitFor('Running again', 60_000, () => (sup.state().running ? true : undefined), 100);
@@ -182,13 +191,13 @@ if (defineNetnsRun(thisFile, 'tailscaled supervisor and dialers', TIMEOUT_MS)) {
       await tailnet!.stop();
       assert.deepEqual(pidsWithArg(`--socket=${path.join(tmp.dir, 'gw', 'tailscaled.sock')}`), []);
       assert.throws(() => process.kill(pid, 0), /ESRCH/);
-      await dialFails(tailnet!.dialer.dial(deviceIp, 8939, 5_000), 'network-down', /stopped/);
+      await dialFails(throughGate(tailnet!, deviceIp), 'network-down', /stopped/);
       tailnet = undefined;
     });
 
     test('kernel mode: a TUN device in this namespace, devices dialed by the kernel, still refused at once while down', async () => {
       tailnet = await startTailnet(config('kernel', { userspace: false }), log);
-      assert.equal(tailnet.dialer.constructor.name, 'GatedDirectDialer');
+      assert.equal(tailnet.dialer.constructor.name, 'DirectDialer');
       const args = readFileSync(`/proc/${tailnet.supervisor.pid}/cmdline`, 'utf8').split('\0');
       assert.ok(!args.some((a) => a.startsWith('--tun=userspace')) && !args.some((a) => a.startsWith('--socks5-server')));
       await waitFor('device reachable through the TUN device', 30_000, async () => {
@@ -197,8 +206,8 @@ if (defineNetnsRun(thisFile, 'tailscaled supervisor and dialers', TIMEOUT_MS)) {
         return true;
       }, 250);
       process.kill(tailnet.supervisor.pid!, 'SIGKILL');
-      await waitFor('the exit to be noticed', 5_000, () => (tailnet!.dialer.unavailableReason() !== null ? true : undefined), 10);
-      await dialFails(tailnet.dialer.dial(deviceIp, 8939, 10_000), 'network-down', /tailscaled/);
+      await waitFor('the exit to be noticed', 5_000, () => (tailnet!.view.unavailableReason() !== null ? true : undefined), 10);
+      await dialFails(throughGate(tailnet, deviceIp), 'network-down', /tailscaled/);
       await tailnet.stop();
       tailnet = undefined;
     });

@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { OFFLINE_PROBE_MS } from '../src/routing/device-connector.js';
+import { OFFLINE_PROBE_MS } from '../src/tunnel/connector.js';
 import { findPeer, LocalApiClient } from '../src/tailnet/localapi.js';
 import { createTempDir, createTestDatabase } from './helpers/db.js';
 import { curl, LineTunnel, startEcho, startWhoami } from './helpers/tailnet-clients.js';

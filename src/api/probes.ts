@@ -1,6 +1,6 @@
 // What orchestrators and Prometheus poll: liveness, readiness and metrics.
 import type { FastifyPluginAsync } from 'fastify';
-import type { Metrics } from '../metrics.js';
+import type { Metrics } from '../tunnel/metrics.js';
 import type { NodeStore } from '../store/types.js';
 import type { TailnetView } from '../tailnet/types.js';
 import type { TokenGate } from './auth.js';

@@ -6,9 +6,8 @@ import swagger from '@fastify/swagger';
 import Fastify, { LogController, errorCodes, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
 import { BindingError } from '../bindings/errors.js';
 import type { BindingService } from '../bindings/service.js';
-import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics.js';
+import type { Metrics } from '../tunnel/metrics.js';
 import type { NodeStore } from '../store/types.js';
 import type { TailnetView } from '../tailnet/types.js';
 import { TokenGate } from './auth.js';
@@ -20,7 +19,8 @@ import { registration } from './registration.js';
 import { SHARED_SCHEMAS } from './schemas.js';
 
 export interface ApiDeps {
-  config: Config;
+  /** Bearer tokens: the admin's (every route), and the one that may only enroll devices. Unset: loopback callers only. */
+  tokens: { admin: string | undefined; enroll: string | undefined };
   store: NodeStore;
   bindings: BindingService;
   metrics: Metrics;
@@ -57,7 +57,7 @@ function announcesNoBody(request: FastifyRequest): boolean {
 
 export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   const log = deps.log.child({ component: 'api' });
-  const gate = new TokenGate(deps.config.adminToken, deps.config.enrollToken);
+  const gate = new TokenGate(deps.tokens.admin, deps.tokens.enroll);
 
   const app = Fastify({
     // Fastify's request logging writes the URL, and GET /registerV2/:key carries a key in it; requests are

@@ -11,7 +11,7 @@
 // - Once a registration is approved Headscale forgets the auth id, so "already approved" cannot be asked of
 //   Headscale; approvals are remembered here, and the API consults its own store before calling approve().
 import { request } from 'undici';
-import type { HeadscaleConfig } from '../config.js';
+import type { HeadscaleConfig } from './types.js';
 import { secretTag, type Logger } from '../log.js';
 import { RegistrarError, type ApprovedDevice, type DeviceRegistrar } from './types.js';
 

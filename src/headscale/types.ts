@@ -25,3 +25,11 @@ export interface DeviceRegistrar {
   approve(registrationKey: string): Promise<ApprovedDevice>;
   deleteNode(headscaleNodeId: string): Promise<void>;
 }
+
+/** Headscale's API, for approving devices (HEADSCALE_*), validated by config.ts. */
+export interface HeadscaleConfig {
+  url: string;
+  apiKey: string;
+  user: string;
+  timeoutMs: number;
+}

@@ -2,6 +2,7 @@
 // comments on FailureReason in core/failure.ts.
 import type { FailureReason } from '../core/failure.js';
 import { SocksReply, type SocksReplyCode } from '../protocol/socks5.js';
+import type { Refusal } from '../tunnel/pipeline.js';
 
 export interface HttpFailure {
   status: number;
@@ -36,3 +37,16 @@ export const SOCKS_FAILURES: Readonly<Record<FailureReason, SocksReplyCode>> = {
   protocol: SocksReply.GeneralFailure,
   error: SocksReply.GeneralFailure,
 };
+
+/** An admission refusal over HTTP: 429, with the RFC 9209 Proxy-Status and, when known, Retry-After. */
+export const REFUSAL_STATUS = 429;
+
+export function refusalHeaders(refusal: Refusal): Record<string, string> {
+  const details = refusal.details === undefined ? '' : `; details=${JSON.stringify(refusal.details)}`;
+  const headers: Record<string, string> = { 'Proxy-Status': `tailgate; error=${refusal.proxyStatus}${details}` };
+  if (refusal.retryAfterS !== undefined) headers['Retry-After'] = String(Math.max(0, Math.ceil(refusal.retryAfterS)));
+  return headers;
+}
+
+/** An admission refusal over SOCKS5: "connection not allowed by ruleset". */
+export const SOCKS_REFUSED: SocksReplyCode = SocksReply.NotAllowed;

@@ -10,10 +10,11 @@ import { DialError } from '../core/failure.js';
 import { keyTag } from '../core/key.js';
 import type { DeviceRoute } from '../core/route.js';
 import { endToEndHeaders, hasHeader, parseAbsoluteHttpUrl, parseBasicCredentials, type AbsoluteTarget } from '../protocol/http.js';
-import type { DeviceConnector } from '../routing/device-connector.js';
-import { authenticate } from './auth.js';
-import { AUTH_REQUIRED_TEXT, HTTP_FAILURES, KEY_STORE_TEXT, PROXY_AUTHENTICATE } from './failures.js';
-import type { ListenerContext } from './relay.js';
+import type { DeviceConnector } from '../tunnel/connector.js';
+import type { ListenerContext } from '../tunnel/listener.js';
+import type { TunnelPipeline } from '../tunnel/pipeline.js';
+import type { ProxyDeps } from './deps.js';
+import { AUTH_REQUIRED_TEXT, HTTP_FAILURES, KEY_STORE_TEXT, PROXY_AUTHENTICATE, REFUSAL_STATUS, refusalHeaders } from './failures.js';
 
 /** Idle pooled device connections are dropped after this; below the 5 s keep-alive most servers use. */
 const FREE_SOCKET_TIMEOUT_MS = 4_000;
@@ -71,6 +72,8 @@ class DeviceAgent extends http.Agent {
   }
 }
 
+const NO_CREDENTIALS = { username: Buffer.alloc(0), password: Buffer.alloc(0) };
+
 const kInflight = Symbol('tailgate.inflight');
 type ClientSocket = Socket & { [kInflight]?: number };
 const kForward = Symbol('tailgate.forward');
@@ -103,13 +106,19 @@ export class Forwarder {
   private readonly awaiting = new Map<string, Set<Forward>>();
   private readonly unwatch: (() => void) | undefined;
 
-  constructor(readonly ctx: ListenerContext) {
-    this.unwatch = ctx.deps.tailnet?.onPeerOffline?.((ip) => this.deviceOffline(ip));
+  readonly pipeline: TunnelPipeline;
+
+  constructor(
+    readonly ctx: ListenerContext,
+    readonly deps: ProxyDeps,
+  ) {
+    this.pipeline = deps.pipeline;
+    this.unwatch = deps.tailnet?.onPeerOffline?.((ip) => this.deviceOffline(ip));
   }
 
   /** Whether a kept-alive connection to this device may be used: not when the tailnet reports the device offline. */
   mayReuse(route: DeviceRoute): boolean {
-    return this.ctx.deps.tailnet?.peerOnline(route.ip) !== false;
+    return this.deps.tailnet?.peerOnline(route.ip) !== false;
   }
 
   awaitAnswer(ip: string, forward: Forward): void {
@@ -135,7 +144,7 @@ export class Forwarder {
 
   handle(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void {
     this.authorize(req, res, expectsContinue).catch((err: unknown) => {
-      this.ctx.deps.log.error({ err }, 'forwarding failed');
+      this.deps.log.error({ err }, 'forwarding failed');
       res.destroy();
     });
   }
@@ -154,21 +163,21 @@ export class Forwarder {
       sendError(res, 400, 'bad-request', text, hasBody);
       return;
     }
-    const creds = parseBasicCredentials(req.headers['proxy-authorization']);
-    const outcome = creds === null ? null : await authenticate(ctx.deps.resolver, creds.username, creds.password);
-    if (outcome === null || !outcome.ok) {
-      if (outcome !== null && outcome.error) {
-        ctx.deps.log.error({ err: outcome.cause }, 'key lookup failed');
-        sendError(res, 503, 'key-store', KEY_STORE_TEXT, hasBody);
-        return;
-      }
-      ctx.authFailures.inc();
-      sendError(res, 407, 'auth', AUTH_REQUIRED_TEXT, hasBody, { 'Proxy-Authenticate': PROXY_AUTHENTICATE });
+    const creds = parseBasicCredentials(req.headers['proxy-authorization']) ?? NO_CREDENTIALS;
+    const auth = await this.pipeline.authenticate(ctx, creds.username, creds.password);
+    if (!auth.ok) {
+      if (auth.storeDown) sendError(res, 503, 'key-store', KEY_STORE_TEXT, hasBody);
+      else sendError(res, 407, 'auth', AUTH_REQUIRED_TEXT, hasBody, { 'Proxy-Authenticate': PROXY_AUTHENTICATE });
+      return;
+    }
+    const refusal = this.pipeline.admit(ctx, auth.route);
+    if (refusal !== null) {
+      sendError(res, REFUSAL_STATUS, refusal.reason, refusal.text, hasBody, refusalHeaders(refusal));
       return;
     }
     if (res.destroyed) return;
     if (expectsContinue) res.writeContinue();
-    new Forward(this, req, res, outcome.route, parsed, hasBody).send(false);
+    new Forward(this, req, res, auth.route, parsed, hasBody).send(false);
   }
 
   agentFor(route: DeviceRoute): DeviceAgent {
@@ -176,7 +185,7 @@ export class Forwarder {
     let agent = this.agents.get(id);
     if (agent === undefined) {
       if (this.agents.size >= AGENT_SWEEP_THRESHOLD) this.sweep();
-      agent = new DeviceAgent(this.ctx.deps.connector, route);
+      agent = new DeviceAgent(this.pipeline.connector, route);
       this.agents.set(id, agent);
     }
     return agent;
@@ -225,7 +234,7 @@ class Forward {
     const client = req.socket as ClientSocket;
     const inflight = client[kInflight] ?? 0;
     client[kInflight] = inflight + 1;
-    if (inflight === 0) ctx.deps.tunnels.add(route.keyHash, client);
+    if (inflight === 0) ctx.parts.tunnels.add(route.keyHash, client);
     ctx.tunnelsOpen.inc();
     ctx.tunnelsTotal.inc();
     res[kForward] = this;
@@ -243,7 +252,7 @@ class Forward {
     const headers = endToEndHeaders(req.rawHeaders, DROP_REQUEST);
     if (!hasHeader(headers, 'host')) headers.push('Host', parsed.authority);
     if (req.headers['transfer-encoding'] !== undefined) headers.push('Transfer-Encoding', 'chunked');
-    const connector = forwarder.ctx.deps.connector;
+    const connector = forwarder.pipeline.connector;
     const options: http.RequestOptions = {
       host: viaHttpDevice ? route.ip : parsed.target.host,
       port: viaHttpDevice ? route.port : parsed.target.port,
@@ -272,7 +281,7 @@ class Forward {
     }
     this.upstreamReq = upstreamReq;
     upstreamReq[kForward] = this;
-    upstreamReq.setTimeout(forwarder.ctx.deps.timeouts.idleMs);
+    upstreamReq.setTimeout(forwarder.deps.timeouts.idleMs);
     upstreamReq.on('socket', onUpstreamSocket);
     upstreamReq.on('response', onUpstreamResponse);
     upstreamReq.on('error', onUpstreamError);
@@ -290,8 +299,6 @@ class Forward {
     this.upstreamSocket = socket;
     this.connected = true;
     this.bytesBase = [socket.bytesWritten, socket.bytesRead];
-    // The connector hands sockets over paused so no early byte is lost; the HTTP client listens now.
-    if (socket.isPaused()) socket.resume();
     if (!this.gotResponse) this.forwarder.ctx.setupSeconds.observe((performance.now() - this.startedAt) / 1000);
   }
 
@@ -299,7 +306,7 @@ class Forward {
   requestSent(): void {
     if (this.gotResponse || this.finished) return;
     clearTimeout(this.headerTimer);
-    this.headerTimer = setTimeout(onHeaderTimeout, this.forwarder.ctx.deps.timeouts.responseHeaderMs, this);
+    this.headerTimer = setTimeout(onHeaderTimeout, this.forwarder.deps.timeouts.responseHeaderMs, this);
   }
 
   private stopWaiting(): void {
@@ -384,7 +391,7 @@ class Forward {
     ctx.bytesDown.inc(this.bytes[1]!);
     ctx.tunnelsOpen.dec();
     if (ctx.debug) {
-      ctx.deps.log.debug(
+      ctx.parts.log.debug(
         { listener: 'http', keyTag: keyTag(this.route.keyHash), node: this.route.nodeId, method: this.req.method, status: this.res.statusCode, up: this.bytes[0], down: this.bytes[1], ms: Math.round(performance.now() - this.startedAt), end: this.res.writableFinished ? 'done' : 'cut' },
         'request forwarded',
       );
@@ -392,7 +399,7 @@ class Forward {
     const client = this.req.socket as ClientSocket;
     const left = (client[kInflight] ?? 1) - 1;
     client[kInflight] = left;
-    if (left === 0) ctx.deps.tunnels.remove(this.route.keyHash, client);
+    if (left === 0) ctx.parts.tunnels.remove(this.route.keyHash, client);
   }
 }
 

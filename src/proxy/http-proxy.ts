@@ -1,18 +1,15 @@
-// HTTP proxy listener on Node's http server: CONNECT tunnels go to the relay, absolute-form requests are
-// forwarded through the device's proxy. Node's parser gives us chunked bodies, keep-alive, pipelining,
+// HTTP proxy front end on Node's http server: CONNECT tunnels go through the tunnel pipeline, absolute-form requests
+// to the forwarder. Node's parser gives us chunked bodies, keep-alive, pipelining,
 // the header size limit (431) and the head timeout (408) without a hand-written HTTP/1 parser.
 import http, { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { performance } from 'node:perf_hooks';
-import { DialError } from '../core/failure.js';
-import { keyTag } from '../core/key.js';
-import type { DeviceRoute } from '../core/route.js';
+import type { DialError } from '../core/failure.js';
 import { parseAuthority, parseBasicCredentials } from '../protocol/http.js';
-import { authenticate } from './auth.js';
+import type { ListenerContext } from '../tunnel/listener.js';
+import type { TunnelAnswers, TunnelPipeline } from '../tunnel/pipeline.js';
 import type { ProxyDeps } from './deps.js';
-import { AUTH_REQUIRED_TEXT, HTTP_FAILURES, KEY_STORE_TEXT, PROXY_AUTHENTICATE } from './failures.js';
+import { AUTH_REQUIRED_TEXT, HTTP_FAILURES, KEY_STORE_TEXT, PROXY_AUTHENTICATE, REFUSAL_STATUS, refusalHeaders } from './failures.js';
 import { Forwarder } from './http-forward.js';
-import { ListenerContext, startRelay } from './relay.js';
 import { answerAndClose, ignoreSocketError } from './sockets.js';
 
 const CONNECT_ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection established\r\n\r\n', 'latin1');
@@ -28,6 +25,7 @@ export function rawErrorResponse(status: number, tag: string, text: string, extr
 }
 
 const AUTH_REQUIRED = rawErrorResponse(407, 'auth', AUTH_REQUIRED_TEXT, `Proxy-Authenticate: ${PROXY_AUTHENTICATE}\r\n`);
+const KEY_STORE_UNAVAILABLE = rawErrorResponse(503, 'key-store', KEY_STORE_TEXT);
 
 /** The answer to a failed CONNECT, by failure reason. */
 function dialFailureResponse(err: DialError): string {
@@ -35,53 +33,37 @@ function dialFailureResponse(err: DialError): string {
   return rawErrorResponse(f.status, err.reason, f.text);
 }
 
-async function handleConnect(ctx: ListenerContext, req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
-  const { deps } = ctx;
+/** How a CONNECT tunnel's outcome reaches the client; the session is the client socket. */
+const CONNECT_ANSWERS: TunnelAnswers<Socket> = {
+  established(socket) {
+    socket.write(CONNECT_ESTABLISHED);
+    socket.off('error', ignoreSocketError);
+  },
+  refused(socket, refusal) {
+    const extra = Object.entries(refusalHeaders(refusal)).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+    answerAndClose(socket, rawErrorResponse(REFUSAL_STATUS, refusal.reason, refusal.text, extra));
+  },
+  failed(socket, err) {
+    answerAndClose(socket, dialFailureResponse(err));
+  },
+};
+
+const NO_CREDENTIALS = { username: Buffer.alloc(0), password: Buffer.alloc(0) };
+
+async function handleConnect(ctx: ListenerContext, pipeline: TunnelPipeline, req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
   const target = parseAuthority(req.url ?? '');
   if (target === null) {
     answerAndClose(socket, rawErrorResponse(400, 'bad-request', 'CONNECT needs a host:port target'));
     return;
   }
-  const creds = parseBasicCredentials(req.headers['proxy-authorization']);
-  if (creds === null) {
-    ctx.authFailures.inc();
-    answerAndClose(socket, AUTH_REQUIRED);
-    return;
-  }
-  const outcome = await authenticate(deps.resolver, creds.username, creds.password);
-  if (!outcome.ok) {
-    if (outcome.error) {
-      deps.log.error({ err: outcome.cause }, 'key lookup failed');
-      answerAndClose(socket, rawErrorResponse(503, 'key-store', KEY_STORE_TEXT));
-    } else {
-      ctx.authFailures.inc();
-      answerAndClose(socket, AUTH_REQUIRED);
-    }
+  const creds = parseBasicCredentials(req.headers['proxy-authorization']) ?? NO_CREDENTIALS;
+  const auth = await pipeline.authenticate(ctx, creds.username, creds.password);
+  if (!auth.ok) {
+    answerAndClose(socket, auth.storeDown ? KEY_STORE_UNAVAILABLE : AUTH_REQUIRED);
     return;
   }
   if (socket.destroyed) return;
-  const route: DeviceRoute = outcome.route;
-  const setupStartedAt = performance.now();
-  // Registered before the dial, so revoking the key meanwhile destroys this socket and the tunnel never starts.
-  deps.tunnels.add(route.keyHash, socket);
-  let upstream: Socket;
-  try {
-    upstream = await deps.connector.open(route, target);
-  } catch (err) {
-    deps.tunnels.remove(route.keyHash, socket);
-    const e = err instanceof DialError ? err : new DialError('error', String(err));
-    ctx.dialFailed(route, e);
-    answerAndClose(socket, dialFailureResponse(e));
-    return;
-  }
-  if (socket.destroyed) {
-    deps.tunnels.remove(route.keyHash, socket);
-    upstream.destroy();
-    return;
-  }
-  socket.write(CONNECT_ESTABLISHED);
-  socket.off('error', ignoreSocketError);
-  startRelay(ctx, route, socket, upstream, head.length > 0 ? head : null, setupStartedAt);
+  await pipeline.connect(ctx, CONNECT_ANSWERS, socket, socket, auth.route, target, head.length > 0 ? head : null);
 }
 
 function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
@@ -106,7 +88,8 @@ function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
 }
 
 export function createHttpProxyServer(deps: ProxyDeps): http.Server {
-  const ctx = new ListenerContext(deps, 'http');
+  const { pipeline } = deps;
+  const ctx = pipeline.listener('http');
   const { handshakeMs, idleMs } = deps.timeouts;
   const server = http.createServer({
     maxHeaderSize: deps.maxHeaderBytes,
@@ -121,14 +104,14 @@ export function createHttpProxyServer(deps: ProxyDeps): http.Server {
   server.keepAliveTimeout = handshakeMs;
   server.timeout = idleMs;
 
-  const forwarder = new Forwarder(ctx);
+  const forwarder = new Forwarder(ctx, deps);
   server.on('request', (req: IncomingMessage, res: ServerResponse) => forwarder.handle(req, res, false));
   // Answering 100 Continue ourselves, after the key is checked, spares a client uploading a body we refuse.
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => forwarder.handle(req, res, true));
   server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     socket.pause();
     socket.on('error', ignoreSocketError);
-    handleConnect(ctx, req, socket, head).catch((err: unknown) => {
+    handleConnect(ctx, pipeline, req, socket, head).catch((err: unknown) => {
       deps.log.error({ err }, 'CONNECT handling failed');
       socket.destroy();
     });

@@ -1,17 +1,33 @@
-// SOCKS5 listener: a thin I/O shell around the pure Socks5Parser. The success reply goes out only after
-// the device has accepted the onward connection, so a client always learns the real outcome.
+// SOCKS5 front end: a thin I/O shell around the pure Socks5Parser that hands the tunnel to the pipeline. The success
+// reply goes out only after the device has accepted the onward connection, so a client always learns the real outcome.
 import net, { type Socket } from 'node:net';
-import { performance } from 'node:perf_hooks';
-import { DialError } from '../core/failure.js';
-import { keyTag } from '../core/key.js';
 import type { DeviceRoute } from '../core/route.js';
 import type { Target } from '../core/target.js';
 import { AUTH_FAILED, AUTH_OK, SocksReply, Socks5Parser, socksReply, type SocksReplyCode } from '../protocol/socks5.js';
-import { authenticate } from './auth.js';
+import type { ListenerContext } from '../tunnel/listener.js';
+import type { TunnelAnswers, TunnelPipeline } from '../tunnel/pipeline.js';
 import type { ProxyDeps } from './deps.js';
-import { SOCKS_FAILURES } from './failures.js';
-import { ListenerContext, startRelay } from './relay.js';
+import { SOCKS_FAILURES, SOCKS_REFUSED } from './failures.js';
 import { answerAndClose } from './sockets.js';
+
+const SUCCEEDED = socksReply(SocksReply.Succeeded);
+
+/** How a tunnel's outcome reaches the SOCKS5 client. */
+const SOCKS_ANSWERS: TunnelAnswers<SocksSession> = {
+  established(session) {
+    session.done();
+    const { socket } = session;
+    socket.off('error', onSessionError);
+    socket.off('close', onSessionClose);
+    socket.write(SUCCEEDED);
+  },
+  refused(session) {
+    session.fail(SOCKS_REFUSED);
+  },
+  failed(session, err) {
+    session.fail(SOCKS_FAILURES[err.reason]);
+  },
+};
 
 const kSession = Symbol('tailgate.socks');
 type SessionSocket = Socket & { [kSession]?: SocksSession };
@@ -27,6 +43,7 @@ class SocksSession {
 
   constructor(
     readonly ctx: ListenerContext,
+    readonly pipeline: TunnelPipeline,
     readonly socket: SessionSocket,
   ) {}
 
@@ -63,17 +80,15 @@ class SocksSession {
   }
 
   private async checkCredentials(username: Buffer, password: Buffer): Promise<void> {
-    const outcome = await authenticate(this.ctx.deps.resolver, username, password);
+    const auth = await this.pipeline.authenticate(this.ctx, username, password);
     if (this.socket.destroyed) return;
-    if (outcome.ok) {
-      this.route = outcome.route;
-    } else if (outcome.error) {
+    if (auth.ok) {
+      this.route = auth.route;
+    } else if (auth.storeDown) {
       // Not the client's fault, so not an auth failure: let it send its request and answer that with a
       // general failure.
       this.storeFailed = true;
-      this.ctx.deps.log.error({ err: outcome.cause }, 'key lookup failed');
     } else {
-      this.ctx.authFailures.inc();
       this.done();
       answerAndClose(this.socket, AUTH_FAILED);
       return;
@@ -84,38 +99,15 @@ class SocksSession {
   }
 
   private async connect(target: Target): Promise<void> {
-    const { ctx, socket } = this;
     const route = this.route;
     if (route === null) {
       this.fail(SocksReply.GeneralFailure);
       return;
     }
-    const setupStartedAt = performance.now();
-    // Registered before the dial, so revoking the key meanwhile destroys this socket and the tunnel never starts.
-    ctx.deps.tunnels.add(route.keyHash, socket);
-    let upstream: Socket;
-    try {
-      upstream = await ctx.deps.connector.open(route, target);
-    } catch (err) {
-      ctx.deps.tunnels.remove(route.keyHash, socket);
-      const e = err instanceof DialError ? err : new DialError('error', String(err));
-      ctx.dialFailed(route, e);
-      this.fail(SOCKS_FAILURES[e.reason]);
-      return;
-    }
-    this.done();
-    if (socket.destroyed) {
-      ctx.deps.tunnels.remove(route.keyHash, socket);
-      upstream.destroy();
-      return;
-    }
-    socket.off('error', onSessionError);
-    socket.off('close', onSessionClose);
-    socket.write(socksReply(SocksReply.Succeeded));
-    startRelay(ctx, route, socket, upstream, this.parser.rest(), setupStartedAt);
+    await this.pipeline.connect(this.ctx, SOCKS_ANSWERS, this, this.socket, route, target, this.parser.rest());
   }
 
-  private fail(code: SocksReplyCode): void {
+  fail(code: SocksReplyCode): void {
     this.done();
     answerAndClose(this.socket, socksReply(code));
   }
@@ -129,7 +121,7 @@ class SocksSession {
   // Bugs must cost one connection, never the process.
   readonly fatal = (err: unknown): void => {
     this.done();
-    this.ctx.deps.log.error({ err }, 'socks5 session failed');
+    this.ctx.parts.log.error({ err }, 'socks5 session failed');
     this.socket.destroy();
   };
 }
@@ -159,10 +151,11 @@ function onHandshakeTimeout(session: SocksSession): void {
 }
 
 export function createSocksServer(deps: ProxyDeps): net.Server {
-  const ctx = new ListenerContext(deps, 'socks5');
+  const { pipeline } = deps;
+  const ctx = pipeline.listener('socks5');
   // allowHalfOpen: a client's FIN must end only its direction of the tunnel.
   const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket: SessionSocket) => {
-    const session = new SocksSession(ctx, socket);
+    const session = new SocksSession(ctx, pipeline, socket);
     socket[kSession] = session;
     socket.on('data', onSessionData);
     socket.on('end', onSessionEnd);

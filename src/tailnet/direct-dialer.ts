@@ -4,10 +4,6 @@ import type { Dialer } from '../core/dialer.js';
 
 /** Dials with the kernel's stack: right when this host is a tailnet member with a TUN device, and for tests. */
 export class DirectDialer implements Dialer {
-  unavailableReason(): string | null {
-    return null;
-  }
-
   dial(host: string, port: number, timeoutMs: number): Promise<net.Socket> {
     return new Promise((resolve, reject) => {
       const socket = net.connect({ host, port, allowHalfOpen: true, noDelay: true });

@@ -1,8 +1,8 @@
 // The tailnet path as main.ts sees it: a supervised tailscaled, the dialer that goes through it, and a view of its state.
-import type { TailnetConfig } from '../config.js';
+import type { TailnetConfig } from './types.js';
 import type { Logger } from '../log.js';
 import type { Dialer } from '../core/dialer.js';
-import { GatedDirectDialer } from './gated-dialer.js';
+import { DirectDialer } from './direct-dialer.js';
 import { LocalApiDialer } from './localapi-dialer.js';
 import { TailscaledSocksDialer } from './socks-dialer.js';
 import { TailscaledSupervisor, type SupervisorOptions } from './supervisor.js';
@@ -20,8 +20,8 @@ export interface Tailnet {
 
 export function dialerFor(cfg: TailnetConfig, supervisor: TailscaledSupervisor): Dialer {
   // Kernel mode has a TUN device: the kernel's stack reaches 100.x directly and keeps TCP half-close intact.
-  if (!cfg.userspace) return new GatedDirectDialer(supervisor);
-  return cfg.dialMode === 'socks5' ? new TailscaledSocksDialer(supervisor) : new LocalApiDialer(cfg.socket, supervisor);
+  if (!cfg.userspace) return new DirectDialer();
+  return cfg.dialMode === 'socks5' ? new TailscaledSocksDialer(supervisor) : new LocalApiDialer(cfg.socket);
 }
 
 /** The tailnet path, not started yet: main.ts creates it first so that a SIGTERM during start-up can stop it. */

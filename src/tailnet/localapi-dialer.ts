@@ -5,26 +5,16 @@ import type { Dialer } from '../core/dialer.js';
 import { DialError } from '../core/failure.js';
 import { formatAuthority } from '../protocol/http.js';
 import { TsDialHandshake } from '../protocol/localapi.js';
-import type { Availability } from './gated-dialer.js';
 import { dialViaTailscaled } from './tailscaled-dial.js';
 
 export class LocalApiDialer implements Dialer {
   private readonly endpoint: net.NetConnectOpts;
 
-  constructor(
-    socketPath: string,
-    private readonly gate: Availability,
-  ) {
+  constructor(socketPath: string) {
     this.endpoint = { path: socketPath };
   }
 
-  unavailableReason(): string | null {
-    return this.gate.unavailableReason();
-  }
-
   async dial(host: string, port: number, timeoutMs: number): Promise<net.Socket> {
-    const down = this.gate.unavailableReason();
-    if (down !== null) throw new DialError('network-down', down);
     const what = `tailscaled LocalAPI, dialing ${formatAuthority({ host, port })}`;
     return dialViaTailscaled(this.endpoint, new TsDialHandshake(host, port), what, timeoutMs);
   }

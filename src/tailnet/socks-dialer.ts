@@ -4,7 +4,6 @@ import type { Dialer } from '../core/dialer.js';
 import { DialError } from '../core/failure.js';
 import { formatAuthority } from '../protocol/http.js';
 import { Socks5ConnectHandshake, type Socks5Peer } from '../protocol/socks5.js';
-import type { Availability } from './gated-dialer.js';
 import { dialViaTailscaled } from './tailscaled-dial.js';
 
 /**
@@ -15,21 +14,15 @@ import { dialViaTailscaled } from './tailscaled-dial.js';
  */
 const TAILSCALED_SOCKS5: Socks5Peer = { pipelined: true, generalFailure: 'unreachable', closedBeforeReply: 'unreachable' };
 
-/** tailscaled's SOCKS5 port and its availability; the supervisor is both (the port is picked when it starts). */
-export interface SocksEndpoint extends Availability {
+/** tailscaled's SOCKS5 port: the supervisor knows it (the port is picked when it starts). */
+export interface SocksEndpoint {
   readonly socksPort: number;
 }
 
 export class TailscaledSocksDialer implements Dialer {
   constructor(private readonly tailscaled: SocksEndpoint) {}
 
-  unavailableReason(): string | null {
-    return this.tailscaled.unavailableReason();
-  }
-
   async dial(host: string, port: number, timeoutMs: number): Promise<net.Socket> {
-    const down = this.tailscaled.unavailableReason();
-    if (down !== null) throw new DialError('network-down', down);
     const target = { host, port };
     const endpoint = { host: '127.0.0.1', port: this.tailscaled.socksPort };
     return dialViaTailscaled(endpoint, new Socks5ConnectHandshake(target, TAILSCALED_SOCKS5), `tailscaled SOCKS5, dialing ${formatAuthority(target)}`, timeoutMs);

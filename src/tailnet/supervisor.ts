@@ -1,6 +1,6 @@
 // Runs tailscaled as our child: start, join the tailnet with the auth key, watch the backend state, restart on
 // exit with capped exponential backoff, and stop it cleanly. Everything else reads its state through
-// TailnetView / Availability, which answer from the latest status snapshot without any I/O; only checkPeer()
+// TailnetView, which answers from the latest status snapshot without any I/O; only checkPeer()
 // reads a fresh one, for the rare caller about to refuse a connection because of the snapshot.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
@@ -8,11 +8,10 @@ import net from 'node:net';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
-import type { TailnetConfig } from '../config.js';
+import type { TailnetConfig } from './types.js';
 import type { Logger } from '../log.js';
 import { findPeer, LocalApiClient, peerCheck, peersByIp, type LocalPeerStatus, type LocalStatus } from './localapi.js';
 import type { PeerCheck, TailnetState, TailnetView } from './types.js';
-import type { Availability } from './gated-dialer.js';
 
 export interface SupervisorOptions {
   /** How often the backend state is polled while running. */
@@ -56,7 +55,7 @@ const WARM_UP_CONCURRENCY = 8;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-export class TailscaledSupervisor implements TailnetView, Availability {
+export class TailscaledSupervisor implements TailnetView {
   readonly localApi: LocalApiClient;
   private readonly log: Logger;
   private readonly pollMs: number;

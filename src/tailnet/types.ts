@@ -1,3 +1,29 @@
+/** How tailgate dials devices through its tailscaled in userspace mode. */
+export type TailnetDialMode = 'localapi' | 'socks5';
+
+/** The supervised tailscaled's settings (TS_* and TAILSCALE*_BIN), validated by config.ts. */
+export interface TailnetConfig {
+  authKey: string;
+  loginServer: string | undefined;
+  hostname: string;
+  stateDir: string;
+  socket: string;
+  userspace: boolean;
+  tailscaledBin: string;
+  tailscaleBin: string;
+  dialMode: TailnetDialMode;
+  /** Extra flags for `tailscale up`, split on whitespace. */
+  upExtraArgs: string[];
+  /** Extra flags for `tailscaled`, split on whitespace. */
+  tailscaledExtraArgs: string[];
+  upTimeoutMs: number;
+  /**
+   * After tailscaled is Running: how long readiness waits for a netmap from control (not only the disk cache) and the
+   * warm-up of the registered devices, before the gateway calls itself ready anyway on what it has.
+   */
+  readyTimeoutMs: number;
+}
+
 export interface TailnetState {
   /** True once tailscaled reports BackendState Running. */
   running: boolean;
@@ -27,6 +53,8 @@ export interface PeerCheck {
 /** Read-only view of the supervised tailscaled, for readiness, /nodes and failing fast. */
 export interface TailnetView {
   state(): TailnetState;
+  /** null when a dial can be attempted now; otherwise why not (the connector fails fast instead of waiting for a timeout). */
+  unavailableReason(): string | null;
   /** Online state of the peer with this tailnet IP in the latest status snapshot; undefined when the peer is unknown. */
   peerOnline(ip: string): boolean | undefined;
   /**

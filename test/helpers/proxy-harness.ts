@@ -3,19 +3,20 @@
 import net from 'node:net';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import type { Timeouts } from '../../src/config.js';
+import type { Timeouts } from '../../src/tunnel/types.js';
 import type { Dialer } from '../../src/core/dialer.js';
 import { hashKey } from '../../src/core/key.js';
 import type { DeviceRoute, RouteResolver } from '../../src/core/route.js';
 import type { Logger } from '../../src/log.js';
-import { Metrics } from '../../src/metrics.js';
+import { Metrics } from '../../src/tunnel/metrics.js';
 import type { ProxyDeps } from '../../src/proxy/deps.js';
 import { createHttpProxyServer } from '../../src/proxy/http-proxy.js';
 import { createSocksServer } from '../../src/proxy/socks-proxy.js';
 import { TunnelRegistry } from '../../src/tunnel/registry.js';
-import { DeviceConnector } from '../../src/routing/device-connector.js';
+import { TunnelPipeline, type AdmissionPolicy } from '../../src/tunnel/pipeline.js';
+import { DeviceConnector } from '../../src/tunnel/connector.js';
 import { DirectDialer } from '../../src/tailnet/direct-dialer.js';
-import type { TailnetView } from '../../src/tailnet/types.js';
+import type { TailnetState, TailnetView } from '../../src/tailnet/types.js';
 import { closedPort, startHttpDevice, startSilentDevice, startSocksDevice, type Device } from './devices.js';
 import { closeServer, listen, makeSelfSignedCert, startEchoTarget, startHttpsTarget, startHttpTarget, type EchoTarget, type Listening, type TlsMaterial } from './targets.js';
 
@@ -41,6 +42,8 @@ export class MemoryResolver implements RouteResolver {
 export interface Harness {
   deps: ProxyDeps;
   resolver: MemoryResolver;
+  tunnels: TunnelRegistry;
+  metrics: Metrics;
   httpServer: net.Server;
   socksServer: net.Server;
   httpPort: number;
@@ -50,6 +53,15 @@ export interface Harness {
   /** Waits until neither listener holds a connection and no tunnel is registered; throws after timeoutMs. */
   settle(timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * A tailnet view with a fixed answer: tailscaled ready (or down for `unavailable`), peers online as `online` says.
+ * It is the input of the data plane under test, standing in for the supervisor's snapshot.
+ */
+export function fixedTailnet(opts: { unavailable?: string; online?: (ip: string) => boolean | undefined } = {}): TailnetView {
+  const state: TailnetState = { running: opts.unavailable === undefined, backendState: opts.unavailable === undefined ? 'Running' : 'Stopped', selfIps: [], ready: opts.unavailable === undefined };
+  return { state: () => state, unavailableReason: () => opts.unavailable ?? null, peerOnline: opts.online ?? (() => undefined) };
 }
 
 export const TEST_TIMEOUTS: Timeouts = { handshakeMs: 600, connectMs: 700, responseHeaderMs: 700, idleMs: 20_000, shutdownGraceMs: 0 };
@@ -67,7 +79,7 @@ export async function waitFor(what: string, check: () => boolean | Promise<boole
   }
 }
 
-export async function startHarness(opts: { dialer?: Dialer; tailnet?: TailnetView; timeouts?: Partial<Timeouts>; maxHeaderBytes?: number } = {}): Promise<Harness> {
+export async function startHarness(opts: { dialer?: Dialer; tailnet?: TailnetView; admission?: AdmissionPolicy[]; timeouts?: Partial<Timeouts>; maxHeaderBytes?: number } = {}): Promise<Harness> {
   const logLines: string[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -78,16 +90,11 @@ export async function startHarness(opts: { dialer?: Dialer; tailnet?: TailnetVie
   const log: Logger = pino({ level: 'debug', base: undefined }, sink);
   const timeouts = { ...TEST_TIMEOUTS, ...opts.timeouts };
   const resolver = new MemoryResolver();
-  const deps: ProxyDeps = {
-    resolver,
-    connector: new DeviceConnector(opts.dialer ?? new DirectDialer(), timeouts.connectMs, opts.tailnet),
-    tunnels: new TunnelRegistry(),
-    tailnet: opts.tailnet,
-    metrics: new Metrics(),
-    log,
-    timeouts,
-    maxHeaderBytes: opts.maxHeaderBytes ?? 16_384,
-  };
+  const tunnels = new TunnelRegistry();
+  const metrics = new Metrics();
+  const connector = new DeviceConnector(opts.dialer ?? new DirectDialer(), timeouts.connectMs, opts.tailnet);
+  const pipeline = new TunnelPipeline({ resolver, connector, tunnels, metrics, log, timeouts, admission: opts.admission });
+  const deps: ProxyDeps = { pipeline, tailnet: opts.tailnet, log, timeouts, maxHeaderBytes: opts.maxHeaderBytes ?? 16_384 };
   const httpServer = createHttpProxyServer(deps);
   const socksServer = createSocksServer(deps);
   const httpPort = await listen(httpServer, '127.0.0.1');
@@ -95,6 +102,8 @@ export async function startHarness(opts: { dialer?: Dialer; tailnet?: TailnetVie
   return {
     deps,
     resolver,
+    tunnels,
+    metrics,
     httpServer,
     socksServer,
     httpPort,
@@ -103,11 +112,11 @@ export async function startHarness(opts: { dialer?: Dialer; tailnet?: TailnetVie
     settle: (timeoutMs = 3_000) =>
       waitFor(
         'proxy connections and tunnels to drain',
-        async () => deps.tunnels.size === 0 && (await connections(httpServer)) === 0 && (await connections(socksServer)) === 0,
+        async () => tunnels.size === 0 && (await connections(httpServer)) === 0 && (await connections(socksServer)) === 0,
         timeoutMs,
       ),
     close: async () => {
-      deps.tunnels.closeAll();
+      tunnels.closeAll();
       await Promise.all([closeServer(httpServer), closeServer(socksServer)]);
     },
   };

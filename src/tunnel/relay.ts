@@ -1,59 +1,19 @@
 // The byte relay between a client and the device: the hot path the benchmarks measure.
-// - No closures per tunnel: the Tunnel lives on both sockets under a symbol, and every handler (data, drain,
-//   end, error, close, timeout) is a shared module-level function that finds the tunnel and the peer through
-//   `this`. pipe() was chosen over stream.pipeline first (less machinery per chunk, and it ends the
-//   destination on 'end'); this goes one step further for memory: each pipe() call allocates ~9 closures plus
-//   listener arrays per direction. Measured with 9,900 idle tunnels (bench/README.md, same runs side by side):
-//   8.7-10.2 KiB (median 10.0) of gateway RSS per tunnel with the two pipe() calls, 6.7-6.9 KiB (median 6.8)
-//   with these handlers, over 6 measurements each; CPU per GiB relayed did not change measurably.
-// - The handlers do what pipe() does for one destination: write, pause the source when write() says the
-//   peer's buffer is over its high-water mark, resume it on the peer's 'drain', end the peer's writable
-//   side on 'end'.
-// - Half-close: the listeners accept with allowHalfOpen and the direct dialer connects with it, so a FIN from
-//   one side only ends the other side's writable half; the opposite direction keeps flowing until it ends
-//   too. (A device socket that is not half-open, like the tailscaled dialers', closes on its FIN instead.)
+// - No closures per tunnel: the Tunnel lives on both sockets under a symbol, and every handler (data, drain, end,
+//   error, close, timeout) is a shared module-level function that finds the tunnel and the peer through `this`.
+//   Two pipe() calls would allocate a set of closures and listener arrays per direction and tunnel; the idle
+//   memory per tunnel this saves is measured in bench/README.md.
+// - The handlers do for one destination what pipe() does: write, pause the source when write() says the peer's
+//   buffer is over its high-water mark, resume it on the peer's 'drain', end the peer's writable side on 'end'.
+// - Half-close: the listeners accept with allowHalfOpen and the direct dialer connects with it, so a FIN from one
+//   side only ends the other side's writable half; the opposite direction keeps flowing until it ends too. (A device
+//   socket that is not half-open, like the tailscaled dialers', closes on its FIN instead.)
 // - Bytes are counted once, at close, from the sockets' own counters instead of per chunk.
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { keyTag } from '../core/key.js';
 import type { DeviceRoute } from '../core/route.js';
-import type { ListenerName } from '../metrics.js';
-import type { DialError } from '../core/failure.js';
-import type { ProxyDeps } from './deps.js';
-
-/** One listener's view of the shared deps, with metric children resolved once instead of per tunnel. */
-export class ListenerContext {
-  readonly tunnelsOpen;
-  readonly tunnelsTotal;
-  readonly bytesUp;
-  readonly bytesDown;
-  readonly setupSeconds;
-  readonly authFailures;
-  readonly debug: boolean;
-
-  constructor(
-    readonly deps: ProxyDeps,
-    readonly listener: ListenerName,
-  ) {
-    const m = deps.metrics;
-    this.tunnelsOpen = m.tunnelsOpen.labels(listener);
-    this.tunnelsTotal = m.tunnelsTotal.labels(listener);
-    this.bytesUp = m.bytes.labels(listener, 'upstream');
-    this.bytesDown = m.bytes.labels(listener, 'downstream');
-    this.setupSeconds = m.setupSeconds.labels(listener);
-    this.authFailures = m.authFailures.labels(listener);
-    this.debug = deps.log.isLevelEnabled('debug');
-  }
-
-  /**
-   * A connection through the device could not be made. Logged at info with the reason's detail, because the client
-   * only ever sees the short label and an operator asked "why did my customer get a 502" needs the rest.
-   */
-  dialFailed(route: DeviceRoute, err: DialError): void {
-    this.deps.metrics.dialError(err.reason);
-    this.deps.log.info({ listener: this.listener, keyTag: keyTag(route.keyHash), node: route.nodeId, device: route.ip, reason: err.reason, err: err.message }, 'connection through the device failed');
-  }
-}
+import type { ListenerContext } from './listener.js';
 
 const kTunnel = Symbol('tailgate.tunnel');
 type RelaySocket = Socket & { [kTunnel]?: Tunnel };
@@ -81,9 +41,9 @@ class Tunnel {
     ctx.bytesUp.inc(up);
     ctx.bytesDown.inc(down);
     ctx.tunnelsOpen.dec();
-    ctx.deps.tunnels.remove(this.route.keyHash, client);
+    ctx.parts.tunnels.remove(this.route.keyHash, client);
     if (ctx.debug) {
-      ctx.deps.log.debug(
+      ctx.parts.log.debug(
         { listener: ctx.listener, keyTag: keyTag(this.route.keyHash), node: this.route.nodeId, up, down, ms: Math.round(performance.now() - this.openedAt), end: this.ending ?? 'closed' },
         'tunnel closed',
       );
@@ -163,22 +123,22 @@ function startFlowing(source: Socket, dest: Socket): void {
  * before the tunnel existed (after its CONNECT); they go to the device first. `setupStartedAt` is
  * performance.now() when the client's handshake completed. The caller must have removed its own
  * 'data' listeners and written its success reply.
- * Returns false (after destroying both) if either socket died during setup.
+ * If either socket died during setup, both are destroyed and nothing is counted.
  */
-export function startRelay(ctx: ListenerContext, route: DeviceRoute, client: Socket, upstream: Socket, pending: Buffer | null, setupStartedAt: number): boolean {
+export function startRelay(ctx: ListenerContext, route: DeviceRoute, client: Socket, upstream: Socket, pending: Buffer | null, setupStartedAt: number): void {
   if (client.destroyed || upstream.destroyed) {
-    ctx.deps.tunnels.remove(route.keyHash, client);
+    ctx.parts.tunnels.remove(route.keyHash, client);
     client.destroy();
     upstream.destroy();
-    return false;
+    return;
   }
   const now = performance.now();
   const pendingBytes = pending === null ? 0 : pending.length;
   const t = new Tunnel(ctx, route, client, upstream, client.bytesRead - pendingBytes, client.bytesWritten, now);
-  const idleMs = ctx.deps.timeouts.idleMs;
+  const idleMs = ctx.parts.timeouts.idleMs;
   attach(client, t, idleMs);
   attach(upstream, t, idleMs);
-  ctx.deps.tunnels.add(route.keyHash, client);
+  ctx.parts.tunnels.add(route.keyHash, client);
   ctx.tunnelsOpen.inc();
   ctx.tunnelsTotal.inc();
   ctx.setupSeconds.observe((now - setupStartedAt) / 1000);
@@ -187,5 +147,4 @@ export function startRelay(ctx: ListenerContext, route: DeviceRoute, client: Soc
   // socket comes from the handshake driver not flowing yet, so it starts on a later tick at the earliest.
   startFlowing(client, upstream);
   startFlowing(upstream, client);
-  return true;
 }

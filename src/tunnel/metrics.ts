@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { FailureReason } from './core/failure.js';
+import type { FailureReason } from '../core/failure.js';
 
 export type ListenerName = 'http' | 'socks5';
 

@@ -1,0 +1,139 @@
+// The one pipeline every tunnel passes, whatever front end decoded it:
+//   authenticate → register (so a revocation finds it) → admit → connect the device → relay → account → unregister
+// Front ends (proxy/) only decode and encode their protocol and call these stages: none of them dials, counts, logs a
+// failure or registers a tunnel itself. The plain-HTTP forwarder, whose requests ride an HTTP client instead of the
+// relay, uses the same stages one by one.
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { DialError } from '../core/failure.js';
+import type { DeviceRoute, RouteResolver } from '../core/route.js';
+import type { Target } from '../core/target.js';
+import { authenticate } from './auth.js';
+import type { DeviceConnector } from './connector.js';
+import { ListenerContext, type ListenerParts } from './listener.js';
+import type { ListenerName } from './metrics.js';
+import { startRelay } from './relay.js';
+
+/** Why an admission policy turned a tunnel away, in the terms every front end can answer with. */
+export interface Refusal {
+  /** The `X-Tailgate-Error` label: one word, one meaning. */
+  reason: string;
+  /** RFC 9209 error type for the `Proxy-Status` header. */
+  proxyStatus: 'connection_limit_reached' | 'http_request_denied';
+  /** Proxy-Status `details`, when the error type alone does not say it. */
+  details?: string;
+  /** Seconds until trying again can succeed, when known (`Retry-After`). */
+  retryAfterS?: number;
+  /** One line for the client; never a key or an address. */
+  text: string;
+}
+
+/**
+ * Decides whether a tunnel may start, after its key is known and before any device is dialled (limits and quotas
+ * plug in here). Synchronous on purpose: it runs for every tunnel and must answer from memory.
+ */
+export interface AdmissionPolicy {
+  /** null to admit. */
+  admit(route: DeviceRoute, listener: ListenerName): Refusal | null;
+}
+
+export interface PipelineDeps extends ListenerParts {
+  resolver: RouteResolver;
+  connector: DeviceConnector;
+  /** Checked in order; the first refusal wins. None: every authenticated tunnel is admitted. */
+  admission?: readonly AdmissionPolicy[];
+}
+
+export type Authentication =
+  | { ok: true; route: DeviceRoute }
+  /** `storeDown`: the key could not be looked up (not the client's fault); otherwise the credentials are wrong. */
+  | { ok: false; storeDown: boolean };
+
+const WRONG_CREDENTIALS: Authentication = Object.freeze({ ok: false, storeDown: false });
+const STORE_DOWN: Authentication = Object.freeze({ ok: false, storeDown: true });
+
+/**
+ * How a front end answers the outcome of connect(). One object per listener; `session` is the front end's own state
+ * for the connection (the socket itself, or its protocol session), so no closure is made per tunnel.
+ */
+export interface TunnelAnswers<S> {
+  /** The device accepted the onward connection: send the success reply (the client is still there). */
+  established(session: S): void;
+  /** An admission policy refused the tunnel. */
+  refused(session: S, refusal: Refusal): void;
+  /** The onward connection could not be made (already counted and logged). */
+  failed(session: S, err: DialError): void;
+}
+
+export class TunnelPipeline {
+  private readonly admission: readonly AdmissionPolicy[];
+
+  constructor(private readonly deps: PipelineDeps) {
+    this.admission = deps.admission ?? [];
+  }
+
+  get connector(): DeviceConnector {
+    return this.deps.connector;
+  }
+
+  /** The context a front end keeps for its listener. */
+  listener(name: ListenerName): ListenerContext {
+    return new ListenerContext(this.deps, name);
+  }
+
+  /** Stage 1. Wrong credentials are counted; a key store failure is logged. */
+  async authenticate(ctx: ListenerContext, username: Buffer, password: Buffer): Promise<Authentication> {
+    const outcome = await authenticate(this.deps.resolver, username, password);
+    if (outcome.ok) return outcome;
+    if (outcome.error) {
+      this.deps.log.error({ err: outcome.cause, listener: ctx.listener }, 'key lookup failed');
+      return STORE_DOWN;
+    }
+    ctx.authFailures.inc();
+    return WRONG_CREDENTIALS;
+  }
+
+  /** Stage 3, alone (the forwarder admits each request). null: admitted. */
+  admit(ctx: ListenerContext, route: DeviceRoute): Refusal | null {
+    for (const policy of this.admission) {
+      const refusal = policy.admit(route, ctx.listener);
+      if (refusal !== null) return refusal;
+    }
+    return null;
+  }
+
+  /**
+   * Stages 2 to 7 for a tunnel: registers the client under its key before the dial (so revoking the key meanwhile
+   * cuts it and the tunnel never starts), admits it, connects the device, lets the front end answer, and relays until
+   * both sides are closed, counting bytes and unregistering at the end. `pending`: bytes the client sent after its
+   * request, for the device first. Never rejects.
+   */
+  async connect<S>(ctx: ListenerContext, answers: TunnelAnswers<S>, session: S, client: Socket, route: DeviceRoute, target: Target, pending: Buffer | null): Promise<void> {
+    const setupStartedAt = performance.now();
+    const { tunnels } = this.deps;
+    tunnels.add(route.keyHash, client);
+    const refusal = this.admission.length === 0 ? null : this.admit(ctx, route);
+    if (refusal !== null) {
+      tunnels.remove(route.keyHash, client);
+      answers.refused(session, refusal);
+      return;
+    }
+    let upstream: Socket;
+    try {
+      upstream = await this.deps.connector.open(route, target);
+    } catch (err) {
+      tunnels.remove(route.keyHash, client);
+      const e = err instanceof DialError ? err : new DialError('error', String(err));
+      ctx.dialFailed(route, e);
+      answers.failed(session, e);
+      return;
+    }
+    if (client.destroyed) {
+      tunnels.remove(route.keyHash, client);
+      upstream.destroy();
+      return;
+    }
+    answers.established(session);
+    startRelay(ctx, route, client, upstream, pending, setupStartedAt);
+  }
+}
