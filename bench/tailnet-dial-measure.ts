@@ -13,7 +13,8 @@ import type { Dialer } from '../src/core/dialer.js';
 import { startTailnet } from '../src/tailnet/index.js';
 import { LocalApiDialer } from '../src/tailnet/localapi-dialer.js';
 import { TailscaledSocksDialer } from '../src/tailnet/socks-dialer.js';
-import { CONTROL_IP, DEVICE_PROXY_PORT, HEADSCALE_URL, inPrivateNetns, OFFLINE_TAILSCALE_ENV, spawnInPrivateNetns, TailnetScene, waitFor } from '../testbed/tailnet-scene.js';
+import { CONTROL_IP, DEVICE_PROXY_PORT, HEADSCALE_URL, inPrivateNetns, OFFLINE_TAILSCALE_ENV, spawnInPrivateNetns, TailnetScene } from '../testbed/tailnet-scene.js';
+import { waitFor } from '../testbed/wait.js';
 import { requireTailnetTools } from '../testbed/tailnet-tools.js';
 
 const SETUPS = Number(process.env.MEASURE_SETUPS ?? 300);

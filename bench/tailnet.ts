@@ -29,9 +29,9 @@ import {
   spawnInPrivateNetns,
   tailscaledPid,
   TailnetScene,
-  waitFor,
 } from '../testbed/tailnet-scene.js';
 import { requireTailnetTools, toolsEnv, type TailnetTools } from '../testbed/tailnet-tools.js';
+import { waitFor } from '../testbed/wait.js';
 import type { ProxySpec } from './lib/client.js';
 import { cpuSeconds, freePort, gatewaySample, LoadGen, spawnPinned, stop, trackGroup, waitReadyLine, type Pinned } from './lib/procs.js';
 import type { Row } from './lib/report.js';

@@ -15,7 +15,7 @@ import { openStore } from '../src/store/index.js';
 import type { NodeStore } from '../src/store/types.js';
 import { TunnelRegistry } from '../src/tunnel/registry.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { waitFor } from './helpers/proxy-harness.js';
+import { waitFor } from '../testbed/wait.js';
 import { ScriptedRegistrar } from './helpers/registrar.js';
 import { startTunnelSockets, type TunnelSockets } from './helpers/tunnel-sockets.js';
 
@@ -254,7 +254,7 @@ describe('revoke and purge', () => {
     await Promise.all([t1.closed(), t2.closed()]);
     assert.equal(await resolver.resolve(key), null);
     assert.equal(await store.get(node.id), null);
-    await waitFor('only the bystander left', () => tunnels.size === 1);
+    await waitFor('only the bystander left', 3_000, () => tunnels.size === 1, 20);
     assert.equal(bystander.client.destroyed, false);
   });
 

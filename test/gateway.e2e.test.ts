@@ -13,7 +13,7 @@ import { curl } from './helpers/curl.js';
 import { createTempDir, createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { startHttpDevice, startSilentDevice, type Device } from './helpers/devices.js';
 import { startEchoTarget, startHttpTarget, type EchoTarget, type Listening } from './helpers/targets.js';
-import { waitFor } from './helpers/proxy-harness.js';
+import { waitFor } from '../testbed/wait.js';
 
 const TOKEN = 'test-admin-token-0123456789';
 const silent = pino({ level: 'silent' });
@@ -165,7 +165,7 @@ for (const backend of ['postgresql', 'embedded'] as const) {
       assert.match(refused.headers['proxy-authenticate'] ?? '', /^Basic realm="tailgate"/);
       const socks = await viaSocks(gw, key, `http://127.0.0.1:${target.port}/`);
       assert.notEqual(socks.exitCode, 0);
-      await waitFor('no tunnels left', () => gw.tunnels.size === 0);
+      await waitFor('no tunnels left', 3_000, () => gw.tunnels.size === 0, 20);
     });
 
     test('revoking a key while its tunnel is still being dialled stops that tunnel', async () => {
@@ -177,14 +177,14 @@ for (const backend of ['postgresql', 'embedded'] as const) {
           () => 'established',
           (err: Error) => err.message,
         );
-        await waitFor('the dial to reach the device', async () => (await silentDevice.connections()) > 0);
+        await waitFor('the dial to reach the device', 3_000, async () => (await silentDevice.connections()) > 0, 20);
         const startedAt = Date.now();
         assert.equal((await api(gw, 'DELETE', `/nodes/${reg.json.node.id}`)).status, 200);
         const outcome = await pending;
         assert.notEqual(outcome, 'established');
         // Cut by the revocation, not by the 2 s connect timeout.
         assert.ok(Date.now() - startedAt < 1_500, `took ${Date.now() - startedAt} ms: ${outcome}`);
-        await waitFor('no tunnels left', () => gw.tunnels.size === 0);
+        await waitFor('no tunnels left', 3_000, () => gw.tunnels.size === 0, 20);
       } finally {
         await silentDevice.close();
       }
@@ -236,7 +236,7 @@ test('the start command brings the gateway up with embedded defaults and SIGTERM
     let out = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     child.stderr.on('data', (c: Buffer) => (out += c.toString()));
-    await waitFor('tailgate listening', () => out.includes('tailgate listening'), 60_000);
+    await waitFor('tailgate listening', 60_000, () => out.includes('tailgate listening'), 20);
     const line = JSON.parse(out.split('\n').find((l) => l.includes('tailgate listening'))!);
     const apiPort = Number(String(line.api).split(':').pop());
     const httpPort = Number(String(line.http).split(':').pop());

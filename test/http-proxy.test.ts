@@ -10,8 +10,9 @@ import { hashKey } from '../src/core/key.js';
 import type { TailnetState, TailnetView } from '../src/tailnet/types.js';
 import { curl } from './helpers/curl.js';
 import { startHttpDevice, startOneAnswerDevice, type Device } from './helpers/devices.js';
-import { fixedTailnet, rawExchange, startHarness, startProxyWorld, TEST_TIMEOUTS, waitFor, type Harness, type ProxyWorld } from './helpers/proxy-harness.js';
+import { fixedTailnet, rawExchange, startHarness, startProxyWorld, TEST_TIMEOUTS, type Harness, type ProxyWorld } from './helpers/proxy-harness.js';
 import { payload, sha256, type EchoTarget, type Listening, type TlsMaterial } from './helpers/targets.js';
+import { waitFor } from '../testbed/wait.js';
 
 let world: ProxyWorld;
 let h: Harness;
@@ -211,7 +212,7 @@ test('device refusing -> 502, device silent -> 504 at the connect timeout, each 
   assert.equal(silent.connectCode, 504);
   assert.equal(silent.headers['x-tailgate-error'], 'timeout');
   assert.ok(ms >= TEST_TIMEOUTS.connectMs - 50 && ms < TEST_TIMEOUTS.connectMs + 1_500, `answered after ${ms} ms`);
-  await waitFor('silent device to see its connections closed', async () => (await silentDevice.connections()) === 0);
+  await waitFor('silent device to see its connections closed', 3_000, async () => (await silentDevice.connections()) === 0, 20);
   await h.settle();
 });
 
@@ -235,7 +236,7 @@ test('absolute-form request to a device that never answers -> 504 at the respons
   } finally {
     await h4.close();
   }
-  await waitFor('silent device to see its connections closed', async () => (await silentDevice.connections()) === 0);
+  await waitFor('silent device to see its connections closed', 3_000, async () => (await silentDevice.connections()) === 0, 20);
 
   const h5 = await startHarness({ timeouts: { responseHeaderMs: 20_000, idleMs: 1_000 } });
   try {
@@ -355,14 +356,14 @@ test('a device the tailnet reports offline cuts the forwarded requests waiting o
     const via = (path: string) => ['-x', `http://${key}:${key}@127.0.0.1:${h2.httpPort}`, `http://127.0.0.1:${web.port}${path}`];
     assert.equal((await curl(via('/one'))).stdout, 'first\n');
     const waiting = curl(via('/two'));
-    await waitFor('the second request to reach the device', () => device.seen.length === 2);
+    await waitFor('the second request to reach the device', 3_000, () => device.seen.length === 2, 20);
     const started = Date.now();
     tailnet.goOffline('127.0.0.1');
     const cut = await waiting;
     assert.equal(cut.httpCode, 502);
     assert.equal(cut.headers['x-tailgate-error'], 'offline');
     assert.ok(Date.now() - started < 1_000, `cut after ${Date.now() - started} ms`);
-    await waitFor('the pooled device connection to close', async () => (await device.connections()) === 0);
+    await waitFor('the pooled device connection to close', 3_000, async () => (await device.connections()) === 0, 20);
 
     // Still offline: a new request is refused as offline without touching the device.
     const third = await curl(via('/three'));
@@ -430,11 +431,11 @@ test('revoking the key closes its open CONNECT tunnel; a client reset mid-relay 
   let got = '';
   s.on('data', (c: Buffer) => (got += c.toString()));
   s.write(`CONNECT 127.0.0.1:${echo.port} HTTP/1.1\r\nProxy-Authorization: ${basic(KEY)}\r\n\r\nping`);
-  await waitFor('echo through the tunnel', () => got.endsWith('ping'));
+  await waitFor('echo through the tunnel', 3_000, () => got.endsWith('ping'), 20);
   // The handshake timeout must not apply to an established tunnel.
   await new Promise((r) => setTimeout(r, TEST_TIMEOUTS.handshakeMs + 300));
   s.write('pong');
-  await waitFor('echo after a quiet spell', () => got.endsWith('pingpong'));
+  await waitFor('echo after a quiet spell', 3_000, () => got.endsWith('pingpong'), 20);
   assert.equal(h.tunnels.size, 1);
   const closed = new Promise((r) => s.once('close', r));
   assert.equal(h.tunnels.closeKey(hashKey(KEY)), 1);
@@ -444,7 +445,7 @@ test('revoking the key closes its open CONNECT tunnel; a client reset mid-relay 
   const s2 = net.connect({ port: h.httpPort, host: '127.0.0.1' });
   s2.on('error', () => {});
   s2.write(`CONNECT 127.0.0.1:${echo.port} HTTP/1.1\r\nProxy-Authorization: ${basic(KEY_SOCKS_DEVICE)}\r\n\r\nx`);
-  await waitFor('second tunnel', () => h.tunnels.size === 1);
+  await waitFor('second tunnel', 3_000, () => h.tunnels.size === 1, 20);
   s2.resetAndDestroy();
   await h.settle();
 });

@@ -9,8 +9,9 @@ import { after, afterEach, before, test } from 'node:test';
 import type { Dialer } from '../src/core/dialer.js';
 import { DirectDialer } from '../src/tailnet/direct-dialer.js';
 import { startHttpDevice, startSocksDevice, type Device } from './helpers/devices.js';
-import { rawExchange, startHarness, waitFor, type Harness } from './helpers/proxy-harness.js';
+import { rawExchange, startHarness, type Harness } from './helpers/proxy-harness.js';
 import { closeServer, listen, sha256, startEchoTarget } from './helpers/targets.js';
+import { waitFor } from '../testbed/wait.js';
 
 /** The real DirectDialer, remembering the device sockets it opened so the test can look at the gateway's side. */
 class RecordingDialer implements Dialer {
@@ -252,7 +253,7 @@ for (const [listener, key] of [
       // FIN, which would cut the upload still in flight (device-first half-close is tested below).
       const reading = Promise.all([drain(t, 20_000), drain(client, 20_000)]);
       client.end();
-      await waitFor('the upload to reach the target', () => t.readableEnded, 20_000);
+      await waitFor('the upload to reach the target', 20_000, () => t.readableEnded, 20);
       t.end();
       const [atTarget, atClient] = await reading;
       assert.equal(atTarget.bytes, upBytes, `gateway read ${gatewayClient.bytesRead} from the client, wrote ${gatewayDevice.bytesWritten} to the device`);

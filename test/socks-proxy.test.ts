@@ -8,8 +8,9 @@ import { hashKey } from '../src/core/key.js';
 import { encodeSocksConnect } from '../src/protocol/socks5.js';
 import { curl } from './helpers/curl.js';
 import { closedPort, type Device } from './helpers/devices.js';
-import { fixedTailnet, rawExchange, startHarness, startProxyWorld, TEST_TIMEOUTS, waitFor, type Harness, type ProxyWorld } from './helpers/proxy-harness.js';
+import { fixedTailnet, rawExchange, startHarness, startProxyWorld, TEST_TIMEOUTS, type Harness, type ProxyWorld } from './helpers/proxy-harness.js';
 import { payload, sha256, type EchoTarget, type Listening, type TlsMaterial } from './helpers/targets.js';
+import { waitFor } from '../testbed/wait.js';
 
 let world: ProxyWorld;
 let h: Harness;
@@ -180,7 +181,7 @@ test('device refusing -> 0x05; device never answering -> 0x06 at the connect tim
   const silent = await rawExchange(h.socksPort, [Buffer.concat([greeting, auth(KEY_SILENT), connectName('example.com', 80)])], { timeoutMs: 5_000 });
   assert.equal(replyCode(silent.data), 6);
   assert.ok(silent.ms >= TEST_TIMEOUTS.connectMs - 50 && silent.ms < TEST_TIMEOUTS.connectMs + 1_000, `answered after ${silent.ms} ms`);
-  await waitFor('silent device to see its connection closed', async () => (await silentDevice.connections()) === 0);
+  await waitFor('silent device to see its connection closed', 3_000, async () => (await silentDevice.connections()) === 0, 20);
   assert.match(await h.metrics.registry.getSingleMetricAsString('tailgate_device_dial_errors_total'), /reason="timeout"\} [1-9]/);
   await h.settle();
 });
@@ -231,13 +232,13 @@ test('revoking the key closes its open tunnel; a client reset mid-relay leaks no
   const got: Buffer[] = [];
   s.on('data', (c: Buffer) => got.push(c));
   s.write(Buffer.concat([greeting, auth(KEY), connectV4(echo.port)]));
-  await waitFor('tunnel to open', () => Buffer.concat(got).length >= 14);
+  await waitFor('tunnel to open', 3_000, () => Buffer.concat(got).length >= 14, 20);
   s.write('ping');
-  await waitFor('echo', () => Buffer.concat(got).subarray(14).toString() === 'ping');
+  await waitFor('echo', 3_000, () => Buffer.concat(got).subarray(14).toString() === 'ping', 20);
   // The handshake timeout must not apply to an established tunnel.
   await new Promise((r) => setTimeout(r, TEST_TIMEOUTS.handshakeMs + 300));
   s.write('pong');
-  await waitFor('echo after a quiet spell', () => Buffer.concat(got).subarray(14).toString() === 'pingpong');
+  await waitFor('echo after a quiet spell', 3_000, () => Buffer.concat(got).subarray(14).toString() === 'pingpong', 20);
   assert.equal(h.tunnels.size, 1);
   const closed = new Promise((r) => s.once('close', r));
   assert.equal(h.tunnels.closeKey(hashKey(KEY)), 1);
@@ -247,7 +248,7 @@ test('revoking the key closes its open tunnel; a client reset mid-relay leaks no
   const s2 = net.connect({ port: h.socksPort, host: '127.0.0.1' });
   s2.on('error', () => {});
   s2.write(Buffer.concat([greeting, auth(KEY_SOCKS_DEVICE), connectV4(echo.port), Buffer.from('x')]));
-  await waitFor('second tunnel', () => h.tunnels.size === 1);
+  await waitFor('second tunnel', 3_000, () => h.tunnels.size === 1, 20);
   s2.resetAndDestroy();
   await h.settle();
 });
@@ -261,7 +262,7 @@ test('an idle tunnel is closed at the idle timeout, both sides', async () => {
     assert.equal(r.data.subarray(14).toString(), 'hi');
     assert.ok(r.ms >= 950 && r.ms < 2_500, `closed after ${r.ms} ms`);
     await h2.settle();
-    await waitFor('device side to close as well', async () => (await echo.connections()) === 0 && (await httpDevice.connections()) === 0);
+    await waitFor('device side to close as well', 3_000, async () => (await echo.connections()) === 0 && (await httpDevice.connections()) === 0, 20);
   } finally {
     await h2.close();
   }

@@ -15,6 +15,7 @@ import type { NodeChange, NodeStore } from '../src/store/types.js';
 import { KeyResolver } from '../src/tunnel/key-resolver.js';
 import postgres from 'postgres';
 import { ADMIN_DATABASE_URL, createTempDir, createTestDatabase, type TestDatabase } from './helpers/db.js';
+import { waitFor } from '../testbed/wait.js';
 
 const log = createLogger('silent');
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -251,14 +252,6 @@ describe('migrations on a shared PostgreSQL server', () => {
   });
 });
 
-async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 describe('change notifications between gateways sharing a PostgreSQL server', () => {
   let db: TestDatabase;
   let writer: NodeStore;
@@ -297,19 +290,19 @@ describe('change notifications between gateways sharing a PostgreSQL server', ()
     const h = hashKey(key);
     assert.equal(await resolver.resolve(key), null); // remembered as unknown for 10 minutes
     const { node } = await writer.upsert({ keyHash: h, ip: '100.64.3.1', port: 8939, protocol: 'http' });
-    await waitFor('the insert notification', () => changes.some((c) => c.keyHash === h && c.op === 'insert'));
+    await waitFor('the insert notification', 10_000, () => changes.some((c) => c.keyHash === h && c.op === 'insert'), 20);
     assert.equal((await resolver.resolve(key))?.ip, '100.64.3.1');
 
     await writer.upsert({ keyHash: h, ip: '100.64.3.2', port: 8939, protocol: 'http' });
-    await waitFor('the update notification', () => changes.some((c) => c.keyHash === h && c.op === 'update'));
+    await waitFor('the update notification', 10_000, () => changes.some((c) => c.keyHash === h && c.op === 'update'), 20);
     assert.equal((await resolver.resolve(key))?.ip, '100.64.3.2');
 
     // An operator editing the table by hand is seen too: the trigger is in the database.
     await db.sql`UPDATE nodes SET port = 3128 WHERE id = ${node.id}`;
-    await waitFor('the hand edit', async () => (await resolver.resolve(key))?.port === 3128);
+    await waitFor('the hand edit', 10_000, async () => (await resolver.resolve(key))?.port === 3128, 20);
 
     await writer.remove(node.id);
-    await waitFor('the delete notification', () => changes.some((c) => c.keyHash === h && c.op === 'delete'));
+    await waitFor('the delete notification', 10_000, () => changes.some((c) => c.keyHash === h && c.op === 'delete'), 20);
     assert.equal(await resolver.resolve(key), null);
   });
 
@@ -319,10 +312,10 @@ describe('change notifications between gateways sharing a PostgreSQL server', ()
       SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity
       WHERE datname = ${db.name} AND query ILIKE 'listen%'`;
     assert.equal(killed.length, 1, 'expected exactly one listening connection');
-    await waitFor('a resync after reconnecting', () => resyncs > before);
+    await waitFor('a resync after reconnecting', 10_000, () => resyncs > before, 20);
     const h = hashKey('notify-key-0002');
     await writer.upsert({ keyHash: h, ip: '100.64.3.3', port: 8939, protocol: 'http' });
-    await waitFor('a notification after reconnecting', () => changes.some((c) => c.keyHash === h));
+    await waitFor('a notification after reconnecting', 10_000, () => changes.some((c) => c.keyHash === h), 20);
   });
 
   test('a listener lost while the database refused connections comes back through the heartbeat', async () => {
@@ -343,10 +336,10 @@ describe('change notifications between gateways sharing a PostgreSQL server', ()
     } finally {
       await admin.end({ timeout: 5 });
     }
-    await waitFor('the heartbeat to listen again', () => resyncs > before);
+    await waitFor('the heartbeat to listen again', 10_000, () => resyncs > before, 20);
     const h = hashKey('notify-key-0003');
     await writer.upsert({ keyHash: h, ip: '100.64.3.4', port: 8939, protocol: 'http' });
-    await waitFor('a notification after the heartbeat recovery', () => changes.some((c) => c.keyHash === h));
+    await waitFor('a notification after the heartbeat recovery', 10_000, () => changes.some((c) => c.keyHash === h), 20);
   });
 });
 

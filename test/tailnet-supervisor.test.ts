@@ -17,7 +17,8 @@ import { TailscaledSocksDialer } from '../src/tailnet/socks-dialer.js';
 import { createTempDir } from './helpers/db.js';
 import { dialFails } from './helpers/dial-fails.js';
 import { defineNetnsRun } from './helpers/netns-run.js';
-import { HEADSCALE_URL, OFFLINE_TAILSCALE_ENV, TailnetScene, waitFor, type SceneDevice } from '../testbed/tailnet-scene.js';
+import { HEADSCALE_URL, OFFLINE_TAILSCALE_ENV, TailnetScene, type SceneDevice } from '../testbed/tailnet-scene.js';
+import { waitFor } from '../testbed/wait.js';
 import { requireTailnetTools, type TailnetTools } from '../testbed/tailnet-tools.js';
 
 /**

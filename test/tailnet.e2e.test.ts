@@ -14,9 +14,11 @@ import { fileURLToPath } from 'node:url';
 import { OFFLINE_PROBE_MS } from '../src/tunnel/connector.js';
 import { findPeer, LocalApiClient } from '../src/tailnet/localapi.js';
 import { createTempDir, createTestDatabase } from './helpers/db.js';
-import { curl, LineTunnel, startEcho, startWhoami } from './helpers/tailnet-clients.js';
+import { curl, type CurlResult } from './helpers/curl.js';
+import { LineTunnel, startEcho, startWhoami } from './helpers/tailnet-clients.js';
 import { defineNetnsRun } from './helpers/netns-run.js';
-import { CONTROL_IP, HEADSCALE_URL, OFFLINE_TAILSCALE_ENV, tailscaledPid, TailnetScene, waitFor, type SceneDevice } from '../testbed/tailnet-scene.js';
+import { CONTROL_IP, HEADSCALE_URL, OFFLINE_TAILSCALE_ENV, tailscaledPid, TailnetScene, type SceneDevice } from '../testbed/tailnet-scene.js';
+import { waitFor } from '../testbed/wait.js';
 import { requireTailnetTools, type TailnetTools } from '../testbed/tailnet-tools.js';
 
 const thisFile = fileURLToPath(import.meta.url);
@@ -62,10 +64,10 @@ if (inside) {
       const text = await res.text();
       return { status: res.status, json: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
     };
-    const viaHttp = (key: string, url: string, extra: string[] = []) => curl(['-x', `http://${key}:${key}@127.0.0.1:${httpProxy}`, ...extra, url]);
-    const viaSocks = (key: string, url: string) => curl(['-x', `socks5h://${key}:${key}@127.0.0.1:${socksProxy}`, url]);
-    const remoteOf = (r: { code: number; stdout: string; stderr: string }) => {
-      assert.equal(r.code, 0, `curl failed: ${r.stderr}`);
+    const viaHttp = (key: string, url: string, extra: string[] = []) => curl(['-x', `http://${key}:${key}@127.0.0.1:${httpProxy}`, ...extra, url], 30_000);
+    const viaSocks = (key: string, url: string) => curl(['-x', `socks5h://${key}:${key}@127.0.0.1:${socksProxy}`, url], 30_000);
+    const remoteOf = (r: CurlResult) => {
+      assert.equal(r.exitCode, 0, `curl failed: ${r.stderr}`);
       assert.match(r.stdout, /^\{/, `not the destination's answer: ${r.stdout}`);
       return (JSON.parse(r.stdout) as { remote: string }).remote;
     };
@@ -244,8 +246,8 @@ if (inside) {
       const res = await apiCall('DELETE', `/nodes/${nodeIdA}?purge=true`);
       assert.equal(res.status, 200, JSON.stringify(res.json));
       assert.equal(await longTunnel!.waitClosed(2_000), true, 'the open tunnel was cut');
-      const refused = await curl(['-o', '/dev/null', '-w', '%{http_code}', '-x', `http://${a.registrationKey}:${a.registrationKey}@127.0.0.1:${httpProxy}`, `${whoami.url}/`]);
-      assert.equal(refused.stdout, '407');
+      const refused = await viaHttp(a.registrationKey, `${whoami.url}/`);
+      assert.equal(refused.httpCode, 407);
       assert.ok(!(await scene.nodes()).some((n) => n.name === 'device-a'), 'device-a is gone from headscale');
       assert.equal(remoteOf(await viaHttp(b.registrationKey, `${whoami.url}/b-still`)), b.addr);
     });
@@ -259,11 +261,11 @@ if (inside) {
       await waitFor('/readyz to report the tailnet down', 5_000, async () => ((await fetch(`${api}/readyz`)).status === 503 ? true : undefined), 50);
 
       const started = Date.now();
-      const http = await curl(['-o', '/dev/null', '-w', '%{http_code}', '-x', `http://${b.registrationKey}:${b.registrationKey}@127.0.0.1:${httpProxy}`, `${whoami.url}/`]);
+      const http = await viaHttp(b.registrationKey, `${whoami.url}/`);
       const socks = await viaSocks(b.registrationKey, `${whoami.url}/`);
       const elapsed = Date.now() - started;
-      assert.equal(http.stdout, '503', 'HTTP proxy answers 503 while the tailnet is down');
-      assert.equal(socks.code, 97, `curl: SOCKS5 connection refused by the proxy: ${socks.stderr}`);
+      assert.equal(http.httpCode, 503, 'HTTP proxy answers 503 while the tailnet is down');
+      assert.equal(socks.exitCode, 97, `curl: SOCKS5 connection refused by the proxy: ${socks.stderr}`);
       assert.match(socks.stderr, /\(3\)|network unreachable/i, socks.stderr);
       assert.ok(elapsed < 2_000, `failed fast (${elapsed} ms for both)`);
 

@@ -16,6 +16,7 @@ import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { LocalApiClient, type LocalStatus } from '../src/tailnet/localapi.js';
 import type { TailnetTools } from './tailnet-tools.js';
+import { waitFor } from './wait.js';
 
 export const CONTROL_IP = '10.99.0.1';
 export const HEADSCALE_PORT = 8080;
@@ -47,23 +48,6 @@ export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv
       else resolve(stdout);
     });
   });
-}
-
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-export async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined> | T | undefined, everyMs = 200): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
 }
 
 export interface SceneDevice {

@@ -14,8 +14,6 @@ export interface EmbeddedDatabase {
   sql: Sql;
   /** Stops the socket server and PGlite; call after sql.end(). */
   release(): Promise<void>;
-  /** Where the wire protocol is served (a unix socket path, or host:port). */
-  address: string;
 }
 
 // sun_path is 108 bytes on Linux and 104 on macOS, terminating NUL included.
@@ -132,5 +130,5 @@ async function open(dataDir: string, pgDir: string, log: Logger): Promise<Embedd
     })();
     return released;
   };
-  return { sql, release, address: socketPath };
+  return { sql, release };
 }

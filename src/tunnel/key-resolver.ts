@@ -14,6 +14,11 @@ export interface KeyResolverOptions {
   negativeTtlMs: number;
 }
 
+/** Milliseconds from an arbitrary origin, above 0: lru-cache takes an entry stored at time 0 for one without a TTL. */
+export interface Clock {
+  now(): number;
+}
+
 /** One database lookup that every concurrent resolve() of the same key waits on. */
 interface Flight {
   promise: Promise<DeviceRoute | null>;
@@ -43,11 +48,15 @@ export class KeyResolver implements RouteResolver {
   constructor(
     private readonly store: NodeStore,
     opts: KeyResolverOptions,
+    clock: Clock = performance,
   ) {
     this.positiveTtlMs = opts.positiveTtlMs;
     this.negativeTtlMs = opts.negativeTtlMs;
-    // ttlResolution caches the clock for 1 ms across lookups instead of reading it on every hit.
-    this.cache = new LRUCache({ max: opts.max, ttl: Math.max(opts.positiveTtlMs, opts.negativeTtlMs, 1), ttlResolution: 1 });
+    // ttlResolution caches the clock for 1 ms of real time (a timer) across lookups instead of reading it on every
+    // hit. Only the real clock can be cached that way: any other clock is read on every check, or a check right
+    // after moving it would still see the time before.
+    const ttlResolution = clock === performance ? 1 : 0;
+    this.cache = new LRUCache({ max: opts.max, ttl: Math.max(opts.positiveTtlMs, opts.negativeTtlMs, 1), ttlResolution, perf: clock });
   }
 
   /** The key's route, or null for a key that is not registered. Rejects when the database cannot answer. */

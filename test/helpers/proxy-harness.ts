@@ -19,6 +19,7 @@ import { DirectDialer } from '../../src/tailnet/direct-dialer.js';
 import type { TailnetState, TailnetView } from '../../src/tailnet/types.js';
 import { closedPort, startHttpDevice, startSilentDevice, startSocksDevice, type Device } from './devices.js';
 import { closeServer, listen, makeSelfSignedCert, startEchoTarget, startHttpsTarget, startHttpTarget, type EchoTarget, type Listening, type TlsMaterial } from './targets.js';
+import { waitFor } from '../../testbed/wait.js';
 
 export class MemoryResolver implements RouteResolver {
   private readonly routes = new Map<string, DeviceRoute>();
@@ -70,15 +71,6 @@ function connections(server: net.Server): Promise<number> {
   return new Promise((resolve, reject) => server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
 }
 
-export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 3_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 export async function startHarness(opts: { dialer?: Dialer; tailnet?: TailnetView; admission?: AdmissionPolicy[]; timeouts?: Partial<Timeouts>; maxHeaderBytes?: number } = {}): Promise<Harness> {
   const logLines: string[] = [];
   const sink = new Writable({
@@ -109,12 +101,14 @@ export async function startHarness(opts: { dialer?: Dialer; tailnet?: TailnetVie
     httpPort,
     socksPort,
     logLines,
-    settle: (timeoutMs = 3_000) =>
-      waitFor(
+    settle: async (timeoutMs = 3_000) => {
+      await waitFor(
         'proxy connections and tunnels to drain',
-        async () => tunnels.size === 0 && (await connections(httpServer)) === 0 && (await connections(socksServer)) === 0,
         timeoutMs,
-      ),
+        async () => tunnels.size === 0 && (await connections(httpServer)) === 0 && (await connections(socksServer)) === 0,
+        20,
+      );
+    },
     close: async () => {
       tunnels.closeAll();
       await Promise.all([closeServer(httpServer), closeServer(socksServer)]);

@@ -1,23 +1,7 @@
-// Client side of the tailnet scene: curl for the documented commands, a raw CONNECT tunnel for a long-lived
-// connection, and the destination servers that report which address a connection came from.
-import { execFile } from 'node:child_process';
+// Client side of the tailnet scene (curl, for the documented commands, is ./curl.ts): a raw CONNECT tunnel for a
+// long-lived connection, and the destination servers that report which address a connection came from.
 import http from 'node:http';
 import net from 'node:net';
-
-export interface CurlResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-export function curl(args: string[], timeoutMs = 30_000): Promise<CurlResult> {
-  return new Promise((resolve) => {
-    execFile('curl', ['-sS', '--max-time', String(Math.ceil(timeoutMs / 1000)), ...args], { timeout: timeoutMs + 5_000 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as NodeJS.ErrnoException).code === 'number' ? ((err as unknown as { code: number }).code) : -1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 /** An HTTP server answering every request with the address the connection came from, as JSON. */
 export async function startWhoami(host: string): Promise<{ server: http.Server; url: string; port: number }> {
