@@ -10,6 +10,7 @@
 //   npm run bench -- --quick --check      CI smoke: fail unless every scenario produced tailgate's numbers
 //   npm run bench -- --profile            tailgate with --cpu-prof, plus a heap snapshot at the idle peak
 //                                         (summarise: node --import tsx bench/profile-summary.ts <dir>)
+//   npm run bench -- --repeats 9          more interleaved repetitions for throughput and setup (steadier medians)
 //   npm run bench -- --baseline-ref HEAD~1   also an older tailgate, built from that git ref in a temporary
 //                                         directory, as path tailgate@<short sha>, with ratios tailgate / it
 import { execFileSync } from 'node:child_process';
@@ -69,6 +70,12 @@ async function main(): Promise<void> {
     throw new UsageError((err as Error).message);
   }
   const sizes = { ...(opts.quick ? QUICK : FULL) };
+  if (opts.repeats !== undefined) {
+    // Same slice length, more slices: the medians and the spread firm up, a slice's meaning stays the same.
+    sizes.setupDurationMs = (sizes.setupDurationMs / sizes.setupRepeats) * opts.repeats;
+    sizes.setupRepeats = opts.repeats;
+    sizes.throughputRepeats = opts.repeats;
+  }
   const t0 = performance.now();
   const log = (s: string) => process.stdout.write(`${s}\n`);
 

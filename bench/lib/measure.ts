@@ -93,7 +93,7 @@ export async function measureThroughput(ctx: MeasureCtx, paths: Measured[], plan
 
 export interface SetupPlan {
   /** Row names for the rate and the two percentiles, and the details' scenario label. */
-  names: { rate: string; p50: string; p99: string; details: string };
+  names: { rate: string; p50: string; p99: string; details: string; cpu?: string };
   concurrency: number;
   repeats: number;
   sliceMs: number;
@@ -128,6 +128,11 @@ export async function measureSetup(ctx: MeasureCtx, paths: Measured[], plan: Set
     addRow(ctx, plan.names.rate, m, rate, 'tunnels/s');
     addRow(ctx, plan.names.p50, m, r.p50Ms, 'ms');
     addRow(ctx, plan.names.p99, m, r.p99Ms, 'ms');
+    // The gateway's own CPU per tunnel is what a code change moves; the rate also moves with whatever else the two
+    // shared cores are doing, so the per-slice CPU is the steadier side-by-side figure.
+    const cpuPerTunnel = all.map((x) => (x.cpu.gateway === undefined ? undefined : (x.cpu.gateway * 1e6) / Math.max(1, x.r.count)));
+    const known = cpuPerTunnel.filter((v): v is number => v !== undefined).sort((a, b) => a - b);
+    if (plan.names.cpu !== undefined && known.length > 0) addRow(ctx, plan.names.cpu, m, known[known.length >> 1]!, 'µs/tunnel');
     const failures = all.reduce((n, x) => n + x.r.failures, 0);
     if (failures > 0) ctx.log(`  ! ${measuredName(m)}: ${failures} failed setups, e.g. ${all.flatMap((x) => x.r.errors).slice(0, 3).join('; ')}`);
     ctx.details.push({
@@ -141,6 +146,7 @@ export async function measureSetup(ctx: MeasureCtx, paths: Measured[], plan: Set
       cpuSeconds: cpu,
       gatewayCpuUsPerTunnel: cpu.gateway === undefined ? undefined : round((cpu.gateway * 1e6) / Math.max(1, r.count), 1),
       allSlicesPerSecond: all.map((x) => round(x.rate)),
+      allSlicesCpuUsPerTunnel: cpuPerTunnel.map((v) => (v === undefined ? null : round(v, 1))),
       concurrency1: {
         tunnels: solo.count,
         failures: solo.failures,

@@ -15,6 +15,8 @@ export interface Options {
   check: boolean;
   /** --baseline-ref: an older commit run as the extra path `tailgate@<short sha>`. */
   baselineRef: string | undefined;
+  /** --repeats: interleaved repetitions for throughput and setup (the run size's own when undefined). */
+  repeats: number | undefined;
   help: boolean;
 }
 
@@ -34,6 +36,7 @@ export function parseArgs(argv: string[], table: readonly ScenarioNames[]): Opti
     profile: false,
     check: false,
     baselineRef: undefined,
+    repeats: undefined,
     help: false,
   };
   let partial = false;
@@ -63,6 +66,12 @@ export function parseArgs(argv: string[], table: readonly ScenarioNames[]): Opti
       if (d !== 'go' && d !== 'glider' && d !== 'node') throw new Error('--device is go, glider or node');
       opts.device = d;
     } else if (a.startsWith('--baseline-ref')) opts.baselineRef = value();
+    else if (a.startsWith('--repeats')) {
+      const n = Number(value());
+      if (!Number.isInteger(n) || n < 1 || n > 25) throw new Error('--repeats takes a whole number from 1 to 25');
+      opts.repeats = n;
+      partial = true;
+    }
     else if (a === '--no-readme') opts.writeReadme = false;
     else if (a === '--profile') opts.profile = true;
     else if (a === '--check') opts.check = true;

@@ -40,6 +40,7 @@ const SCENARIO_ORDER = [
   'setup-rate',
   'setup-p50',
   'setup-p99',
+  'setup-cpu',
   'idle-rss-per-tunnel',
   'register-to-usable',
   'dropped-under-churn',
