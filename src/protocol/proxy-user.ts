@@ -22,7 +22,10 @@ export const SESSION_IDLE_MAX_MINUTES = 1440;
 
 /** What the user name asked for beyond the key. Names are lower case; any other spelling is an unknown name. */
 export interface ProxyUserParams {
-  /** `session-ID`, 1–64 of `[A-Za-z0-9_]`: connections with the same key and session keep the same device. */
+  /**
+   * `session-ID`, 1–64 of `[A-Za-z0-9_]`, case-sensitive: connections with the same key and session keep the same
+   * device.
+   */
   readonly session: string | undefined;
   /**
    * `sesstime-N`: the session is dropped after N idle minutes, a whole number 1–1440 written without leading zeros.
@@ -33,8 +36,9 @@ export interface ProxyUserParams {
   readonly country: string | undefined;
   /**
    * `device-D`: a device name or numeric id, 1–64 of `[A-Za-z0-9_.]`, passed on as written; whether it names a device
-   * in the key's target is the caller's question. A `-` would end the value, so a device whose name contains `-`
-   * cannot be named here: choose such a device by its id.
+   * in the key's target, and whether digits are an id or a name, is the caller's question. A `-` would end the value,
+   * so a device whose name contains `-` (or any other character outside that set) cannot be named here: choose such
+   * a device by its id.
    */
   readonly device: string | undefined;
   /**
@@ -89,7 +93,8 @@ const VALUE_RULES: readonly string[] = [
   'must be 1-64 of A-Z a-z 0-9 _',
   'must be whole minutes 1-1440, without leading zeros',
   'must be 2 letters',
-  "must be a device name or id of 1-64 of A-Z a-z 0-9 _ . (a device whose name contains '-' is chosen by its id)",
+  'must be a device name or id of 1-64 of A-Z a-z 0-9 _ . ' +
+    "(a device whose name has other characters, such as '-', is chosen by its id)",
   "the only value is 1 ('strict-1')",
 ];
 
