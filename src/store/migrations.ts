@@ -66,7 +66,8 @@ export const MIGRATIONS: readonly Migration[] = [
     // these tables change rarely, keys often.
     sql: `
       CREATE FUNCTION tailgate_is_string_map(j jsonb) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
-        SELECT jsonb_typeof(j) = 'object' AND NOT jsonb_path_exists(j, '$.* ? (@.type() != "string")')
+        -- strict: in lax mode the filter would look inside an array value and pass ["x"].
+        SELECT jsonb_typeof(j) = 'object' AND NOT jsonb_path_exists(j, 'strict $.* ? (@.type() != "string")')
       $$;
 
       CREATE TABLE devices (

@@ -77,8 +77,8 @@ function toDevice(row: DeviceRow): DeviceRecord {
 }
 
 // Members of pool p (in scope as `p`): the explicit list, or every device whose labels contain the selector.
-const POOL_MEMBERS = `devices d WHERE (p.selector IS NULL AND d.id IN (SELECT pd.device_id FROM pool_devices pd WHERE pd.pool_id = p.id))
-  OR (p.selector IS NOT NULL AND d.labels @> p.selector)`;
+const POOL_MEMBERS = `devices d WHERE ((p.selector IS NULL AND d.id IN (SELECT pd.device_id FROM pool_devices pd WHERE pd.pool_id = p.id))
+  OR (p.selector IS NOT NULL AND d.labels @> p.selector))`;
 
 const POOL_COLUMNS = `p.id, p.name, p.selector, p.created_at, p.updated_at,
   coalesce((SELECT array_agg(pd.device_id ORDER BY pd.device_id) FROM pool_devices pd WHERE pd.pool_id = p.id), '{}') AS devices`;
@@ -129,11 +129,6 @@ function toKey(row: KeyRow): KeyRecord {
 
 function targetColumns(target: KeyTarget): [number | null, number | null] {
   return 'device' in target ? [target.device, null] : [null, target.pool];
-}
-
-/** jsonb parameter text; the schema checks that it is a string map. */
-function jsonb(labels: Labels): string {
-  return JSON.stringify(labels);
 }
 
 // First half of the two-int advisory lock key that serialises upserts of one key hash (the second is its hashtext);
@@ -267,7 +262,7 @@ export class SqlNodeStore implements NodeStore, RegistryStore {
       const [row] = await this.sql.unsafe<DeviceRow[]>(
         `INSERT INTO devices AS d (name, ip, ipv6, port, protocol, labels, headscale_node_id, enabled)
          VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8) RETURNING ${DEVICE_COLUMNS}`,
-        [n.name ?? null, n.ip, n.ipv6 ?? null, n.port, n.protocol, jsonb(n.labels ?? {}), n.headscaleNodeId ?? null, n.enabled ?? true],
+        [n.name ?? null, n.ip, n.ipv6 ?? null, n.port, n.protocol, n.labels ?? {}, n.headscaleNodeId ?? null, n.enabled ?? true],
       );
       return toDevice(row!);
     });
@@ -284,7 +279,7 @@ export class SqlNodeStore implements NodeStore, RegistryStore {
            enabled = coalesce($7::boolean, d.enabled),
            updated_at = now()
          WHERE d.id = $1 RETURNING ${DEVICE_COLUMNS}`,
-        [id, p.name !== undefined, p.name ?? null, p.labels === undefined ? null : jsonb(p.labels), p.port ?? null, p.protocol ?? null, p.enabled ?? null],
+        [id, p.name !== undefined, p.name ?? null, p.labels ?? null, p.port ?? null, p.protocol ?? null, p.enabled ?? null],
       );
       if (row === undefined) throw notFound('device', id);
       return toDevice(row);
@@ -305,7 +300,7 @@ export class SqlNodeStore implements NodeStore, RegistryStore {
     return this.write(() =>
       this.sql.begin(async (tx) => {
         const [pool] = await tx<{ id: number }[]>`
-          INSERT INTO pools (name, selector) VALUES (${n.name}, ${members.selector === null ? null : jsonb(members.selector)}::jsonb)
+          INSERT INTO pools (name, selector) VALUES (${n.name}, ${members.selector === null ? null : tx.json(members.selector)}::jsonb)
           RETURNING id`;
         if (members.devices !== null) await setPoolDevices(tx, pool!.id, members.devices);
         return (await readPool(tx, pool!.id))!;
@@ -333,7 +328,7 @@ export class SqlNodeStore implements NodeStore, RegistryStore {
           UPDATE pools SET
             name = coalesce(${p.name ?? null}::text, name),
             selector = CASE WHEN ${members.devices !== null}::boolean THEN NULL
-              ELSE coalesce(${members.selector === null ? null : jsonb(members.selector)}::jsonb, selector) END,
+              ELSE coalesce(${members.selector === null ? null : tx.json(members.selector)}::jsonb, selector) END,
             updated_at = now()
           WHERE id = ${id} RETURNING id`;
         if (found === undefined) throw notFound('pool', id);
