@@ -324,4 +324,26 @@ describe('change notifications of the new tables', () => {
     await db.sql`UPDATE devices SET enabled = false WHERE id = ${device.id}`;
     await waitFor('a resync for a hand edit', 10_000, () => resyncs > before, 20);
   });
+
+  test('the nodes view takes hand edits as the nodes table did, and they are announced', async () => {
+    const h = hashKey('hand-edited-key-0001');
+    const [inserted] = await db.sql<{ id: number }[]>`
+      INSERT INTO nodes (key_hash, ip, port, protocol, name) VALUES (${h}, '100.64.7.1', 8939, 'http', 'by-hand') RETURNING id`;
+    await waitFor('the hand insert', 10_000, () => changes.some((c) => c.op === 'insert' && c.keyHash === h), 20);
+    const node = await writer.get(inserted!.id);
+    assert.equal(node?.keyHash, h);
+    assert.equal(node?.name, 'by-hand');
+    const device = (await writer.resolveKey(h))!.devices[0]!;
+    assert.equal(device.ip, '100.64.7.1');
+
+    await db.sql`UPDATE nodes SET ip = '100.64.7.2' WHERE id = ${inserted!.id}`;
+    await waitFor('the hand update', 10_000, () => changes.some((c) => c.op === 'update' && c.keyHash === h), 20);
+    assert.equal((await writer.getDevice(device.id))?.ip, '100.64.7.2');
+
+    const deleted = await db.sql`DELETE FROM nodes WHERE id = ${inserted!.id} RETURNING id`;
+    assert.equal(deleted.length, 1);
+    await waitFor('the hand delete', 10_000, () => changes.some((c) => c.op === 'delete' && c.keyHash === h), 20);
+    assert.equal(await writer.getKey(inserted!.id), null);
+    assert.equal(await writer.getDevice(device.id), null, 'the device no one else uses goes with it');
+  });
 });

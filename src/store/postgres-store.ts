@@ -166,6 +166,8 @@ export class SqlNodeStore implements NodeStore, RegistryStore {
       `SELECT ${NODE_COLUMNS} FROM ${NODE_FROM}
        WHERE k.key_hash = $1 AND NOT k.disabled AND (k.expires_at IS NULL OR k.expires_at > now()) AND d.enabled`,
       [keyHash],
+      // Every key-cache miss runs this: parse and plan it once per connection, as tagged queries are.
+      { prepare: true },
     );
     return row === undefined ? null : toRecord(row);
   }
