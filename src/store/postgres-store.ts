@@ -44,7 +44,8 @@ interface NodeRow {
   updated_at: Date;
 }
 
-function toRecord(row: NodeRow): NodeRecord {
+/** What a node and a device show alike: the device's columns (and, for a node, the key's id and times). */
+function sharedFields(row: Omit<NodeRow, 'key_hash'>): Omit<NodeRecord, 'keyHash'> {
   return {
     id: row.id,
     name: row.name,
@@ -52,11 +53,14 @@ function toRecord(row: NodeRow): NodeRecord {
     ipv6: row.ipv6,
     port: row.port,
     protocol: row.protocol,
-    keyHash: row.key_hash,
     headscaleNodeId: row.headscale_node_id,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
+}
+
+function toRecord(row: NodeRow): NodeRecord {
+  return { ...sharedFields(row), keyHash: row.key_hash };
 }
 
 // The legacy "node": a key that targets one device, with the device's fields and the key's id (the `nodes` view).
@@ -72,8 +76,7 @@ interface DeviceRow extends Omit<NodeRow, 'key_hash'> {
 }
 
 function toDevice(row: DeviceRow): DeviceRecord {
-  const { keyHash: _, ...shared } = toRecord(row as DeviceRow & { key_hash: string });
-  return { ...shared, labels: row.labels, enabled: row.enabled };
+  return { ...sharedFields(row), labels: row.labels, enabled: row.enabled };
 }
 
 // Members of pool p (in scope as `p`): the explicit list, or every device whose labels contain the selector.
