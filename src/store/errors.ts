@@ -28,8 +28,7 @@ export function toStoreError(err: unknown): unknown {
     case '23505': // unique_violation
       return new StoreError('conflict', e.message, { cause: err });
     case '23503': // foreign_key_violation
-      // Deleting a row others still reference is a conflict; writing a reference to nothing is a foreign-key error.
-      return new StoreError(e.message.startsWith('update or delete on table') ? 'conflict' : 'foreign-key', e.message, { cause: err });
+      return new StoreError('foreign-key', e.message, { cause: err });
     case '23514': // check_violation
     case '23502': // not_null_violation
     case '22P02': // invalid_text_representation

@@ -353,8 +353,13 @@ export class SqlNodeStore implements NodeStore, RegistryStore {
         const [row] = await tx<{ count: number }[]>`SELECT count(*)::integer AS count FROM keys WHERE target_pool_id = ${id}`;
         const count = row?.count ?? 0;
         if (count > 0) throw new StoreError('conflict', `pool ${id} is the target of ${count} key${count === 1 ? '' : 's'}`);
-        // The foreign key refuses it too should a key be created meanwhile.
-        await tx`DELETE FROM pools WHERE id = ${id}`;
+        try {
+          await tx`DELETE FROM pools WHERE id = ${id}`;
+        } catch (err) {
+          // A key created meanwhile: the foreign key refuses the delete, and that is the same conflict.
+          if ((err as { code?: string }).code === '23503') throw new StoreError('conflict', `pool ${id} is the target of a key`, { cause: err });
+          throw err;
+        }
         return pool;
       }),
     );

@@ -30,21 +30,32 @@ export interface NodeChange {
   keyHash: string;
 }
 
-/** The registry of key -> device bindings. One implementation (SQL via `postgres`) serves both a real server and the embedded one. */
+/**
+ * The registry as the binding service and the key resolver know it: a node is a key that targets a single device,
+ * shown with that device's fields and the key's id (RegistryStore has keys, devices and pools apart). One
+ * implementation (SQL via `postgres`) serves both a real server and the embedded one.
+ */
 export interface NodeStore {
   findByKeyHash(keyHash: string): Promise<NodeRecord | null>;
-  /** Inserts or, for a key already bound, updates the binding. */
+  /**
+   * For a key that targets a device, updates that device; for an unknown key, creates a device and a key targeting
+   * it. Throws StoreError 'conflict' for a key that targets a pool.
+   */
   upsert(binding: NodeBinding): Promise<{ node: NodeRecord; created: boolean }>;
   list(): Promise<NodeRecord[]>;
   get(id: number): Promise<NodeRecord | null>;
-  /** Deletes and returns the removed record, or null if there was none. */
+  /**
+   * Deletes the key (and its device, unless another key targets it or a pool lists it) and returns the node as it
+   * was, or null if there was none.
+   */
   remove(id: number): Promise<NodeRecord | null>;
   /** Throws when the database cannot answer. */
   ping(): Promise<void>;
   /**
    * Follows binding changes committed by anyone on this database (other gateways included): onChange for
    * each changed key, onResync whenever notifications may have been missed (at every (re)connection of the
-   * listener) so the caller can drop everything it cached. Resolves to a function that stops watching.
+   * listener) or a device or pool changed while pools exist (any route may depend on one), so the caller can drop
+   * everything it cached. Resolves to a function that stops watching.
    * Absent when the database cannot deliver notifications (the embedded one, which has a single writer).
    */
   watch?(onChange: (change: NodeChange) => void, onResync: () => void): Promise<() => Promise<void>>;
