@@ -15,7 +15,7 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['proxy', 'api'],
   ['config.ts'],
   ['app.ts'],
-  ['main.ts'],
+  ['main.ts', 'cli.ts'],
 ];
 
 export interface Violation {

@@ -4,9 +4,10 @@ import { clientConnectionOptions, describeDatabaseUrl, type DatabaseTarget } fro
 import { openEmbedded } from './embedded.js';
 import { migrate } from './migrations.js';
 import { NotifyingSqlNodeStore, SqlNodeStore } from './postgres-store.js';
-import type { NodeStore } from './types.js';
+import type { NodeStore, RegistryStore } from './types.js';
 
-export type { NodeStore, NodeRecord, NodeBinding, NodeChange } from './types.js';
+export type * from './types.js';
+export { StoreError, type StoreErrorKind } from './errors.js';
 export { describeDatabaseUrl, parseDatabaseUrl, type DatabaseTarget } from './database-url.js';
 
 export interface OpenStoreOptions {
@@ -19,7 +20,7 @@ export interface OpenStoreOptions {
 }
 
 /** Opens the registry and brings its schema up to date; throws with a message naming the database when it cannot. */
-export async function openStore(opts: OpenStoreOptions): Promise<NodeStore> {
+export async function openStore(opts: OpenStoreOptions): Promise<NodeStore & RegistryStore> {
   const log = opts.log.child({ component: 'store' });
   const target = opts.database;
   if (target === undefined) {

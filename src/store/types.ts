@@ -30,23 +30,164 @@ export interface NodeChange {
   keyHash: string;
 }
 
-/** The registry of key -> device bindings. One implementation (SQL via `postgres`) serves both a real server and the embedded one. */
+/**
+ * The registry as the binding service and the key resolver know it: a node is a key that targets a single device,
+ * shown with that device's fields and the key's id (RegistryStore has keys, devices and pools apart). One
+ * implementation (SQL via `postgres`) serves both a real server and the embedded one.
+ */
 export interface NodeStore {
   findByKeyHash(keyHash: string): Promise<NodeRecord | null>;
-  /** Inserts or, for a key already bound, updates the binding. */
+  /**
+   * For a key that targets a device, updates that device; for an unknown key, creates a device and a key targeting
+   * it. Throws StoreError 'conflict' for a key that targets a pool.
+   */
   upsert(binding: NodeBinding): Promise<{ node: NodeRecord; created: boolean }>;
   list(): Promise<NodeRecord[]>;
   get(id: number): Promise<NodeRecord | null>;
-  /** Deletes and returns the removed record, or null if there was none. */
+  /**
+   * Deletes the key (and its device, unless another key targets it or a pool lists it) and returns the node as it
+   * was, or null if there was none.
+   */
   remove(id: number): Promise<NodeRecord | null>;
   /** Throws when the database cannot answer. */
   ping(): Promise<void>;
   /**
    * Follows binding changes committed by anyone on this database (other gateways included): onChange for
    * each changed key, onResync whenever notifications may have been missed (at every (re)connection of the
-   * listener) so the caller can drop everything it cached. Resolves to a function that stops watching.
+   * listener) or a device or pool changed while pools exist (any route may depend on one), so the caller can drop
+   * everything it cached. Resolves to a function that stops watching.
    * Absent when the database cannot deliver notifications (the embedded one, which has a single writer).
    */
   watch?(onChange: (change: NodeChange) => void, onResync: () => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
+}
+
+/** String labels of a device (`{"country": "de"}`); a selector is the same shape. */
+export type Labels = Record<string, string>;
+
+/** One egress device on the tailnet: what a node shows of its device, and more. */
+export interface DeviceRecord extends Omit<NodeRecord, 'keyHash'> {
+  labels: Labels;
+  enabled: boolean;
+}
+
+export interface NewDevice {
+  name?: string | null;
+  ip: string;
+  ipv6?: string | null;
+  port: number;
+  protocol: DeviceProtocol;
+  labels?: Labels;
+  headscaleNodeId?: string | null;
+  enabled?: boolean;
+}
+
+/** Absent fields stay as they are. */
+export interface DevicePatch {
+  name?: string | null;
+  labels?: Labels;
+  port?: number;
+  protocol?: DeviceProtocol;
+  enabled?: boolean;
+}
+
+export interface PoolRecord {
+  id: number;
+  name: string;
+  /** null: the members are listed explicitly (`devices`). */
+  selector: Labels | null;
+  /** The explicitly listed devices; empty for a selector pool. */
+  devices: number[];
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface PoolWithMembers extends PoolRecord {
+  /** The devices in the pool now (explicit ones, or those the selector matches), enabled or not, by id. */
+  members: DeviceRecord[];
+}
+
+/** Exactly one of devices and selector. */
+export interface NewPool {
+  name: string;
+  devices?: number[];
+  selector?: Labels;
+}
+
+/** Absent fields stay; giving devices makes the pool explicit, giving selector makes it a selector pool. */
+export interface PoolPatch {
+  name?: string;
+  devices?: number[];
+  selector?: Labels;
+}
+
+export type KeyTarget = { device: number } | { pool: number };
+
+/** A credential. Only its SHA-256 is stored. */
+export interface KeyRecord {
+  id: number;
+  name: string | null;
+  keyHash: string;
+  target: KeyTarget;
+  expiresAt: Date | null;
+  disabled: boolean;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface NewKey {
+  name?: string | null;
+  keyHash: string;
+  target: KeyTarget;
+  expiresAt?: Date | null;
+  disabled?: boolean;
+}
+
+/** Absent fields stay; null clears name and expiresAt. */
+export interface KeyPatch {
+  name?: string | null;
+  target?: KeyTarget;
+  expiresAt?: Date | null;
+  disabled?: boolean;
+}
+
+/** What the data path needs for a key: the key's state and the devices it may egress through. */
+export interface ResolvedKey {
+  id: number;
+  disabled: boolean;
+  expiresAt: Date | null;
+  target: KeyTarget;
+  /** Enabled devices of the target (the device, or the pool's members), by id; empty when none. */
+  devices: DeviceRecord[];
+}
+
+/** Keys, devices and pools as separate things; the management API and the pipeline build on this. */
+export interface RegistryStore {
+  listDevices(): Promise<DeviceRecord[]>;
+  getDevice(id: number): Promise<DeviceRecord | null>;
+  createDevice(device: NewDevice): Promise<DeviceRecord>;
+  /** Throws StoreError 'not-found' when there is no such device. */
+  updateDevice(id: number, patch: DevicePatch): Promise<DeviceRecord>;
+  /** Deletes the device, the keys that target it directly and its explicit pool memberships; null if there was none. */
+  removeDevice(id: number): Promise<DeviceRecord | null>;
+
+  /** Throws 'conflict' for a name in use, 'foreign-key' for an unknown device, 'invalid' unless exactly one of devices and selector. */
+  createPool(pool: NewPool): Promise<PoolRecord>;
+  listPools(): Promise<PoolRecord[]>;
+  getPool(id: number): Promise<PoolWithMembers | null>;
+  updatePool(id: number, patch: PoolPatch): Promise<PoolRecord>;
+  /** Throws 'conflict' while keys target the pool; null if there was none. */
+  removePool(id: number): Promise<PoolRecord | null>;
+
+  /** Throws 'conflict' for a key hash in use, 'foreign-key' for an unknown target. */
+  createKey(key: NewKey): Promise<KeyRecord>;
+  listKeys(): Promise<KeyRecord[]>;
+  getKey(id: number): Promise<KeyRecord | null>;
+  updateKey(id: number, patch: KeyPatch): Promise<KeyRecord>;
+  /** Replaces the key's secret (its hash); the old one stops resolving at once. */
+  rotateKey(id: number, keyHash: string): Promise<KeyRecord>;
+  removeKey(id: number): Promise<KeyRecord | null>;
+
+  /** The key with this hash and its target's eligible devices, in one round trip; null for an unknown hash. */
+  resolveKey(keyHash: string): Promise<ResolvedKey | null>;
 }
