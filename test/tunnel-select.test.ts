@@ -172,8 +172,11 @@ describe('device health', () => {
   test('a forgotten device is never handed out by a list prepared before', () => {
     const { board, selector } = setup();
     const set = selector.prepare([device(1), device(2)]);
+    const old = board.state(1);
     board.forget(1);
     for (let i = 0; i < 20; i++) assert.equal(chosen(selector.choose(set, { keyId: 1 })).id, 2);
+    board.succeeded(old);
+    assert.equal(chosen(selector.choose(set, { keyId: 1 })).id, 2, 'an outcome reported late on the old state does not revive it');
     board.state(1);
     assert.equal(chosen(selector.choose(set, { keyId: 1 })).id, 2, 'a new state for the id does not revive the old slot');
   });

@@ -156,7 +156,9 @@ export class DeviceBoard {
     const s = this.states.get(id);
     if (s === undefined) return;
     this.states.delete(id);
-    this.eligibleFrom[s.slot] = Infinity;
+    // Disabled for good: outcomes still reported on the old object (connections in flight) cannot make it eligible.
+    s.enabled = false;
+    this.refresh(s);
   }
 
   /** May the device carry a new tunnel now (what the chooser checks, for one device). */
