@@ -1,0 +1,255 @@
+// Chooses the device a tunnel leaves through, among the devices a key targets: the least loaded healthy one, or for a
+// sticky session the one it is pinned to, else its rendezvous choice. Pure decisions over state held elsewhere
+// (DeviceBoard for health and load, SessionPins for sessions): no I/O, no timers, the clock and randomness passed in.
+// A key's device list is prepared once (seeds, indexes, label groups) and reused by every tunnel until it changes.
+import type { DeviceBoard } from './device-health.js';
+import { deviceSeed, sessionHash, weight } from './rendezvous.js';
+import { MAX_PINS, pinKey, SessionPins } from './session-pins.js';
+
+export interface Candidate {
+  readonly id: number;
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+/** What one connection asks for, from its key and the parameters in its user name. */
+export interface Selection {
+  keyId: number;
+  session?: string | undefined;
+  /** Minutes a session's pin survives without a connection. */
+  sessTimeMin?: number | undefined;
+  /** When the session's device is down, refuse instead of moving the session. */
+  strict?: boolean | undefined;
+  /** Matched case-insensitively against the device label `country`. */
+  country?: string | undefined;
+  /** A device id (decimal) or name within the key's target. */
+  device?: string | undefined;
+}
+
+/** Why no device was chosen; the front ends answer 502 with this as X-Tailgate-Error, SOCKS5 with 0x04. */
+export type Refusal = 'no_device' | 'session_device_down';
+
+export const DEFAULT_SESSTIME_MIN = 10;
+/** Further devices tried after a device-level failure, all within the one connect timeout. */
+export const MAX_FAILOVERS = 2;
+
+const DECIMAL = /^[0-9]+$/;
+const NOT_ELIGIBLE = 0x7fffffff;
+
+/** A prepared device list: the devices of one key's target, with what choosing needs precomputed. */
+export class DeviceSet<D extends Candidate> {
+  readonly seeds: Uint32Array;
+  /** DeviceBoard slots, by index. */
+  readonly slots: Int32Array;
+  private readonly indexById = new Map<number, number>();
+  private readonly indexByName = new Map<string, number>();
+  /** Lower-cased `country` label per device ('' without one). */
+  private readonly countryOf: string[];
+  // Built on first use; bounded by the devices in the list, never by what clients ask for.
+  private byCountry: Map<string, DeviceSet<D>> | undefined;
+  private singles: (DeviceSet<D> | undefined)[] | undefined;
+
+  constructor(
+    readonly devices: readonly D[],
+    slots: ArrayLike<number>,
+  ) {
+    this.slots = Int32Array.from(slots);
+    this.seeds = new Uint32Array(devices.length);
+    this.countryOf = new Array<string>(devices.length);
+    for (let i = 0; i < devices.length; i++) {
+      const d = devices[i]!;
+      this.seeds[i] = deviceSeed(d.id);
+      if (!this.indexById.has(d.id)) this.indexById.set(d.id, i);
+      if (!this.indexByName.has(d.name)) this.indexByName.set(d.name, i);
+      this.countryOf[i] = d.labels.country?.toLowerCase() ?? '';
+    }
+  }
+
+  get size(): number {
+    return this.devices.length;
+  }
+
+  indexOf(id: number): number {
+    return this.indexById.get(id) ?? -1;
+  }
+
+  /**
+   * The devices left by the filters. `device` is an id when it is decimal and one of the devices has that id,
+   * otherwise a name (a device named like another's id is reached through its own id).
+   */
+  narrow(country: string | undefined, device: string | undefined): DeviceSet<D> {
+    if (device !== undefined) {
+      let i = DECIMAL.test(device) ? this.indexOf(Number(device)) : -1;
+      if (i < 0) i = this.indexByName.get(device) ?? -1;
+      if (i < 0 || (country !== undefined && this.countryOf[i] !== country.toLowerCase())) return this.empty();
+      this.singles ??= new Array<DeviceSet<D> | undefined>(this.devices.length);
+      return (this.singles[i] ??= new DeviceSet([this.devices[i]!], [this.slots[i]!]));
+    }
+    if (country === undefined) return this;
+    this.byCountry ??= this.groupByCountry();
+    return this.byCountry.get(country.toLowerCase()) ?? this.empty();
+  }
+
+  private groupByCountry(): Map<string, DeviceSet<D>> {
+    const groups = new Map<string, number[]>();
+    for (let i = 0; i < this.countryOf.length; i++) {
+      const c = this.countryOf[i]!;
+      if (c === '') continue;
+      let g = groups.get(c);
+      if (g === undefined) groups.set(c, (g = []));
+      g.push(i);
+    }
+    const sets = new Map<string, DeviceSet<D>>();
+    for (const [c, g] of groups) {
+      sets.set(
+        c,
+        new DeviceSet(
+          g.map((i) => this.devices[i]!),
+          g.map((i) => this.slots[i]!),
+        ),
+      );
+    }
+    return sets;
+  }
+
+  private empty(): DeviceSet<D> {
+    return EMPTY as DeviceSet<D>;
+  }
+}
+
+const EMPTY = new DeviceSet<Candidate>([], []);
+
+export interface SelectorOptions {
+  /** In [0, 1), like Math.random: breaks ties between equally loaded devices. */
+  random?: () => number;
+  maxPins?: number;
+}
+
+export class DeviceSelector {
+  readonly pins: SessionPins;
+  private readonly random: () => number;
+  /** leastLoaded's scratch list of tied devices, kept to avoid an allocation per choice. */
+  private ties = new Int32Array(64);
+
+  constructor(
+    readonly board: DeviceBoard,
+    opts: SelectorOptions = {},
+  ) {
+    this.random = opts.random ?? Math.random;
+    this.pins = new SessionPins(opts.maxPins ?? MAX_PINS, board.clock);
+  }
+
+  /** Prepares a key's device list; call again when the list or a device's labels or name change. */
+  prepare<D extends Candidate>(devices: readonly D[]): DeviceSet<D> {
+    return new DeviceSet(
+      devices,
+      devices.map((d) => this.board.state(d.id).slot),
+    );
+  }
+
+  /** The device for one connection, or why there is none. A session's pin is created, kept or moved here. */
+  choose<D extends Candidate>(set: DeviceSet<D>, sel: Selection): D | Refusal {
+    const now = this.board.clock.now();
+    const pool = set.narrow(sel.country, sel.device);
+    if (sel.session === undefined) return this.take(pool, this.leastLoaded(pool, now), now) ?? 'no_device';
+    const key = pinKey(sel.keyId, sel.session);
+    const idleMs = (sel.sessTimeMin ?? DEFAULT_SESSTIME_MIN) * 60_000;
+    const pin = this.pins.get(key, now);
+    if (pin !== undefined) {
+      const i = pool.indexOf(pin.deviceId);
+      if (i >= 0 && now >= this.board.eligibleFrom[pool.slots[i]!]!) {
+        this.pins.use(key, pin, idleMs, now);
+        return this.take(pool, i, now)!;
+      }
+      // Down, or gone from the key's target; a pinned device the filters leave out is a new choice, not a failure.
+      if (sel.strict === true && (i >= 0 || set.indexOf(pin.deviceId) < 0)) return 'session_device_down';
+    }
+    const i = this.rendezvous(pool, sessionHash(sel.keyId, sel.session), now);
+    if (i < 0) return 'no_device';
+    this.pins.set(key, pool.devices[i]!.id, idleMs, now);
+    return this.take(pool, i, now)!;
+  }
+
+  /**
+   * After a device-level failure (see failureScope), the next device to try, or null: no eligible device left, the
+   * attempts used up (`tried` holds every device tried so far, the failed one last), or a strict session, which
+   * fails with its device. A session moves its pin to the device chosen, so it stays where it last worked.
+   */
+  failover<D extends Candidate>(set: DeviceSet<D>, sel: Selection, tried: readonly D[]): D | null {
+    if (tried.length > MAX_FAILOVERS) return null;
+    if (sel.session !== undefined && sel.strict === true) return null;
+    const now = this.board.clock.now();
+    const pool = set.narrow(sel.country, sel.device);
+    // The devices tried are made ineligible for this one choice, so the per-tunnel loops need no exclusion test.
+    const from = this.board.eligibleFrom;
+    const hidden: number[] = [];
+    for (const d of tried) {
+      const i = pool.indexOf(d.id);
+      if (i < 0) continue;
+      const slot = pool.slots[i]!;
+      hidden.push(slot, from[slot]!);
+      from[slot] = Infinity;
+    }
+    let i: number;
+    try {
+      i = sel.session === undefined ? this.leastLoaded(pool, now) : this.rendezvous(pool, sessionHash(sel.keyId, sel.session), now);
+    } finally {
+      // In reverse, so a device listed twice gets its own value back last.
+      for (let k = hidden.length - 2; k >= 0; k -= 2) from[hidden[k]!] = hidden[k + 1]!;
+    }
+    if (i >= 0 && sel.session !== undefined) {
+      this.pins.set(pinKey(sel.keyId, sel.session), pool.devices[i]!.id, (sel.sessTimeMin ?? DEFAULT_SESSTIME_MIN) * 60_000, now);
+    }
+    return this.take(pool, i, now);
+  }
+
+  private take<D extends Candidate>(pool: DeviceSet<D>, i: number, now: number): D | null {
+    if (i < 0) return null;
+    const d = pool.devices[i]!;
+    // Only a half-open device (eligible from a time above 0) has a trial slot to give; the rest need no lookup.
+    if (this.board.eligibleFrom[pool.slots[i]!] !== 0) this.board.taken(this.board.state(d.id), now);
+    return d;
+  }
+
+  /** Index of the eligible device with the fewest open tunnels, a random one among equals; -1 when none. */
+  private leastLoaded(pool: DeviceSet<Candidate>, now: number): number {
+    const slots = pool.slots;
+    const from = this.board.eligibleFrom;
+    const open = this.board.openTunnels;
+    if (this.ties.length < slots.length) this.ties = new Int32Array(slots.length);
+    // One pass: the indexes tied at the lowest load so far are collected, and restart when a lower load turns up.
+    const ties = this.ties;
+    // An ineligible device counts as loaded beyond any real load, which keeps the loop to one test per device.
+    let min = NOT_ELIGIBLE;
+    let n = 0;
+    for (let i = 0; i < slots.length; i++) {
+      const k = slots[i]!;
+      const load = now < from[k]! ? NOT_ELIGIBLE : open[k]!;
+      if (load > min) continue;
+      if (load < min) {
+        min = load;
+        n = 0;
+      }
+      ties[n++] = i;
+    }
+    if (min === NOT_ELIGIBLE) return -1;
+    return n === 1 ? ties[0]! : ties[Math.floor(this.random() * n)]!;
+  }
+
+  /** Index of the eligible device with the highest weight for the session (ties: the lower id); -1 when none. */
+  private rendezvous(pool: DeviceSet<Candidate>, h: number, now: number): number {
+    const { slots, seeds, devices } = pool;
+    const from = this.board.eligibleFrom;
+    let best = -1;
+    let bestWeight = -1;
+    for (let i = 0; i < slots.length; i++) {
+      if (now < from[slots[i]!]!) continue;
+      const w = weight(h, seeds[i]!);
+      if (w > bestWeight || (w === bestWeight && devices[i]!.id < devices[best]!.id)) {
+        best = i;
+        bestWeight = w;
+      }
+    }
+    return best;
+  }
+}
