@@ -31,6 +31,9 @@ const BINDING_STATUS: Record<Exclude<BindingFailure, 'registrar'>, { status: num
   'address-not-allowed': { status: 400, code: 'ip_not_allowed' },
   'address-required': { status: 400, code: 'ip_required' },
   'purge-unavailable': { status: 400, code: 'purge_unavailable' },
+  invalid: { status: 400, code: 'invalid_request' },
+  'unknown-reference': { status: 400, code: 'unknown_reference' },
+  conflict: { status: 409, code: 'conflict' },
 };
 
 const REGISTRAR_STATUS: Record<RegistrarFailure, { status: number; code: string }> = {
