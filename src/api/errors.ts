@@ -83,6 +83,8 @@ export function describeValidationError(context: string, v: FastifySchemaValidat
       return `${at} must be at least ${String(p.limit)} characters`;
     case 'maxLength':
       return `${at} must be at most ${String(p.limit)} characters`;
+    case 'minProperties':
+      return `${at} must name at least ${String(p.limit)} field(s)`;
     case 'pattern':
       return `${at} ${PATTERN_HINTS[at] ?? 'has an invalid format'}`;
     default:
