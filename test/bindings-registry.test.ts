@@ -165,7 +165,7 @@ describe('devices', () => {
     h.registrar.deleteFailure = new RegistrarError('upstream', 'Headscale answered 500');
     h.steps.length = 0;
     const err = await refusal(() => h.service.removeDevice(d.id, true));
-    assert.equal(err.kind, 'h.registrar');
+    assert.equal(err.kind, 'registrar');
     assert.deepEqual(h.steps, ['store.getDevice', 'headscale.deleteNode']);
     assert.ok(await store.getDevice(d.id));
     h.registrar.deleteFailure = undefined;
