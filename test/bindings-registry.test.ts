@@ -101,6 +101,19 @@ describe('keys', () => {
     await Promise.all([before.closed(), afterRotation.closed()]);
   });
 
+  test('an expiry moved into the past cuts the open tunnels like a disable', async () => {
+    const h = await harness();
+    const d = await newDevice();
+    const { key, secret } = await h.service.createKey({ device: d.id });
+    assert.ok(await h.resolver.resolve(secret));
+    const tunnel = await h.sockets.open(key.keyHash);
+    h.steps.length = 0;
+    await h.service.updateKey(key.id, { expiresAt: new Date(Date.now() - 1_000) });
+    assert.deepEqual(h.steps, ['store.updateKey', 'cache.invalidate', 'tunnels.closeKey']);
+    await tunnel.closed();
+    assert.equal(await h.resolver.resolve(secret), null);
+  });
+
   test('a rename neither invalidates nor cuts; a new target invalidates but keeps tunnels', async () => {
     const h = await harness();
     const [d1, d2] = [await newDevice(), await newDevice()];
