@@ -121,24 +121,18 @@ const LABELS = {
   additionalProperties: { type: 'string', minLength: 1, maxLength: 128 },
 } as const;
 
+/** A node is a key and its device: the device's fields are the node's, less the key's prefix. */
+const { keyPrefix: _keyPrefix, ...DEVICE_FIELDS_OF_NODE } = NODE.properties;
+
 export const DEVICE = {
   $id: 'Device',
   type: 'object',
   additionalProperties: false,
   required: ['id', 'name', 'ip', 'ipv6', 'port', 'protocol', 'labels', 'headscaleNodeId', 'enabled', 'createdAt', 'updatedAt', 'online', 'health', 'openTunnels', 'lastHandshake', 'relayed'],
   properties: {
-    id: { type: 'integer' },
-    name: { type: ['string', 'null'] },
-    ip: { type: 'string' },
-    ipv6: { type: ['string', 'null'] },
-    port: { type: 'integer' },
-    protocol: PROTOCOL,
+    ...DEVICE_FIELDS_OF_NODE,
     labels: { type: 'object', additionalProperties: { type: 'string' } },
-    headscaleNodeId: { type: ['string', 'null'] },
     enabled: { type: 'boolean' },
-    createdAt: TIMESTAMP,
-    updatedAt: TIMESTAMP,
-    online: NODE.properties.online,
     health: {
       type: 'object',
       additionalProperties: false,
