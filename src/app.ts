@@ -14,9 +14,10 @@ import { TunnelRegistry } from './tunnel/registry.js';
 import { createHttpProxyServer } from './proxy/http-proxy.js';
 import { createSocksServer } from './proxy/socks-proxy.js';
 import { createApiServer } from './api/server.js';
+import { RegistryService } from './bindings/registry.js';
 import { BindingService } from './bindings/service.js';
 import { openStore } from './store/index.js';
-import type { NodeStore } from './store/types.js';
+import type { NodeStore, RegistryStore } from './store/types.js';
 import type { Dialer } from './core/dialer.js';
 import { DirectDialer } from './tailnet/direct-dialer.js';
 import type { TailnetView } from './tailnet/types.js';
@@ -28,12 +29,12 @@ export interface GatewayParts {
   tailnet?: TailnetView;
   registrar?: DeviceRegistrar;
   /** Defaults to opening the store the config names. */
-  store?: NodeStore;
+  store?: NodeStore & RegistryStore;
 }
 
 export interface Gateway {
   config: Config;
-  store: NodeStore;
+  store: NodeStore & RegistryStore;
   resolver: KeyResolver;
   tunnels: TunnelRegistry;
   bindings: BindingService;
@@ -87,8 +88,18 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
     registrar: parts.registrar,
     log,
   });
+  const registry = new RegistryService({ store, keyCache: resolver, tunnels, registrar: parts.registrar, log });
   const listening = () => httpProxy.listening && socksProxy.listening;
-  const api = await createApiServer({ tokens: { admin: config.adminToken, enroll: config.enrollToken }, store, bindings, metrics, log, listening, tailnet: parts.tailnet });
+  const api = await createApiServer({
+    tokens: { admin: config.adminToken, enroll: config.enrollToken },
+    store,
+    bindings,
+    registry,
+    metrics,
+    log,
+    listening,
+    tailnet: parts.tailnet,
+  });
 
   // Other gateways on the same database announce their changes; the service applies them to this gateway's
   // key cache and tunnels.

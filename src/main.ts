@@ -4,7 +4,7 @@ import { createLogger } from './log.js';
 import { startGateway, type Gateway } from './app.js';
 import { createTailnet } from './tailnet/index.js';
 import { HeadscaleRegistrar } from './headscale/client.js';
-import { openStore, type NodeStore } from './store/index.js';
+import { openStore, type NodeStore, type RegistryStore } from './store/index.js';
 import type { ApprovedDevice } from './headscale/types.js';
 
 async function main(): Promise<void> {
@@ -26,7 +26,7 @@ async function main(): Promise<void> {
   const warmUp = tailnet ? (device: ApprovedDevice) => tailnet.supervisor.warmUp(device.ipv4) : undefined;
   const registrar = config.headscale ? new HeadscaleRegistrar(config.headscale, log, warmUp) : undefined;
   let gateway: Gateway | undefined;
-  let store: NodeStore | undefined;
+  let store: (NodeStore & RegistryStore) | undefined;
 
   // Installed before anything starts, so a SIGTERM during start-up also stops tailscaled instead of orphaning it.
   const stop = (signal: string) => {

@@ -1,7 +1,7 @@
 // The binding service against a real PostgreSQL store, the real key resolver and the real tunnel registry holding
-// real sockets. Each of them records what it was asked, once it has done it, so the tests see the order of the
-// steps: store write, then key-cache invalidation, then the key's tunnels; Headscale where its answer decides what
-// is written (approval) or where its failure must leave everything unchanged (purge).
+// real sockets (test/helpers/recording.ts). Each of them records what it was asked, once it has done it, so the
+// tests see the order of the steps: store write, then key-cache invalidation, then the key's tunnels; Headscale where
+// its answer decides what is written (approval) or where its failure must leave everything unchanged (purge).
 import assert from 'node:assert/strict';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import { pino } from 'pino';
@@ -10,61 +10,16 @@ import { BindingService } from '../src/bindings/service.js';
 import { RegistrarError } from '../src/headscale/types.js';
 import { hashKey } from '../src/core/key.js';
 import { AddressAllowList, parseCidrList } from '../src/core/cidr.js';
-import { KeyResolver } from '../src/tunnel/key-resolver.js';
 import { openStore } from '../src/store/index.js';
 import type { NodeStore } from '../src/store/types.js';
-import { TunnelRegistry } from '../src/tunnel/registry.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { waitFor } from '../testbed/wait.js';
+import { recordingStore, RecordingResolver, RecordingTunnels, refusal } from './helpers/recording.js';
 import { ScriptedRegistrar } from './helpers/registrar.js';
 import { startTunnelSockets, type TunnelSockets } from './helpers/tunnel-sockets.js';
 
 const log = pino({ level: 'silent' });
 const RECORDED_STORE_CALLS = new Set(['findByKeyHash', 'upsert', 'get', 'remove']);
-
-/** The real store, appending "store.<method>" to steps when each recorded call has completed. */
-function recordingStore(store: NodeStore, steps: string[]): NodeStore {
-  return new Proxy(store, {
-    get(target, name, receiver) {
-      const value = Reflect.get(target, name, receiver);
-      if (typeof value !== 'function') return value;
-      if (!RECORDED_STORE_CALLS.has(String(name))) return value.bind(target);
-      return async (...args: unknown[]) => {
-        const result = await value.apply(target, args);
-        steps.push(`store.${String(name)}`);
-        return result;
-      };
-    },
-  });
-}
-
-class RecordingResolver extends KeyResolver {
-  constructor(
-    store: NodeStore,
-    private readonly steps: string[],
-  ) {
-    super(store, { max: 1000, positiveTtlMs: 60_000, negativeTtlMs: 60_000 });
-  }
-  override invalidate(keyHash: string): void {
-    super.invalidate(keyHash);
-    this.steps.push('cache.invalidate');
-  }
-  override invalidateAll(): void {
-    super.invalidateAll();
-    this.steps.push('cache.invalidateAll');
-  }
-}
-
-class RecordingTunnels extends TunnelRegistry {
-  constructor(private readonly steps: string[]) {
-    super();
-  }
-  override closeKey(keyHash: string): number {
-    const n = super.closeKey(keyHash);
-    this.steps.push('tunnels.closeKey');
-    return n;
-  }
-}
 
 let db: TestDatabase;
 let store: NodeStore;
@@ -79,7 +34,7 @@ const DEFAULTS = { port: 8939, protocol: 'http' as const };
 
 function newService(withRegistrar = true): BindingService {
   return new BindingService({
-    store: recordingStore(store, steps),
+    store: recordingStore(store, steps, RECORDED_STORE_CALLS),
     keyCache: resolver,
     tunnels,
     allowList: new AddressAllowList(parseCidrList('100.64.0.0/10,fd7a:115c:a1e0::/48')),
@@ -91,17 +46,6 @@ function newService(withRegistrar = true): BindingService {
 
 let keyCounter = 0;
 const newKey = () => `B${process.pid.toString(36)}x${(++keyCounter).toString(36)}`.padEnd(24, 'Z');
-
-/** Runs fn and returns the BindingError it rejects with. */
-async function refusal(fn: () => Promise<unknown>): Promise<BindingError> {
-  try {
-    await fn();
-  } catch (err) {
-    assert.ok(err instanceof BindingError, `expected a BindingError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected a BindingError, but it succeeded');
-}
 
 before(async () => {
   db = await createTestDatabase('bindings');

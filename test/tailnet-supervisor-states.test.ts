@@ -624,6 +624,21 @@ test('checkPeer: concurrent checks share one fresh read, reused for 250 ms', asy
   await h.sup.stop();
 });
 
+test('peerLink: the last handshake and whether traffic is relayed, from the latest status read', async () => {
+  const h = await readyHarness();
+  h.api.peers = [
+    { ...peer('100.64.0.2', true), CurAddr: '192.0.2.7:41641', LastHandshake: '2026-11-30T12:00:00Z' },
+    { ...peer('100.64.0.3', true), CurAddr: '', LastHandshake: '0001-01-01T00:00:00Z' },
+    { ...peer('100.64.0.4', false), CurAddr: '' },
+  ];
+  await h.clock.advance(1_000);
+  assert.deepEqual(h.sup.peerLink('100.64.0.2'), { lastHandshake: '2026-11-30T12:00:00.000Z', relayed: false });
+  assert.deepEqual(h.sup.peerLink('100.64.0.3'), { lastHandshake: null, relayed: true }, 'no direct address: through DERP');
+  assert.deepEqual(h.sup.peerLink('100.64.0.4'), { lastHandshake: null, relayed: null }, 'neither a direct path nor a DERP home');
+  assert.equal(h.sup.peerLink('100.64.0.9'), undefined);
+  await h.sup.stop();
+});
+
 test('controlSync settles after its timeout when control does not answer', async () => {
   const h = harness();
   await h.sup.start();

@@ -31,6 +31,9 @@ const BINDING_STATUS: Record<Exclude<BindingFailure, 'registrar'>, { status: num
   'address-not-allowed': { status: 400, code: 'ip_not_allowed' },
   'address-required': { status: 400, code: 'ip_required' },
   'purge-unavailable': { status: 400, code: 'purge_unavailable' },
+  invalid: { status: 400, code: 'invalid_request' },
+  'unknown-reference': { status: 400, code: 'unknown_reference' },
+  conflict: { status: 409, code: 'conflict' },
 };
 
 const REGISTRAR_STATUS: Record<RegistrarFailure, { status: number; code: string }> = {
@@ -80,6 +83,8 @@ export function describeValidationError(context: string, v: FastifySchemaValidat
       return `${at} must be at least ${String(p.limit)} characters`;
     case 'maxLength':
       return `${at} must be at most ${String(p.limit)} characters`;
+    case 'minProperties':
+      return `${at} must name at least ${String(p.limit)} field(s)`;
     case 'pattern':
       return `${at} ${PATTERN_HINTS[at] ?? 'has an invalid format'}`;
     default:

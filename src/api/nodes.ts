@@ -4,22 +4,14 @@ import type { BindingService } from '../bindings/service.js';
 import { keyTag } from '../core/key.js';
 import type { NodeStore } from '../store/types.js';
 import type { TailnetView } from '../tailnet/types.js';
-import { ApiError } from './errors.js';
 import { nodeView } from './node-view.js';
+import { found, parseId, wantsPurge } from './params.js';
 import { AUTH_ERRORS, BODY_ERRORS, DELETE_QUERY, ID_PARAMS, errorResponses, type DeleteQuery, type IdParams } from './schemas.js';
 
 export interface NodesOptions {
   store: Pick<NodeStore, 'list' | 'get'>;
   bindings: Pick<BindingService, 'revoke' | 'purge'>;
   tailnet?: TailnetView | undefined;
-}
-
-const MAX_NODE_ID = 2_147_483_647;
-
-function parseId(raw: string): number {
-  const id = Number(raw);
-  if (id > MAX_NODE_ID) throw new ApiError(400, 'invalid_request', `params.id must be at most ${MAX_NODE_ID}`);
-  return id;
 }
 
 export const nodes: FastifyPluginAsync<NodesOptions> = async (app, { store, bindings, tailnet }) => {
@@ -47,9 +39,7 @@ export const nodes: FastifyPluginAsync<NodesOptions> = async (app, { store, bind
     },
     async (request) => {
       const id = parseId(request.params.id);
-      const node = await store.get(id);
-      if (node === null) throw new ApiError(404, 'not_found', `id: no node ${id}`);
-      return nodeView(node, tailnet);
+      return nodeView(found(await store.get(id), 'node', id), tailnet);
     },
   );
 
@@ -67,7 +57,7 @@ export const nodes: FastifyPluginAsync<NodesOptions> = async (app, { store, bind
     },
     async (request) => {
       const id = parseId(request.params.id);
-      const purge = request.query.purge === 'true' || request.query.purge === '1';
+      const purge = wantsPurge(request.query);
       const { node, tunnelsClosed, headscaleDeleted } = purge ? await bindings.purge(id) : await bindings.revoke(id);
       return {
         success: true,

@@ -32,6 +32,8 @@ const KEY = {
   description: 'The proxy key (user name and password on the proxies); a Headscale registration key for approval.',
 } as const;
 
+const NAME = { type: 'string', minLength: 1, maxLength: 128, pattern: '^[^\\x00-\\x1f\\x7f]+$' } as const;
+
 export const REGISTER_BODY = {
   $id: 'RegisterRequest',
   type: 'object',
@@ -42,7 +44,7 @@ export const REGISTER_BODY = {
     ip: { type: 'string', minLength: 1, maxLength: 64, description: "The device's tailnet address; leave out to approve the device in Headscale." },
     port: { type: 'integer', minimum: 1, maximum: 65535, description: "The device proxy's port (default TAILGATE_DEVICE_PORT, or the stored one)." },
     protocol: { type: 'string', enum: ['http', 'socks5'], description: "The device proxy's protocol (default TAILGATE_DEVICE_PROTOCOL, or the stored one)." },
-    name: { type: 'string', minLength: 1, maxLength: 128, pattern: '^[^\\x00-\\x1f\\x7f]+$' },
+    name: NAME,
   },
 } as const;
 export type RegisterBody = FromSchema<typeof REGISTER_BODY>;
@@ -50,17 +52,24 @@ export type RegisterBody = FromSchema<typeof REGISTER_BODY>;
 export const KEY_PARAMS = { type: 'object', required: ['key'], properties: { key: KEY } } as const;
 export type KeyParams = FromSchema<typeof KEY_PARAMS>;
 
-export const ID_PARAMS = {
-  type: 'object',
-  required: ['id'],
-  properties: { id: { type: 'string', pattern: '^[1-9][0-9]{0,9}$', description: 'The node id, as GET /nodes lists it.' } },
-} as const;
+/** The `:id` of a route on `what` (node, device, pool, key). */
+function idParams(what: string) {
+  return {
+    type: 'object',
+    required: ['id'],
+    properties: { id: { type: 'string', pattern: '^[1-9][0-9]{0,9}$', description: `The ${what} id, as GET /${what}s lists it.` } },
+  } as const;
+}
+export const ID_PARAMS = idParams('node');
+export const DEVICE_ID_PARAMS = idParams('device');
+export const POOL_ID_PARAMS = idParams('pool');
+export const KEY_ID_PARAMS = idParams('key');
 export type IdParams = FromSchema<typeof ID_PARAMS>;
 
 export const DELETE_QUERY = {
   type: 'object',
   additionalProperties: false,
-  properties: { purge: { type: 'string', enum: ['true', 'false', '1', '0'], description: 'Also delete the node in Headscale.' } },
+  properties: { purge: { type: 'string', enum: ['true', 'false', '1', '0'], description: 'Also delete the node (the device) in Headscale.' } },
 } as const;
 export type DeleteQuery = FromSchema<typeof DELETE_QUERY>;
 
@@ -86,6 +95,174 @@ export const NODE = {
 } as const;
 export type NodeView = FromSchema<typeof NODE>;
 
+/** The answer to a change that went through: the original system's success and message, and what it is about. */
+function doneAnswer<const P extends Record<string, unknown>>($id: string, properties: P) {
+  return {
+    $id,
+    type: 'object',
+    additionalProperties: false,
+    required: ['success', 'message', ...Object.keys(properties)],
+    properties: { success: { type: 'boolean', const: true }, message: { type: 'string' }, ...properties },
+  } as const;
+}
+
+const TUNNELS_CLOSED = { type: 'integer', description: "The key's tunnels that were open and are now closed." } as const;
+
+const PORT = { type: 'integer', minimum: 1, maximum: 65535 } as const;
+const PROTOCOL = { type: 'string', enum: ['http', 'socks5'] } as const;
+const TIMESTAMP = { type: 'string', format: 'date-time' } as const;
+const ROW_ID = { type: 'integer', minimum: 1, maximum: 2_147_483_647 } as const;
+
+/** Device labels and pool selectors: a flat map of short strings (`{"country": "de"}`). */
+const LABELS = {
+  type: 'object',
+  maxProperties: 32,
+  propertyNames: { minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_.:/-]+$' },
+  additionalProperties: { type: 'string', minLength: 1, maxLength: 128 },
+} as const;
+
+/** A node is a key and its device: the device's fields are the node's, less the key's prefix. */
+const { keyPrefix: _keyPrefix, ...DEVICE_FIELDS_OF_NODE } = NODE.properties;
+
+export const DEVICE = {
+  $id: 'Device',
+  type: 'object',
+  additionalProperties: false,
+  required: ['id', 'name', 'ip', 'ipv6', 'port', 'protocol', 'labels', 'headscaleNodeId', 'enabled', 'createdAt', 'updatedAt', 'online', 'health', 'openTunnels', 'lastHandshake', 'relayed'],
+  properties: {
+    ...DEVICE_FIELDS_OF_NODE,
+    labels: { type: 'object', additionalProperties: { type: 'string' } },
+    enabled: { type: 'boolean' },
+    health: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['state', 'reason', 'since'],
+      properties: {
+        state: { type: 'string', enum: ['up', 'down', 'unknown'] },
+        reason: { type: ['string', 'null'], description: 'Why it is down: "disabled", "offline"; null otherwise.' },
+        since: { type: ['string', 'null'], format: 'date-time', description: 'When it entered this state; null while the gateway does not track it.' },
+      },
+    },
+    openTunnels: { type: 'integer', description: 'Tunnels open through the device on this gateway (0 until the pipeline counts them per device).' },
+    lastHandshake: { type: ['string', 'null'], format: 'date-time', description: "The last WireGuard handshake tailscaled made with it; null when unknown or none." },
+    relayed: { type: ['boolean', 'null'], description: 'True when traffic to it goes through DERP, false when direct; null when unknown.' },
+  },
+} as const;
+
+export const DEVICE_PATCH = {
+  type: 'object',
+  additionalProperties: false,
+  minProperties: 1,
+  properties: { name: { ...NAME, type: ['string', 'null'] }, labels: LABELS, port: PORT, protocol: PROTOCOL, enabled: { type: 'boolean' } },
+} as const;
+
+const POOL_PROPERTIES = {
+  id: { type: 'integer' },
+  name: { type: 'string' },
+  devices: { type: 'array', items: { type: 'integer' }, description: 'The devices listed explicitly; empty for a selector pool.' },
+  selector: { type: ['object', 'null'], additionalProperties: { type: 'string' }, description: 'The labels members match; null for an explicit pool.' },
+  createdAt: TIMESTAMP,
+  updatedAt: TIMESTAMP,
+} as const;
+const POOL_REQUIRED = ['id', 'name', 'devices', 'selector', 'createdAt', 'updatedAt'] as const;
+
+export const POOL = { $id: 'Pool', type: 'object', additionalProperties: false, required: POOL_REQUIRED, properties: POOL_PROPERTIES } as const;
+
+export const POOL_WITH_MEMBERS = {
+  $id: 'PoolWithMembers',
+  type: 'object',
+  additionalProperties: false,
+  required: [...POOL_REQUIRED, 'members'],
+  properties: {
+    ...POOL_PROPERTIES,
+    members: { type: 'array', items: { $ref: 'Device#' }, description: 'The devices in the pool now (listed, or matching the selector), enabled or not.' },
+  },
+} as const;
+
+const POOL_DEVICES = { type: 'array', maxItems: 10_000, uniqueItems: true, items: ROW_ID, description: 'Device ids; or give selector.' } as const;
+const POOL_SELECTOR = { ...LABELS, minProperties: 1, description: 'Labels a device must all have to be a member; or give devices.' } as const;
+
+export const POOL_BODY = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name'],
+  properties: { name: NAME, devices: POOL_DEVICES, selector: POOL_SELECTOR },
+} as const;
+export type PoolBody = FromSchema<typeof POOL_BODY> & { devices?: number[]; selector?: Record<string, string> };
+
+export const POOL_PATCH = {
+  type: 'object',
+  additionalProperties: false,
+  minProperties: 1,
+  properties: POOL_BODY.properties,
+} as const;
+export type PoolPatchBody = Partial<PoolBody>;
+
+const KEY_PROPERTIES = {
+  id: { type: 'integer' },
+  name: { type: ['string', 'null'] },
+  keyPrefix: NODE.properties.keyPrefix,
+  target: {
+    oneOf: [
+      { type: 'object', additionalProperties: false, required: ['device'], properties: { device: { type: 'integer' } } },
+      { type: 'object', additionalProperties: false, required: ['pool'], properties: { pool: { type: 'integer' } } },
+    ],
+  },
+  expiresAt: { type: ['string', 'null'], format: 'date-time' },
+  disabled: { type: 'boolean' },
+  createdAt: TIMESTAMP,
+} as const;
+const KEY_REQUIRED = ['id', 'name', 'keyPrefix', 'target', 'expiresAt', 'disabled', 'createdAt'] as const;
+
+/** What operators see of a key: never the secret. */
+export const KEY_VIEW = { $id: 'Key', type: 'object', additionalProperties: false, required: KEY_REQUIRED, properties: KEY_PROPERTIES } as const;
+
+/** The answer to creating or rotating a key, the only ones that carry its secret. */
+export const KEY_WITH_SECRET = {
+  $id: 'KeyWithSecret',
+  type: 'object',
+  additionalProperties: false,
+  required: [...KEY_REQUIRED, 'key'],
+  properties: { ...KEY_PROPERTIES, key: { type: 'string', description: 'The secret: shown this once, stored only as its SHA-256.' } },
+} as const;
+
+const KEY_TARGET_FIELDS = {
+  device: { ...ROW_ID, description: 'The device the key egresses through; or give pool.' },
+  pool: { ...ROW_ID, description: 'The pool the key egresses through; or give device.' },
+} as const;
+const EXPIRES_AT = { type: ['string', 'null'], format: 'date-time', description: 'When the key stops working; null: never.' } as const;
+
+export const KEY_BODY = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    name: { ...NAME, type: ['string', 'null'] },
+    ...KEY_TARGET_FIELDS,
+    key: { ...KEY, description: 'The secret to use; leave out to have one generated (32 base62 characters).' },
+    expiresAt: EXPIRES_AT,
+  },
+} as const;
+export type KeyBody = FromSchema<typeof KEY_BODY>;
+
+export const KEY_PATCH = {
+  type: 'object',
+  additionalProperties: false,
+  minProperties: 1,
+  properties: { name: KEY_BODY.properties.name, ...KEY_TARGET_FIELDS, expiresAt: EXPIRES_AT, disabled: { type: 'boolean' } },
+} as const;
+export type KeyPatchBody = FromSchema<typeof KEY_PATCH>;
+
+/** The answers to the deletes: the thing as it was and what went with it. */
+export const DEVICE_DELETED = doneAnswer('DeviceDeleted', {
+  device: { $ref: 'Device#' },
+  tunnelsClosed: { ...TUNNELS_CLOSED, description: 'Open tunnels of the keys that targeted it directly (deleted with it), now closed.' },
+  headscaleDeleted: { type: 'boolean' },
+});
+
+export const POOL_DELETED = doneAnswer('PoolDeleted', { pool: { $ref: 'Pool#' } });
+
+export const KEY_DELETED = doneAnswer('KeyDeleted', { key: { $ref: 'Key#' }, tunnelsClosed: TUNNELS_CLOSED });
+
 /** Every error answer: the original system's shape plus a short machine-readable code. */
 export const ERROR_BODY = {
   $id: 'Error',
@@ -99,32 +276,9 @@ export const ERROR_BODY = {
   },
 } as const;
 
-export const REGISTERED = {
-  $id: 'Registered',
-  type: 'object',
-  additionalProperties: false,
-  required: ['success', 'message', 'ip', 'node'],
-  properties: {
-    success: { type: 'boolean', const: true },
-    message: { type: 'string' },
-    ip: { type: 'string' },
-    node: { $ref: 'Node#' },
-  },
-} as const;
+export const REGISTERED = doneAnswer('Registered', { ip: { type: 'string' }, node: { $ref: 'Node#' } });
 
-export const REVOKED = {
-  $id: 'Revoked',
-  type: 'object',
-  additionalProperties: false,
-  required: ['success', 'message', 'node', 'tunnelsClosed', 'headscaleDeleted'],
-  properties: {
-    success: { type: 'boolean', const: true },
-    message: { type: 'string' },
-    node: { $ref: 'Node#' },
-    tunnelsClosed: { type: 'integer', description: "The key's tunnels that were open and are now closed." },
-    headscaleDeleted: { type: 'boolean' },
-  },
-} as const;
+export const REVOKED = doneAnswer('Revoked', { node: { $ref: 'Node#' }, tunnelsClosed: TUNNELS_CLOSED, headscaleDeleted: { type: 'boolean' } });
 
 export const READINESS = {
   $id: 'Readiness',
@@ -147,15 +301,31 @@ export const HEALTH = {
 } as const;
 
 /** Registered on the server before any route, so routes can reference them. */
-export const SHARED_SCHEMAS = [NODE, ERROR_BODY, REGISTER_BODY, REGISTERED, REVOKED, READINESS];
+export const SHARED_SCHEMAS = [
+  NODE,
+  ERROR_BODY,
+  REGISTER_BODY,
+  REGISTERED,
+  REVOKED,
+  READINESS,
+  DEVICE,
+  DEVICE_DELETED,
+  POOL,
+  POOL_WITH_MEMBERS,
+  POOL_DELETED,
+  KEY_VIEW,
+  KEY_WITH_SECRET,
+  KEY_DELETED,
+];
 
-export type ErrorStatus = 400 | 401 | 403 | 404 | 413 | 415 | 500 | 502 | 503;
+export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 413 | 415 | 500 | 502 | 503;
 
 const ERROR_DESCRIPTIONS: Record<ErrorStatus, string> = {
   400: 'Invalid request: a malformed field, address or key',
   401: 'Missing or invalid token',
   403: 'The token may not do this',
   404: 'Not found',
+  409: 'Conflicts with what exists (a name or key in use, a pool keys still target)',
   413: 'Body too large',
   415: 'Body is not JSON',
   500: 'Internal error (see the gateway log)',

@@ -1,19 +1,24 @@
 // The management API: Fastify with the options, hooks and error handling every route shares, and the routes as
-// encapsulated plugins (probes, nodes, registration, the OpenAPI document). Built here, listened on by app.ts.
+// encapsulated plugins (probes, nodes, registration, devices, pools, keys, the OpenAPI document). Built here,
+// listened on by app.ts.
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import swagger from '@fastify/swagger';
 import Fastify, { LogController, errorCodes, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
 import { BindingError } from '../bindings/errors.js';
+import type { RegistryService } from '../bindings/registry.js';
 import type { BindingService } from '../bindings/service.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../tunnel/metrics.js';
-import type { NodeStore } from '../store/types.js';
+import type { NodeStore, RegistryStore } from '../store/types.js';
 import type { TailnetView } from '../tailnet/types.js';
 import { TokenGate } from './auth.js';
 import { ApiError, bindingApiError, describeFastifyClientError, describeValidationError } from './errors.js';
+import { devices } from './devices.js';
+import { keys } from './keys.js';
 import { nodes } from './nodes.js';
 import { openApiDocument, openApiOptions } from './openapi.js';
+import { pools } from './pools.js';
 import { Readiness, probes } from './probes.js';
 import { registration } from './registration.js';
 import { SHARED_SCHEMAS } from './schemas.js';
@@ -21,8 +26,9 @@ import { SHARED_SCHEMAS } from './schemas.js';
 export interface ApiDeps {
   /** Bearer tokens: the admin's (every route), and the one that may only enroll devices. Unset: loopback callers only. */
   tokens: { admin: string | undefined; enroll: string | undefined };
-  store: NodeStore;
+  store: NodeStore & RegistryStore;
   bindings: BindingService;
+  registry: RegistryService;
   metrics: Metrics;
   log: Logger;
   /** True while both proxy listeners accept connections. */
@@ -148,6 +154,9 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(probes, { readiness: new Readiness(deps), metrics: deps.metrics, gate });
   await app.register(nodes, { store: deps.store, bindings: deps.bindings, tailnet: deps.tailnet });
   await app.register(registration, { bindings: deps.bindings, tailnet: deps.tailnet });
+  await app.register(devices, { store: deps.store, registry: deps.registry, tailnet: deps.tailnet });
+  await app.register(pools, { store: deps.store, registry: deps.registry, tailnet: deps.tailnet });
+  await app.register(keys, { store: deps.store, registry: deps.registry });
   await app.register(openApiDocument);
   return app;
 }

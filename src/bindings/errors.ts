@@ -13,6 +13,12 @@ export type BindingFailure =
   | 'address-required'
   /** A purge was asked for, but there is no Headscale to delete the node in. */
   | 'purge-unavailable'
+  /** A field is malformed or fields contradict each other (a pool with both devices and a selector). */
+  | 'invalid'
+  /** A field names a device or pool that does not exist. */
+  | 'unknown-reference'
+  /** The change clashes with what exists: a name or key in use, a pool that keys still target. */
+  | 'conflict'
   /** Headscale refused or failed; `registrarFailure` says how. */
   | 'registrar';
 

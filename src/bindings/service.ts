@@ -89,6 +89,26 @@ function registrarFailure(field: string, err: RegistrarError): BindingError {
   return new BindingError('registrar', message, { registrarFailure: err.kind, cause: err });
 }
 
+/** The registrar a purge needs, or the refusal when there is none. */
+export function purgeRegistrar(registrar: DeviceRegistrar | undefined): DeviceRegistrar {
+  if (registrar === undefined) throw new BindingError('purge-unavailable', 'purge: Headscale is not configured (HEADSCALE_URL)');
+  return registrar;
+}
+
+/** Deletes the node in Headscale for a purge; true when it was deleted, false when there was none to delete. */
+export async function deleteInHeadscale(registrar: DeviceRegistrar, headscaleNodeId: string | null): Promise<boolean> {
+  if (headscaleNodeId === null) return false;
+  try {
+    await registrar.deleteNode(headscaleNodeId);
+    return true;
+  } catch (err) {
+    // A node already gone from Headscale is what purge wants; anything else stops before the registry changes.
+    if (!(err instanceof RegistrarError)) throw err;
+    if (err.kind !== 'not-found') throw registrarFailure('purge', err);
+    return false;
+  }
+}
+
 function notFound(id: number): BindingError {
   return new BindingError('not-found', `id: no node ${id}`);
 }
@@ -163,23 +183,12 @@ export class BindingService {
 
   /** revoke(), after deleting the node in Headscale too. */
   async purge(id: number): Promise<Revocation> {
-    const registrar = this.deps.registrar;
-    if (registrar === undefined) throw new BindingError('purge-unavailable', 'purge: Headscale is not configured (HEADSCALE_URL)');
+    const registrar = purgeRegistrar(this.deps.registrar);
     const node = await this.deps.store.get(id);
     if (node === null) throw notFound(id);
 
     // Headscale first: if it fails, nothing has changed yet and the same purge can simply be retried.
-    let headscaleDeleted = false;
-    if (node.headscaleNodeId !== null) {
-      try {
-        await registrar.deleteNode(node.headscaleNodeId);
-        headscaleDeleted = true;
-      } catch (err) {
-        // A node already gone from Headscale is what purge wants; anything else stops before the binding goes.
-        if (!(err instanceof RegistrarError)) throw err;
-        if (err.kind !== 'not-found') throw registrarFailure('purge', err);
-      }
-    }
+    const headscaleDeleted = await deleteInHeadscale(registrar, node.headscaleNodeId);
 
     const removed = await this.deps.store.remove(id);
     if (removed === null) throw notFound(id);

@@ -2,7 +2,7 @@
 // `local-tailscaled.sock` with 403 (DNS-rebinding guard), so every request names that host explicitly.
 import { Agent, request } from 'undici';
 import { LOCALAPI_HOST } from '../protocol/localapi.js';
-import type { PeerCheck } from './types.js';
+import type { PeerCheck, PeerLink } from './types.js';
 
 /** The parts of `GET /localapi/v0/status` tailgate reads (tailscale's ipnstate.Status). */
 export interface LocalStatus {
@@ -120,4 +120,11 @@ export function peerCheck(peer: LocalPeerStatus | undefined, now: number): PeerC
   const lastSeen = goTime(peer.LastSeen);
   if (!check.online && lastSeen !== undefined) check.lastSeen = new Date(lastSeen).toISOString();
   return check;
+}
+
+export function peerLink(peer: LocalPeerStatus): PeerLink {
+  const handshake = goTime(peer.LastHandshake);
+  // CurAddr is the direct endpoint in use; without one, packets that flow at all go through the home DERP region.
+  const relayed = peer.CurAddr ? false : peer.Relay ? true : null;
+  return { lastHandshake: handshake === undefined ? null : new Date(handshake).toISOString(), relayed };
 }

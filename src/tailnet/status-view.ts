@@ -1,8 +1,8 @@
 // What the latest status read says about the peers: answers peerOnline() without I/O, re-reads for checkPeer(),
 // and tells listeners which peers went offline between two reads.
 import type { Clock } from './clock.js';
-import { peerCheck, peersByIp, type LocalPeerStatus, type LocalStatus } from './localapi.js';
-import type { PeerCheck } from './types.js';
+import { peerCheck, peerLink, peersByIp, type LocalPeerStatus, type LocalStatus } from './localapi.js';
+import type { PeerCheck, PeerLink } from './types.js';
 
 /** A snapshot at most this old answers checkPeer() without another read; concurrent checks share one read. */
 const PEER_RECHECK_MS = 250;
@@ -27,6 +27,11 @@ export class StatusView {
   peerOnline(ip: string): boolean | undefined {
     const peer = this.peers.get(ip);
     return peer === undefined ? undefined : peer.Online === true;
+  }
+
+  peerLink(ip: string): PeerLink | undefined {
+    const peer = this.peers.get(ip);
+    return peer === undefined ? undefined : peerLink(peer);
   }
 
   async checkPeer(ip: string, timeoutMs: number): Promise<PeerCheck> {

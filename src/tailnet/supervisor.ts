@@ -30,7 +30,7 @@ import { warmUp, warmUpAll, type WarmUpDeps } from './readiness.js';
 import { StatusView } from './status-view.js';
 import { localApiOf, type TailscaledApi } from './tailscaled-api.js';
 import { freeLoopbackPort, killTailscaled, spawnTailscaled, stopTailscaled, tailscaledArgs, type LaunchTailscaled } from './tailscaled-process.js';
-import type { PeerCheck, TailnetState, TailnetView } from './types.js';
+import type { PeerCheck, PeerLink, TailnetState, TailnetView } from './types.js';
 
 export interface SupervisorOptions {
   /** How often the backend state is polled while running. */
@@ -131,6 +131,10 @@ export class TailscaledSupervisor implements TailnetView {
 
   peerOnline(ip: string): boolean | undefined {
     return this.view.peerOnline(ip);
+  }
+
+  peerLink(ip: string): PeerLink | undefined {
+    return this.view.peerLink(ip);
   }
 
   checkPeer(ip: string, timeoutMs: number): Promise<PeerCheck> {

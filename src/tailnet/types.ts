@@ -50,6 +50,14 @@ export interface PeerCheck {
   lastSeen?: string;
 }
 
+/** How tailscaled reaches one peer, as its latest status read says. */
+export interface PeerLink {
+  /** The last WireGuard handshake (ISO time); null when there was none. */
+  lastHandshake: string | null;
+  /** True when traffic goes through DERP, false when a direct path is in use, null when there is neither yet. */
+  relayed: boolean | null;
+}
+
 /** Read-only view of the supervised tailscaled, for readiness, /nodes and failing fast. */
 export interface TailnetView {
   state(): TailnetState;
@@ -57,6 +65,8 @@ export interface TailnetView {
   unavailableReason(): string | null;
   /** Online state of the peer with this tailnet IP in the latest status snapshot; undefined when the peer is unknown. */
   peerOnline(ip: string): boolean | undefined;
+  /** The link to the peer with this tailnet IP in the latest status snapshot; undefined when the peer is unknown. */
+  peerLink?(ip: string): PeerLink | undefined;
   /**
    * Reads tailscaled's status afresh (unless the snapshot is only a moment old) and reports on the peer. The snapshot
    * behind peerOnline() can be a poll interval old, so a caller about to refuse a connection because of it asks here
