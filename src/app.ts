@@ -9,6 +9,8 @@ import { AddressAllowList } from './core/cidr.js';
 import { KeyResolver } from './tunnel/key-resolver.js';
 import { DeviceConnector } from './tunnel/connector.js';
 import { TunnelPipeline } from './tunnel/pipeline.js';
+import { DeviceBoard } from './tunnel/device-health.js';
+import { DeviceSelector } from './tunnel/select.js';
 import type { ProxyDeps } from './proxy/deps.js';
 import { TunnelRegistry } from './tunnel/registry.js';
 import { createHttpProxyServer } from './proxy/http-proxy.js';
@@ -71,10 +73,13 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
   const store = parts.store ?? (await openStore({ database: config.database, dataDir: config.dataDir, log }));
   const metrics = new Metrics();
   const tunnels = new TunnelRegistry();
-  const resolver = new KeyResolver(store, config.keyCache);
+  // Pool keys: one board of every device's health and load, and the chooser that reads it.
+  const board = new DeviceBoard();
+  const selector = new DeviceSelector(board);
+  const resolver = new KeyResolver(store, config.keyCache, undefined, (members) => selector.prepare(members));
   const dialer = parts.dialer ?? new DirectDialer();
   const connector = new DeviceConnector(dialer, config.timeouts.connectMs, parts.tailnet);
-  const pipeline = new TunnelPipeline({ resolver, connector, tunnels, metrics, log, timeouts: config.timeouts });
+  const pipeline = new TunnelPipeline({ resolver, connector, tunnels, metrics, log, timeouts: config.timeouts, board, selector });
   const proxyDeps: ProxyDeps = { pipeline, tailnet: parts.tailnet, log, timeouts: config.timeouts, maxHeaderBytes: config.maxHeaderBytes };
   const httpProxy = createHttpProxyServer(proxyDeps);
   const socksProxy = createSocksServer(proxyDeps);

@@ -1,6 +1,7 @@
 // Devices, pools and keys through the management API over real HTTP, in front of a real PostgreSQL store, the real
 // key resolver (what the proxies ask on every connection) and real sockets in the tunnel registry. Every answer is
 // checked against the schema GET /openapi.json declares for its status.
+import { deviceOf } from './helpers/routes.js';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
@@ -92,7 +93,7 @@ describe('keys', () => {
     assert.equal(created.expiresAt, null);
     assert.equal(created.name, 'customer-1');
     // The key routes at once, through the real resolver.
-    const route = await api.resolver.resolve(created.key);
+    const route = await deviceOf(api.resolver.resolve(created.key));
     assert.equal(route?.ip, d.ip);
 
     const one = await call('GET', `/keys/${created.id}`);
@@ -119,7 +120,7 @@ describe('keys', () => {
     const created = await createKey({ device: d.id, key: given, expiresAt: '2999-01-01T00:00:00Z' });
     assert.equal(created.key, given);
     assert.equal(created.expiresAt, '2999-01-01T00:00:00.000Z');
-    assert.equal((await api.resolver.resolve(given))?.ip, d.ip);
+    assert.equal((await deviceOf(api.resolver.resolve(given)))?.ip, d.ip);
     assertError(await call('POST', '/keys', { body: { device: d.id, key: given } }), 409, 'conflict', /^key: already in use/);
     assertError(await call('POST', '/keys', { body: { device: d.id, key: 'has space inside' } }), 400, 'invalid_request', /^body\.key must be printable ASCII/);
     assertError(await call('POST', '/keys', { body: { device: d.id, key: 'short' } }), 400, 'invalid_request', /^body\.key must be at least 8 characters$/);
@@ -154,14 +155,14 @@ describe('keys', () => {
   test('PATCH /keys/:id changes name, expiry and target; the next connection follows the new target', async () => {
     const [d1, d2] = [await device(), await device()];
     const created = await createKey({ device: d1.id });
-    assert.equal((await api.resolver.resolve(created.key))?.ip, d1.ip, 'cached on d1');
+    assert.equal((await deviceOf(api.resolver.resolve(created.key)))?.ip, d1.ip, 'cached on d1');
     const a = await call('PATCH', `/keys/${created.id}`, { body: { name: 'renamed', device: d2.id, expiresAt: '2999-06-01T00:00:00Z' } });
     assert.equal(a.status, 200, a.text);
     assert.deepEqual(keys(a.json), KEY_FIELDS);
     assert.equal(a.json.name, 'renamed');
     assert.deepEqual(a.json.target, { device: d2.id });
     assert.equal(a.json.expiresAt, '2999-06-01T00:00:00.000Z');
-    assert.equal((await api.resolver.resolve(created.key))?.ip, d2.ip, 'the cache was invalidated');
+    assert.equal((await deviceOf(api.resolver.resolve(created.key)))?.ip, d2.ip, 'the cache was invalidated');
     const cleared = await call('PATCH', `/keys/${created.id}`, { body: { name: null, expiresAt: null } });
     assert.equal(cleared.json.name, null);
     assert.equal(cleared.json.expiresAt, null);
@@ -191,7 +192,7 @@ describe('keys', () => {
     assert.equal(await api.resolver.resolve(created.key), null);
     const b = await call('PATCH', `/keys/${created.id}`, { body: { disabled: false } });
     assert.equal(b.json.disabled, false);
-    assert.equal((await api.resolver.resolve(created.key))?.ip, d.ip);
+    assert.equal((await deviceOf(api.resolver.resolve(created.key)))?.ip, d.ip);
   });
 
   test('rotate: the old secret stops at once, the new one works, open tunnels stay; the new secret is shown once', async () => {
@@ -208,7 +209,7 @@ describe('keys', () => {
     assert.equal(rotated.json.id, created.id);
     assert.equal(rotated.json.keyPrefix, keyTag(hashKey(rotated.json.key)));
     assert.equal(await api.resolver.resolve(created.key), null, 'the old secret is refused at once');
-    assert.equal((await api.resolver.resolve(rotated.json.key))?.ip, d.ip);
+    assert.equal((await deviceOf(api.resolver.resolve(rotated.json.key)))?.ip, d.ip);
     assert.equal(tunnel.client.destroyed, false, 'the open tunnel stays');
     const again = await call('GET', `/keys/${created.id}`);
     assert.ok(!again.text.includes(rotated.json.key));
@@ -312,14 +313,14 @@ describe('devices', () => {
   test('PATCH /devices/:id changes name, labels, port and protocol; the next connection uses them', async () => {
     const d = await device();
     const created = await createKey({ device: d.id });
-    assert.equal((await api.resolver.resolve(created.key))?.port, 8939, 'cached');
+    assert.equal((await deviceOf(api.resolver.resolve(created.key)))?.port, 8939, 'cached');
     const a = await call('PATCH', `/devices/${d.id}`, { body: { name: 'phone-7', labels: { country: 'fr', carrier: 'orange' }, port: 1080, protocol: 'socks5' } });
     assert.equal(a.status, 200, a.text);
     assert.equal(a.json.name, 'phone-7');
     assert.deepEqual(a.json.labels, { country: 'fr', carrier: 'orange' });
     assert.equal(a.json.port, 1080);
     assert.equal(a.json.protocol, 'socks5');
-    const route = await api.resolver.resolve(created.key);
+    const route = await deviceOf(api.resolver.resolve(created.key));
     assert.equal(route?.port, 1080);
     assert.equal(route?.protocol, 'socks5');
   });
@@ -350,7 +351,7 @@ describe('devices', () => {
     assert.equal(untouched.client.destroyed, false);
     assert.equal(await api.resolver.resolve(created.key), null);
     await call('PATCH', `/devices/${d.id}`, { body: { enabled: true } });
-    assert.equal((await api.resolver.resolve(created.key))?.ip, d.ip);
+    assert.equal((await deviceOf(api.resolver.resolve(created.key)))?.ip, d.ip);
     untouched.client.destroy();
   });
 

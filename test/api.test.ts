@@ -3,6 +3,7 @@
 // The Headscale side is a scripted DeviceRegistrar: these tests check how the API maps approvals and
 // failures; the real Headscale path is exercised end to end by the tailnet test.
 // Every answer to a documented route is checked against the schema GET /openapi.json declares for its status.
+import { deviceOf } from './helpers/routes.js';
 import assert from 'node:assert/strict';
 import { createServer, connect, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
@@ -315,7 +316,7 @@ describe('POST /register with an address', () => {
       { ip: moved.json.node.ip, port: moved.json.node.port, protocol: moved.json.node.protocol, name: moved.json.node.name },
       { ip: '100.64.0.10', port: 9000, protocol: 'socks5', name: 'phone' },
     );
-    assert.equal((await api.resolver.resolve(k))?.ip, '100.64.0.10', 'the cached route was not invalidated');
+    assert.equal((await deviceOf(api.resolver.resolve(k)))?.ip, '100.64.0.10', 'the cached route was not invalidated');
     assert.equal((await store.list()).filter((n) => n.keyHash === hashKey(k)).length, 1);
   });
 
@@ -421,7 +422,7 @@ describe('POST /register and GET /registerV2/:key through Headscale approval', (
       { ip: n.ip, ipv6: n.ipv6, name: n.name, headscaleNodeId: n.headscaleNodeId, port: n.port, protocol: n.protocol },
       { ip: '100.64.0.42', ipv6: 'fd7a:115c:a1e0::2a', name: 'device-a', headscaleNodeId: '42', port: 8939, protocol: 'http' },
     );
-    assert.equal((await api.resolver.resolve(k))?.ip, '100.64.0.42');
+    assert.equal((await deviceOf(api.resolver.resolve(k)))?.ip, '100.64.0.42');
   });
 
   test('registering an approved key again is idempotent and does not ask Headscale again', async () => {

@@ -1,6 +1,7 @@
 // The registry service (keys, devices, pools) against a real PostgreSQL store, the real key resolver and the real
 // tunnel registry holding real sockets, each recording what it did, so the tests see the order of the steps: the
 // store, then the key cache, then the open tunnels; Headscale first for a purge.
+import { deviceOf } from './helpers/routes.js';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
@@ -70,7 +71,7 @@ describe('keys', () => {
     const { key } = await h.service.createKey({ device: d.id, key: secret });
     assert.deepEqual(h.steps, ['store.createKey', 'cache.invalidate']);
     assert.equal(key.keyHash, hashKey(secret));
-    assert.equal((await h.resolver.resolve(secret))?.ip, d.ip);
+    assert.equal((await deviceOf(h.resolver.resolve(secret)))?.ip, d.ip);
   });
 
   test('rotate invalidates the OLD hash (and the new one) and cuts nothing', async () => {

@@ -2,6 +2,7 @@
 // real sockets (test/helpers/recording.ts). Each of them records what it was asked, once it has done it, so the
 // tests see the order of the steps: store write, then key-cache invalidation, then the key's tunnels; Headscale where
 // its answer decides what is written (approval) or where its failure must leave everything unchanged (purge).
+import { deviceOf } from './helpers/routes.js';
 import assert from 'node:assert/strict';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import { pino } from 'pino';
@@ -11,7 +12,7 @@ import { RegistrarError } from '../src/headscale/types.js';
 import { hashKey } from '../src/core/key.js';
 import { AddressAllowList, parseCidrList } from '../src/core/cidr.js';
 import { openStore } from '../src/store/index.js';
-import type { NodeStore } from '../src/store/types.js';
+import type { NodeStore, RegistryStore } from '../src/store/types.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { waitFor } from '../testbed/wait.js';
 import { recordingStore, RecordingResolver, RecordingTunnels, refusal } from './helpers/recording.js';
@@ -22,7 +23,7 @@ const log = pino({ level: 'silent' });
 const RECORDED_STORE_CALLS = new Set(['findByKeyHash', 'upsert', 'get', 'remove']);
 
 let db: TestDatabase;
-let store: NodeStore;
+let store: NodeStore & RegistryStore;
 let steps: string[];
 let registrar: ScriptedRegistrar;
 let resolver: RecordingResolver;
@@ -81,7 +82,7 @@ describe('register', () => {
     assert.equal(created, true);
     assert.equal(via, 'address');
     assert.deepEqual({ ip: node.ip, port: node.port, protocol: node.protocol, keyHash: node.keyHash }, { ip: '100.64.5.1', ...DEFAULTS, keyHash: hashKey(key) });
-    assert.equal((await resolver.resolve(key))?.ip, '100.64.5.1');
+    assert.equal((await deviceOf(resolver.resolve(key)))?.ip, '100.64.5.1');
   });
 
   test('through Headscale: approval comes before the store write, and an approved key is not approved again', async () => {
@@ -108,7 +109,7 @@ describe('register', () => {
     const key = newKey();
     registrar.devices.set(key, { headscaleNodeId: '502', name: 'moving', ipv4: '100.64.5.3', ipv6: 'fd7a:115c:a1e0::503' });
     await service.register({ key, port: 9000, protocol: 'socks5' });
-    assert.equal((await resolver.resolve(key))?.ip, '100.64.5.3');
+    assert.equal((await deviceOf(resolver.resolve(key)))?.ip, '100.64.5.3');
     const tunnel = await sockets.open(hashKey(key));
 
     steps.length = 0;
@@ -121,7 +122,7 @@ describe('register', () => {
       { ip: '100.64.5.4', port: 9000, protocol: 'socks5', ipv6: null, headscaleNodeId: null },
       "what was known about the old device is not kept for a new one",
     );
-    assert.equal((await resolver.resolve(key))?.ip, '100.64.5.4');
+    assert.equal((await deviceOf(resolver.resolve(key)))?.ip, '100.64.5.4');
     assert.equal(tunnels.size, 1);
     assert.equal(tunnel.client.destroyed, false);
   });

@@ -10,6 +10,7 @@ import { pino } from 'pino';
 import { loadConfig, type Config } from '../src/config.js';
 import { startGateway, type Gateway } from '../src/app.js';
 import { curl } from './helpers/curl.js';
+import { adminCall, openTunnel } from './helpers/connect-tunnel.js';
 import { createTempDir, createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { startHttpDevice, startSilentDevice, type Device } from './helpers/devices.js';
 import { startEchoTarget, startHttpTarget, type EchoTarget, type Listening } from './helpers/targets.js';
@@ -32,40 +33,10 @@ function configFor(env: Record<string, string>): Config {
   });
 }
 
-async function api(gw: Gateway, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
-  const res = await fetch(`http://127.0.0.1:${gw.ports.api}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${TOKEN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(5_000),
-  });
-  return { status: res.status, json: await res.json() };
-}
+const api = (gw: Gateway, method: string, path: string, body?: unknown) => adminCall(gw.ports.api, TOKEN, method, path, body);
 
 const viaHttp = (gw: Gateway, key: string, url: string, extra: string[] = []) => curl(['-x', `http://${key}:${key}@127.0.0.1:${gw.ports.http}`, ...extra, url]);
 const viaSocks = (gw: Gateway, key: string, url: string) => curl(['--socks5-hostname', `${key}:${key}@127.0.0.1:${gw.ports.socks}`, url]);
-
-/** A raw CONNECT tunnel through the HTTP listener to the echo target, kept open by the test. */
-function openTunnel(gw: Gateway, key: string, target: Listening): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(gw.ports.http, '127.0.0.1');
-    const auth = Buffer.from(`${key}:${key}`).toString('base64');
-    s.setTimeout(5_000, () => s.destroy(new Error('tunnel setup timed out')));
-    s.once('error', reject);
-    s.once('close', () => reject(new Error('closed before the CONNECT answer')));
-    s.write(`CONNECT 127.0.0.1:${target.port} HTTP/1.1\r\nHost: 127.0.0.1:${target.port}\r\nProxy-Authorization: Basic ${auth}\r\n\r\n`);
-    let head = '';
-    const onData = (c: Buffer) => {
-      head += c.toString('latin1');
-      if (!head.includes('\r\n\r\n')) return;
-      s.off('data', onData);
-      s.setTimeout(0);
-      if (!head.startsWith('HTTP/1.1 200')) return reject(new Error(`CONNECT refused: ${head.split('\r\n')[0]}`));
-      resolve(s);
-    };
-    s.on('data', onData);
-  });
-}
 
 function echoOnce(s: net.Socket, text: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -137,7 +108,7 @@ for (const backend of ['postgresql', 'embedded'] as const) {
     test('re-binding a key moves new connections to the other device without cutting the open tunnel', async () => {
       const key = 'KeyRebind0123456789abcdef';
       assert.equal((await api(gw, 'POST', '/register', { key, ip: '127.0.0.1', port: deviceA.port })).status, 201);
-      const tunnel = await openTunnel(gw, key, echo);
+      const tunnel = await openTunnel(gw.ports.http, key, echo.port);
       assert.equal(await echoOnce(tunnel, 'before'), 'before');
 
       const again = await api(gw, 'POST', '/register', { key, ip: '127.0.0.1', port: deviceB.port });
@@ -153,7 +124,7 @@ for (const backend of ['postgresql', 'embedded'] as const) {
     test('revocation refuses the key at once and closes its open tunnels', async () => {
       const key = 'KeyRevoke0123456789abcdef';
       const reg = await api(gw, 'POST', '/register', { key, ip: '127.0.0.1', port: deviceA.port });
-      const tunnel = await openTunnel(gw, key, echo);
+      const tunnel = await openTunnel(gw.ports.http, key, echo.port);
       assert.equal(await echoOnce(tunnel, 'ping'), 'ping');
       const wasClosed = closed(tunnel);
 
@@ -173,7 +144,7 @@ for (const backend of ['postgresql', 'embedded'] as const) {
       const silentDevice = await startSilentDevice();
       try {
         const reg = await api(gw, 'POST', '/register', { key, ip: '127.0.0.1', port: silentDevice.port });
-        const pending = openTunnel(gw, key, echo).then(
+        const pending = openTunnel(gw.ports.http, key, echo.port).then(
           () => 'established',
           (err: Error) => err.message,
         );

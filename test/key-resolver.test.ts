@@ -1,13 +1,14 @@
 // The key cache's logic (TTLs, single flight, invalidation races, size bound) against an in-memory store and a
 // manual clock: the store is only the input here, and the clock moves when a test says so, so nothing sleeps and
 // every race happens in the order the test sets. One test at the end runs the resolver on the real PostgreSQL store.
+import { deviceOf } from './helpers/routes.js';
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { hashKey } from '../src/core/key.js';
 import { createLogger } from '../src/log.js';
 import { KeyResolver, type Clock, type KeyResolverOptions } from '../src/tunnel/key-resolver.js';
 import { openStore } from '../src/store/index.js';
-import type { NodeBinding, NodeRecord, NodeStore } from '../src/store/types.js';
+import type { NodeBinding, NodeRecord, NodeStore, RegistryStore, ResolvedKey } from '../src/store/types.js';
 import { createTestDatabase } from './helpers/db.js';
 
 /** Time moves only through advance(). It starts far from 0: lru-cache reads a start time of 0 as "no TTL". */
@@ -66,6 +67,13 @@ class MemoryStore implements NodeStore {
       await held.until;
     }
     return answer;
+  }
+
+  /** What the resolver asks: the key's record as the real store's resolveKey shapes it (a device key). */
+  async resolveKey(keyHash: string): Promise<ResolvedKey | null> {
+    const node = await this.findByKeyHash(keyHash);
+    if (node === null) return null;
+    return { id: node.id, disabled: false, expiresAt: null, target: { device: node.id }, devices: [{ ...node, labels: {}, enabled: true }] };
   }
 
   async upsert(b: NodeBinding): Promise<{ node: NodeRecord; created: boolean }> {
@@ -130,7 +138,7 @@ describe('KeyResolver', () => {
     const key = freshKey();
     const node = await register(key, '100.64.0.11', 9000);
     const resolver = newResolver({ max: 100, positiveTtlMs: 60_000, negativeTtlMs: 5_000 });
-    const route = await resolver.resolve(key);
+    const route = await deviceOf(resolver.resolve(key));
     assert.deepEqual(route, { nodeId: node.id, keyHash: hashKey(key), ip: '100.64.0.11', port: 9000, protocol: 'http' });
     for (let i = 0; i < 100; i++) assert.deepEqual(await resolver.resolve(key), route);
     assert.equal(store.lookups, 1);
@@ -142,7 +150,7 @@ describe('KeyResolver', () => {
     const key = freshKey();
     const node = await register(key, '100.64.0.21', 9001);
     const resolver = newResolver({ max: 100, positiveTtlMs: 60_000, negativeTtlMs: 5_000 });
-    const route = await resolver.resolveHash(hashKey(key));
+    const route = await deviceOf(resolver.resolveHash(hashKey(key)));
     assert.equal(route?.nodeId, node.id);
     assert.equal(resolver.resolve(key), resolver.resolveHash(hashKey(key)));
     assert.equal(store.lookups, 1);
@@ -165,14 +173,14 @@ describe('KeyResolver', () => {
     const key = freshKey();
     await register(key, '100.64.0.12');
     const resolver = newResolver({ max: 100, positiveTtlMs: 150, negativeTtlMs: 5_000 });
-    assert.equal((await resolver.resolve(key))?.ip, '100.64.0.12');
+    assert.equal((await deviceOf(resolver.resolve(key)))?.ip, '100.64.0.12');
     // Changed behind the resolver's back (as another gateway would): visible after the TTL at the latest.
     await register(key, '100.64.0.13');
-    assert.equal((await resolver.resolve(key))?.ip, '100.64.0.12');
+    assert.equal((await deviceOf(resolver.resolve(key)))?.ip, '100.64.0.12');
     clock.advance(149);
-    assert.equal((await resolver.resolve(key))?.ip, '100.64.0.12');
+    assert.equal((await deviceOf(resolver.resolve(key)))?.ip, '100.64.0.12');
     clock.advance(2);
-    assert.equal((await resolver.resolve(key))?.ip, '100.64.0.13');
+    assert.equal((await deviceOf(resolver.resolve(key)))?.ip, '100.64.0.13');
     assert.equal(store.lookups, 2);
   });
 
@@ -196,7 +204,7 @@ describe('KeyResolver', () => {
     await register(key, '100.64.0.14');
     assert.equal(await resolver.resolve(key), null, 'without invalidation the negative entry still answers');
     resolver.invalidate(hashKey(key));
-    assert.equal((await resolver.resolve(key))?.ip, '100.64.0.14');
+    assert.equal((await deviceOf(resolver.resolve(key)))?.ip, '100.64.0.14');
   });
 
   test('invalidate makes a revocation visible to the very next lookup', async () => {
@@ -222,7 +230,7 @@ describe('KeyResolver', () => {
     for (const h of holds) h.release();
     const results = await Promise.all(pending);
     assert.equal(store.lookups, 2);
-    results.forEach((r, i) => assert.equal(r?.ip ?? null, i % 2 === 0 ? '100.64.0.15' : null));
+    for (const [i, r] of results.entries()) assert.equal((await deviceOf(r))?.ip ?? null, i % 2 === 0 ? '100.64.0.15' : null);
   });
 
   test('a lookup in flight during a revocation neither answers nor caches what it read before', async () => {
@@ -267,8 +275,8 @@ describe('KeyResolver', () => {
       await register(key, '100.64.0.18');
       forget(resolver, key);
       held.release();
-      assert.equal((await early)?.ip, '100.64.0.18');
-      assert.equal((await resolver.resolve(key))?.ip, '100.64.0.18');
+      assert.equal((await deviceOf(early))?.ip, '100.64.0.18');
+      assert.equal((await deviceOf(resolver.resolve(key)))?.ip, '100.64.0.18');
       assert.equal(store.lookups, 2);
     });
   }
@@ -283,7 +291,7 @@ describe('KeyResolver', () => {
     await assert.rejects(a, /database unavailable/);
     await assert.rejects(b, /database unavailable/);
     assert.equal(store.lookups, 1);
-    assert.equal((await resolver.resolve(key))?.ip, '100.64.0.19');
+    assert.equal((await deviceOf(resolver.resolve(key)))?.ip, '100.64.0.19');
     assert.equal(store.lookups, 2);
   });
 
@@ -318,7 +326,7 @@ describe('KeyResolver', () => {
 describe('KeyResolver on the PostgreSQL store', () => {
   const log = createLogger('silent');
   let db: Awaited<ReturnType<typeof createTestDatabase>>;
-  let pg: NodeStore;
+  let pg: NodeStore & RegistryStore;
   before(async () => {
     db = await createTestDatabase('resolver');
     pg = await openStore({ database: db.target, dataDir: '/unused', log });
@@ -338,7 +346,7 @@ describe('KeyResolver on the PostgreSQL store', () => {
     assert.deepEqual(await resolver.resolve(key), { nodeId: node.id, keyHash, ip: '100.64.0.30', port: 9002, protocol: 'socks5' });
 
     await pg.upsert({ keyHash, ip: '100.64.0.31', port: 9002, protocol: 'socks5' });
-    assert.equal((await resolver.resolve(key))?.ip, '100.64.0.30', 'answered from memory until invalidated');
+    assert.equal((await deviceOf(resolver.resolve(key)))?.ip, '100.64.0.30', 'answered from memory until invalidated');
     resolver.invalidate(keyHash);
     assert.deepEqual(await resolver.resolveHash(keyHash), { nodeId: node.id, keyHash, ip: '100.64.0.31', port: 9002, protocol: 'socks5' });
 

@@ -1,6 +1,7 @@
 // Migration 3 (keys apart from devices) on databases filled by the previous schema and the previous code's writes,
 // on both backends: every node becomes a device and a key with the node's id and key hash, the legacy view answers
 // exactly as before, and a gateway started on the migrated database keeps routing the old keys.
+import { deviceOf } from './helpers/routes.js';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
@@ -207,7 +208,7 @@ for (const backend of [postgresBackend(), embeddedBackend()]) {
       const store = await backend.open();
       try {
         const resolver = new KeyResolver(store, { max: 10, positiveTtlMs: 60_000, negativeTtlMs: 60_000 });
-        const route = await resolver.resolve(KEYS[0]!);
+        const route = await deviceOf(resolver.resolve(KEYS[0]!));
         assert.equal(route?.nodeId, previous[0]!.id);
         assert.equal(route?.port, device.port);
         const resolved = await store.resolveKey(hashKey(KEYS[0]!));

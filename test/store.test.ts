@@ -1,5 +1,6 @@
 // The registry against both backends it ships with: a real PostgreSQL server (a throw-away database) and
 // the embedded PGlite in a temporary directory. Same tests, same SQL.
+import { deviceOf } from './helpers/routes.js';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -11,7 +12,7 @@ import { hashKey } from '../src/core/key.js';
 import { createLogger } from '../src/log.js';
 import { openStore, parseDatabaseUrl } from '../src/store/index.js';
 import { MIGRATIONS } from '../src/store/migrations.js';
-import type { NodeChange, NodeStore } from '../src/store/types.js';
+import type { NodeChange, NodeStore, RegistryStore } from '../src/store/types.js';
 import { KeyResolver } from '../src/tunnel/key-resolver.js';
 import postgres from 'postgres';
 import { ADMIN_DATABASE_URL, createTempDir, createTestDatabase, type TestDatabase } from './helpers/db.js';
@@ -254,8 +255,8 @@ describe('migrations on a shared PostgreSQL server', () => {
 
 describe('change notifications between gateways sharing a PostgreSQL server', () => {
   let db: TestDatabase;
-  let writer: NodeStore;
-  let reader: NodeStore;
+  let writer: NodeStore & RegistryStore;
+  let reader: NodeStore & RegistryStore;
   let resolver: KeyResolver;
   let stop: () => Promise<void>;
   const changes: NodeChange[] = [];
@@ -291,15 +292,15 @@ describe('change notifications between gateways sharing a PostgreSQL server', ()
     assert.equal(await resolver.resolve(key), null); // remembered as unknown for 10 minutes
     const { node } = await writer.upsert({ keyHash: h, ip: '100.64.3.1', port: 8939, protocol: 'http' });
     await waitFor('the insert notification', 10_000, () => changes.some((c) => c.keyHash === h && c.op === 'insert'), 20);
-    assert.equal((await resolver.resolve(key))?.ip, '100.64.3.1');
+    assert.equal((await deviceOf(resolver.resolve(key)))?.ip, '100.64.3.1');
 
     await writer.upsert({ keyHash: h, ip: '100.64.3.2', port: 8939, protocol: 'http' });
     await waitFor('the update notification', 10_000, () => changes.some((c) => c.keyHash === h && c.op === 'update'), 20);
-    assert.equal((await resolver.resolve(key))?.ip, '100.64.3.2');
+    assert.equal((await deviceOf(resolver.resolve(key)))?.ip, '100.64.3.2');
 
     // An operator editing the table by hand is seen too: the trigger is in the database.
     await db.sql`UPDATE nodes SET port = 3128 WHERE id = ${node.id}`;
-    await waitFor('the hand edit', 10_000, async () => (await resolver.resolve(key))?.port === 3128, 20);
+    await waitFor('the hand edit', 10_000, async () => (await deviceOf(resolver.resolve(key)))?.port === 3128, 20);
 
     await writer.remove(node.id);
     await waitFor('the delete notification', 10_000, () => changes.some((c) => c.keyHash === h && c.op === 'delete'), 20);

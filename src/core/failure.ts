@@ -11,9 +11,17 @@ export type FailureReason =
   | 'timeout' // no answer in time: HTTP 504, SOCKS 0x06
   | 'not-allowed' // the device proxy refused us (auth, ACL): HTTP 502, SOCKS 0x02
   | 'protocol' // the device proxy spoke something we do not understand: HTTP 502, SOCKS 0x01
+  | 'no_device' // none of the key's devices is eligible (all down, or none left by the filters): HTTP 502, SOCKS 0x04
+  | 'session_device_down' // a strict session's device is down: HTTP 502, SOCKS 0x04
   | 'error'; // anything else: HTTP 502, SOCKS 0x01
 
 export class DialError extends Error {
+  /**
+   * The TCP connection to the device had been made when this failed, so it is about what lies behind the device (its
+   * proxy's answer about the destination), not the device itself. Set by the device connector.
+   */
+  dialed = false;
+
   constructor(
     readonly reason: FailureReason,
     message: string,

@@ -10,8 +10,3 @@ export interface DeviceRoute {
   port: number;
   protocol: DeviceProtocol;
 }
-
-/** Resolves a proxy key, given as its hash (hashKey(key)), to its device route. Returns null for unknown keys. */
-export interface RouteResolver {
-  resolveHash(keyHash: string): Promise<DeviceRoute | null>;
-}

@@ -24,6 +24,8 @@ export const HTTP_FAILURES: Readonly<Record<FailureReason, HttpFailure>> = {
   timeout: { status: 504, text: 'the device did not answer in time' },
   'not-allowed': { status: 502, text: 'the device proxy refused the connection' },
   protocol: { status: 502, text: 'the device proxy sent an invalid answer' },
+  no_device: { status: 502, text: 'no device of this key is available' },
+  session_device_down: { status: 502, text: "the session's device is down" },
   error: { status: 502, text: 'connection through the device failed' },
 };
 
@@ -35,6 +37,8 @@ export const SOCKS_FAILURES: Readonly<Record<FailureReason, SocksReplyCode>> = {
   timeout: SocksReply.TtlExpired,
   'not-allowed': SocksReply.NotAllowed,
   protocol: SocksReply.GeneralFailure,
+  no_device: SocksReply.HostUnreachable,
+  session_device_down: SocksReply.HostUnreachable,
   error: SocksReply.GeneralFailure,
 };
 

@@ -12,7 +12,9 @@ import type { DeviceRoute } from '../core/route.js';
 import { endToEndHeaders, hasHeader, parseAbsoluteHttpUrl, parseBasicCredentials, type AbsoluteTarget } from '../protocol/http.js';
 import type { DeviceConnector } from '../tunnel/connector.js';
 import type { ListenerContext } from '../tunnel/listener.js';
+import type { DeviceState } from '../tunnel/device-health.js';
 import type { TunnelPipeline } from '../tunnel/pipeline.js';
+import { isPoolRoute, type PoolMember } from '../tunnel/routes.js';
 import type { ProxyDeps } from './deps.js';
 import { AUTH_REQUIRED_TEXT, HTTP_FAILURES, KEY_STORE_TEXT, PROXY_AUTHENTICATE, REFUSAL_STATUS, refusalHeaders } from './failures.js';
 
@@ -175,9 +177,22 @@ export class Forwarder {
       sendError(res, REFUSAL_STATUS, refusal.reason, refusal.text, hasBody, refusalHeaders(refusal));
       return;
     }
+    let route: DeviceRoute;
+    let member: PoolMember | undefined;
+    if (isPoolRoute(auth.route)) {
+      const chosen = this.pipeline.choose(ctx, auth.route);
+      if (chosen instanceof DialError) {
+        const f = HTTP_FAILURES[chosen.reason];
+        sendError(res, f.status, chosen.reason, f.text, hasBody);
+        return;
+      }
+      route = member = chosen;
+    } else {
+      route = auth.route;
+    }
     if (res.destroyed) return;
     if (expectsContinue) res.writeContinue();
-    new Forward(this, req, res, auth.route, parsed, hasBody).send(false);
+    new Forward(this, req, res, route, parsed, hasBody, member).send(false);
   }
 
   agentFor(route: DeviceRoute): DeviceAgent {
@@ -217,6 +232,7 @@ class Forward {
   /** Registered with the forwarder as waiting for the device's answer. */
   private awaiting = false;
   private headerTimer: NodeJS.Timeout | undefined;
+  private readonly device: DeviceState | undefined;
   /** A connection to the device (and through it, for SOCKS5 devices, to the target) was made. */
   private connected = false;
   private finished = false;
@@ -229,8 +245,15 @@ class Forward {
     private readonly route: DeviceRoute,
     private readonly parsed: AbsoluteTarget,
     private readonly hasBody: boolean,
+    /** The pool device chosen for it, whose load and health it counts toward; undefined for a device key. */
+    private readonly member: PoolMember | undefined,
   ) {
     const { ctx } = forwarder;
+    if (member !== undefined) {
+      const board = ctx.parts.board;
+      this.device = board?.state(member.id);
+      if (this.device !== undefined) board!.tunnelOpened(this.device);
+    }
     const client = req.socket as ClientSocket;
     const inflight = client[kInflight] ?? 0;
     client[kInflight] = inflight + 1;
@@ -326,6 +349,7 @@ class Forward {
   response(upstreamRes: IncomingMessage): void {
     this.gotResponse = true;
     this.stopWaiting();
+    if (this.member !== undefined) this.forwarder.pipeline.report(this.member, null);
     const { res, route } = this;
     (upstreamRes as Tagged<IncomingMessage>)[kForward] = this;
     upstreamRes.on('end', onUpstreamEnd);
@@ -356,6 +380,7 @@ class Forward {
     this.stopWaiting();
     const e = err instanceof DialError ? err : new DialError('error', (err as NodeJS.ErrnoException).code ?? err.message);
     this.forwarder.ctx.dialFailed(this.route, e);
+    if (this.member !== undefined && err instanceof DialError) this.forwarder.pipeline.report(this.member, e);
     const f = HTTP_FAILURES[e.reason];
     this.fail(f.status, e.reason, f.text);
   }
@@ -384,6 +409,7 @@ class Forward {
     if (this.finished) return;
     this.finished = true;
     this.stopWaiting();
+    if (this.device !== undefined) this.forwarder.ctx.parts.board?.tunnelClosed(this.device);
     const { ctx } = this.forwarder;
     if (!this.res.writableFinished) this.upstreamReq?.destroy();
     this.snapshotBytes();

@@ -1,11 +1,11 @@
 // SOCKS5 front end: a thin I/O shell around the pure Socks5Parser that hands the tunnel to the pipeline. The success
 // reply goes out only after the device has accepted the onward connection, so a client always learns the real outcome.
 import net, { type Socket } from 'node:net';
-import type { DeviceRoute } from '../core/route.js';
 import type { Target } from '../core/target.js';
 import { AUTH_FAILED, AUTH_OK, SocksReply, Socks5Parser, socksReply, type SocksReplyCode } from '../protocol/socks5.js';
 import type { ListenerContext } from '../tunnel/listener.js';
 import type { TunnelAnswers, TunnelPipeline } from '../tunnel/pipeline.js';
+import type { KeyRoute } from '../tunnel/routes.js';
 import type { ProxyDeps } from './deps.js';
 import { SOCKS_FAILURES, SOCKS_REFUSED } from './failures.js';
 import { answerAndClose } from './sockets.js';
@@ -34,7 +34,7 @@ type SessionSocket = Socket & { [kSession]?: SocksSession };
 
 class SocksSession {
   readonly parser = new Socks5Parser();
-  route: DeviceRoute | null = null;
+  route: KeyRoute | null = null;
   /** The key store failed during auth: the request gets a general failure instead of a tunnel. */
   storeFailed = false;
   handshakeTimer: NodeJS.Timeout | undefined;

@@ -2,10 +2,10 @@
 import { timingSafeEqual } from 'node:crypto';
 import { isUtf8 } from 'node:buffer';
 import { hashKey } from '../core/key.js';
-import type { DeviceRoute, RouteResolver } from '../core/route.js';
+import type { KeyRoute, RouteResolver } from './routes.js';
 
 export type AuthOutcome =
-  | { ok: true; route: DeviceRoute }
+  | { ok: true; route: KeyRoute }
   /** Credentials are wrong (password differs, not a key, unknown key). */
   | { ok: false; error: false }
   /** The key store could not answer; not the client's fault. */

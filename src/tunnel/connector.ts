@@ -85,7 +85,13 @@ class DeviceHandshake implements ConnectLayer {
       throw new DialError('timeout', `${route.ip}:${route.port}: connect timeout used up by the dial`);
     }
     const machine = route.protocol === 'socks5' ? new Socks5ConnectHandshake(target) : new HttpConnectHandshake(target);
-    return runHandshake(socket, machine, left, `${route.protocol} device ${route.ip}:${route.port}`);
+    try {
+      return await runHandshake(socket, machine, left, `${route.protocol} device ${route.ip}:${route.port}`);
+    } catch (err) {
+      // The device answered (or stayed silent) after we reached it: a failure behind it, which failover must not count.
+      if (err instanceof DialError) err.dialed = true;
+      throw err;
+    }
   }
 }
 
@@ -167,8 +173,8 @@ export class DeviceConnector {
    * Resolves with the socket not flowing yet (the relay or the HTTP client starts it), any early bytes from the target
    * unshifted, and an error listener parked on it; rejects with DialError only.
    */
-  open(route: DeviceRoute, target: Target): Promise<Socket> {
-    return this.chain.connect(this.attempt(route, target));
+  open(route: DeviceRoute, target: Target, deadline?: number): Promise<Socket> {
+    return this.chain.connect(this.attempt(route, target, deadline));
   }
 
   /** A raw connection to the device's proxy (for forwarding absolute-form HTTP requests to an HTTP device). */
@@ -176,7 +182,8 @@ export class DeviceConnector {
     return this.chain.connect(this.attempt(route, null));
   }
 
-  private attempt(route: DeviceRoute, target: Target | null): Attempt {
-    return { route, target, deadline: performance.now() + this.connectTimeoutMs, dialBudgetMs: this.connectTimeoutMs, dialed: false };
+  /** `deadline`: performance.now() by which to be done, for a failover that shares one connect timeout; default a full one. */
+  private attempt(route: DeviceRoute, target: Target | null, deadline = performance.now() + this.connectTimeoutMs): Attempt {
+    return { route, target, deadline, dialBudgetMs: this.connectTimeoutMs, dialed: false };
   }
 }

@@ -5,7 +5,7 @@
 // device list holds; the rest lives in one object per device for the API. Nothing runs on a timer: every
 // time-dependent state is a clock time compared when read.
 import type { FailureReason } from '../core/failure.js';
-import type { Clock } from './key-resolver.js';
+import type { Clock } from './types.js';
 
 /** Consecutive device-level failures that open a device's breaker. */
 export const BREAKER_FAILURES = 3;

@@ -2,8 +2,16 @@
 // key once per TTL, an unknown key once per negative TTL, and a burst of connections for one key once.
 import { LRUCache } from 'lru-cache';
 import { hashKey } from '../core/key.js';
-import type { DeviceRoute, RouteResolver } from '../core/route.js';
-import type { NodeRecord, NodeStore } from '../store/types.js';
+import type { DeviceRoute } from '../core/route.js';
+import type { DeviceRecord, ResolvedKey, RegistryStore } from '../store/types.js';
+import type { KeyRoute, PoolMember, PoolRoute, RouteResolver } from './routes.js';
+import type { DeviceSet } from './select.js';
+import type { Clock } from './types.js';
+
+export type { Clock };
+
+/** Prepares a pool key's devices for choosing (the device selector's prepare()). */
+export type PrepareDevices = (members: readonly PoolMember[]) => DeviceSet<PoolMember>;
 
 export interface KeyResolverOptions {
   /** Most keys remembered (known and unknown together). */
@@ -14,41 +22,43 @@ export interface KeyResolverOptions {
   negativeTtlMs: number;
 }
 
-/** Milliseconds from an arbitrary origin, above 0: lru-cache takes an entry stored at time 0 for one without a TTL. */
-export interface Clock {
-  now(): number;
-}
 
 /** One database lookup that every concurrent resolve() of the same key waits on. */
 interface Flight {
-  promise: Promise<DeviceRoute | null>;
+  promise: Promise<KeyRoute | null>;
   /** Set by invalidate(): what this lookup read may predate the change, so it must not be used or cached. */
   stale: boolean;
 }
 
 // Cached values are settled promises, so a hit hands back the very object it stored: no allocation beyond
 // hashing the key, and no extra microtask for the caller's await.
-const UNKNOWN: Promise<DeviceRoute | null> = Promise.resolve(null);
+const UNKNOWN: Promise<KeyRoute | null> = Promise.resolve(null);
 // lru-cache's get() allocates an options object per call when none is passed (it only ever writes an
 // optional diagnostics status into it, so one shared object serves every hit).
 const GET_OPTIONS = {};
 // Re-reading after an invalidation cannot loop for long in practice; the bound just makes that certain.
 const MAX_STALE_RETRIES = 3;
 
-function toRoute(node: NodeRecord): DeviceRoute {
-  return { nodeId: node.id, keyHash: node.keyHash, ip: node.ip, port: node.port, protocol: node.protocol };
+function deviceRoute(keyHash: string, d: DeviceRecord): DeviceRoute {
+  return { nodeId: d.id, keyHash, ip: d.ip, port: d.port, protocol: d.protocol };
+}
+
+function poolMember(keyHash: string, d: DeviceRecord): PoolMember {
+  return { nodeId: d.id, keyHash, ip: d.ip, port: d.port, protocol: d.protocol, id: d.id, name: d.name ?? String(d.id), labels: d.labels };
 }
 
 export class KeyResolver implements RouteResolver {
-  private readonly cache: LRUCache<string, Promise<DeviceRoute | null>>;
+  private readonly cache: LRUCache<string, Promise<KeyRoute | null>>;
   private readonly inflight = new Map<string, Flight>();
   private readonly positiveTtlMs: number;
   private readonly negativeTtlMs: number;
 
   constructor(
-    private readonly store: NodeStore,
+    private readonly store: Pick<RegistryStore, 'resolveKey'>,
     opts: KeyResolverOptions,
     clock: Clock = performance,
+    /** Absent: pool keys resolve to null (a resolver for callers that route device keys only). */
+    private readonly prepare?: PrepareDevices,
   ) {
     this.positiveTtlMs = opts.positiveTtlMs;
     this.negativeTtlMs = opts.negativeTtlMs;
@@ -60,12 +70,12 @@ export class KeyResolver implements RouteResolver {
   }
 
   /** The key's route, or null for a key that is not registered. Rejects when the database cannot answer. */
-  resolve(key: string): Promise<DeviceRoute | null> {
+  resolve(key: string): Promise<KeyRoute | null> {
     return this.resolveHash(hashKey(key));
   }
 
   /** resolve() for a caller that has hashed the key already (the proxy listeners: one hash per connection). */
-  resolveHash(keyHash: string): Promise<DeviceRoute | null> {
+  resolveHash(keyHash: string): Promise<KeyRoute | null> {
     const hit = this.cache.get(keyHash, GET_OPTIONS);
     if (hit !== undefined) return hit;
     return this.inflight.get(keyHash)?.promise ?? this.lookup(keyHash, 0);
@@ -97,12 +107,28 @@ export class KeyResolver implements RouteResolver {
     return this.cache.size;
   }
 
-  private lookup(keyHash: string, staleRetries: number): Promise<DeviceRoute | null> {
+  /**
+   * What a key may route to now: null for an unknown, disabled or expired key, and for a device key whose device is
+   * disabled. An expiry is honoured within the cache TTL (the API cuts a key's tunnels when it moves the expiry into
+   * the past itself).
+   */
+  private toKeyRoute(keyHash: string, key: ResolvedKey | null): KeyRoute | null {
+    if (key === null || key.disabled || (key.expiresAt !== null && key.expiresAt.getTime() <= Date.now())) return null;
+    if ('device' in key.target) {
+      const device = key.devices[0];
+      return device === undefined ? null : deviceRoute(keyHash, device);
+    }
+    if (this.prepare === undefined) return null;
+    const route: PoolRoute = { keyId: key.id, keyHash, set: this.prepare(key.devices.map((d) => poolMember(keyHash, d))) };
+    return route;
+  }
+
+  private lookup(keyHash: string, staleRetries: number): Promise<KeyRoute | null> {
     const flight: Flight = { promise: UNKNOWN, stale: false };
-    flight.promise = this.store.findByKeyHash(keyHash).then(
-      (node) => {
+    flight.promise = this.store.resolveKey(keyHash).then(
+      (key) => {
         if (this.inflight.get(keyHash) === flight) this.inflight.delete(keyHash);
-        const route = node === null ? null : toRoute(node);
+        const route = this.toKeyRoute(keyHash, key);
         if (flight.stale) {
           // The row may have changed between our read and the invalidation (a revocation whose tunnels were
           // just closed, say): answering with it could let a revoked key open a fresh tunnel. Read again.
@@ -121,7 +147,7 @@ export class KeyResolver implements RouteResolver {
     return flight.promise;
   }
 
-  private remember(keyHash: string, route: DeviceRoute | null): Promise<DeviceRoute | null> {
+  private remember(keyHash: string, route: KeyRoute | null): Promise<KeyRoute | null> {
     if (route === null) {
       if (this.negativeTtlMs > 0) this.cache.set(keyHash, UNKNOWN, { ttl: this.negativeTtlMs });
       return UNKNOWN;

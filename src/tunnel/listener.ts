@@ -3,6 +3,7 @@ import { keyTag } from '../core/key.js';
 import type { DialError } from '../core/failure.js';
 import type { DeviceRoute } from '../core/route.js';
 import type { Logger } from '../log.js';
+import type { DeviceBoard } from './device-health.js';
 import type { ListenerName, Metrics } from './metrics.js';
 import type { TunnelRegistry } from './registry.js';
 import type { Timeouts } from './types.js';
@@ -13,6 +14,8 @@ export interface ListenerParts {
   metrics: Metrics;
   log: Logger;
   timeouts: Timeouts;
+  /** Every device's health and load; absent for a gateway that routes device keys only. */
+  board?: DeviceBoard | undefined;
 }
 
 export class ListenerContext {

@@ -18,6 +18,7 @@ export class Metrics {
     registers: [this.registry],
   });
   readonly authFailures = new Counter({ name: 'tailgate_auth_failures_total', help: 'Rejected proxy credentials', labelNames: ['listener'] as const, registers: [this.registry] });
+  readonly failovers = new Counter({ name: 'tailgate_failovers_total', help: 'Connections moved to another device of their key after a device-level failure', registers: [this.registry] });
   readonly dialErrors = new Counter({ name: 'tailgate_device_dial_errors_total', help: 'Failed connections to devices by reason', labelNames: ['reason'] as const, registers: [this.registry] });
   readonly setupSeconds = new Histogram({
     name: 'tailgate_tunnel_setup_seconds',

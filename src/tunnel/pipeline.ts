@@ -6,7 +6,10 @@
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { DialError } from '../core/failure.js';
-import type { DeviceRoute, RouteResolver } from '../core/route.js';
+import type { DeviceRoute } from '../core/route.js';
+import { isPoolRoute, type KeyRoute, type PoolMember, type PoolRoute, type RouteResolver } from './routes.js';
+import { failureScope, type DeviceState } from './device-health.js';
+import type { DeviceSelector } from './select.js';
 import type { Target } from '../core/target.js';
 import { authenticate } from './auth.js';
 import type { DeviceConnector } from './connector.js';
@@ -34,7 +37,7 @@ export interface Refusal {
  */
 export interface AdmissionPolicy {
   /** null to admit. */
-  admit(route: DeviceRoute, listener: ListenerName): Refusal | null;
+  admit(route: KeyRoute, listener: ListenerName): Refusal | null;
 }
 
 export interface PipelineDeps extends ListenerParts {
@@ -42,10 +45,12 @@ export interface PipelineDeps extends ListenerParts {
   connector: DeviceConnector;
   /** Checked in order; the first refusal wins. None: every authenticated tunnel is admitted. */
   admission?: readonly AdmissionPolicy[];
+  /** Chooses a pool key's device per connection (with `board`); absent: pool keys are not routed. */
+  selector?: DeviceSelector | undefined;
 }
 
 export type Authentication =
-  | { ok: true; route: DeviceRoute }
+  | { ok: true; route: KeyRoute }
   /** `storeDown`: the key could not be looked up (not the client's fault); otherwise the credentials are wrong. */
   | { ok: false; storeDown: boolean };
 
@@ -94,7 +99,7 @@ export class TunnelPipeline {
   }
 
   /** Stage 3, alone (the forwarder admits each request). null: admitted. */
-  admit(ctx: ListenerContext, route: DeviceRoute): Refusal | null {
+  admit(ctx: ListenerContext, route: KeyRoute): Refusal | null {
     for (const policy of this.admission) {
       const refusal = policy.admit(route, ctx.listener);
       if (refusal !== null) return refusal;
@@ -108,32 +113,97 @@ export class TunnelPipeline {
    * both sides are closed, counting bytes and unregistering at the end. `pending`: bytes the client sent after its
    * request, for the device first. Never rejects.
    */
-  async connect<S>(ctx: ListenerContext, answers: TunnelAnswers<S>, session: S, client: Socket, route: DeviceRoute, target: Target, pending: Buffer | null): Promise<void> {
+  async connect<S>(ctx: ListenerContext, answers: TunnelAnswers<S>, session: S, client: Socket, key: KeyRoute, target: Target, pending: Buffer | null): Promise<void> {
     const setupStartedAt = performance.now();
     const { tunnels } = this.deps;
-    tunnels.add(route.keyHash, client);
-    const refusal = this.admission.length === 0 ? null : this.admit(ctx, route);
+    tunnels.add(key.keyHash, client);
+    const refusal = this.admission.length === 0 ? null : this.admit(ctx, key);
     if (refusal !== null) {
-      tunnels.remove(route.keyHash, client);
+      tunnels.remove(key.keyHash, client);
       answers.refused(session, refusal);
       return;
     }
+    let route: DeviceRoute;
+    let device: DeviceState | undefined;
     let upstream: Socket;
-    try {
-      upstream = await this.deps.connector.open(route, target);
-    } catch (err) {
-      tunnels.remove(route.keyHash, client);
-      const e = err instanceof DialError ? err : new DialError('error', String(err));
-      ctx.dialFailed(route, e);
-      answers.failed(session, e);
-      return;
+    if (isPoolRoute(key)) {
+      const opened = await this.openThroughPool(ctx, key, target);
+      if (opened instanceof DialError) {
+        tunnels.remove(key.keyHash, client);
+        answers.failed(session, opened);
+        return;
+      }
+      ({ route, device, upstream } = opened);
+    } else {
+      route = key;
+      try {
+        upstream = await this.deps.connector.open(route, target);
+      } catch (err) {
+        tunnels.remove(key.keyHash, client);
+        const e = err instanceof DialError ? err : new DialError('error', String(err));
+        ctx.dialFailed(route, e);
+        answers.failed(session, e);
+        return;
+      }
     }
     if (client.destroyed) {
-      tunnels.remove(route.keyHash, client);
+      tunnels.remove(key.keyHash, client);
       upstream.destroy();
       return;
     }
     answers.established(session);
-    startRelay(ctx, route, client, upstream, pending, setupStartedAt);
+    startRelay(ctx, route, client, upstream, pending, setupStartedAt, device);
+  }
+
+  /**
+   * Stage 4 for a pool key: the device for this connection, or why there is none (already logged).
+   * The plain-HTTP forwarder calls it once per request.
+   */
+  choose(ctx: ListenerContext, key: PoolRoute): PoolMember | DialError {
+    const { selector } = this.deps;
+    const choice = selector === undefined ? 'no_device' : selector.choose(key.set, { keyId: key.keyId });
+    if (typeof choice !== 'string') return choice;
+    const err = new DialError(choice, choice === 'no_device' ? `key ${key.keyId}: none of its ${key.set.devices.length} device(s) is eligible` : `key ${key.keyId}: the session's device is down`);
+    this.deps.log.info({ listener: ctx.listener, keyId: key.keyId, reason: choice }, 'no device for the connection');
+    this.deps.metrics.dialError(choice);
+    return err;
+  }
+
+  /** What a connection through a pool device came to: counted against the device's health (device-level failures only). */
+  report(device: PoolMember, err: DialError | null): DeviceState | undefined {
+    const board = this.deps.board;
+    if (board === undefined) return undefined;
+    const state = board.state(device.id);
+    if (err === null) board.succeeded(state);
+    else board.failed(state, err.reason, err.dialed);
+    return state;
+  }
+
+  /**
+   * Stages 4 and 5 for a pool key: choose a device, connect it, and after a device-level failure (the device offline,
+   * unreachable, refusing or silent before we reached it) try the next one, at most MAX_FAILOVERS more, all within the
+   * one connect timeout. A failure the device reports about the destination is answered as it is, never retried.
+   */
+  private async openThroughPool(ctx: ListenerContext, key: PoolRoute, target: Target): Promise<{ route: DeviceRoute; device: DeviceState | undefined; upstream: Socket } | DialError> {
+    const chosen = this.choose(ctx, key);
+    if (chosen instanceof DialError) return chosen;
+    const deadline = performance.now() + this.deps.connector.connectTimeoutMs;
+    const tried: PoolMember[] = [];
+    let member = chosen;
+    for (;;) {
+      tried.push(member);
+      try {
+        const upstream = await this.deps.connector.open(member, target, deadline);
+        return { route: member, device: this.report(member, null), upstream };
+      } catch (err) {
+        const e = err instanceof DialError ? err : new DialError('error', String(err));
+        ctx.dialFailed(member, e);
+        this.report(member, e);
+        const next = !e.dialed && failureScope(e.reason, e.dialed) === 'device' && performance.now() < deadline ? this.deps.selector?.failover(key.set, { keyId: key.keyId }, tried) : null;
+        if (next === null || next === undefined) return e;
+        this.deps.metrics.failovers.inc();
+        member = next;
+      }
+    }
   }
 }

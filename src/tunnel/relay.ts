@@ -13,6 +13,7 @@ import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { keyTag } from '../core/key.js';
 import type { DeviceRoute } from '../core/route.js';
+import type { DeviceState } from './device-health.js';
 import type { ListenerContext } from './listener.js';
 
 const kTunnel = Symbol('tailgate.tunnel');
@@ -32,6 +33,8 @@ class Tunnel {
     readonly upBase: number,
     readonly downBase: number,
     readonly openedAt: number,
+    /** The pool device carrying it, whose open-tunnel count it holds; undefined for a device key. */
+    readonly device: DeviceState | undefined,
   ) {}
 
   finish(): void {
@@ -42,6 +45,7 @@ class Tunnel {
     ctx.bytesDown.inc(down);
     ctx.tunnelsOpen.dec();
     ctx.parts.tunnels.remove(this.route.keyHash, client);
+    if (this.device !== undefined) ctx.parts.board?.tunnelClosed(this.device);
     if (ctx.debug) {
       ctx.parts.log.debug(
         { listener: ctx.listener, keyTag: keyTag(this.route.keyHash), node: this.route.nodeId, up, down, ms: Math.round(performance.now() - this.openedAt), end: this.ending ?? 'closed' },
@@ -125,7 +129,7 @@ function startFlowing(source: Socket, dest: Socket): void {
  * 'data' listeners and written its success reply.
  * If either socket died during setup, both are destroyed and nothing is counted.
  */
-export function startRelay(ctx: ListenerContext, route: DeviceRoute, client: Socket, upstream: Socket, pending: Buffer | null, setupStartedAt: number): void {
+export function startRelay(ctx: ListenerContext, route: DeviceRoute, client: Socket, upstream: Socket, pending: Buffer | null, setupStartedAt: number, device?: DeviceState): void {
   if (client.destroyed || upstream.destroyed) {
     ctx.parts.tunnels.remove(route.keyHash, client);
     client.destroy();
@@ -134,7 +138,8 @@ export function startRelay(ctx: ListenerContext, route: DeviceRoute, client: Soc
   }
   const now = performance.now();
   const pendingBytes = pending === null ? 0 : pending.length;
-  const t = new Tunnel(ctx, route, client, upstream, client.bytesRead - pendingBytes, client.bytesWritten, now);
+  const t = new Tunnel(ctx, route, client, upstream, client.bytesRead - pendingBytes, client.bytesWritten, now, device);
+  if (device !== undefined) ctx.parts.board?.tunnelOpened(device);
   const idleMs = ctx.parts.timeouts.idleMs;
   attach(client, t, idleMs);
   attach(upstream, t, idleMs);

@@ -1,7 +1,7 @@
 // Which device each sticky session is on: (key id, session) → device id, kept until the session has been idle for its
 // sesstime. Bounded: past `max` entries the least recently used pin goes, so a client inventing a new session name
 // per connection costs a fixed amount of memory. Expiry is checked when a pin is read; there is no timer.
-import type { Clock } from './key-resolver.js';
+import type { Clock } from './types.js';
 
 export const MAX_PINS = 100_000;
 

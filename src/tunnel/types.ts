@@ -16,3 +16,8 @@ export interface Timeouts {
   /** On SIGTERM, open tunnels get this long to finish before they are cut. */
   shutdownGraceMs: number;
 }
+
+/** Milliseconds from an arbitrary origin, above 0 (lru-cache takes an entry stored at time 0 for one without a TTL). */
+export interface Clock {
+  now(): number;
+}

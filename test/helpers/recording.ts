@@ -2,7 +2,7 @@
 // done it, so binding tests see the order of the steps (store write, key-cache invalidation, tunnels).
 import assert from 'node:assert/strict';
 import { BindingError } from '../../src/bindings/errors.js';
-import type { NodeStore } from '../../src/store/types.js';
+import type { NodeStore, RegistryStore } from '../../src/store/types.js';
 import { KeyResolver } from '../../src/tunnel/key-resolver.js';
 import { TunnelRegistry } from '../../src/tunnel/registry.js';
 
@@ -26,7 +26,7 @@ export class RecordingResolver extends KeyResolver {
   /** The hashes invalidate() was called with, in order. */
   readonly invalidated: string[] = [];
   constructor(
-    store: NodeStore,
+    store: NodeStore & RegistryStore,
     private readonly steps: string[],
   ) {
     super(store, { max: 1000, positiveTtlMs: 60_000, negativeTtlMs: 60_000 });

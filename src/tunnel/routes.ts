@@ -1,0 +1,29 @@
+// What a key resolves to on the data path: one device (a device key, the fast path every key had before pools), or
+// a prepared set of devices to choose from per connection (a pool key).
+import type { DeviceRoute } from '../core/route.js';
+import type { DeviceSet } from './select.js';
+
+/** A device of a pool key's target, as a route for that key and a candidate for the chooser. */
+export interface PoolMember extends DeviceRoute {
+  readonly id: number;
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+export interface PoolRoute {
+  readonly keyId: number;
+  readonly keyHash: string;
+  /** The pool's enabled devices, prepared for choosing (empty: the key is valid but has nowhere to go). */
+  readonly set: DeviceSet<PoolMember>;
+}
+
+export type KeyRoute = DeviceRoute | PoolRoute;
+
+export function isPoolRoute(route: KeyRoute): route is PoolRoute {
+  return (route as PoolRoute).set !== undefined;
+}
+
+/** Resolves a proxy key, given as its hash (hashKey(key)), to where it may egress. Returns null for unknown keys. */
+export interface RouteResolver {
+  resolveHash(keyHash: string): Promise<KeyRoute | null>;
+}

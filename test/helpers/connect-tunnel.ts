@@ -1,0 +1,34 @@
+import net from 'node:net';
+
+/** One call to a gateway's management API with a bearer token; the answer's status and parsed JSON. */
+export async function adminCall(apiPort: number, token: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
+  const res = await fetch(`http://127.0.0.1:${apiPort}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(5_000),
+  });
+  return { status: res.status, json: await res.json() };
+}
+
+/** A raw CONNECT tunnel through a gateway's HTTP listener to 127.0.0.1:targetPort, kept open by the test. */
+export function openTunnel(httpPort: number, key: string, targetPort: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(httpPort, '127.0.0.1');
+    const auth = Buffer.from(`${key}:${key}`).toString('base64');
+    s.setTimeout(5_000, () => s.destroy(new Error('tunnel setup timed out')));
+    s.once('error', reject);
+    s.once('close', () => reject(new Error('closed before the CONNECT answer')));
+    s.write(`CONNECT 127.0.0.1:${targetPort} HTTP/1.1\r\nHost: 127.0.0.1:${targetPort}\r\nProxy-Authorization: Basic ${auth}\r\n\r\n`);
+    let head = '';
+    const onData = (c: Buffer) => {
+      head += c.toString('latin1');
+      if (!head.includes('\r\n\r\n')) return;
+      s.off('data', onData);
+      s.setTimeout(0);
+      if (!head.startsWith('HTTP/1.1 200')) return reject(new Error(`CONNECT refused: ${head.split('\r\n')[0]}`));
+      resolve(s);
+    };
+    s.on('data', onData);
+  });
+}
