@@ -94,6 +94,18 @@ test('a device key still egresses through its own device only', async () => {
   assert.deepEqual(connects().map((n, i) => n - before[i]!), [0, 3, 0]);
 });
 
+test("a failure the device reports about the destination is answered as it is, never failed over", async () => {
+  const closed = net.createServer();
+  await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+  const port = (closed.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => closed.close(() => r()));
+  const before = await failovers();
+  const r = await viaHttp(poolKey, `http://127.0.0.1:${port}/`, ['-p']);
+  assert.equal(r.connectCode, 502, r.stderr);
+  assert.notEqual(r.headers['x-tailgate-error'], 'no_device');
+  assert.equal(await failovers(), before, 'the destination refusing is no reason to try another device');
+});
+
 test('a dead device is failed over within the connect timeout, then kept out by its breaker', async () => {
   await devices[0]!.close();
   const failoversBefore = await failovers();

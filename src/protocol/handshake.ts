@@ -62,6 +62,7 @@ class HandshakeRun {
     readonly timeoutMs: number,
     readonly what: string,
     readonly errorReason: ErrorReason,
+    readonly afterDial: boolean,
   ) {}
 
   start(): void {
@@ -129,6 +130,7 @@ class HandshakeRun {
     s.off('error', onError);
     if (err !== null) {
       s.destroy();
+      err.dialed = this.afterDial;
       this.reject(err);
       return;
     }
@@ -163,11 +165,12 @@ function onTimeout(run: HandshakeRun): void {
 /**
  * Runs `machine` on `socket` (connected, or still connecting: the hello waits in the socket's buffer). Resolves with
  * the socket in its initial, non-flowing mode, bytes past the handshake unshifted and an error listener parked on
- * it; rejects with DialError only, `what` naming the peer in its message, after destroying the socket.
+ * it; rejects with DialError only, `what` naming the peer in its message, after destroying the socket. `afterDial`:
+ * the socket already reaches the device (its proxy's handshake), so the DialError is marked `dialed`.
  */
-export function runHandshake(socket: Socket, machine: HandshakeMachine, timeoutMs: number, what: string, errorReason: ErrorReason = reasonFromErrno): Promise<Socket> {
+export function runHandshake(socket: Socket, machine: HandshakeMachine, timeoutMs: number, what: string, errorReason: ErrorReason = reasonFromErrno, afterDial = false): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const run = new HandshakeRun(socket, machine, timeoutMs, what, errorReason);
+    const run = new HandshakeRun(socket, machine, timeoutMs, what, errorReason, afterDial);
     run.resolve = resolve;
     run.reject = reject;
     run.start();

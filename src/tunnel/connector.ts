@@ -85,13 +85,8 @@ class DeviceHandshake implements ConnectLayer {
       throw new DialError('timeout', `${route.ip}:${route.port}: connect timeout used up by the dial`);
     }
     const machine = route.protocol === 'socks5' ? new Socks5ConnectHandshake(target) : new HttpConnectHandshake(target);
-    try {
-      return await runHandshake(socket, machine, left, `${route.protocol} device ${route.ip}:${route.port}`);
-    } catch (err) {
-      // The device answered (or stayed silent) after we reached it: a failure behind it, which failover must not count.
-      if (err instanceof DialError) err.dialed = true;
-      throw err;
-    }
+    // afterDial: the device was reached, so whatever fails now is behind it, which failover must not count.
+    return runHandshake(socket, machine, left, `${route.protocol} device ${route.ip}:${route.port}`, undefined, true);
   }
 }
 
