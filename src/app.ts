@@ -16,8 +16,8 @@ import { TunnelRegistry } from './tunnel/registry.js';
 import { createHttpProxyServer } from './proxy/http-proxy.js';
 import { createSocksServer } from './proxy/socks-proxy.js';
 import { createApiServer } from './api/server.js';
-import { RegistryService } from './bindings/registry.js';
-import { BindingService } from './bindings/service.js';
+import { createBindingServices } from './bindings/index.js';
+import type { BindingService } from './bindings/service.js';
 import { openStore } from './store/index.js';
 import type { NodeStore, RegistryStore } from './store/types.js';
 import type { Dialer } from './core/dialer.js';
@@ -84,7 +84,7 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
   const httpProxy = createHttpProxyServer(proxyDeps);
   const socksProxy = createSocksServer(proxyDeps);
 
-  const bindings = new BindingService({
+  const { bindings, registry } = createBindingServices({
     store,
     keyCache: resolver,
     tunnels,
@@ -93,7 +93,6 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
     registrar: parts.registrar,
     log,
   });
-  const registry = new RegistryService({ store, keyCache: resolver, tunnels, registrar: parts.registrar, log });
   const listening = () => httpProxy.listening && socksProxy.listening;
   const api = await createApiServer({
     tokens: { admin: config.adminToken, enroll: config.enrollToken },

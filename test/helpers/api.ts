@@ -7,8 +7,7 @@ import addFormats from 'ajv-formats';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from '../../src/log.js';
 import { createApiServer } from '../../src/api/server.js';
-import { RegistryService } from '../../src/bindings/registry.js';
-import { BindingService } from '../../src/bindings/service.js';
+import { createBindingServices } from '../../src/bindings/index.js';
 import { loadConfig } from '../../src/config.js';
 import { AddressAllowList } from '../../src/core/cidr.js';
 import type { DeviceRegistrar } from '../../src/headscale/types.js';
@@ -55,7 +54,7 @@ export async function startApi(
   const resolver = new KeyResolver(store, config.keyCache);
   const tunnels = new TunnelRegistry();
   let up = true;
-  const bindings = new BindingService({
+  const { bindings, registry } = createBindingServices({
     store,
     keyCache: resolver,
     tunnels,
@@ -64,7 +63,6 @@ export async function startApi(
     registrar: extra.registrar,
     log,
   });
-  const registry = new RegistryService({ store, keyCache: resolver, tunnels, registrar: extra.registrar, log });
   const app = await createApiServer({
     tokens: { admin: config.adminToken, enroll: config.enrollToken },
     store,
