@@ -31,6 +31,12 @@ export class DialError extends Error {
   }
 }
 
+/** Anything a dial threw, as a DialError (a bare error becomes reason 'error' with its message). */
+export function asDialError(err: unknown): DialError {
+  if (err instanceof DialError) return err;
+  return new DialError('error', err instanceof Error ? err.message : String(err));
+}
+
 /** The reason behind a socket error code (err.code) from connecting to, or talking with, a device. */
 export function reasonFromErrno(code: string | undefined): FailureReason {
   switch (code) {

@@ -249,10 +249,10 @@ class Forward {
     private readonly member: PoolMember | undefined,
   ) {
     const { ctx } = forwarder;
-    if (member !== undefined) {
-      const board = ctx.parts.board;
-      this.device = board?.state(member.id);
-      if (this.device !== undefined) board!.tunnelOpened(this.device);
+    const board = ctx.parts.board;
+    if (member !== undefined && board !== undefined) {
+      this.device = board.state(member.id);
+      board.tunnelOpened(this.device);
     }
     const client = req.socket as ClientSocket;
     const inflight = client[kInflight] ?? 0;
@@ -349,7 +349,7 @@ class Forward {
   response(upstreamRes: IncomingMessage): void {
     this.gotResponse = true;
     this.stopWaiting();
-    if (this.member !== undefined) this.forwarder.pipeline.report(this.member, null);
+    if (this.member !== undefined) this.forwarder.pipeline.succeeded(this.member);
     const { res, route } = this;
     (upstreamRes as Tagged<IncomingMessage>)[kForward] = this;
     upstreamRes.on('end', onUpstreamEnd);
@@ -379,16 +379,16 @@ class Forward {
     }
     this.stopWaiting();
     const e = err instanceof DialError ? err : new DialError('error', (err as NodeJS.ErrnoException).code ?? err.message);
-    this.forwarder.ctx.dialFailed(this.route, e);
-    if (this.member !== undefined && err instanceof DialError) this.forwarder.pipeline.report(this.member, e);
+    if (this.connected) this.forwarder.ctx.failed(this.route, e);
+    else this.forwarder.ctx.dialFailed(this.route, e);
+    if (this.member !== undefined && err instanceof DialError) this.forwarder.pipeline.failed(this.member, e);
     const f = HTTP_FAILURES[e.reason];
     this.fail(f.status, e.reason, f.text);
   }
 
   /** No bytes either way for the idle timeout. */
   idle(): void {
-    if (this.upstreamReq !== undefined && !this.upstreamReq.destroyed) this.upstreamReq.destroy(new DialError('timeout', 'no bytes for the idle timeout'));
-    else this.fail(504, 'timeout', HTTP_FAILURES.timeout.text);
+    this.cut(new DialError('timeout', 'no bytes for the idle timeout'));
   }
 
   fail(status: number, tag: string, text: string): void {

@@ -10,7 +10,7 @@
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Dialer } from '../core/dialer.js';
-import { DialError } from '../core/failure.js';
+import { asDialError, DialError } from '../core/failure.js';
 import type { DeviceRoute } from '../core/route.js';
 import type { Target } from '../core/target.js';
 import { park, runHandshake } from '../protocol/handshake.js';
@@ -45,11 +45,6 @@ export interface ConnectLayer {
 
 function msLeft(attempt: Attempt): number {
   return Math.ceil(attempt.deadline - performance.now());
-}
-
-function asDialError(err: unknown): DialError {
-  if (err instanceof DialError) return err;
-  return new DialError('error', err instanceof Error ? err.message : String(err));
 }
 
 class DeviceDial implements ConnectLayer {

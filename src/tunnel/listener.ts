@@ -47,6 +47,11 @@ export class ListenerContext {
    */
   dialFailed(route: DeviceRoute, err: DialError): void {
     this.parts.metrics.dialError(err.reason);
+    this.failed(route, err);
+  }
+
+  /** A failure after the connection to the device was made: logged like a dial failure, not counted as one. */
+  failed(route: DeviceRoute, err: DialError): void {
     this.parts.log.info({ listener: this.listener, keyTag: keyTag(route.keyHash), node: route.nodeId, device: route.ip, reason: err.reason, err: err.message }, 'connection through the device failed');
   }
 }

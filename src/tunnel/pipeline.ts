@@ -5,10 +5,10 @@
 // relay, uses the same stages one by one.
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { DialError } from '../core/failure.js';
+import { asDialError, DialError } from '../core/failure.js';
 import type { DeviceRoute } from '../core/route.js';
 import { isPoolRoute, type KeyRoute, type PoolMember, type PoolRoute, type RouteResolver } from './routes.js';
-import { failureScope, type DeviceState } from './device-health.js';
+import { failureScope, type DeviceState, type FailureScope } from './device-health.js';
 import type { DeviceSelector } from './select.js';
 import type { Target } from '../core/target.js';
 import { authenticate } from './auth.js';
@@ -123,29 +123,13 @@ export class TunnelPipeline {
       answers.refused(session, refusal);
       return;
     }
-    let route: DeviceRoute;
-    let device: DeviceState | undefined;
-    let upstream: Socket;
-    if (isPoolRoute(key)) {
-      const opened = await this.openThroughPool(ctx, key, target);
-      if (opened instanceof DialError) {
-        tunnels.remove(key.keyHash, client);
-        answers.failed(session, opened);
-        return;
-      }
-      ({ route, device, upstream } = opened);
-    } else {
-      route = key;
-      try {
-        upstream = await this.deps.connector.open(route, target);
-      } catch (err) {
-        tunnels.remove(key.keyHash, client);
-        const e = err instanceof DialError ? err : new DialError('error', String(err));
-        ctx.dialFailed(route, e);
-        answers.failed(session, e);
-        return;
-      }
+    const opened = await this.open(ctx, key, target);
+    if (opened instanceof DialError) {
+      tunnels.remove(key.keyHash, client);
+      answers.failed(session, opened);
+      return;
     }
+    const { route, device, upstream } = opened;
     if (client.destroyed) {
       tunnels.remove(key.keyHash, client);
       upstream.destroy();
@@ -169,22 +153,37 @@ export class TunnelPipeline {
     return err;
   }
 
-  /** What a connection through a pool device came to: counted against the device's health (device-level failures only). */
-  report(device: PoolMember, err: DialError | null): DeviceState | undefined {
+  /** A connection through a pool device worked: its breaker closes and its failures are forgotten. */
+  succeeded(device: PoolMember): DeviceState | undefined {
     const board = this.deps.board;
     if (board === undefined) return undefined;
     const state = board.state(device.id);
-    if (err === null) board.succeeded(state);
-    else board.failed(state, err.reason, err.dialed);
+    board.succeeded(state);
     return state;
   }
 
+  /** A connection through a pool device failed: counted against it when the failure is the device's own. */
+  failed(device: PoolMember, err: DialError): FailureScope {
+    const board = this.deps.board;
+    return board === undefined ? failureScope(err.reason, err.dialed) : board.failed(board.state(device.id), err.reason, err.dialed);
+  }
+
   /**
-   * Stages 4 and 5 for a pool key: choose a device, connect it, and after a device-level failure (the device offline,
-   * unreachable, refusing or silent before we reached it) try the next one, at most MAX_FAILOVERS more, all within the
-   * one connect timeout. A failure the device reports about the destination is answered as it is, never retried.
+   * Stages 4 and 5: the device key's one device, or for a pool key a chosen one; connected, and for a pool key after a
+   * device-level failure (the device offline, unreachable, refusing or silent before we reached it) the next one, at
+   * most MAX_FAILOVERS more, all within the one connect timeout. A failure the device reports about the destination is
+   * answered as it is, never retried. Every failure is counted and logged here.
    */
-  private async openThroughPool(ctx: ListenerContext, key: PoolRoute, target: Target): Promise<{ route: DeviceRoute; device: DeviceState | undefined; upstream: Socket } | DialError> {
+  private async open(ctx: ListenerContext, key: KeyRoute, target: Target): Promise<{ route: DeviceRoute; device: DeviceState | undefined; upstream: Socket } | DialError> {
+    if (!isPoolRoute(key)) {
+      try {
+        return { route: key, device: undefined, upstream: await this.deps.connector.open(key, target) };
+      } catch (err) {
+        const e = asDialError(err);
+        ctx.dialFailed(key, e);
+        return e;
+      }
+    }
     const chosen = this.choose(ctx, key);
     if (chosen instanceof DialError) return chosen;
     const deadline = performance.now() + this.deps.connector.connectTimeoutMs;
@@ -194,13 +193,13 @@ export class TunnelPipeline {
       tried.push(member);
       try {
         const upstream = await this.deps.connector.open(member, target, deadline);
-        return { route: member, device: this.report(member, null), upstream };
+        return { route: member, device: this.succeeded(member), upstream };
       } catch (err) {
-        const e = err instanceof DialError ? err : new DialError('error', String(err));
+        const e = asDialError(err);
         ctx.dialFailed(member, e);
-        this.report(member, e);
-        const next = !e.dialed && failureScope(e.reason, e.dialed) === 'device' && performance.now() < deadline ? this.deps.selector?.failover(key.set, { keyId: key.keyId }, tried) : null;
-        if (next === null || next === undefined) return e;
+        if (this.failed(member, e) !== 'device' || performance.now() >= deadline) return e;
+        const next = this.deps.selector?.failover(key.set, { keyId: key.keyId }, tried);
+        if (next === undefined || next === null) return e;
         this.deps.metrics.failovers.inc();
         member = next;
       }
