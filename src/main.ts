@@ -51,7 +51,8 @@ async function main(): Promise<void> {
   // Opened first: the tailnet warms up the registered devices as soon as control's netmap arrives after each start.
   store = await openStore({ database: config.database, dataDir: config.dataDir, log });
   const registry = store;
-  tailnet?.supervisor.warmUpAfterStart(async () => (await registry.list()).map((node) => node.ip));
+  // Every enabled device, not only those a key targets directly: a pool's devices carry traffic too.
+  tailnet?.supervisor.warmUpAfterStart(async () => (await registry.listDevices()).filter((device) => device.enabled).map((device) => device.ip));
   try {
     await tailnet?.start();
     gateway = await startGateway(config, log, { dialer: tailnet?.dialer, tailnet: tailnet?.view, registrar, store });
