@@ -10,6 +10,7 @@ import { KeyResolver } from './tunnel/key-resolver.js';
 import { DeviceConnector } from './tunnel/connector.js';
 import { TunnelPipeline } from './tunnel/pipeline.js';
 import { DeviceBoard } from './tunnel/device-health.js';
+import { DeviceStatusFeed } from './tunnel/device-status.js';
 import { DeviceSelector } from './tunnel/select.js';
 import type { ProxyDeps } from './proxy/deps.js';
 import { TunnelRegistry } from './tunnel/registry.js';
@@ -76,7 +77,11 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
   // Pool keys: one board of every device's health and load, and the chooser that reads it.
   const board = new DeviceBoard();
   const selector = new DeviceSelector(board);
-  const resolver = new KeyResolver(store, config.keyCache, undefined, (members) => selector.prepare(members));
+  // Every device a key resolves to is followed in the tailnet from then on; at start, every device registered.
+  const deviceStatus = new DeviceStatusFeed(board, parts.tailnet);
+  for (const d of await store.listDevices()) deviceStatus.track({ id: d.id, name: d.name ?? String(d.id), ip: d.ip });
+  metrics.watchDevices(deviceStatus);
+  const resolver = new KeyResolver(store, config.keyCache, { prepare: (members) => selector.prepare(members), track: (d) => deviceStatus.track(d) });
   const dialer = parts.dialer ?? new DirectDialer();
   const connector = new DeviceConnector(dialer, config.timeouts.connectMs, parts.tailnet);
   const pipeline = new TunnelPipeline({ resolver, connector, tunnels, metrics, log, timeouts: config.timeouts, board, selector });
@@ -103,6 +108,7 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
     log,
     listening,
     tailnet: parts.tailnet,
+    deviceStatus,
   });
 
   // Other gateways on the same database announce their changes; the service applies them to this gateway's
@@ -132,6 +138,7 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
       await stopped;
       await api.close();
       await bindings.close();
+      deviceStatus.close();
       if (!parts.store) await store.close();
     })();
     return closing;

@@ -273,17 +273,31 @@ describe('devices', () => {
     ]);
     assert.deepEqual(a.json.labels, { country: 'de' });
     assert.equal(a.json.online, true);
-    assert.deepEqual(a.json.health, { state: 'up', reason: null, since: null });
+    assert.deepEqual({ ...a.json.health, since: typeof a.json.health.since }, { state: 'up', reason: 'online', since: 'string' });
+    assert.ok(Math.abs(Date.parse(a.json.health.since) - Date.now()) < 60_000, a.json.health.since);
     assert.equal(a.json.lastHandshake, '2026-11-30T12:00:00.000Z');
     assert.equal(a.json.relayed, false);
     assert.equal(a.json.openTunnels, 0);
+    // What the pipeline records reaches the view: tunnels through the device, and a breaker opened by dial failures.
+    const board = api.deviceStatus.board;
+    const state = board.state(up.id);
+    board.tunnelOpened(state);
+    board.tunnelOpened(state);
+    assert.equal((await call('GET', `/devices/${up.id}`)).json.openTunnels, 2);
+    board.tunnelClosed(state);
+    board.tunnelClosed(state);
+    for (let i = 0; i < 3; i++) board.failed(state, 'refused', false);
+    const broken = (await call('GET', `/devices/${up.id}`)).json;
+    assert.deepEqual([broken.health.state, broken.health.reason, broken.openTunnels], ['down', 'dial-failures', 0]);
+    board.succeeded(state);
+    assert.equal((await call('GET', `/devices/${up.id}`)).json.health.state, 'up');
 
     const b = await call('GET', `/devices/${down.id}`);
-    assert.deepEqual(b.json.health, { state: 'down', reason: 'offline', since: null });
+    assert.deepEqual([b.json.health.state, b.json.health.reason], ['down', 'offline']);
     assert.equal(b.json.relayed, true);
     const c = await call('GET', `/devices/${unknown.id}`);
     assert.equal(c.json.online, null);
-    assert.deepEqual(c.json.health, { state: 'unknown', reason: null, since: null });
+    assert.deepEqual([c.json.health.state, c.json.health.reason], ['unknown', 'no-status']);
     assert.equal(c.json.lastHandshake, null);
     assert.equal(c.json.relayed, null);
 
@@ -346,7 +360,8 @@ describe('devices', () => {
     const a = await call('PATCH', `/devices/${d.id}`, { body: { enabled: false } });
     assert.equal(a.status, 200, a.text);
     assert.equal(a.json.enabled, false);
-    assert.deepEqual(a.json.health, { state: 'down', reason: 'disabled', since: null });
+    assert.deepEqual([a.json.health.state, a.json.health.reason], ['down', 'disabled']);
+    assert.equal(a.json.health.since, a.json.updatedAt, 'down since it was disabled');
     await tunnel.closed();
     assert.equal(untouched.client.destroyed, false);
     assert.equal(await api.resolver.resolve(created.key), null);

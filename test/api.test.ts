@@ -298,7 +298,7 @@ describe('POST /register with an address', () => {
     assert.equal(await api.resolver.resolve(k), null); // now cached as unknown
     const a = await call(api, 'POST', '/register', { body: { key: k, ip: '100.64.0.8', port: 3128, protocol: 'socks5' } });
     assert.equal(a.status, 201, a.text);
-    assert.deepEqual(await api.resolver.resolve(k), { nodeId: a.json.node.id, keyHash: hashKey(k), ip: '100.64.0.8', port: 3128, protocol: 'socks5' });
+    assert.deepEqual(await api.resolver.resolve(k), { nodeId: a.json.node.id, id: a.json.node.id, name: String(a.json.node.id), labels: {}, keyHash: hashKey(k), ip: '100.64.0.8', port: 3128, protocol: 'socks5' });
   });
 
   test('the same key again updates its binding; unspecified fields keep their value', async () => {

@@ -122,7 +122,7 @@ let clock: ManualClock;
 let n = 0;
 /** A key no other test uses. */
 const freshKey = () => `resolver-key-${++n}`;
-const newResolver = (opts: KeyResolverOptions) => new KeyResolver(store, opts, clock);
+const newResolver = (opts: KeyResolverOptions) => new KeyResolver(store, opts, { clock });
 
 async function register(key: string, ip = '100.64.0.10', port = 8939): Promise<NodeRecord> {
   return (await store.upsert({ keyHash: hashKey(key), ip, port, protocol: 'http' })).node;
@@ -139,7 +139,7 @@ describe('KeyResolver', () => {
     const node = await register(key, '100.64.0.11', 9000);
     const resolver = newResolver({ max: 100, positiveTtlMs: 60_000, negativeTtlMs: 5_000 });
     const route = await deviceOf(resolver.resolve(key));
-    assert.deepEqual(route, { nodeId: node.id, keyHash: hashKey(key), ip: '100.64.0.11', port: 9000, protocol: 'http' });
+    assert.deepEqual(route, { nodeId: node.id, id: node.id, name: String(node.id), labels: {}, keyHash: hashKey(key), ip: '100.64.0.11', port: 9000, protocol: 'http' });
     for (let i = 0; i < 100; i++) assert.deepEqual(await resolver.resolve(key), route);
     assert.equal(store.lookups, 1);
     // A hit hands back the stored settled promise itself: nothing allocated per connection but the hash.
@@ -343,12 +343,12 @@ describe('KeyResolver on the PostgreSQL store', () => {
     assert.equal(await resolver.resolve(key), null);
     resolver.invalidate(keyHash);
     const { node } = await pg.upsert({ keyHash, ip: '100.64.0.30', port: 9002, protocol: 'socks5' });
-    assert.deepEqual(await resolver.resolve(key), { nodeId: node.id, keyHash, ip: '100.64.0.30', port: 9002, protocol: 'socks5' });
+    assert.deepEqual(await resolver.resolve(key), { nodeId: node.id, id: node.id, name: String(node.id), labels: {}, keyHash, ip: '100.64.0.30', port: 9002, protocol: 'socks5' });
 
     await pg.upsert({ keyHash, ip: '100.64.0.31', port: 9002, protocol: 'socks5' });
     assert.equal((await deviceOf(resolver.resolve(key)))?.ip, '100.64.0.30', 'answered from memory until invalidated');
     resolver.invalidate(keyHash);
-    assert.deepEqual(await resolver.resolveHash(keyHash), { nodeId: node.id, keyHash, ip: '100.64.0.31', port: 9002, protocol: 'socks5' });
+    assert.deepEqual(await resolver.resolveHash(keyHash), { nodeId: node.id, id: node.id, name: String(node.id), labels: {}, keyHash, ip: '100.64.0.31', port: 9002, protocol: 'socks5' });
 
     await pg.remove(node.id);
     resolver.invalidate(keyHash);

@@ -2,7 +2,7 @@
 // (HTTP 429 with Proxy-Status, SOCKS5 0x02) before any device is dialled, and a key the policy admits is untouched.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import type { DeviceRoute } from '../src/core/route.js';
+import { isPoolRoute, type KeyRoute } from '../src/tunnel/routes.js';
 import type { AdmissionPolicy, Refusal } from '../src/tunnel/pipeline.js';
 import { curl } from './helpers/curl.js';
 import { startHttpDevice, type Device } from './helpers/devices.js';
@@ -16,9 +16,9 @@ const ADMITTED_KEY = 'key-within-limits-001';
 class RefuseOneKey implements AdmissionPolicy {
   asked: string[] = [];
   constructor(private readonly refusedNodeId: () => number) {}
-  admit(route: DeviceRoute, listener: string): Refusal | null {
+  admit(route: KeyRoute, listener: string): Refusal | null {
     this.asked.push(listener);
-    if (route.nodeId !== this.refusedNodeId()) return null;
+    if (isPoolRoute(route) || route.nodeId !== this.refusedNodeId()) return null;
     return { reason: 'tunnel-limit', proxyStatus: 'connection_limit_reached', details: 'max_tunnels', retryAfterS: 1.2, text: 'too many open tunnels for this key' };
   }
 }

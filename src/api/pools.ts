@@ -3,6 +3,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { RegistryService } from '../bindings/registry.js';
 import type { RegistryStore } from '../store/types.js';
 import type { TailnetView } from '../tailnet/types.js';
+import type { DeviceStatusFeed } from '../tunnel/device-status.js';
 import { found, parseId } from './params.js';
 import { poolView, poolWithMembersView } from './registry-view.js';
 import { AUTH_ERRORS, BODY_ERRORS, POOL_BODY, POOL_ID_PARAMS, POOL_PATCH, errorResponses, type IdParams, type PoolBody, type PoolPatchBody } from './schemas.js';
@@ -11,9 +12,11 @@ export interface PoolsOptions {
   store: Pick<RegistryStore, 'listPools' | 'getPool'>;
   registry: Pick<RegistryService, 'createPool' | 'updatePool' | 'removePool'>;
   tailnet?: TailnetView | undefined;
+  /** Live health and open tunnels per device; without it, health is what the tailnet says now. */
+  deviceStatus?: DeviceStatusFeed | undefined;
 }
 
-export const pools: FastifyPluginAsync<PoolsOptions> = async (app, { store, registry, tailnet }) => {
+export const pools: FastifyPluginAsync<PoolsOptions> = async (app, { store, registry, tailnet, deviceStatus }) => {
   app.post<{ Body: PoolBody }>(
     '/pools',
     {
@@ -51,7 +54,7 @@ export const pools: FastifyPluginAsync<PoolsOptions> = async (app, { store, regi
     },
     async (request) => {
       const id = parseId(request.params.id);
-      return poolWithMembersView(found(await store.getPool(id), 'pool', id), tailnet);
+      return poolWithMembersView(found(await store.getPool(id), 'pool', id), tailnet, deviceStatus);
     },
   );
 

@@ -2,23 +2,37 @@
 import { keyTag } from '../core/key.js';
 import type { DeviceRecord, KeyRecord, PoolRecord, PoolWithMembers } from '../store/types.js';
 import type { TailnetView } from '../tailnet/types.js';
+import type { DeviceStatusFeed } from '../tunnel/device-status.js';
 
 type Health = { state: 'up' | 'down' | 'unknown'; reason: string | null; since: string | null };
 
-/**
- * Until the pipeline keeps a health model (breaker included), health is what is known now: disabled, or the
- * tailnet's online flag. `since` stays null: nothing records when a device changed state.
- */
-function health(device: DeviceRecord, online: boolean | undefined): Health {
-  if (!device.enabled) return { state: 'down', reason: 'disabled', since: null };
+/** Without a device board (an API alone, as some tests run it): what is known now, with no history. */
+function healthNow(device: DeviceRecord, online: boolean | undefined): Health {
+  if (!device.enabled) return { state: 'down', reason: 'disabled', since: device.updatedAt.toISOString() };
   if (online === false) return { state: 'down', reason: 'offline', since: null };
-  if (online === true) return { state: 'up', reason: null, since: null };
-  return { state: 'unknown', reason: null, since: null };
+  if (online === true) return { state: 'up', reason: 'online', since: null };
+  return { state: 'unknown', reason: 'no-status', since: null };
 }
 
-export function deviceView(device: DeviceRecord, tailnet: TailnetView | undefined) {
+/**
+ * The device's live state on this gateway: health and open tunnels from the device board, which the tailnet and every
+ * connection through the device keep current. Reading it also (re)tracks the device, so a device that no key has used
+ * yet is followed from now on.
+ */
+function live(device: DeviceRecord, online: boolean | undefined, status: DeviceStatusFeed | undefined): { health: Health; openTunnels: number } {
+  if (status === undefined) return { health: healthNow(device, online), openTunnels: 0 };
+  status.track({ id: device.id, name: device.name ?? String(device.id), ip: device.ip });
+  const v = status.health(device.id);
+  const health: Health = device.enabled
+    ? { state: v.health, reason: v.reason, since: new Date(v.since).toISOString() }
+    : { state: 'down', reason: 'disabled', since: device.updatedAt.toISOString() };
+  return { health, openTunnels: v.openTunnels };
+}
+
+export function deviceView(device: DeviceRecord, tailnet: TailnetView | undefined, status?: DeviceStatusFeed) {
   const online = tailnet?.peerOnline(device.ip);
   const link = tailnet?.peerLink?.(device.ip);
+  const { health, openTunnels } = live(device, online, status);
   return {
     id: device.id,
     name: device.name,
@@ -32,9 +46,8 @@ export function deviceView(device: DeviceRecord, tailnet: TailnetView | undefine
     createdAt: device.createdAt.toISOString(),
     updatedAt: device.updatedAt.toISOString(),
     online: online ?? null,
-    health: health(device, online),
-    // The tunnel registry counts tunnels by key, not by device; 0 until the pipeline counts them per device.
-    openTunnels: 0,
+    health,
+    openTunnels,
     lastHandshake: link?.lastHandshake ?? null,
     relayed: link?.relayed ?? null,
   };
@@ -51,8 +64,8 @@ export function poolView(pool: PoolRecord) {
   };
 }
 
-export function poolWithMembersView(pool: PoolWithMembers, tailnet: TailnetView | undefined) {
-  return { ...poolView(pool), members: pool.members.map((d) => deviceView(d, tailnet)) };
+export function poolWithMembersView(pool: PoolWithMembers, tailnet: TailnetView | undefined, status?: DeviceStatusFeed) {
+  return { ...poolView(pool), members: pool.members.map((d) => deviceView(d, tailnet, status)) };
 }
 
 /** Never the secret: only the prefix of its hash, as logs show it. */

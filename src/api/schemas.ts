@@ -139,11 +139,17 @@ export const DEVICE = {
       required: ['state', 'reason', 'since'],
       properties: {
         state: { type: 'string', enum: ['up', 'down', 'unknown'] },
-        reason: { type: ['string', 'null'], description: 'Why it is down: "disabled", "offline"; null otherwise.' },
-        since: { type: ['string', 'null'], format: 'date-time', description: 'When it entered this state; null while the gateway does not track it.' },
+        reason: {
+          type: ['string', 'null'],
+          description:
+            'down: "disabled", "offline" (the tailnet says so), "dial-failures" (3 device-level failures opened its breaker for 10 s); ' +
+            'unknown: "half-open" (the next connection decides), "no-status" (neither the tailnet nor a connection has said anything); ' +
+            'up: "online" (the tailnet says so), "connected" (the last connection through it worked).',
+        },
+        since: { type: ['string', 'null'], format: 'date-time', description: 'When it entered this state on this gateway; null when unknown.' },
       },
     },
-    openTunnels: { type: 'integer', description: 'Tunnels open through the device on this gateway (0 until the pipeline counts them per device).' },
+    openTunnels: { type: 'integer', description: 'Tunnels (and forwarded requests in progress) open through the device on this gateway, from every key.' },
     lastHandshake: { type: ['string', 'null'], format: 'date-time', description: "The last WireGuard handshake tailscaled made with it; null when unknown or none." },
     relayed: { type: ['boolean', 'null'], description: 'True when traffic to it goes through DERP, false when direct; null when unknown.' },
   },

@@ -12,6 +12,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../tunnel/metrics.js';
 import type { NodeStore, RegistryStore } from '../store/types.js';
 import type { TailnetView } from '../tailnet/types.js';
+import type { DeviceStatusFeed } from '../tunnel/device-status.js';
 import { TokenGate } from './auth.js';
 import { ApiError, bindingApiError, describeFastifyClientError, describeValidationError } from './errors.js';
 import { devices } from './devices.js';
@@ -34,6 +35,8 @@ export interface ApiDeps {
   /** True while both proxy listeners accept connections. */
   listening: () => boolean;
   tailnet?: TailnetView | undefined;
+  /** Live device health and load (the device board); absent, device health is what the tailnet says now. */
+  deviceStatus?: DeviceStatusFeed | undefined;
 }
 
 /** Error codes of `postgres` and the socket layer that mean the database cannot be reached right now. */
@@ -154,8 +157,8 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(probes, { readiness: new Readiness(deps), metrics: deps.metrics, gate });
   await app.register(nodes, { store: deps.store, bindings: deps.bindings, tailnet: deps.tailnet });
   await app.register(registration, { bindings: deps.bindings, tailnet: deps.tailnet });
-  await app.register(devices, { store: deps.store, registry: deps.registry, tailnet: deps.tailnet });
-  await app.register(pools, { store: deps.store, registry: deps.registry, tailnet: deps.tailnet });
+  await app.register(devices, { store: deps.store, registry: deps.registry, tailnet: deps.tailnet, deviceStatus: deps.deviceStatus });
+  await app.register(pools, { store: deps.store, registry: deps.registry, tailnet: deps.tailnet, deviceStatus: deps.deviceStatus });
   await app.register(keys, { store: deps.store, registry: deps.registry });
   await app.register(openApiDocument);
   return app;

@@ -52,5 +52,13 @@ export function refusalHeaders(refusal: Refusal): Record<string, string> {
   return headers;
 }
 
+/**
+ * The headers of a 407 for user name parameters that are refused: the challenge, since the credentials must change,
+ * and the parameter's fault as RFC 9209 details (the `X-Tailgate-Error` label stays one word).
+ */
+export function userParameterHeaders(detail: string): Record<string, string> {
+  return { 'Proxy-Authenticate': PROXY_AUTHENTICATE, 'Proxy-Status': `tailgate; error=http_request_denied; details=${JSON.stringify(detail)}` };
+}
+
 /** An admission refusal over SOCKS5: "connection not allowed by ruleset". */
 export const SOCKS_REFUSED: SocksReplyCode = SocksReply.NotAllowed;

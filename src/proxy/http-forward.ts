@@ -14,9 +14,9 @@ import type { DeviceConnector } from '../tunnel/connector.js';
 import type { ListenerContext } from '../tunnel/listener.js';
 import type { DeviceState } from '../tunnel/device-health.js';
 import type { TunnelPipeline } from '../tunnel/pipeline.js';
-import { isPoolRoute, type PoolMember } from '../tunnel/routes.js';
+import type { RoutedDevice } from '../tunnel/routes.js';
 import type { ProxyDeps } from './deps.js';
-import { AUTH_REQUIRED_TEXT, HTTP_FAILURES, KEY_STORE_TEXT, PROXY_AUTHENTICATE, REFUSAL_STATUS, refusalHeaders } from './failures.js';
+import { AUTH_REQUIRED_TEXT, HTTP_FAILURES, KEY_STORE_TEXT, PROXY_AUTHENTICATE, REFUSAL_STATUS, refusalHeaders, userParameterHeaders } from './failures.js';
 
 /** Idle pooled device connections are dropped after this; below the 5 s keep-alive most servers use. */
 const FREE_SOCKET_TIMEOUT_MS = 4_000;
@@ -169,7 +169,8 @@ export class Forwarder {
     const auth = await this.pipeline.authenticate(ctx, creds.username, creds.password);
     if (!auth.ok) {
       if (auth.storeDown) sendError(res, 503, 'key-store', KEY_STORE_TEXT, hasBody);
-      else sendError(res, 407, 'auth', AUTH_REQUIRED_TEXT, hasBody, { 'Proxy-Authenticate': PROXY_AUTHENTICATE });
+      else if (auth.parameter === undefined) sendError(res, 407, 'auth', AUTH_REQUIRED_TEXT, hasBody, { 'Proxy-Authenticate': PROXY_AUTHENTICATE });
+      else sendError(res, 407, 'user-parameter', auth.parameter, hasBody, userParameterHeaders(auth.parameter));
       return;
     }
     const refusal = this.pipeline.admit(ctx, auth.route);
@@ -177,22 +178,15 @@ export class Forwarder {
       sendError(res, REFUSAL_STATUS, refusal.reason, refusal.text, hasBody, refusalHeaders(refusal));
       return;
     }
-    let route: DeviceRoute;
-    let member: PoolMember | undefined;
-    if (isPoolRoute(auth.route)) {
-      const chosen = this.pipeline.choose(ctx, auth.route);
-      if (chosen instanceof DialError) {
-        const f = HTTP_FAILURES[chosen.reason];
-        sendError(res, f.status, chosen.reason, f.text, hasBody);
-        return;
-      }
-      route = member = chosen;
-    } else {
-      route = auth.route;
+    const route = this.pipeline.choose(ctx, auth.route, auth.params);
+    if (route instanceof DialError) {
+      const f = HTTP_FAILURES[route.reason];
+      sendError(res, f.status, route.reason, f.text, hasBody);
+      return;
     }
     if (res.destroyed) return;
     if (expectsContinue) res.writeContinue();
-    new Forward(this, req, res, route, parsed, hasBody, member).send(false);
+    new Forward(this, req, res, route, parsed, hasBody).send(false);
   }
 
   agentFor(route: DeviceRoute): DeviceAgent {
@@ -242,16 +236,15 @@ class Forward {
     private readonly forwarder: Forwarder,
     private readonly req: IncomingMessage,
     private readonly res: Tagged<ServerResponse>,
-    private readonly route: DeviceRoute,
+    /** The device chosen for it, whose load and health it counts toward. */
+    private readonly route: RoutedDevice,
     private readonly parsed: AbsoluteTarget,
     private readonly hasBody: boolean,
-    /** The pool device chosen for it, whose load and health it counts toward; undefined for a device key. */
-    private readonly member: PoolMember | undefined,
   ) {
     const { ctx } = forwarder;
     const board = ctx.parts.board;
-    if (member !== undefined && board !== undefined) {
-      this.device = board.state(member.id);
+    if (board !== undefined) {
+      this.device = board.state(route.id);
       board.tunnelOpened(this.device);
     }
     const client = req.socket as ClientSocket;
@@ -349,7 +342,7 @@ class Forward {
   response(upstreamRes: IncomingMessage): void {
     this.gotResponse = true;
     this.stopWaiting();
-    if (this.member !== undefined) this.forwarder.pipeline.succeeded(this.member);
+    this.forwarder.pipeline.succeeded(this.route);
     const { res, route } = this;
     (upstreamRes as Tagged<IncomingMessage>)[kForward] = this;
     upstreamRes.on('end', onUpstreamEnd);
@@ -381,7 +374,7 @@ class Forward {
     const e = err instanceof DialError ? err : new DialError('error', (err as NodeJS.ErrnoException).code ?? err.message);
     if (this.connected) this.forwarder.ctx.failed(this.route, e);
     else this.forwarder.ctx.dialFailed(this.route, e);
-    if (this.member !== undefined && err instanceof DialError) this.forwarder.pipeline.failed(this.member, e);
+    if (err instanceof DialError) this.forwarder.pipeline.failed(this.route, e);
     const f = HTTP_FAILURES[e.reason];
     this.fail(f.status, e.reason, f.text);
   }

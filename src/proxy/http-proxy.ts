@@ -8,7 +8,8 @@ import { parseAuthority, parseBasicCredentials } from '../protocol/http.js';
 import type { ListenerContext } from '../tunnel/listener.js';
 import type { TunnelAnswers, TunnelPipeline } from '../tunnel/pipeline.js';
 import type { ProxyDeps } from './deps.js';
-import { AUTH_REQUIRED_TEXT, HTTP_FAILURES, KEY_STORE_TEXT, PROXY_AUTHENTICATE, REFUSAL_STATUS, refusalHeaders } from './failures.js';
+import { PROXY_USER_REFUSAL_DETAILS } from '../protocol/proxy-user.js';
+import { AUTH_REQUIRED_TEXT, HTTP_FAILURES, KEY_STORE_TEXT, PROXY_AUTHENTICATE, REFUSAL_STATUS, refusalHeaders, userParameterHeaders } from './failures.js';
 import { Forwarder } from './http-forward.js';
 import { answerAndClose, ignoreSocketError } from './sockets.js';
 
@@ -25,6 +26,13 @@ export function rawErrorResponse(status: number, tag: string, text: string, extr
 }
 
 const AUTH_REQUIRED = rawErrorResponse(407, 'auth', AUTH_REQUIRED_TEXT, `Proxy-Authenticate: ${PROXY_AUTHENTICATE}\r\n`);
+/** Refusals of the user name's parameters, by their (fixed) texts: made once, not per connection. */
+const PARAMETER_REFUSED = new Map(
+  PROXY_USER_REFUSAL_DETAILS.map((detail) => {
+    const headers = Object.entries(userParameterHeaders(detail)).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+    return [detail, rawErrorResponse(407, 'user-parameter', detail, headers)];
+  }),
+);
 const KEY_STORE_UNAVAILABLE = rawErrorResponse(503, 'key-store', KEY_STORE_TEXT);
 
 /** The answer to a failed CONNECT, by failure reason. */
@@ -59,11 +67,11 @@ async function handleConnect(ctx: ListenerContext, pipeline: TunnelPipeline, req
   const creds = parseBasicCredentials(req.headers['proxy-authorization']) ?? NO_CREDENTIALS;
   const auth = await pipeline.authenticate(ctx, creds.username, creds.password);
   if (!auth.ok) {
-    answerAndClose(socket, auth.storeDown ? KEY_STORE_UNAVAILABLE : AUTH_REQUIRED);
+    answerAndClose(socket, auth.storeDown ? KEY_STORE_UNAVAILABLE : auth.parameter === undefined ? AUTH_REQUIRED : PARAMETER_REFUSED.get(auth.parameter)!);
     return;
   }
   if (socket.destroyed) return;
-  await pipeline.connect(ctx, CONNECT_ANSWERS, socket, socket, auth.route, target, head.length > 0 ? head : null);
+  await pipeline.connect(ctx, CONNECT_ANSWERS, socket, socket, auth, target, head.length > 0 ? head : null);
 }
 
 function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {

@@ -4,8 +4,7 @@ import net, { type Socket } from 'node:net';
 import type { Target } from '../core/target.js';
 import { AUTH_FAILED, AUTH_OK, SocksReply, Socks5Parser, socksReply, type SocksReplyCode } from '../protocol/socks5.js';
 import type { ListenerContext } from '../tunnel/listener.js';
-import type { TunnelAnswers, TunnelPipeline } from '../tunnel/pipeline.js';
-import type { KeyRoute } from '../tunnel/routes.js';
+import type { Authenticated, TunnelAnswers, TunnelPipeline } from '../tunnel/pipeline.js';
 import type { ProxyDeps } from './deps.js';
 import { SOCKS_FAILURES, SOCKS_REFUSED } from './failures.js';
 import { answerAndClose } from './sockets.js';
@@ -34,7 +33,7 @@ type SessionSocket = Socket & { [kSession]?: SocksSession };
 
 class SocksSession {
   readonly parser = new Socks5Parser();
-  route: KeyRoute | null = null;
+  auth: Authenticated | null = null;
   /** The key store failed during auth: the request gets a general failure instead of a tunnel. */
   storeFailed = false;
   handshakeTimer: NodeJS.Timeout | undefined;
@@ -83,7 +82,7 @@ class SocksSession {
     const auth = await this.pipeline.authenticate(this.ctx, username, password);
     if (this.socket.destroyed) return;
     if (auth.ok) {
-      this.route = auth.route;
+      this.auth = auth;
     } else if (auth.storeDown) {
       // Not the client's fault, so not an auth failure: let it send its request and answer that with a
       // general failure.
@@ -99,12 +98,12 @@ class SocksSession {
   }
 
   private async connect(target: Target): Promise<void> {
-    const route = this.route;
-    if (route === null) {
+    const auth = this.auth;
+    if (auth === null) {
       this.fail(SocksReply.GeneralFailure);
       return;
     }
-    await this.pipeline.connect(this.ctx, SOCKS_ANSWERS, this, this.socket, route, target, this.parser.rest());
+    await this.pipeline.connect(this.ctx, SOCKS_ANSWERS, this, this.socket, auth, target, this.parser.rest());
   }
 
   fail(code: SocksReplyCode): void {

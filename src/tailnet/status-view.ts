@@ -13,6 +13,7 @@ export class StatusView {
   private asOf = -Infinity;
   private pendingRead: Promise<void> | undefined;
   private readonly offlineListeners = new Set<(ip: string) => void>();
+  private readonly changeListeners = new Set<(ip: string, online: boolean | undefined) => void>();
   /** Our own tailnet addresses as last read; kept while tailscaled restarts. */
   selfIps: string[] = [];
   /** Peers in the last status read. */
@@ -50,6 +51,11 @@ export class StatusView {
     return () => this.offlineListeners.delete(listener);
   }
 
+  onPeerChange(listener: (ip: string, online: boolean | undefined) => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
+  }
+
   /** Takes a status read that started at `startedAt`, unless a read started later was taken already. */
   apply(status: LocalStatus, startedAt: number): boolean {
     if (startedAt < this.asOf) return false;
@@ -63,12 +69,26 @@ export class StatusView {
         if (peer.Online === true && this.peers.get(ip)?.Online !== true) for (const listener of this.offlineListeners) listener(ip);
       }
     }
+    if (this.changeListeners.size > 0) this.announceChanges(previous);
     return true;
+  }
+
+  private announceChanges(previous: Map<string, LocalPeerStatus>): void {
+    for (const [ip, peer] of this.peers) {
+      const was = previous.get(ip);
+      const online = peer.Online === true;
+      if (was === undefined || (was.Online === true) !== online) for (const listener of this.changeListeners) listener(ip, online);
+    }
+    for (const ip of previous.keys()) {
+      if (!this.peers.has(ip)) for (const listener of this.changeListeners) listener(ip, undefined);
+    }
   }
 
   /** tailscaled is gone: no peer is known any more, and reads it answered before now are stale. */
   forget(): void {
+    const previous = this.peers;
     this.peers = new Map();
     this.asOf = this.clock.now();
+    if (this.changeListeners.size > 0) this.announceChanges(previous);
   }
 }

@@ -145,6 +145,10 @@ export class TailscaledSupervisor implements TailnetView {
     return unavailableReason(this.current);
   }
 
+  onPeerChange(listener: (ip: string, online: boolean | undefined) => void): () => void {
+    return this.view.onPeerChange(listener);
+  }
+
   onPeerOffline(listener: (ip: string) => void): () => void {
     return this.view.onPeerOffline(listener);
   }

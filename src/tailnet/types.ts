@@ -79,6 +79,12 @@ export interface TailnetView {
    */
   onPeerOffline?(listener: (ip: string) => void): () => void;
   /**
+   * Calls `listener` with the tailnet IP of every peer whose online state a status read changed: true online, false
+   * offline, undefined no longer known (gone from the netmap, or tailscaled itself gone). Returns the function that
+   * stops it.
+   */
+  onPeerChange?(listener: (ip: string, online: boolean | undefined) => void): () => void;
+  /**
    * null when a dial may go ahead now; otherwise a promise that settles once this run of tailscaled has its netmap from
    * control, or after `timeoutMs`, whichever is first. A dial right after a restart would otherwise go out on the cached
    * netmap, in which a registered device can be missing.

@@ -1,31 +1,33 @@
-// The auth contract customers rely on: username = password = key, and the key must be registered.
-import { timingSafeEqual } from 'node:crypto';
-import { isUtf8 } from 'node:buffer';
+// The auth contract customers rely on: the password is the key, the user name is the key optionally followed by
+// `-name-value` parameters (protocol/proxy-user.ts), and the key must be registered.
 import { hashKey } from '../core/key.js';
+import { parseProxyUser, type ProxyUserParams } from '../protocol/proxy-user.js';
 import type { KeyRoute, RouteResolver } from './routes.js';
 
 export type AuthOutcome =
-  | { ok: true; route: KeyRoute }
-  /** Credentials are wrong (password differs, not a key, unknown key). */
-  | { ok: false; error: false }
+  | { ok: true; route: KeyRoute; params: ProxyUserParams }
+  /**
+   * Credentials are wrong (password differs, not a key, unknown key). `parameter`: the key prefix was right and the
+   * parameters after it were not; a fixed text naming the parameter, never the client's bytes.
+   */
+  | { ok: false; error: false; parameter: string | undefined }
   /** The key store could not answer; not the client's fault. */
   | { ok: false; error: true; cause: unknown };
 
-const REJECTED: AuthOutcome = Object.freeze({ ok: false, error: false });
+const REJECTED: AuthOutcome = Object.freeze({ ok: false, error: false, parameter: undefined });
 
 /**
- * Checks raw username/password bytes. Both come from the client, so their lengths are no secret; the
- * comparison itself is still constant-time. The key is hashed once here, and the resolver looks the
- * route up by that hash: the store, the cache and revocation all work on key hashes.
+ * Checks raw username/password bytes. The parameters are judged before the key is looked up: the verdict depends only
+ * on what the client sent, so it tells nothing about whether the key exists. The key is hashed once here, and the
+ * resolver looks the route up by that hash: the store, the cache and revocation all work on key hashes.
  */
 export async function authenticate(resolver: RouteResolver, username: Buffer, password: Buffer): Promise<AuthOutcome> {
-  if (username.length === 0 || username.length !== password.length || !timingSafeEqual(username, password)) return REJECTED;
-  // Keys are registered as JSON strings, so a key that is not valid UTF-8 cannot exist, and for a valid one
-  // these bytes are the key's UTF-8 encoding, which is what hashKey hashes.
-  if (!isUtf8(username)) return REJECTED;
+  const user = parseProxyUser(username, password);
+  if (!user.ok) return user.reason === 'auth' ? REJECTED : { ok: false, error: false, parameter: user.detail };
   try {
-    const route = await resolver.resolveHash(hashKey(username));
-    return route === null ? REJECTED : { ok: true, route };
+    // parseProxyUser checked that the key is UTF-8, which is what hashKey hashes: keys are registered as JSON strings.
+    const route = await resolver.resolveHash(hashKey(user.key));
+    return route === null ? REJECTED : { ok: true, route, params: user.params };
   } catch (cause) {
     return { ok: false, error: true, cause };
   }

@@ -2,16 +2,15 @@
 // key once per TTL, an unknown key once per negative TTL, and a burst of connections for one key once.
 import { LRUCache } from 'lru-cache';
 import { hashKey } from '../core/key.js';
-import type { DeviceRoute } from '../core/route.js';
 import type { DeviceRecord, ResolvedKey, RegistryStore } from '../store/types.js';
-import type { KeyRoute, PoolMember, PoolRoute, RouteResolver } from './routes.js';
+import type { KeyRoute, RoutedDevice, PoolRoute, RouteResolver } from './routes.js';
 import type { DeviceSet } from './select.js';
 import type { Clock } from './types.js';
 
 export type { Clock };
 
 /** Prepares a pool key's devices for choosing (the device selector's prepare()). */
-export type PrepareDevices = (members: readonly PoolMember[]) => DeviceSet<PoolMember>;
+export type PrepareDevices = (members: readonly RoutedDevice[]) => DeviceSet<RoutedDevice>;
 
 export interface KeyResolverOptions {
   /** Most keys remembered (known and unknown together). */
@@ -39,12 +38,18 @@ const GET_OPTIONS = {};
 // Re-reading after an invalidation cannot loop for long in practice; the bound just makes that certain.
 const MAX_STALE_RETRIES = 3;
 
-function deviceRoute(keyHash: string, d: DeviceRecord): DeviceRoute {
-  return { nodeId: d.id, keyHash, ip: d.ip, port: d.port, protocol: d.protocol };
+function routedDevice(keyHash: string, d: DeviceRecord): RoutedDevice {
+  return { nodeId: d.id, keyHash, ip: d.ip, port: d.port, protocol: d.protocol, id: d.id, name: d.name ?? String(d.id), labels: d.labels };
 }
 
-function poolMember(keyHash: string, d: DeviceRecord): PoolMember {
-  return { nodeId: d.id, keyHash, ip: d.ip, port: d.port, protocol: d.protocol, id: d.id, name: d.name ?? String(d.id), labels: d.labels };
+/** What the resolver works with besides the store; every part optional. */
+export interface KeyResolverParts {
+  /** Defaults to performance (the real monotonic clock). */
+  clock?: Clock | undefined;
+  /** Absent: pool keys resolve to null (a resolver for callers that route device keys only). */
+  prepare?: PrepareDevices | undefined;
+  /** Told of every device a resolved key can use, device keys and pool members alike, before the route is used. */
+  track?: ((device: RoutedDevice) => void) | undefined;
 }
 
 export class KeyResolver implements RouteResolver {
@@ -52,14 +57,17 @@ export class KeyResolver implements RouteResolver {
   private readonly inflight = new Map<string, Flight>();
   private readonly positiveTtlMs: number;
   private readonly negativeTtlMs: number;
+  private readonly prepare: PrepareDevices | undefined;
+  private readonly track: ((device: RoutedDevice) => void) | undefined;
 
   constructor(
     private readonly store: Pick<RegistryStore, 'resolveKey'>,
     opts: KeyResolverOptions,
-    clock: Clock = performance,
-    /** Absent: pool keys resolve to null (a resolver for callers that route device keys only). */
-    private readonly prepare?: PrepareDevices,
+    parts: KeyResolverParts = {},
   ) {
+    const clock = parts.clock ?? performance;
+    this.prepare = parts.prepare;
+    this.track = parts.track;
     this.positiveTtlMs = opts.positiveTtlMs;
     this.negativeTtlMs = opts.negativeTtlMs;
     // ttlResolution caches the clock for 1 ms of real time (a timer) across lookups instead of reading it on every
@@ -115,11 +123,16 @@ export class KeyResolver implements RouteResolver {
   private toKeyRoute(keyHash: string, key: ResolvedKey | null): KeyRoute | null {
     if (key === null || key.disabled || (key.expiresAt !== null && key.expiresAt.getTime() <= Date.now())) return null;
     if ('device' in key.target) {
-      const device = key.devices[0];
-      return device === undefined ? null : deviceRoute(keyHash, device);
+      const record = key.devices[0];
+      if (record === undefined) return null;
+      const device = routedDevice(keyHash, record);
+      this.track?.(device);
+      return device;
     }
     if (this.prepare === undefined) return null;
-    const route: PoolRoute = { keyId: key.id, keyHash, set: this.prepare(key.devices.map((d) => poolMember(keyHash, d))) };
+    const members = key.devices.map((d) => routedDevice(keyHash, d));
+    if (this.track !== undefined) for (const d of members) this.track(d);
+    const route: PoolRoute = { keyId: key.id, keyHash, set: this.prepare(members), plain: { keyId: key.id } };
     return route;
   }
 

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { FailureReason } from '../core/failure.js';
+import type { DeviceStatusFeed } from './device-status.js';
 
 export type ListenerName = 'http' | 'socks5';
 
@@ -30,6 +31,33 @@ export class Metrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'tailgate_' });
+  }
+
+  /**
+   * Exports the health and load of every device the gateway tracks, labelled by device name (bounded by the devices
+   * registered; never a key). Read from the board at scrape time, so the data path pays nothing for them.
+   */
+  watchDevices(feed: DeviceStatusFeed): void {
+    new Gauge({
+      name: 'tailgate_device_up',
+      help: 'Whether the device may carry new tunnels: 1 up or not known to be down, 0 down (disabled, offline, or its breaker open)',
+      labelNames: ['device'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [id, name] of feed.names) this.set({ device: name }, feed.board.view(id).health === 'down' ? 0 : 1);
+      },
+    });
+    new Gauge({
+      name: 'tailgate_device_tunnels_open',
+      help: 'Tunnels and forwarded requests open through the device, from every key',
+      labelNames: ['device'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [id, name] of feed.names) this.set({ device: name }, feed.board.view(id).openTunnels);
+      },
+    });
   }
 
   dialError(reason: FailureReason): void {

@@ -7,9 +7,10 @@ import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { asDialError, DialError } from '../core/failure.js';
 import type { DeviceRoute } from '../core/route.js';
-import { isPoolRoute, type KeyRoute, type PoolMember, type PoolRoute, type RouteResolver } from './routes.js';
+import { NO_PARAMS, type ProxyUserParams } from '../protocol/proxy-user.js';
+import { isPoolRoute, type KeyRoute, type RoutedDevice, type PoolRoute, type RouteResolver } from './routes.js';
 import { failureScope, type DeviceState, type FailureScope } from './device-health.js';
-import type { DeviceSelector } from './select.js';
+import { fitsFilters, type DeviceSelector, type Selection } from './select.js';
 import type { Target } from '../core/target.js';
 import { authenticate } from './auth.js';
 import type { DeviceConnector } from './connector.js';
@@ -49,13 +50,23 @@ export interface PipelineDeps extends ListenerParts {
   selector?: DeviceSelector | undefined;
 }
 
-export type Authentication =
-  | { ok: true; route: KeyRoute }
-  /** `storeDown`: the key could not be looked up (not the client's fault); otherwise the credentials are wrong. */
-  | { ok: false; storeDown: boolean };
+/** A connection's key, and what its user name asked for beyond the key. */
+export interface Authenticated {
+  ok: true;
+  route: KeyRoute;
+  params: ProxyUserParams;
+}
 
-const WRONG_CREDENTIALS: Authentication = Object.freeze({ ok: false, storeDown: false });
-const STORE_DOWN: Authentication = Object.freeze({ ok: false, storeDown: true });
+export type Authentication =
+  | Authenticated
+  /**
+   * `storeDown`: the key could not be looked up (not the client's fault); otherwise the credentials are wrong, and
+   * `parameter` (a fixed text naming the parameter) says when it was the user name's parameters that were.
+   */
+  | { ok: false; storeDown: boolean; parameter: string | undefined };
+
+const WRONG_CREDENTIALS: Authentication = Object.freeze({ ok: false, storeDown: false, parameter: undefined });
+const STORE_DOWN: Authentication = Object.freeze({ ok: false, storeDown: true, parameter: undefined });
 
 /**
  * How a front end answers the outcome of connect(). One object per listener; `session` is the front end's own state
@@ -95,7 +106,9 @@ export class TunnelPipeline {
       return STORE_DOWN;
     }
     ctx.authFailures.inc();
-    return WRONG_CREDENTIALS;
+    if (outcome.parameter === undefined) return WRONG_CREDENTIALS;
+    this.deps.log.info({ listener: ctx.listener, reason: 'user-parameter', detail: outcome.parameter }, 'user name parameters refused');
+    return { ok: false, storeDown: false, parameter: outcome.parameter };
   }
 
   /** Stage 3, alone (the forwarder admits each request). null: admitted. */
@@ -113,8 +126,9 @@ export class TunnelPipeline {
    * both sides are closed, counting bytes and unregistering at the end. `pending`: bytes the client sent after its
    * request, for the device first. Never rejects.
    */
-  async connect<S>(ctx: ListenerContext, answers: TunnelAnswers<S>, session: S, client: Socket, key: KeyRoute, target: Target, pending: Buffer | null): Promise<void> {
+  async connect<S>(ctx: ListenerContext, answers: TunnelAnswers<S>, session: S, client: Socket, auth: Authenticated, target: Target, pending: Buffer | null): Promise<void> {
     const setupStartedAt = performance.now();
+    const key = auth.route;
     const { tunnels } = this.deps;
     tunnels.add(key.keyHash, client);
     const refusal = this.admission.length === 0 ? null : this.admit(ctx, key);
@@ -123,7 +137,7 @@ export class TunnelPipeline {
       answers.refused(session, refusal);
       return;
     }
-    const opened = await this.open(ctx, key, target);
+    const opened = await this.open(ctx, key, auth.params, target);
     if (opened instanceof DialError) {
       tunnels.remove(key.keyHash, client);
       answers.failed(session, opened);
@@ -140,21 +154,29 @@ export class TunnelPipeline {
   }
 
   /**
-   * Stage 4 for a pool key: the device for this connection, or why there is none (already logged).
-   * The plain-HTTP forwarder calls it once per request.
+   * Stage 4: the device for this connection, or why there is none (already counted and logged): a device key's own
+   * device when it passes the user name's filters, a pool key's choice. The plain-HTTP forwarder calls it per request.
    */
-  choose(ctx: ListenerContext, key: PoolRoute): PoolMember | DialError {
+  choose(ctx: ListenerContext, key: KeyRoute, params: ProxyUserParams): RoutedDevice | DialError {
+    if (!isPoolRoute(key)) {
+      if (params === NO_PARAMS || fitsFilters(key, params.country, params.device)) return key;
+      return this.noDevice(ctx, 'no_device', key.id, 1);
+    }
     const { selector } = this.deps;
-    const choice = selector === undefined ? 'no_device' : selector.choose(key.set, { keyId: key.keyId });
+    const choice = selector === undefined ? 'no_device' : selector.choose(key.set, selectionOf(key, params));
     if (typeof choice !== 'string') return choice;
-    const err = new DialError(choice, choice === 'no_device' ? `key ${key.keyId}: none of its ${key.set.devices.length} device(s) is eligible` : `key ${key.keyId}: the session's device is down`);
-    this.deps.log.info({ listener: ctx.listener, keyId: key.keyId, reason: choice }, 'no device for the connection');
-    this.deps.metrics.dialError(choice);
+    return this.noDevice(ctx, choice, key.keyId, key.set.devices.length);
+  }
+
+  private noDevice(ctx: ListenerContext, reason: 'no_device' | 'session_device_down', keyId: number, devices: number): DialError {
+    const err = new DialError(reason, reason === 'no_device' ? `key ${keyId}: none of its ${devices} device(s) is eligible` : `key ${keyId}: the session's device is down`);
+    this.deps.log.info({ listener: ctx.listener, keyId, reason }, 'no device for the connection');
+    this.deps.metrics.dialError(reason);
     return err;
   }
 
-  /** A connection through a pool device worked: its breaker closes and its failures are forgotten. */
-  succeeded(device: PoolMember): DeviceState | undefined {
+  /** A connection through a device worked: its breaker closes and its failures are forgotten. */
+  succeeded(device: RoutedDevice): DeviceState | undefined {
     const board = this.deps.board;
     if (board === undefined) return undefined;
     const state = board.state(device.id);
@@ -162,8 +184,8 @@ export class TunnelPipeline {
     return state;
   }
 
-  /** A connection through a pool device failed: counted against it when the failure is the device's own. */
-  failed(device: PoolMember, err: DialError): FailureScope {
+  /** A connection through a device failed: counted against it when the failure is the device's own. */
+  failed(device: RoutedDevice, err: DialError): FailureScope {
     const board = this.deps.board;
     return board === undefined ? failureScope(err.reason, err.dialed) : board.failed(board.state(device.id), err.reason, err.dialed);
   }
@@ -172,23 +194,27 @@ export class TunnelPipeline {
    * Stages 4 and 5: the device key's one device, or for a pool key a chosen one; connected, and for a pool key after a
    * device-level failure (the device offline, unreachable, refusing or silent before we reached it) the next one, at
    * most MAX_FAILOVERS more, all within the one connect timeout. A failure the device reports about the destination is
-   * answered as it is, never retried. Every failure is counted and logged here.
+   * answered as it is, never retried. Every failure is counted and logged here, and every outcome reaches the device's
+   * health, whichever kind of key it came through.
    */
-  private async open(ctx: ListenerContext, key: KeyRoute, target: Target): Promise<{ route: DeviceRoute; device: DeviceState | undefined; upstream: Socket } | DialError> {
+  private async open(ctx: ListenerContext, key: KeyRoute, params: ProxyUserParams, target: Target): Promise<{ route: RoutedDevice; device: DeviceState | undefined; upstream: Socket } | DialError> {
+    const chosen = this.choose(ctx, key, params);
+    if (chosen instanceof DialError) return chosen;
     if (!isPoolRoute(key)) {
       try {
-        return { route: key, device: undefined, upstream: await this.deps.connector.open(key, target) };
+        const upstream = await this.deps.connector.open(chosen, target);
+        return { route: chosen, device: this.succeeded(chosen), upstream };
       } catch (err) {
         const e = asDialError(err);
-        ctx.dialFailed(key, e);
+        ctx.dialFailed(chosen, e);
+        this.failed(chosen, e);
         return e;
       }
     }
-    const chosen = this.choose(ctx, key);
-    if (chosen instanceof DialError) return chosen;
     const deadline = performance.now() + this.deps.connector.connectTimeoutMs;
-    const tried: PoolMember[] = [];
+    const tried: RoutedDevice[] = [];
     let member = chosen;
+    let selection: Selection | undefined;
     for (;;) {
       tried.push(member);
       try {
@@ -197,12 +223,22 @@ export class TunnelPipeline {
       } catch (err) {
         const e = asDialError(err);
         ctx.dialFailed(member, e);
-        if (this.failed(member, e) !== 'device' || performance.now() >= deadline) return e;
-        const next = this.deps.selector?.failover(key.set, { keyId: key.keyId }, tried);
+        if (this.failed(member, e) !== 'device') return e;
+        // A strict session insists on its device, so its device failing is the session's answer, whatever the cause.
+        if (params.strict) return new DialError('session_device_down', `key ${key.keyId}: the session's device failed (${e.reason})`);
+        if (performance.now() >= deadline) return e;
+        selection ??= selectionOf(key, params);
+        const next = this.deps.selector?.failover(key.set, selection, tried);
         if (next === undefined || next === null) return e;
         this.deps.metrics.failovers.inc();
         member = next;
       }
     }
   }
+}
+
+/** What the chooser is asked for one connection of a pool key; the key's shared one when the user name has no parameters. */
+function selectionOf(key: PoolRoute, params: ProxyUserParams): Selection {
+  if (params === NO_PARAMS) return key.plain;
+  return { keyId: key.keyId, session: params.session, sessTimeMin: params.sessionIdleMinutes, strict: params.strict, country: params.country, device: params.device };
 }

@@ -1,10 +1,13 @@
 // What a key resolves to on the data path: one device (a device key, the fast path every key had before pools), or
 // a prepared set of devices to choose from per connection (a pool key).
 import type { DeviceRoute } from '../core/route.js';
-import type { DeviceSet } from './select.js';
+import type { DeviceSet, Selection } from './select.js';
 
-/** A device of a pool key's target, as a route for that key and a candidate for the chooser. */
-export interface PoolMember extends DeviceRoute {
+/**
+ * A device as a key's route: what the dial needs, plus what the device chooser and the user-name filters read. A device
+ * key resolves to one; a pool key's set is made of them.
+ */
+export interface RoutedDevice extends DeviceRoute {
   readonly id: number;
   readonly name: string;
   readonly labels: Readonly<Record<string, string>>;
@@ -14,10 +17,12 @@ export interface PoolRoute {
   readonly keyId: number;
   readonly keyHash: string;
   /** The pool's enabled devices, prepared for choosing (empty: the key is valid but has nowhere to go). */
-  readonly set: DeviceSet<PoolMember>;
+  readonly set: DeviceSet<RoutedDevice>;
+  /** The selection of a connection whose user name has no parameters: made once per key, not per connection. */
+  readonly plain: Selection;
 }
 
-export type KeyRoute = DeviceRoute | PoolRoute;
+export type KeyRoute = RoutedDevice | PoolRoute;
 
 export function isPoolRoute(route: KeyRoute): route is PoolRoute {
   return (route as PoolRoute).set !== undefined;

@@ -253,3 +253,12 @@ export class DeviceSelector {
     return best;
   }
 }
+
+/**
+ * Whether one device passes the user name's filters, with narrow()'s rules; for a device key, whose target is a single
+ * device and needs no set.
+ */
+export function fitsFilters(d: Candidate, country: string | undefined, device: string | undefined): boolean {
+  if (device !== undefined && !(DECIMAL.test(device) && Number(device) === d.id) && d.name !== device) return false;
+  return country === undefined || d.labels.country?.toLowerCase() === country.toLowerCase();
+}

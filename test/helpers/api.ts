@@ -13,6 +13,8 @@ import { AddressAllowList } from '../../src/core/cidr.js';
 import type { DeviceRegistrar } from '../../src/headscale/types.js';
 import type { NodeStore, RegistryStore } from '../../src/store/types.js';
 import type { PeerLink, TailnetState, TailnetView } from '../../src/tailnet/types.js';
+import { DeviceBoard } from '../../src/tunnel/device-health.js';
+import { DeviceStatusFeed } from '../../src/tunnel/device-status.js';
 import { KeyResolver } from '../../src/tunnel/key-resolver.js';
 import { Metrics } from '../../src/tunnel/metrics.js';
 import { TunnelRegistry } from '../../src/tunnel/registry.js';
@@ -41,6 +43,8 @@ export interface Api {
   app: FastifyInstance;
   resolver: KeyResolver;
   tunnels: TunnelRegistry;
+  /** The device board behind the devices' live state, as the pipeline would keep it. */
+  deviceStatus: DeviceStatusFeed;
   setListening(up: boolean): void;
 }
 
@@ -51,7 +55,8 @@ export async function startApi(
   extra: { registrar?: DeviceRegistrar; tailnet?: TailnetView } = {},
 ): Promise<Api> {
   const config = loadConfig({ TAILGATE_DATA_DIR: '/unused', ...env });
-  const resolver = new KeyResolver(store, config.keyCache);
+  const deviceStatus = new DeviceStatusFeed(new DeviceBoard(), extra.tailnet);
+  const resolver = new KeyResolver(store, config.keyCache, { track: (d) => deviceStatus.track(d) });
   const tunnels = new TunnelRegistry();
   let up = true;
   const { bindings, registry } = createBindingServices({
@@ -72,12 +77,13 @@ export async function startApi(
     log,
     listening: () => up,
     tailnet: extra.tailnet,
+    deviceStatus,
   });
   assert.equal(app.server.listening, false, 'createApiServer must leave listening to the caller');
   await app.listen({ port: 0, host: '127.0.0.1' });
   const addr = app.server.address();
   assert.ok(addr !== null && typeof addr === 'object');
-  return { base: `http://127.0.0.1:${addr.port}`, app, resolver, tunnels, setListening: (v) => (up = v) };
+  return { base: `http://127.0.0.1:${addr.port}`, app, resolver, tunnels, deviceStatus, setListening: (v) => (up = v) };
 }
 
 export interface Answer {

@@ -6,8 +6,7 @@ import { pino } from 'pino';
 import type { Timeouts } from '../../src/tunnel/types.js';
 import type { Dialer } from '../../src/core/dialer.js';
 import { hashKey } from '../../src/core/key.js';
-import type { DeviceRoute } from '../../src/core/route.js';
-import type { RouteResolver } from '../../src/tunnel/routes.js';
+import type { RoutedDevice, RouteResolver } from '../../src/tunnel/routes.js';
 import type { Logger } from '../../src/log.js';
 import { Metrics } from '../../src/tunnel/metrics.js';
 import type { ProxyDeps } from '../../src/proxy/deps.js';
@@ -23,18 +22,19 @@ import { closeServer, listen, makeSelfSignedCert, startEchoTarget, startHttpsTar
 import { waitFor } from '../../testbed/wait.js';
 
 export class MemoryResolver implements RouteResolver {
-  private readonly routes = new Map<string, DeviceRoute>();
+  private readonly routes = new Map<string, RoutedDevice>();
   private nextId = 1;
   lookups = 0;
   failing = false;
 
-  bind(key: string, device: { ip: string; port: number; protocol?: 'http' | 'socks5' }): DeviceRoute {
-    const route: DeviceRoute = { nodeId: this.nextId++, keyHash: hashKey(key), ip: device.ip, port: device.port, protocol: device.protocol ?? 'http' };
+  bind(key: string, device: { ip: string; port: number; protocol?: 'http' | 'socks5' }): RoutedDevice {
+    const id = this.nextId++;
+    const route: RoutedDevice = { nodeId: id, id, name: `device-${id}`, labels: {}, keyHash: hashKey(key), ip: device.ip, port: device.port, protocol: device.protocol ?? 'http' };
     this.routes.set(route.keyHash, route);
     return route;
   }
 
-  async resolveHash(keyHash: string): Promise<DeviceRoute | null> {
+  async resolveHash(keyHash: string): Promise<RoutedDevice | null> {
     this.lookups++;
     if (this.failing) throw new Error('store is down');
     return this.routes.get(keyHash) ?? null;
