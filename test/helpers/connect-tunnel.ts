@@ -11,11 +11,14 @@ export async function adminCall(apiPort: number, token: string, method: string, 
   return { status: res.status, json: await res.json() };
 }
 
-/** A raw CONNECT tunnel through a gateway's HTTP listener to 127.0.0.1:targetPort, kept open by the test. */
-export function openTunnel(httpPort: number, key: string, targetPort: number): Promise<net.Socket> {
+/**
+ * A raw CONNECT tunnel through a gateway's HTTP listener to 127.0.0.1:targetPort, kept open by the test. `user`: the
+ * proxy user name, the key with parameters (default: the key alone).
+ */
+export function openTunnel(httpPort: number, key: string, targetPort: number, user = key): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const s = net.connect(httpPort, '127.0.0.1');
-    const auth = Buffer.from(`${key}:${key}`).toString('base64');
+    const auth = Buffer.from(`${user}:${key}`).toString('base64');
     s.setTimeout(5_000, () => s.destroy(new Error('tunnel setup timed out')));
     s.once('error', reject);
     s.once('close', () => reject(new Error('closed before the CONNECT answer')));
