@@ -13,7 +13,7 @@ import { endToEndHeaders, hasHeader, parseAbsoluteHttpUrl, parseBasicCredentials
 import type { DeviceConnector } from '../tunnel/connector.js';
 import type { ListenerContext } from '../tunnel/listener.js';
 import type { DeviceState } from '../tunnel/device-health.js';
-import type { TunnelPipeline } from '../tunnel/pipeline.js';
+import type { Authenticated, TunnelPipeline } from '../tunnel/pipeline.js';
 import type { RoutedDevice } from '../tunnel/routes.js';
 import type { ProxyDeps } from './deps.js';
 import { AUTH_REQUIRED_TEXT, HTTP_FAILURES, KEY_STORE_TEXT, PROXY_AUTHENTICATE, REFUSAL_STATUS, refusalHeaders, userParameterHeaders } from './failures.js';
@@ -186,7 +186,7 @@ export class Forwarder {
     }
     if (res.destroyed) return;
     if (expectsContinue) res.writeContinue();
-    new Forward(this, req, res, route, parsed, hasBody).send(false);
+    new Forward(this, req, res, auth, route, parsed, hasBody).send(false);
   }
 
   agentFor(route: DeviceRoute): DeviceAgent {
@@ -226,7 +226,9 @@ class Forward {
   /** Registered with the forwarder as waiting for the device's answer. */
   private awaiting = false;
   private headerTimer: NodeJS.Timeout | undefined;
-  private readonly device: DeviceState | undefined;
+  private device: DeviceState | undefined;
+  /** Devices this request was sent to, after a failover (the pipeline's failover needs them all). */
+  private tried: RoutedDevice[] | undefined;
   /** A connection to the device (and through it, for SOCKS5 devices, to the target) was made. */
   private connected = false;
   private finished = false;
@@ -236,8 +238,9 @@ class Forward {
     private readonly forwarder: Forwarder,
     private readonly req: IncomingMessage,
     private readonly res: Tagged<ServerResponse>,
-    /** The device chosen for it, whose load and health it counts toward. */
-    private readonly route: RoutedDevice,
+    private readonly auth: Authenticated,
+    /** The device chosen for it, whose load and health it counts toward; another one after a failover. */
+    private route: RoutedDevice,
     private readonly parsed: AbsoluteTarget,
     private readonly hasBody: boolean,
   ) {
@@ -371,12 +374,38 @@ class Forward {
       }
     }
     this.stopWaiting();
-    const e = err instanceof DialError ? err : new DialError('error', (err as NodeJS.ErrnoException).code ?? err.message);
+    let e = err instanceof DialError ? err : new DialError('error', (err as NodeJS.ErrnoException).code ?? err.message);
     if (this.connected) this.forwarder.ctx.failed(this.route, e);
     else this.forwarder.ctx.dialFailed(this.route, e);
-    if (err instanceof DialError) this.forwarder.pipeline.failed(this.route, e);
+    if (err instanceof DialError) {
+      const { pipeline } = this.forwarder;
+      // Nothing reached the device yet, and without a body nothing of the client's is lost: another device may serve it.
+      if (!this.connected && !this.gotResponse && !this.hasBody) {
+        this.tried ??= [this.route];
+        const next = pipeline.retry(this.auth.route, this.auth.params, this.tried, e, this.startedAt + pipeline.connector.connectTimeoutMs);
+        if (!(next instanceof DialError)) {
+          this.moveTo(next);
+          this.send(true);
+          return;
+        }
+        e = next;
+      } else {
+        pipeline.failed(this.route, e);
+      }
+    }
     const f = HTTP_FAILURES[e.reason];
     this.fail(f.status, e.reason, f.text);
+  }
+
+  private moveTo(next: RoutedDevice): void {
+    this.tried!.push(next);
+    const board = this.forwarder.ctx.parts.board;
+    if (board !== undefined) {
+      if (this.device !== undefined) board.tunnelClosed(this.device);
+      this.device = board.state(next.id);
+      board.tunnelOpened(this.device);
+    }
+    this.route = next;
   }
 
   /** No bytes either way for the idle timeout. */

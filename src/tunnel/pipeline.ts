@@ -214,7 +214,6 @@ export class TunnelPipeline {
     const deadline = performance.now() + this.deps.connector.connectTimeoutMs;
     const tried: RoutedDevice[] = [];
     let member = chosen;
-    let selection: Selection | undefined;
     for (;;) {
       tried.push(member);
       try {
@@ -223,17 +222,27 @@ export class TunnelPipeline {
       } catch (err) {
         const e = asDialError(err);
         ctx.dialFailed(member, e);
-        if (this.failed(member, e) !== 'device') return e;
-        // A strict session insists on its device, so its device failing is the session's answer, whatever the cause.
-        if (params.strict) return new DialError('session_device_down', `key ${key.keyId}: the session's device failed (${e.reason})`);
-        if (performance.now() >= deadline) return e;
-        selection ??= selectionOf(key, params);
-        const next = this.deps.selector?.failover(key.set, selection, tried);
-        if (next === undefined || next === null) return e;
-        this.deps.metrics.failovers.inc();
+        const next = this.retry(key, params, tried, e, deadline);
+        if (next instanceof DialError) return next;
         member = next;
       }
     }
+  }
+
+  /**
+   * After `err` on a connection through the last device in `tried`, before anything reached the client: records the
+   * failure against that device and says what to do next, the device to try instead or the error to answer with. Only
+   * a pool key's device-level failures fail over, at most MAX_FAILOVERS times and only before `deadline`; a strict
+   * session's device failing is the session's answer, whatever the cause. Used by open() and by the forwarder.
+   */
+  retry(key: KeyRoute, params: ProxyUserParams, tried: readonly RoutedDevice[], err: DialError, deadline: number): RoutedDevice | DialError {
+    if (this.failed(tried[tried.length - 1]!, err) !== 'device' || !isPoolRoute(key)) return err;
+    if (params.strict) return new DialError('session_device_down', `key ${key.keyId}: the session's device failed (${err.reason})`);
+    if (performance.now() >= deadline) return err;
+    const next = this.deps.selector?.failover(key.set, selectionOf(key, params), tried);
+    if (next === undefined || next === null) return err;
+    this.deps.metrics.failovers.inc();
+    return next;
   }
 }
 
