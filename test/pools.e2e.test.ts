@@ -107,6 +107,53 @@ test("a failure the device reports about the destination is answered as it is, n
   assert.equal(await failovers(), before, 'the destination refusing is no reason to try another device');
 });
 
+test("a key's life through curl: created, rotated, disabled, expired, deleted, each effective on the next connection", async () => {
+  const pools = await api('GET', '/pools');
+  const created = await api('POST', '/keys', { name: 'lifecycle', pool: pools.json[0].id });
+  assert.equal(created.status, 201, JSON.stringify(created.json));
+  const id = created.json.id;
+  const ok = async (key: string) => (await viaHttp(key, `http://127.0.0.1:${web.port}/`, ['-p'])).connectCode;
+  const refusedOverSocks = async (key: string) => (await viaSocks(key, `http://127.0.0.1:${web.port}/`)).exitCode === 97;
+  let key: string = created.json.key;
+  assert.equal(await ok(key), 200, 'usable at once');
+
+  const held = await openTunnel(gw.ports.http, key, echo.port);
+  const rotated = await api('POST', `/keys/${id}/rotate`);
+  assert.equal(rotated.status, 200);
+  assert.equal(await ok(key), 407, 'the old secret stops at once');
+  assert.ok(await refusedOverSocks(key));
+  assert.equal(held.destroyed, false, 'its open tunnel stays');
+  key = rotated.json.key;
+  assert.equal(await ok(key), 200, 'the new secret works');
+
+  const heldClosed = new Promise<void>((r) => held.once('close', () => r()));
+  const tunnel = await openTunnel(gw.ports.http, key, echo.port);
+  const tunnelClosed = new Promise<void>((r) => tunnel.once('close', () => r()));
+  assert.equal((await api('PATCH', `/keys/${id}`, { disabled: true })).status, 200);
+  await tunnelClosed;
+  assert.equal(await ok(key), 407, 'disabled');
+  assert.equal((await api('PATCH', `/keys/${id}`, { disabled: false })).status, 200);
+  assert.equal(await ok(key), 200, 'enabled again');
+
+  const again = await openTunnel(gw.ports.http, key, echo.port);
+  const againClosed = new Promise<void>((r) => again.once('close', () => r()));
+  assert.equal((await api('PATCH', `/keys/${id}`, { expiresAt: '2000-01-01T00:00:00Z' })).status, 200);
+  await againClosed;
+  assert.equal(await ok(key), 407, 'expired');
+  assert.equal((await api('PATCH', `/keys/${id}`, { expiresAt: null })).status, 200);
+  assert.equal(await ok(key), 200, 'no expiry again');
+
+  const last = await openTunnel(gw.ports.http, key, echo.port);
+  const lastClosed = new Promise<void>((r) => last.once('close', () => r()));
+  const deleted = await api('DELETE', `/keys/${id}`);
+  assert.equal(deleted.status, 200);
+  assert.equal(deleted.json.tunnelsClosed, 1);
+  await lastClosed;
+  assert.equal(await ok(key), 407, 'deleted');
+  held.destroy();
+  await heldClosed;
+});
+
 test('a dead device is failed over within the connect timeout, then kept out by its breaker', async () => {
   // Ties between equally loaded devices are broken at random, so the dead device is made the least loaded one: one
   // tunnel held open on each of the other two. Every choice then falls on it until its breaker opens.

@@ -300,7 +300,10 @@ describe('change notifications of the new tables', () => {
     const key = await writer.createKey({ keyHash: hashKey('notify-registry-1'), target: { device: device.id } });
     await waitFor('the insert', 10_000, () => changes.some((c) => c.op === 'insert' && c.keyHash === key.keyHash), 20);
     await writer.rotateKey(key.id, hashKey('notify-registry-2'));
-    await waitFor('the rotation', 10_000, () => changes.some((c) => c.op === 'delete' && c.keyHash === key.keyHash), 20);
+    // The old hash is announced as updated, not deleted: gateways forget it (the next lookup finds no such key) but keep
+    // the tunnels it opened, as a rotation promises.
+    await waitFor('the rotation', 10_000, () => changes.some((c) => c.op === 'update' && c.keyHash === key.keyHash), 20);
+    assert.ok(!changes.some((c) => c.op === 'delete' && c.keyHash === key.keyHash), 'a rotation deletes nothing');
     // A device change reaches the keys that target it by their hashes (no pools yet, so no resync).
     const before = resyncs;
     await writer.updateDevice(device.id, { port: 3128 });

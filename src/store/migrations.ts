@@ -196,6 +196,28 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE TRIGGER pool_devices_resync AFTER INSERT OR UPDATE OR DELETE ON pool_devices
         FOR EACH STATEMENT EXECUTE FUNCTION tailgate_pools_changed();`,
   },
+  {
+    version: 4,
+    name: 'a rotated key keeps its open tunnels on every gateway',
+    // A key row whose hash changes is a rotation: the old secret must be refused from the next connection on, and
+    // the tunnels it opened stay open. Version 2 announced the old hash as deleted, which every gateway (the one
+    // rotating included, through its own notification) answers by cutting those tunnels. Announced as updated, a
+    // gateway of any version forgets the cached route and the next lookup finds no such key.
+    sql: `
+      CREATE OR REPLACE FUNCTION tailgate_key_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF TG_OP = 'DELETE' THEN
+          PERFORM pg_notify('tailgate_nodes', 'DELETE:' || OLD.key_hash);
+          RETURN OLD;
+        END IF;
+        IF TG_OP = 'UPDATE' AND OLD.key_hash <> NEW.key_hash THEN
+          PERFORM pg_notify('tailgate_nodes', 'UPDATE:' || OLD.key_hash);
+        END IF;
+        PERFORM pg_notify('tailgate_nodes', TG_OP || ':' || NEW.key_hash);
+        RETURN NEW;
+      END
+      $$;`,
+  },
 ];
 
 // Any constant works as long as nothing else on the same database uses it; "tailgate" in ASCII.
