@@ -24,6 +24,8 @@ import { requireTailnetTools, type TailnetTools } from '../testbed/tailnet-tools
 const thisFile = fileURLToPath(import.meta.url);
 const repoRoot = path.resolve(path.dirname(thisFile), '..');
 const SCENE_TIMEOUT_MS = 12 * 60_000;
+/** tailgate's TAILGATE_CONNECT_TIMEOUT_MS in the scene. */
+const CONNECT_TIMEOUT_MS = 8_000;
 
 const inside = defineNetnsRun(thisFile, 'tailnet path end to end', SCENE_TIMEOUT_MS, async () => {
   // Created from outside: inside the namespace only the unix socket reaches PostgreSQL.
@@ -52,6 +54,10 @@ if (inside) {
     let echo: Awaited<ReturnType<typeof startEcho>>;
     let longTunnel: LineTunnel | undefined;
     let nodeIdA = 0;
+    /** The pool of A and B, its key (a secret: never logged) and the key's id. */
+    let poolId = 0;
+    let poolKeyId = 0;
+    let poolKey = '';
     const gwStateDir = () => path.join(tmp.dir, 'tailgate-ts');
     const gwSocket = () => path.join(gwStateDir(), 'tailscaled.sock');
 
@@ -66,6 +72,15 @@ if (inside) {
     };
     const viaHttp = (key: string, url: string, extra: string[] = []) => curl(['-x', `http://${key}:${key}@127.0.0.1:${httpProxy}`, ...extra, url], 30_000);
     const viaSocks = (key: string, url: string) => curl(['-x', `socks5h://${key}:${key}@127.0.0.1:${socksProxy}`, url], 30_000);
+    /** A pool key with user name parameters (`user` is `KEY-session-…`); the password is the key alone. */
+    const viaPoolHttp = (user: string, url: string, extra: string[] = []) => curl(['-x', `http://${user}:${poolKey}@127.0.0.1:${httpProxy}`, ...extra, url], 30_000);
+    const viaPoolSocks = (user: string, url: string) => curl(['-x', `socks5h://${user}:${poolKey}@127.0.0.1:${socksProxy}`, url], 30_000);
+    const metricsText = async () => {
+      const res = await fetch(`${api}/metrics`, { headers: auth });
+      assert.equal(res.status, 200);
+      return res.text();
+    };
+    const failovers = async () => Number(/^tailgate_failovers_total (\d+)/m.exec(await metricsText())?.[1] ?? NaN);
     const remoteOf = (r: CurlResult) => {
       assert.equal(r.exitCode, 0, `curl failed: ${r.stderr}`);
       assert.match(r.stdout, /^\{/, `not the destination's answer: ${r.stdout}`);
@@ -128,7 +143,7 @@ if (inside) {
         DATABASE_URL: `postgres:///${database}`,
         PGHOST: '/var/run/postgresql',
         PGUSER: 'postgres',
-        TAILGATE_CONNECT_TIMEOUT_MS: '8000',
+        TAILGATE_CONNECT_TIMEOUT_MS: String(CONNECT_TIMEOUT_MS),
         TS_AUTHKEY: scene.preAuthKey,
         TS_LOGIN_SERVER: HEADSCALE_URL,
         TS_HOSTNAME: 'tailgate',
@@ -242,6 +257,109 @@ if (inside) {
       });
     });
 
+    // Sticky sessions over a pool of the two real devices. Both sessions are put on A, the device the next step
+    // revokes anyway, so killing A's tailscaled here takes nothing from the steps after it.
+    let s1 = '';
+    let s2 = '';
+    const soft = () => `${poolKey}-session-${s1}`;
+    const strict = () => `${poolKey}-session-${s2}-strict-1`;
+
+    step('a pool key over A and B: a soft and a strict session each keep their device on both listeners', async () => {
+      const devices = (await apiCall('GET', '/devices')).json as unknown as { id: number; name: string }[];
+      const idOf = (name: string) => devices.find((d) => d.name === name)?.id;
+      assert.equal(idOf('device-a'), nodeIdA, 'a registered device has the id of its node');
+      const pool = await apiCall('POST', '/pools', { name: 'real-devices', devices: [idOf('device-a'), idOf('device-b')] });
+      assert.equal(pool.status, 201, JSON.stringify(pool.json));
+      poolId = pool.json.id as number;
+      const key = await apiCall('POST', '/keys', { name: 'real-pool', pool: poolId });
+      assert.equal(key.status, 201, JSON.stringify(key.json));
+      poolKeyId = key.json.id as number;
+      poolKey = key.json.key as string;
+
+      // A session's device is a rendezvous choice over the pool: try names until one lands on A.
+      const sessionOnA = async (prefix: string, strictOne: boolean) => {
+        for (let i = 0; i < 40; i++) {
+          const name = `${prefix}_${i}`;
+          const r = await viaPoolHttp(`${poolKey}-session-${name}${strictOne ? '-strict-1' : ''}`, `${whoami.url}/pick`, ['-p']);
+          if (remoteOf(r) === a.addr) return name;
+        }
+        assert.fail(`no ${prefix} session name out of 40 landed on A`);
+      };
+      s1 = await sessionOnA('soft', false);
+      s2 = await sessionOnA('strict', true);
+
+      for (let i = 0; i < 3; i++) {
+        assert.equal(remoteOf(await viaPoolHttp(soft(), `${whoami.url}/s1-http-${i}`)), a.addr, `s1 forwarded request ${i}`);
+        assert.equal(remoteOf(await viaPoolHttp(soft(), `${whoami.url}/s1-connect-${i}`, ['-p'])), a.addr, `s1 CONNECT ${i}`);
+        assert.equal(remoteOf(await viaPoolSocks(soft(), `${whoami.url}/s1-socks-${i}`)), a.addr, `s1 SOCKS5 ${i}`);
+      }
+      assert.equal(remoteOf(await viaPoolHttp(strict(), `${whoami.url}/s2-http`)), a.addr);
+      assert.equal(remoteOf(await viaPoolSocks(strict(), `${whoami.url}/s2-socks`)), a.addr);
+    });
+
+    step("with A's tailscaled killed, the soft session's next connection leaves through B within the connect timeout and stays there; the strict session is refused with session_device_down", async () => {
+      const failoversBefore = await failovers();
+      a.tailscaled.kill('SIGKILL');
+      await waitFor("A's tailscaled to exit", 5_000, () => (a.tailscaled.exitCode !== null || a.tailscaled.signalCode !== null ? true : undefined), 20);
+
+      // The tailnet still calls A online (control's grace), so this connection dials A first and must move.
+      let started = Date.now();
+      const moved = await viaPoolHttp(soft(), `${whoami.url}/s1-moved`, ['-p']);
+      const movedMs = Date.now() - started;
+      assert.equal(moved.connectCode, 200, `the moved connection: ${moved.headers['x-tailgate-error'] ?? ''} ${moved.stderr}`);
+      assert.equal(remoteOf(moved), b.addr, 'the soft session left through the other device');
+      assert.ok(movedMs < CONNECT_TIMEOUT_MS + 1_500, `moved within the connect timeout: ${movedMs} ms`);
+      const moves = (await failovers()) - failoversBefore;
+      assert.ok(moves >= 1, `tailgate_failovers_total counted the move (+${moves})`);
+
+      for (let i = 0; i < 2; i++) {
+        assert.equal(remoteOf(await viaPoolHttp(soft(), `${whoami.url}/s1-after-connect-${i}`, ['-p'])), b.addr, `s1 CONNECT ${i} after the move`);
+        assert.equal(remoteOf(await viaPoolSocks(soft(), `${whoami.url}/s1-after-socks-${i}`)), b.addr, `s1 SOCKS5 ${i} after the move`);
+        assert.equal(remoteOf(await viaPoolHttp(soft(), `${whoami.url}/s1-after-http-${i}`)), b.addr, `s1 forwarded request ${i} after the move`);
+      }
+
+      // Whether the tailnet already calls A offline or A is dialled and stays silent, the strict session is refused.
+      started = Date.now();
+      const refused = await viaPoolHttp(strict(), `${whoami.url}/s2-connect`, ['-p']);
+      const strictMs = Date.now() - started;
+      assert.equal(refused.connectCode, 502, refused.stderr);
+      assert.equal(refused.headers['x-tailgate-error'], 'session_device_down');
+      assert.ok(strictMs < CONNECT_TIMEOUT_MS + 1_500, `refused within the connect timeout: ${strictMs} ms`);
+
+      const deviceA = async () => (await apiCall('GET', `/devices/${nodeIdA}`)).json as { health: { state: string; reason: string | null } };
+      started = Date.now();
+      await waitFor('A down (offline) in GET /devices/:id', 60_000, async () => {
+        const { health } = await deviceA();
+        return health.state === 'down' && health.reason === 'offline' ? true : undefined;
+      }, 250);
+      const offlineAfterMs = Date.now() - started;
+      assert.match(await metricsText(), /^tailgate_device_up\{device="device-a"\} 0$/m);
+      assert.match(await metricsText(), /^tailgate_device_up\{device="device-b"\} 1$/m);
+
+      // Once the board has A down, the strict session is refused at once on every path.
+      started = Date.now();
+      const viaConnect = await viaPoolHttp(strict(), `${whoami.url}/s2-connect-offline`, ['-p']);
+      const viaForward = await viaPoolHttp(strict(), `${whoami.url}/s2-http-offline`);
+      const viaSocks5 = await viaPoolSocks(strict(), `${whoami.url}/s2-socks-offline`);
+      const knownDownMs = Date.now() - started;
+      assert.equal(viaConnect.connectCode, 502, viaConnect.stderr);
+      assert.equal(viaConnect.headers['x-tailgate-error'], 'session_device_down');
+      assert.equal(viaForward.httpCode, 502, viaForward.stderr);
+      assert.equal(viaForward.headers['x-tailgate-error'], 'session_device_down');
+      assert.equal(viaSocks5.exitCode, 97, viaSocks5.stderr);
+      assert.match(viaSocks5.stderr, /\(4\)|unreachable/i, viaSocks5.stderr);
+      assert.ok(knownDownMs < 2_000, `refused at once: ${knownDownMs} ms for all three`);
+      assert.equal(remoteOf(await viaPoolHttp(soft(), `${whoami.url}/s1-still-b`, ['-p'])), b.addr);
+      process.stderr.write(
+        `pool session: moved connection ${movedMs} ms (failovers +${moves}), strict refusal ${strictMs} ms before the board knew, ` +
+          `A down on the board ${offlineAfterMs} ms later, strict refusals ${knownDownMs} ms for three once known\n`,
+      );
+
+      // The pool goes, so revoking A's key (the next step) deletes device A as before instead of keeping it as a member.
+      assert.equal((await apiCall('DELETE', `/keys/${poolKeyId}`)).status, 200);
+      assert.equal((await apiCall('DELETE', `/pools/${poolId}`)).status, 200);
+    });
+
     step('revoking K_A (with purge) closes its open tunnel at once, refuses the key, and deletes A in Headscale', async () => {
       const res = await apiCall('DELETE', `/nodes/${nodeIdA}?purge=true`);
       assert.equal(res.status, 200, JSON.stringify(res.json));
@@ -322,7 +440,7 @@ if (inside) {
       assert.match(dead.stderr, /^< HTTP\/1\.1 (504|502) /m, dead.stderr);
       assert.match(dead.stderr, /^< x-tailgate-error: (timeout|offline)\r?$/im, dead.stderr);
       // The connect timeout is 8 s here; the idle timeout (300 s) must play no part.
-      assert.ok(deadMs < 8_000 + 2_000, `answered after ${deadMs} ms`);
+      assert.ok(deadMs < CONNECT_TIMEOUT_MS + 2_000, `answered after ${deadMs} ms`);
 
       const nodeOnline = async () => ((await apiCall('GET', '/nodes')).json as unknown as { ip: string; online: boolean | null }[]).find((n) => n.ip === cIp)?.online;
       await waitFor('tailgate to report C offline', 60_000, async () => ((await nodeOnline()) === false ? true : undefined), 250);
@@ -371,6 +489,7 @@ if (inside) {
         ['key A', a.registrationKey],
         ['key B', b.registrationKey],
         ['key C', c.registrationKey],
+        ['pool key', poolKey],
       ] as const) {
         assert.ok(!log.includes(secret), `${name} appears in the log`);
       }

@@ -115,7 +115,7 @@ class OfflineRecheck implements ConnectLayer {
     if (check === undefined || (check.online === false && !check.liveSession)) throw offlineError(ip, check);
     if (msLeft(attempt) <= 0) throw new DialError('timeout', `${ip}: connect timeout used up while checking whether the device is online`);
     if (check.online !== false) return this.next.connect(attempt);
-    attempt.dialBudgetMs = OFFLINE_PROBE_MS;
+    attempt.dialBudgetMs = Math.min(attempt.dialBudgetMs, OFFLINE_PROBE_MS);
     try {
       return await this.next.connect(attempt);
     } catch (err) {
@@ -163,8 +163,10 @@ export class DeviceConnector {
    * Resolves with the socket not flowing yet (the relay or the HTTP client starts it), any early bytes from the target
    * unshifted, and an error listener parked on it; rejects with DialError only.
    */
-  open(route: DeviceRoute, target: Target, deadline?: number): Promise<Socket> {
-    return this.chain.connect(this.attempt(route, target, deadline));
+  open(route: DeviceRoute, target: Target, deadline?: number, dialBudgetMs?: number): Promise<Socket> {
+    const attempt = this.attempt(route, target, deadline);
+    if (dialBudgetMs !== undefined) attempt.dialBudgetMs = dialBudgetMs;
+    return this.chain.connect(attempt);
   }
 
   /** A raw connection to the device's proxy (for forwarding absolute-form HTTP requests to an HTTP device). */
@@ -172,7 +174,10 @@ export class DeviceConnector {
     return this.chain.connect(this.attempt(route, null));
   }
 
-  /** `deadline`: performance.now() by which to be done, for a failover that shares one connect timeout; default a full one. */
+  /**
+   * `deadline`: performance.now() by which to be done, for a failover that shares one connect timeout; default a full
+   * one. `dialBudgetMs` (open): the most the dial alone may take, so a silent device leaves time for the next one.
+   */
   private attempt(route: DeviceRoute, target: Target | null, deadline = performance.now() + this.connectTimeoutMs): Attempt {
     return { route, target, deadline, dialBudgetMs: this.connectTimeoutMs, dialed: false };
   }

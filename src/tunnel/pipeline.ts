@@ -10,7 +10,7 @@ import type { DeviceRoute } from '../core/route.js';
 import { NO_PARAMS, type ProxyUserParams } from '../protocol/proxy-user.js';
 import { isPoolRoute, type KeyRoute, type RoutedDevice, type PoolRoute, type RouteResolver } from './routes.js';
 import { failureScope, type DeviceState, type FailureScope } from './device-health.js';
-import { fitsFilters, type DeviceSelector, type Selection } from './select.js';
+import { fitsFilters, MAX_FAILOVERS, type DeviceSelector, type Selection } from './select.js';
 import type { Target } from '../core/target.js';
 import { authenticate } from './auth.js';
 import type { DeviceConnector } from './connector.js';
@@ -212,12 +212,17 @@ export class TunnelPipeline {
       }
     }
     const deadline = performance.now() + this.deps.connector.connectTimeoutMs;
+    // How many devices this connection may be tried on (a strict session: its own only).
+    const movable = params.strict ? 1 : key.set.narrow(params.country, params.device).size;
     const tried: RoutedDevice[] = [];
     let member = chosen;
     for (;;) {
       tried.push(member);
+      // While another device may follow, the dial gets half of what is left: a device that died silently (the tailnet
+      // still calling it online) would otherwise use up the connect timeout and leave the next device none.
+      const budget = tried.length <= MAX_FAILOVERS && tried.length < movable ? Math.ceil((deadline - performance.now()) / 2) : undefined;
       try {
-        const upstream = await this.deps.connector.open(member, target, deadline);
+        const upstream = await this.deps.connector.open(member, target, deadline, budget);
         return { route: member, device: this.succeeded(member), upstream };
       } catch (err) {
         const e = asDialError(err);
