@@ -265,6 +265,17 @@ describe('revoke and purge', () => {
 });
 
 describe('changes announced through the store', () => {
+  test("this gateway's own revocation counts the tunnels its change notification cut first", async () => {
+    const key = newKey();
+    const keyHash = hashKey(key);
+    const open = [await sockets.open(keyHash), await sockets.open(keyHash)];
+    service.applyChange({ op: 'delete', keyHash });
+    for (const t of open) await t.closed();
+    assert.equal(new RecordingTunnels([]).closeKey(keyHash), 0, 'another registry has nothing to claim');
+    assert.equal(tunnels.closeKey(keyHash), 2, 'the revocation that follows claims the two');
+    assert.equal(tunnels.closeKey(keyHash), 0, 'once');
+  });
+
   test('an update drops the cached route; a delete also cuts the key’s tunnels; a resync drops every route', async () => {
     const key = newKey();
     const tunnel = await sockets.open(hashKey(key));
@@ -272,7 +283,7 @@ describe('changes announced through the store', () => {
     assert.deepEqual(steps, ['cache.invalidate']);
     assert.equal(tunnel.client.destroyed, false);
     service.applyChange({ op: 'delete', keyHash: hashKey(key) });
-    assert.deepEqual(steps, ['cache.invalidate', 'cache.invalidate', 'tunnels.closeKey']);
+    assert.deepEqual(steps, ['cache.invalidate', 'cache.invalidate', 'tunnels.closeKeyOnChange']);
     await tunnel.closed();
     service.resync();
     assert.deepEqual(steps.slice(-1), ['cache.invalidateAll']);

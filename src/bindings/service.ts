@@ -24,6 +24,8 @@ export interface KeyCache {
 export interface TunnelCutter {
   /** Destroys every open tunnel of the key; returns how many there were. */
   closeKey(keyHash: string): number;
+  /** closeKey() on a change notification; this gateway's own revocation of the key, if any, still counts them. */
+  closeKeyOnChange(keyHash: string): number;
 }
 
 /** The device addresses that may be registered. */
@@ -201,7 +203,7 @@ export class BindingService {
    */
   applyChange(change: NodeChange): void {
     this.deps.keyCache.invalidate(change.keyHash);
-    if (change.op === 'delete') this.deps.tunnels.closeKey(change.keyHash);
+    if (change.op === 'delete') this.deps.tunnels.closeKeyOnChange(change.keyHash);
   }
 
   /** Notifications may have been lost (the listener reconnected): forget every cached route. */

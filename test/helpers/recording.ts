@@ -51,6 +51,11 @@ export class RecordingTunnels extends TunnelRegistry {
     this.steps.push('tunnels.closeKey');
     return n;
   }
+  override closeKeyOnChange(keyHash: string): number {
+    const n = super.closeKeyOnChange(keyHash);
+    this.steps.push('tunnels.closeKeyOnChange');
+    return n;
+  }
 }
 
 /** Runs fn and returns the BindingError it rejects with. */
