@@ -1,9 +1,10 @@
 // Cost of choosing a device among 1,000 (issue 10: at most 5 µs per tunnel), in-process, no I/O:
 //   node --import tsx bench/select.ts [--devices N] [--ms M]
-// Rows: no session (least loaded, all devices equally loaded, so the random tie-break covers all of them); a session
+// Rows: no session (least loaded, all devices equally loaded, so the random tie-break covers all of them; then with
+// a country filter; then with a quarter of the devices at the lowest load, spread over the list); a session
 // whose pin is warm; a fresh session per choice (rendezvous over every device, plus a new pin, evicting the oldest
-// once the table is full). Each row runs for --ms after a warm-up, and reports ns per choice by wall clock and by this process's CPU time (the
-// latter holds up better on a shared machine), each the median of 5 runs.
+// in a full table). Each row runs for --ms after a warm-up, and reports ns per choice by wall clock and by this
+// process's CPU time (the latter holds up better on a shared machine), each the median of 5 runs.
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -82,14 +83,22 @@ function floorPass(): void {
   sink += min;
 }
 
+// Its own count, not the step index: measure() numbers the steps of every run from 0, which would make each run
+// after the first start with sessions the run before pinned (warm pins, not fresh ones).
+let fresh = 0;
+function pickFresh(): void {
+  pick(freshSelections[fresh++ % FRESH]!);
+}
+
 const noSession: Selection = { keyId: 7 };
 const warm: Selection = { keyId: 7, session: 'warm_session' };
 const country: Selection = { keyId: 7, country: 'DE' };
 const ROWS: Record<string, (i: number) => void> = {
   'no session (least loaded)': () => pick(noSession),
   'no session, country filter (500 left)': () => pick(country),
+  'no session, 1 in 4 least loaded': () => pick(noSession),
   'session, warm pin': () => pick(warm),
-  'session, fresh (rendezvous + new pin)': (i) => pick(freshSelections[i % FRESH]!),
+  'session, fresh (rendezvous + new pin)': pickFresh,
   'floor: one bare pass over the devices': floorPass,
 };
 
@@ -98,6 +107,13 @@ const ROWS: Record<string, (i: number) => void> = {
 const row = process.argv.indexOf('--row');
 if (row >= 0) {
   const name = process.argv[row + 1]!;
+  // A full pin table first, so every measured fresh session also evicts the oldest pin, as on a gateway that has
+  // been seeing new sessions for a while.
+  if (ROWS[name] === pickFresh) while (selector.pins.size < selector.pins.max) pickFresh();
+  // Loads that differ: one tunnel on three devices of every four, so the choice is among the 250 others.
+  if (name === 'no session, 1 in 4 least loaded') {
+    for (const d of devices) if (d.id % 4 !== 0) board.tunnelOpened(board.state(d.id));
+  }
   const [wall, cpu] = measure(ROWS[name]!);
   console.log(`${name.padEnd(40)} ${wall.toFixed(0).padStart(8)} ${cpu.toFixed(0).padStart(8)}`);
   if (sink < 0) console.log(sink);

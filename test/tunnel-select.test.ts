@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { FailureReason } from '../src/core/failure.js';
 import { BREAKER_OPEN_MS, DeviceBoard, failureScope } from '../src/tunnel/device-health.js';
+import { deviceSeed, mixFirst, sessionHash, weight, weightRank } from '../src/tunnel/rendezvous.js';
 import { type Candidate, DeviceSelector, MAX_FAILOVERS, type Selection } from '../src/tunnel/select.js';
 import { SessionPins } from '../src/tunnel/session-pins.js';
 
@@ -218,6 +219,30 @@ describe('choosing without a session', () => {
     assert.deepEqual(picks, [1, 3, 4, 5]);
   });
 
+  test('with the random source, every tied device is about equally likely, and no other ever comes up', () => {
+    const { board, selector } = setup();
+    const devices = fleet(10);
+    const set = selector.prepare(devices);
+    const count = (choices: number): Map<number, number> => {
+      const counts = new Map<number, number>();
+      for (let i = 0; i < choices; i++) {
+        const id = chosen(selector.choose(set, { keyId: 1 })).id;
+        counts.set(id, (counts.get(id) ?? 0) + 1);
+      }
+      return counts;
+    };
+    // All tied: 2,000 each on average, a standard deviation of about 42.
+    const all = count(20_000);
+    assert.equal(all.size, 10);
+    for (const [id, n] of all) assert.ok(n > 1700 && n < 2300, `device ${id} chosen ${n} times of 20000`);
+    // Tied at the lowest load: 4 and 5 (after a run of busier devices), 8, 9 and 10; 7 is down.
+    for (const id of [1, 2, 3, 6]) board.tunnelOpened(board.state(id));
+    board.setOnline(7, false);
+    const some = count(10_000);
+    assert.deepEqual([...some.keys()].sort((a, b) => a - b), [4, 5, 8, 9, 10]);
+    for (const [id, n] of some) assert.ok(n > 1700 && n < 2300, `device ${id} chosen ${n} times of 10000`);
+  });
+
   test('spreads connections evenly as the tunnels open', () => {
     const { board, selector } = setup();
     const devices = fleet(5);
@@ -262,6 +287,42 @@ describe('sticky sessions', () => {
     // 40 per device on average: a well-mixed hash leaves none far out.
     assert.equal(counts.size, 50);
     for (const [id, n] of counts) assert.ok(n >= 15 && n <= 70, `device ${id} got ${n} of 2000 sessions`);
+  });
+
+  test('the choice is the eligible device of highest weight, ties to the lower id, whatever the list order', () => {
+    const { board, selector } = setup();
+    const devices = fleet(200);
+    for (let id = 3; id <= 200; id += 7) board.setOnline(id, false);
+    const sets = [selector.prepare(devices), selector.prepare([...devices].reverse())];
+    for (let i = 0; i < 500; i++) {
+      const h = sessionHash(4, `w${i}`);
+      let best = -1;
+      let bestWeight = -1;
+      for (const d of devices) {
+        const w = weight(h, deviceSeed(d.id));
+        if (board.eligible(board.state(d.id)) && (w > bestWeight || (w === bestWeight && d.id < best))) {
+          best = d.id;
+          bestWeight = w;
+        }
+      }
+      for (const set of sets) assert.equal(chosen(selector.choose(set, { keyId: 4, session: `w${i}` })).id, best, `session w${i}`);
+    }
+    // Equal weights only come from the same id listed twice: the first listed wins, as before.
+    const twice = [device(5), device(9), device(5)];
+    for (let i = 0; i < 20; i++) {
+      const d = chosen(selector.choose(selector.prepare(twice), { keyId: 4, session: `t${i}` }));
+      assert.notEqual(d, twice[2]);
+    }
+  });
+
+  test('weightRank orders as weight does: weight - 2^31, from the first mixing step of each side', () => {
+    const values = [0, 1, 0x7fffffff, 0x80000000, 0xffffffff, 0x5bd1e995, 0x9747b28c];
+    for (let i = 0; i < 2000; i++) values.push(Math.floor(Math.random() * 0x1_0000_0000));
+    for (let i = 0; i < values.length; i++) {
+      const a = values[i]!;
+      const b = values[(i * 7 + 3) % values.length]!;
+      assert.equal(weightRank(mixFirst(a), mixFirst(b)), weight(a, b) - 0x80000000, `weight(${a}, ${b})`);
+    }
   });
 
   test('the key is part of the hash: the same session name under another key is an independent choice', () => {
@@ -381,6 +442,32 @@ describe('sticky sessions', () => {
     const set = selector.prepare(fleet(10));
     for (let i = 0; i < 1000; i++) chosen(selector.choose(set, { keyId: 1, session: `s${i}` }));
     assert.equal(selector.pins.size, 100);
+  });
+
+  test('the pin table keeps the most recently used pins through many evictions and deletes', () => {
+    const clock = new ManualClock();
+    const pins = new SessionPins(50, clock);
+    for (let i = 1; i < 5000; i++) {
+      pins.set(`k:${i}`, i, MINUTE);
+      // One old pin in use all along is never the one evicted.
+      if (i === 1) pins.set('k:0', 0, MINUTE);
+      pins.use('k:0', pins.get('k:0')!, MINUTE);
+      if (i % 97 === 0) pins.delete(`k:${i - 3}`);
+    }
+    assert.equal(pins.size, 50);
+    assert.equal(pins.get('k:0')?.deviceId, 0);
+    for (let i = 4951; i < 5000; i++) assert.equal(pins.get(`k:${i}`)?.deviceId, i, `pin ${i}`);
+    assert.equal(pins.get('k:4950'), undefined, 'evicted: the least recently used');
+
+    // A pin dropped between get and use (idled out) comes back with use.
+    const small = new SessionPins(2, clock);
+    small.set('a', 1, 10);
+    const pin = small.get('a')!;
+    clock.advance(11);
+    assert.equal(small.get('a'), undefined);
+    small.use('a', pin, 10);
+    assert.equal(small.get('a')?.deviceId, 1);
+    assert.equal(small.size, 1);
   });
 });
 

@@ -5,12 +5,20 @@
 
 /** murmur3's 32-bit finalizer: a bijection on 32 bits in which every input bit flips each output bit with p ≈ 1/2. */
 export function mix32(h: number): number {
-  h ^= h >>> 16;
+  return mixRest(mixFirst(h)) >>> 0;
+}
+
+/** mix32's first step; linear over xor, so mixFirst(a ^ b) = mixFirst(a) ^ mixFirst(b). */
+export function mixFirst(h: number): number {
+  return h ^ (h >>> 16);
+}
+
+/** The rest of mix32, as a signed 32-bit integer. */
+function mixRest(h: number): number {
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
   h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+  return h ^ (h >>> 16);
 }
 
 // Distinct constants for the two hash families, so a device id and a key id of the same value are unrelated.
@@ -39,4 +47,14 @@ export function sessionHash(keyId: number, session: string): number {
 /** The weight of a device (by its seed) for a session (by its hash); the highest weight wins. */
 export function weight(session: number, seed: number): number {
   return mix32(session ^ seed);
+}
+
+/**
+ * weight(session, seed) - 2^31, from mixFirst(session) and mixFirst(seed): orders devices exactly as weight does,
+ * for the chooser's loop over every device. The first step is done once per session and once per device instead of
+ * once per pair, and flipping the top bit of the unsigned weight keeps every value a signed 32-bit integer, which
+ * the engine keeps unboxed (half of the unsigned weights are above 2^31 and would be doubles).
+ */
+export function weightRank(sessionFirst: number, seedFirst: number): number {
+  return mixRest(sessionFirst ^ seedFirst) ^ 0x80000000;
 }

@@ -3,7 +3,7 @@
 // (DeviceBoard for health and load, SessionPins for sessions): no I/O, no timers, the clock and randomness passed in.
 // A key's device list is prepared once (seeds, indexes, label groups) and reused by every tunnel until it changes.
 import type { DeviceBoard } from './device-health.js';
-import { deviceSeed, sessionHash, weight } from './rendezvous.js';
+import { deviceSeed, mixFirst, sessionHash, weightRank } from './rendezvous.js';
 import { MAX_PINS, pinKey, SessionPins } from './session-pins.js';
 
 export interface Candidate {
@@ -39,6 +39,8 @@ const NOT_ELIGIBLE = 0x7fffffff;
 /** A prepared device list: the devices of one key's target, with what choosing needs precomputed. */
 export class DeviceSet<D extends Candidate> {
   readonly seeds: Uint32Array;
+  /** @internal mixFirst of each seed, what the chooser's rendezvous loop hashes with (see weightRank). */
+  readonly seedsFirst: Int32Array;
   /** DeviceBoard slots, by index. */
   readonly slots: Int32Array;
   private readonly indexById = new Map<number, number>();
@@ -55,10 +57,12 @@ export class DeviceSet<D extends Candidate> {
   ) {
     this.slots = Int32Array.from(slots);
     this.seeds = new Uint32Array(devices.length);
+    this.seedsFirst = new Int32Array(devices.length);
     this.countryOf = new Array<string>(devices.length);
     for (let i = 0; i < devices.length; i++) {
       const d = devices[i]!;
       this.seeds[i] = deviceSeed(d.id);
+      this.seedsFirst[i] = mixFirst(this.seeds[i]!);
       if (!this.indexById.has(d.id)) this.indexById.set(d.id, i);
       if (!this.indexByName.has(d.name)) this.indexByName.set(d.name, i);
       this.countryOf[i] = d.labels.country?.toLowerCase() ?? '';
@@ -128,8 +132,6 @@ export interface SelectorOptions {
 export class DeviceSelector {
   readonly pins: SessionPins;
   private readonly random: () => number;
-  /** leastLoaded's scratch list of tied devices, kept to avoid an allocation per choice. */
-  private ties = new Int32Array(64);
 
   constructor(
     readonly board: DeviceBoard,
@@ -216,39 +218,67 @@ export class DeviceSelector {
     const slots = pool.slots;
     const from = this.board.eligibleFrom;
     const open = this.board.openTunnels;
-    if (this.ties.length < slots.length) this.ties = new Int32Array(slots.length);
-    // One pass: the indexes tied at the lowest load so far are collected, and restart when a lower load turns up.
-    const ties = this.ties;
-    // An ineligible device counts as loaded beyond any real load, which keeps the loop to one test per device.
+    const size = slots.length;
+    // The first pass counts the devices tied at the lowest load and notes the first and last of them; the r-th in
+    // list order is the choice, found without a second pass when all are tied, or it is the first or the last, else
+    // by a scan from the nearer of those two. A scan from a random start taking the first minimum would need one pass
+    // and no count, but when loads differ it favours the tied device after the longest run of busier ones, and would
+    // pile a burst of new tunnels onto it.
+    // Eligibility, a float compare behind a second lookup, is read only for a device loaded no more than the least.
     let min = NOT_ELIGIBLE;
     let n = 0;
-    for (let i = 0; i < slots.length; i++) {
+    let first = -1;
+    let last = -1;
+    for (let i = 0; i < size; i++) {
       const k = slots[i]!;
-      const load = now < from[k]! ? NOT_ELIGIBLE : open[k]!;
-      if (load > min) continue;
+      const load = open[k]!;
+      if (load > min || now < from[k]!) continue;
       if (load < min) {
         min = load;
         n = 0;
+        first = i;
       }
-      ties[n++] = i;
+      n++;
+      last = i;
     }
     if (min === NOT_ELIGIBLE) return -1;
-    return n === 1 ? ties[0]! : ties[Math.floor(this.random() * n)]!;
+    if (n === 1) return first;
+    let r = Math.floor(this.random() * n);
+    if (n === size) return r;
+    if (r === 0) return first;
+    if (r === n - 1) return last;
+    // Counting down the tied devices passed.
+    if (r < n >> 1) {
+      for (let i = first + 1; i < last; i++) {
+        const k = slots[i]!;
+        if (open[k] === min && now >= from[k]! && --r === 0) return i;
+      }
+    } else {
+      r = n - 1 - r;
+      for (let i = last - 1; i > first; i--) {
+        const k = slots[i]!;
+        if (open[k] === min && now >= from[k]! && --r === 0) return i;
+      }
+    }
+    return -1;
   }
 
   /** Index of the eligible device with the highest weight for the session (ties: the lower id); -1 when none. */
   private rendezvous(pool: DeviceSet<Candidate>, h: number, now: number): number {
-    const { slots, seeds, devices } = pool;
+    const { slots, seedsFirst, devices } = pool;
     const from = this.board.eligibleFrom;
+    const hFirst = mixFirst(h);
     let best = -1;
-    let bestWeight = -1;
-    for (let i = 0; i < slots.length; i++) {
+    // The lowest rank there is; a device with it is taken through the tie test while none has been.
+    let bestRank = -0x80000000;
+    for (let i = 0; i < seedsFirst.length; i++) {
+      const rank = weightRank(hFirst, seedsFirst[i]!);
+      // Eligibility only for a device that would take the lead: skipping an ineligible device that would not changes
+      // nothing, and in a random order the lead changes about ln(n) times, so the loop is mostly the hash.
+      if (rank < bestRank || (rank === bestRank && best >= 0 && devices[i]!.id >= devices[best]!.id)) continue;
       if (now < from[slots[i]!]!) continue;
-      const w = weight(h, seeds[i]!);
-      if (w > bestWeight || (w === bestWeight && devices[i]!.id < devices[best]!.id)) {
-        best = i;
-        bestWeight = w;
-      }
+      best = i;
+      bestRank = rank;
     }
     return best;
   }

@@ -18,9 +18,23 @@ export function pinKey(keyId: number, session: string): string {
   return `${keyId}:${session}`;
 }
 
+/** A pin in the table's recency list: a ring through a sentinel, least recently used after it, most before. */
+class Entry implements Pin {
+  prev: Entry = this;
+  next: Entry = this;
+  constructor(
+    readonly key: string,
+    public deviceId: number,
+    public lastUse: number,
+    public idleMs: number,
+  ) {}
+}
+
 export class SessionPins {
-  // A Map iterates in insertion order, so re-inserting on use keeps the least recently used entry first.
-  private readonly pins = new Map<string, Pin>();
+  // The recency order is a list through the pins rather than the Map's insertion order: taking the Map's first entry
+  // costs a walk over every entry deleted since the engine last compacted its table, more with every eviction.
+  private readonly pins = new Map<string, Entry>();
+  private readonly ring = new Entry('', 0, 0, 0);
 
   constructor(
     readonly max: number = MAX_PINS,
@@ -32,18 +46,23 @@ export class SessionPins {
     const pin = this.pins.get(key);
     if (pin === undefined) return undefined;
     if (now - pin.lastUse > pin.idleMs) {
-      this.pins.delete(key);
+      this.remove(pin);
       return undefined;
     }
     return pin;
   }
 
-  /** A connection used the pin: it stays for another `idleMs` and becomes the most recently used. */
+  /** A connection used the pin (as get returned it): it stays another `idleMs` and becomes the most recently used. */
   use(key: string, pin: Pin, idleMs: number, now: number = this.clock.now()): void {
+    // Dropped since get returned it (unlinked): the session gets a new pin on the same device.
+    if (!(pin instanceof Entry) || pin.prev === pin || pin.key !== key) {
+      this.set(key, pin.deviceId, idleMs, now);
+      return;
+    }
     pin.lastUse = now;
     pin.idleMs = idleMs;
-    this.pins.delete(key);
-    this.pins.set(key, pin);
+    this.unlink(pin);
+    this.append(pin);
   }
 
   /** Pins (or re-pins) the session to a device. */
@@ -54,18 +73,37 @@ export class SessionPins {
       this.use(key, pin, idleMs, now);
       return;
     }
-    if (this.pins.size >= this.max) {
-      const oldest = this.pins.keys().next();
-      if (oldest.done !== true) this.pins.delete(oldest.value);
-    }
-    this.pins.set(key, { deviceId, lastUse: now, idleMs });
+    if (this.pins.size >= this.max && this.ring.next !== this.ring) this.remove(this.ring.next);
+    const entry = new Entry(key, deviceId, now, idleMs);
+    this.pins.set(key, entry);
+    this.append(entry);
   }
 
   delete(key: string): void {
-    this.pins.delete(key);
+    const pin = this.pins.get(key);
+    if (pin !== undefined) this.remove(pin);
   }
 
   get size(): number {
     return this.pins.size;
+  }
+
+  private remove(entry: Entry): void {
+    this.pins.delete(entry.key);
+    this.unlink(entry);
+  }
+
+  private unlink(entry: Entry): void {
+    entry.prev.next = entry.next;
+    entry.next.prev = entry.prev;
+    entry.prev = entry.next = entry;
+  }
+
+  private append(entry: Entry): void {
+    const last = this.ring.prev;
+    entry.prev = last;
+    entry.next = this.ring;
+    last.next = entry;
+    this.ring.prev = entry;
   }
 }
