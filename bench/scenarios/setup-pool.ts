@@ -31,17 +31,24 @@ const RATIOS = {
 /** Every pool device must have carried tunnels (a row per path, without a listener: the devices are shared). */
 const DIALLED = 'setup-pool-devices-dialled';
 
+/**
+ * BENCH_POOL_ONE_ADDRESS=1, a diagnostic: the 100 pool devices (still 100 devices to the gateway) share one address,
+ * so the device stand-in serves the pool through one listening socket, as it serves each single device. What then
+ * remains of the difference is the gateway's own. No count of devices dialled in this mode.
+ */
+const ONE_ADDRESS = process.env.BENCH_POOL_ONE_ADDRESS === '1';
+
 /** The loopback addresses of one tailgate build's devices: its own, so that the accept counts tell builds apart. */
 function addressesOf(build: number): { pool: string[]; singles: [string, string] } {
   return {
-    pool: Array.from({ length: POOL_SIZE }, (_, i) => `127.1.${build}.${i + 1}`),
+    pool: Array.from({ length: POOL_SIZE }, (_, i) => `127.1.${build}.${ONE_ADDRESS ? 1 : i + 1}`),
     singles: [`127.2.${build}.1`, `127.2.${build}.2`],
   };
 }
 
 interface Device {
   id: number;
-  ip: string;
+  name: string | null;
 }
 
 /**
@@ -52,21 +59,20 @@ interface Device {
 async function provision(gw: TailgateGateway, build: number, port: number): Promise<Record<KeyName, string>> {
   const { pool, singles } = addressesOf(build);
   const tag = randomBytes(4).toString('hex');
-  for (const [i, ip] of [...pool, ...singles].entries()) {
-    await adminApi(gw, 'POST', '/register', { key: `bench-device-${tag}-${i}-${randomBytes(12).toString('hex')}`, ip, port, name: `bench-${tag}-${ip}` });
-  }
-  const idOf = new Map((await adminApi<Device[]>(gw, 'GET', '/devices')).map((d) => [d.ip, d.id]));
-  const id = (ip: string) => {
-    const v = idOf.get(ip);
-    if (v === undefined) throw new Error(`GET /devices does not list the device registered at ${ip}`);
+  const devices = [...pool.map((ip, i) => ({ ip, name: `bench-${tag}-pool-${i + 1}` })), ...singles.map((ip, i) => ({ ip, name: `bench-${tag}-single-${i + 1}` }))];
+  for (const d of devices) await adminApi(gw, 'POST', '/register', { key: `bench-device-${d.name}-${randomBytes(12).toString('hex')}`, ip: d.ip, port, name: d.name });
+  const idOf = new Map((await adminApi<Device[]>(gw, 'GET', '/devices')).map((d) => [d.name, d.id]));
+  const id = (name: string) => {
+    const v = idOf.get(name);
+    if (v === undefined) throw new Error(`GET /devices does not list the device registered as ${name}`);
     return v;
   };
-  const made = await adminApi<{ id: number }>(gw, 'POST', '/pools', { name: `bench-pool-${tag}`, devices: pool.map(id) });
+  const made = await adminApi<{ id: number }>(gw, 'POST', '/pools', { name: `bench-pool-${tag}`, devices: devices.slice(0, POOL_SIZE).map((d) => id(d.name)) });
   const key = async (name: string, target: { device: number } | { pool: number }) => (await adminApi<{ key: string }>(gw, 'POST', '/keys', { name: `bench-${name}-${tag}`, ...target })).key;
   return {
-    single: await key('single', { device: id(singles[0]) }),
+    single: await key('single', { device: id(devices[POOL_SIZE]!.name) }),
     pool100: await key('pool100', { pool: made.id }),
-    single2: await key('single2', { device: id(singles[1]) }),
+    single2: await key('single2', { device: id(devices[POOL_SIZE + 1]!.name) }),
   };
 }
 
@@ -84,7 +90,7 @@ export const setupPool: Scenario = {
     const procs: Pinned[] = [];
     const gateways: TailgateGateway[] = [];
     try {
-      const devices = await startDeviceSet(ctx.env.repo, ctx.env.logDir, builds.flatMap((b) => [...b.pool, ...b.singles]), procs);
+      const devices = await startDeviceSet(ctx.env.repo, ctx.env.logDir, [...new Set(builds.flatMap((b) => [...b.pool, ...b.singles]))], procs);
       const variants: Measured[] = [];
       const provisioned: typeof builds = [];
       for (const [i, { kind }] of builds.entries()) {
@@ -129,6 +135,7 @@ export const setupPool: Scenario = {
     }
   },
   check(rows: Row[]) {
+    if (ONE_ADDRESS) return [];
     const dialled = rows.find((r) => r.scenario === DIALLED && r.path === 'tailgate');
     if (!dialled) return ['no count of the pool devices that carried tunnels'];
     return dialled.value === POOL_SIZE ? [] : [`only ${dialled.value} of the pool's ${POOL_SIZE} devices carried a tunnel`];
@@ -184,6 +191,11 @@ function addRatios(ctx: Ctx, variants: Measured[], outcomes: Map<Measured, Setup
 async function countDialled(ctx: Ctx, builds: { kind: GatewayKind; pool: string[]; singles: [string, string] }[], devices: DeviceSet): Promise<void> {
   const accepted = await devices.accepted();
   for (const b of builds) {
+    const singleDeviceConnections = b.singles.map((ip) => accepted.get(ip) ?? 0);
+    if (ONE_ADDRESS) {
+      ctx.details.push({ scenario: 'setup-pool', path: b.kind.path, poolDevicesShareOneAddress: b.pool[0], poolConnections: { total: accepted.get(b.pool[0]!) ?? 0 }, singleDeviceConnections });
+      continue;
+    }
     const pool = b.pool.map((ip) => accepted.get(ip) ?? 0).sort((x, y) => x - y);
     const dialled = pool.filter((n) => n > 0).length;
     addGatewayRow(ctx, DIALLED, b.kind, undefined, dialled, 'devices');
@@ -192,7 +204,7 @@ async function countDialled(ctx: Ctx, builds: { kind: GatewayKind; pool: string[
       path: b.kind.path,
       poolDevicesDialled: dialled,
       poolConnections: { total: pool.reduce((s, n) => s + n, 0), min: pool[0], median: median(pool), max: pool[pool.length - 1] },
-      singleDeviceConnections: b.singles.map((ip) => accepted.get(ip) ?? 0),
+      singleDeviceConnections,
     });
   }
 }
