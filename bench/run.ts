@@ -5,6 +5,7 @@
 //   npm run bench -- --quick              smoke run (< 2 min)
 //   npm run bench -- --only throughput-1  one scenario (comma-separated list allowed)
 //   npm run bench -- --only tailnet-overhead   scenario 5: real headscale + tailscaled in a private netns (root)
+//   npm run bench -- --only setup-pool    issue 10: setup-rate through a key for a pool of 100 devices vs one device
 //   npm run bench -- --paths direct,tailgate
 //   npm run bench -- --device node        device stand-in: go (default, bench/device), node or glider
 //   npm run bench -- --quick --check      CI smoke: fail unless every scenario produced tailgate's numbers

@@ -2,11 +2,16 @@
 // (no auth). Go, so that io.Copy between two TCP sockets uses splice(2) and the device costs little CPU on
 // the core it shares with the gateway under test; half-close is propagated (CloseWrite) so a tunnel
 // ends as soon as both sides are done, with no linger that would pile up descriptors under churn.
-// Prints {"ready":true,"port":N} once listening on 127.0.0.1.
+// Prints {"ready":true,"port":N} once listening.
 //
-// Usage: device [port]. The socket is opened with SO_REUSEPORT, so a second process started with the
+// Usage: device [port [addresses]]. The socket is opened with SO_REUSEPORT, so a second process started with the
 // first one's port shares the load: one process could not hold the descriptors of 10,000 tunnels
 // under this machine's 20,000 open-file hard limit.
+//
+// addresses (comma-separated, default 127.0.0.1) makes one process many devices: it listens on the same port of
+// each loopback address, as the pool benchmark's 100 devices. On SIGUSR1 it prints
+// {"accepted":{"ADDRESS":N,...}}, the connections each address accepted so far, so the benchmark can show that
+// every device was really dialled.
 package main
 
 import (
@@ -18,6 +23,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -42,6 +49,10 @@ func main() {
 	if len(os.Args) > 1 {
 		port = os.Args[1]
 	}
+	addresses := []string{"127.0.0.1"}
+	if len(os.Args) > 2 {
+		addresses = strings.Split(os.Args[2], ",")
+	}
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		if err := c.Control(func(fd uintptr) {
@@ -51,12 +62,30 @@ func main() {
 		}
 		return serr
 	}}
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:"+port)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	listeners := make([]net.Listener, len(addresses))
+	for i, a := range addresses {
+		ln, err := lc.Listen(context.Background(), "tcp", net.JoinHostPort(a, port))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		listeners[i] = ln
+		// Port 0: the first address chose one, and every other address takes the same.
+		port = fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
 	}
-	fmt.Printf("{\"ready\":true,\"port\":%d}\n", ln.Addr().(*net.TCPAddr).Port)
+	accepted := make([]atomic.Int64, len(addresses))
+	// Before the ready line: a SIGUSR1 that came first would end the process.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGUSR1)
+	go reportAccepted(sig, addresses, accepted)
+	fmt.Printf("{\"ready\":true,\"port\":%s}\n", port)
+	for i := 1; i < len(listeners); i++ {
+		go acceptLoop(listeners[i], &accepted[i])
+	}
+	acceptLoop(listeners[0], &accepted[0])
+}
+
+func acceptLoop(ln net.Listener, accepted *atomic.Int64) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -64,7 +93,24 @@ func main() {
 			time.Sleep(5 * time.Millisecond)
 			continue
 		}
+		accepted.Add(1)
 		go serve(c.(*net.TCPConn))
+	}
+}
+
+// reportAccepted prints the per-address accept counts on every SIGUSR1, one JSON line.
+func reportAccepted(sig <-chan os.Signal, addresses []string, accepted []atomic.Int64) {
+	for range sig {
+		var b strings.Builder
+		b.WriteString(`{"accepted":{`)
+		for i, a := range addresses {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, "%q:%d", a, accepted[i].Load())
+		}
+		b.WriteString("}}\n")
+		os.Stdout.WriteString(b.String())
 	}
 }
 

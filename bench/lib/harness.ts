@@ -40,6 +40,8 @@ export type PathNeed =
   | 'gateway'
   /** paths that can take a new key while traffic flows: tailgate through its API, glider by restarting */
   | 'new-keys'
+  /** tailgate builds (this checkout's and a --baseline-ref one): devices, pools and keys made through the admin API */
+  | 'admin-api'
   /** only this checkout's tailgate, which the scenario starts itself (the run's gateways are not used) */
   | 'tailgate';
 
@@ -48,6 +50,7 @@ export const PATH_NEEDS: Record<PathNeed, { admits(kind: GatewayKind): boolean; 
   all: { admits: () => true, none: 'no paths in this run' },
   gateway: { admits: (k) => k.family !== 'direct', none: 'no path of this run has a gateway process' },
   'new-keys': { admits: (k) => k.family === 'tailgate' || k.family === 'glider', none: 'neither tailgate nor glider is among the paths of this run' },
+  'admin-api': { admits: (k) => k.family === 'tailgate', none: 'no tailgate build is among the paths of this run' },
   tailgate: { admits: (k) => k.path === 'tailgate', none: 'tailgate is not among the paths of this run' },
 };
 
@@ -79,9 +82,9 @@ export function median(xs: number[]): number {
 }
 
 /** CPU seconds so far of every process on the path (the gateway's own only where there is one). */
-function cpuSnapshot(ctx: Ctx, gw: RunningGateway | undefined): CpuSample {
+export function cpuSnapshot(ctx: Ctx, gw: RunningGateway | undefined, devices: readonly Pinned[] = ctx.devices): CpuSample {
   const sample: CpuSample = {
-    device: ctx.devices.reduce((sum, d) => sum + cpuSeconds(d.pid), 0),
+    device: devices.reduce((sum, d) => sum + cpuSeconds(d.pid), 0),
     sink: cpuSeconds(ctx.sink.pid),
     loadgen: cpuSeconds(ctx.loadgen.proc.pid),
   };

@@ -13,6 +13,8 @@ export interface Measured {
   path: string;
   /** Which listener of the gateway the client used; absent where there is no gateway of ours to choose from. */
   listener?: string;
+  /** Which of several keys on the same listener (setup-pool: `single`, `pool100`); the rows say it in their names. */
+  variant?: string;
   proxy: ProxySpec;
   cpu(): CpuSample;
 }
@@ -27,7 +29,8 @@ export interface MeasureCtx {
 
 export const round = (v: number, digits = 2) => Math.round(v * 10 ** digits) / 10 ** digits;
 const mib = (bytes: number) => bytes / (1 << 20);
-export const measuredName = (m: { path: string; listener?: string }) => (m.listener ? `${m.path}/${m.listener}` : m.path);
+export const measuredName = (m: { path: string; listener?: string; variant?: string }) =>
+  (m.listener ? `${m.path}/${m.listener}` : m.path) + (m.variant ? ` ${m.variant}` : '');
 
 export function addRow(ctx: MeasureCtx, scenario: string, m: { path: string; listener?: string }, value: number, unit: string): void {
   const row: Row = { scenario, path: m.path, value: round(value, 3), unit };
@@ -91,19 +94,40 @@ export async function measureThroughput(ctx: MeasureCtx, paths: Measured[], plan
   }
 }
 
+/** Row names for the rate and the two percentiles, and the details' scenario label. */
+export interface SetupNames {
+  rate: string;
+  p50: string;
+  p99: string;
+  details: string;
+  cpu?: string;
+}
+
 export interface SetupPlan {
-  /** Row names for the rate and the two percentiles, and the details' scenario label. */
-  names: { rate: string; p50: string; p99: string; details: string; cpu?: string };
+  /** The same for every path, or per path (several keys on one listener, told apart by `variant`). */
+  names: SetupNames | ((m: Measured) => SetupNames);
   concurrency: number;
   repeats: number;
   sliceMs: number;
   /** Length of the concurrency-1 run that shows what a hop costs without queueing. */
   soloMs: number;
   warmupTunnels: number;
+  /** The paths in the order round `round` (from 0) runs them, each exactly once; default: as given, every round. */
+  order?: (round: number) => Measured[];
+}
+
+/** What measureSetup found for one path, for figures that compare paths (the rows are added already). */
+export interface SetupOutcome {
+  /** The median slice's tunnels per second. */
+  rate: number;
+  /** The gateway's CPU µs per tunnel, the median over the slices; undefined without a gateway process. */
+  cpuUsPerTunnel: number | undefined;
+  /** Every slice in the order they ran: slice i of every path ran in the same round. */
+  slices: { rate: number; cpuUsPerTunnel: number | undefined; deviceCpuUsPerTunnel: number }[];
 }
 
 /** Tunnels per second at fixed concurrency and their setup latencies: the median slice of `repeats` interleaved ones. */
-export async function measureSetup(ctx: MeasureCtx, paths: Measured[], plan: SetupPlan): Promise<void> {
+export async function measureSetup(ctx: MeasureCtx, paths: Measured[], plan: SetupPlan): Promise<Map<Measured, SetupOutcome>> {
   const setup = (m: Measured, concurrency: number, maxCount: number, durationMs: number) =>
     ctx.loadgen.request<SetupResult>({ type: 'setup', proxy: m.proxy, target: ctx.target, concurrency, maxCount, durationMs, warmup: 0 }, durationMs + 120_000);
   // Key cached, JIT warm: not recorded.
@@ -111,13 +135,15 @@ export async function measureSetup(ctx: MeasureCtx, paths: Measured[], plan: Set
   type Slice = { rate: number; r: SetupResult; cpu: CpuSample };
   const slices = new Map<Measured, Slice[]>(paths.map((m) => [m, []]));
   for (let rep = 0; rep < plan.repeats; rep++) {
-    for (const m of paths) {
+    for (const m of plan.order?.(rep) ?? paths) {
       const before = m.cpu();
       const r = await setup(m, plan.concurrency, 500_000, plan.sliceMs);
       slices.get(m)!.push({ rate: r.count / (r.elapsedMs / 1000), r, cpu: cpuDelta(before, m.cpu()) });
     }
   }
+  const outcomes = new Map<Measured, SetupOutcome>();
   for (const m of paths) {
+    const names = typeof plan.names === 'function' ? plan.names(m) : plan.names;
     // At high concurrency the latency is mostly queueing (Little's law: concurrency / rate). One tunnel at a
     // time shows what a hop itself adds; kept in the details file.
     const soloBefore = m.cpu();
@@ -125,20 +151,25 @@ export async function measureSetup(ctx: MeasureCtx, paths: Measured[], plan: Set
     const soloCpu = cpuDelta(soloBefore, m.cpu());
     const all = slices.get(m)!;
     const { r, rate, cpu } = [...all].sort((a, b) => a.rate - b.rate)[all.length >> 1]!;
-    addRow(ctx, plan.names.rate, m, rate, 'tunnels/s');
-    addRow(ctx, plan.names.p50, m, r.p50Ms, 'ms');
-    addRow(ctx, plan.names.p99, m, r.p99Ms, 'ms');
+    addRow(ctx, names.rate, m, rate, 'tunnels/s');
+    addRow(ctx, names.p50, m, r.p50Ms, 'ms');
+    addRow(ctx, names.p99, m, r.p99Ms, 'ms');
     // The gateway's own CPU per tunnel is what a code change moves; the rate also moves with whatever else the two
     // shared cores are doing, so the per-slice CPU is the steadier side-by-side figure.
     const cpuPerTunnel = all.map((x) => (x.cpu.gateway === undefined ? undefined : (x.cpu.gateway * 1e6) / Math.max(1, x.r.count)));
+    // The device shares the gateway's core: when the core is the bound, the rate follows the two together.
+    const deviceCpuPerTunnel = all.map((x) => ((x.cpu.device ?? NaN) * 1e6) / Math.max(1, x.r.count));
     const known = cpuPerTunnel.filter((v): v is number => v !== undefined).sort((a, b) => a - b);
-    if (plan.names.cpu !== undefined && known.length > 0) addRow(ctx, plan.names.cpu, m, known[known.length >> 1]!, 'µs/tunnel');
+    const cpuUsPerTunnel = known.length > 0 ? known[known.length >> 1]! : undefined;
+    if (names.cpu !== undefined && cpuUsPerTunnel !== undefined) addRow(ctx, names.cpu, m, cpuUsPerTunnel, 'µs/tunnel');
+    outcomes.set(m, { rate, cpuUsPerTunnel, slices: all.map((x, i) => ({ rate: x.rate, cpuUsPerTunnel: cpuPerTunnel[i], deviceCpuUsPerTunnel: deviceCpuPerTunnel[i]! })) });
     const failures = all.reduce((n, x) => n + x.r.failures, 0);
     if (failures > 0) ctx.log(`  ! ${measuredName(m)}: ${failures} failed setups, e.g. ${all.flatMap((x) => x.r.errors).slice(0, 3).join('; ')}`);
     ctx.details.push({
-      scenario: plan.names.details,
+      scenario: names.details,
       path: m.path,
       listener: m.listener,
+      ...(m.variant !== undefined ? { variant: m.variant } : {}),
       tunnels: r.count,
       failures,
       errors: all.flatMap((x) => x.r.errors).slice(0, 5),
@@ -147,6 +178,7 @@ export async function measureSetup(ctx: MeasureCtx, paths: Measured[], plan: Set
       gatewayCpuUsPerTunnel: cpu.gateway === undefined ? undefined : round((cpu.gateway * 1e6) / Math.max(1, r.count), 1),
       allSlicesPerSecond: all.map((x) => round(x.rate)),
       allSlicesCpuUsPerTunnel: cpuPerTunnel.map((v) => (v === undefined ? null : round(v, 1))),
+      allSlicesDeviceCpuUsPerTunnel: deviceCpuPerTunnel.map((v) => round(v, 1)),
       concurrency1: {
         tunnels: solo.count,
         failures: solo.failures,
@@ -157,4 +189,5 @@ export async function measureSetup(ctx: MeasureCtx, paths: Measured[], plan: Set
       },
     });
   }
+  return outcomes;
 }

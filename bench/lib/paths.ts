@@ -225,14 +225,20 @@ export interface TailgateGateway extends RunningGateway {
   adminToken: string;
 }
 
-export async function registerKey(apiUrl: string, token: string, key: string, device: { host: string; port: number }): Promise<void> {
-  const res = await fetch(`${apiUrl}/register`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-    body: JSON.stringify({ key, ip: device.host, port: device.port }),
+/** One call to tailgate's management API with the admin token; the parsed answer, or an error with its status. */
+export async function adminApi<T>(gw: { apiUrl: string; adminToken: string }, method: 'GET' | 'POST', route: string, body?: object): Promise<T> {
+  const res = await fetch(`${gw.apiUrl}${route}`, {
+    method,
+    headers: { ...(body ? { 'content-type': 'application/json' } : {}), authorization: `Bearer ${gw.adminToken}` },
+    body: body ? JSON.stringify(body) : undefined,
     signal: AbortSignal.timeout(10_000),
   });
-  if (!res.ok) throw new Error(`POST /register answered ${res.status}: ${(await res.text()).slice(0, 300)}`);
+  if (!res.ok) throw new Error(`${method} ${route} answered ${res.status}: ${(await res.text()).slice(0, 300)}`);
+  return (await res.json()) as T;
+}
+
+export async function registerKey(apiUrl: string, token: string, key: string, device: { host: string; port: number }): Promise<void> {
+  await adminApi({ apiUrl, adminToken: token }, 'POST', '/register', { key, ip: device.host, port: device.port });
 }
 
 /**

@@ -41,6 +41,11 @@ const SCENARIO_ORDER = [
   'setup-p50',
   'setup-p99',
   'setup-cpu',
+  ...['single', 'pool100', 'single2'].flatMap((k) => [`setup-rate-${k}`, `setup-p50-${k}`, `setup-p99-${k}`, `setup-cpu-${k}`]),
+  'setup-rate-pool100-ratio',
+  'setup-cpu-pool100-ratio',
+  'setup-rate-single2-ratio',
+  'setup-pool-devices-dialled',
   'idle-rss-per-tunnel',
   'register-to-usable',
   'dropped-under-churn',
@@ -100,6 +105,10 @@ export function verdicts(rows: Row[]): Verdict[] {
       const t = tg('setup-rate');
       const b = base('setup-rate');
       out.push({ target: `setup-rate >= 1.0x ${BASELINE}`, listener, measured: b && t !== undefined ? `${fmt(t / b)}x` : '–', pass: t !== undefined && b ? t / b >= 1.0 : undefined });
+    }
+    {
+      const t = tg('setup-rate-pool100-ratio');
+      out.push({ target: 'setup-rate pool of 100 >= 0.95x one device', listener, measured: t !== undefined ? `${fmt(t, 3)}x` : '–', pass: t !== undefined ? t >= 0.95 : undefined });
     }
     {
       const t = tg('setup-p99');
@@ -237,7 +246,7 @@ export function writeReadme(file: string, report: RunReport, resultsFile: string
     '',
     markdownTable(report),
     '',
-    'Targets from issue 4, tailgate against this run (baseline = glider standing in for gost):',
+    'Targets from issues 4 and 10, tailgate against this run (baseline = glider standing in for gost):',
     '',
     markdownVerdicts(report),
     ...(overhead.length > 0

@@ -6,7 +6,8 @@ import { churn } from './churn.js';
 import { idle } from './idle.js';
 import { registerToUsable } from './register-to-usable.js';
 import { setup } from './setup.js';
+import { setupPool } from './setup-pool.js';
 import { tailnetOverhead } from './tailnet-overhead.js';
 import { throughput } from './throughput.js';
 
-export const SCENARIOS: readonly Scenario[] = [throughput(1), throughput(16), setup, registerToUsable, churn, tailnetOverhead, idle];
+export const SCENARIOS: readonly Scenario[] = [throughput(1), throughput(16), setup, setupPool, registerToUsable, churn, tailnetOverhead, idle];

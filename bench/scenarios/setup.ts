@@ -11,15 +11,15 @@ export const setup: Scenario = {
     const repeats = ctx.sizes.setupRepeats;
     const sliceMs = ctx.sizes.setupDurationMs / repeats;
     ctx.log(`setup: concurrency 64, ${repeats} x ${sliceMs} ms per path interleaved across paths, the median slice by rate reported (tunnel + auth + device CONNECT + one small request, key cached)`);
-    await withAllVariants(ctx, kinds, (paths) =>
-      measureSetup(ctx, paths, {
+    await withAllVariants(ctx, kinds, async (paths) => {
+      await measureSetup(ctx, paths, {
         names: { rate: 'setup-rate', p50: 'setup-p50', p99: 'setup-p99', details: 'setup', cpu: 'setup-cpu' },
         concurrency: 64,
         repeats,
         sliceMs,
         soloMs: ctx.sizes.setupDurationMs / 5,
         warmupTunnels: 512,
-      }),
-    );
+      });
+    });
   },
 };
