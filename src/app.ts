@@ -9,11 +9,15 @@ import { AddressAllowList } from './core/cidr.js';
 import { KeyResolver } from './tunnel/key-resolver.js';
 import { DeviceConnector } from './tunnel/connector.js';
 import { TunnelPipeline } from './tunnel/pipeline.js';
+import { LimitBook } from './tunnel/limits.js';
+import type { QuotaLedger } from './tunnel/quota.js';
+import { adoptTunnels } from './tunnel/relay.js';
 import { DeviceBoard } from './tunnel/device-health.js';
 import { DeviceStatusFeed } from './tunnel/device-status.js';
 import { DeviceSelector } from './tunnel/select.js';
 import type { ProxyDeps } from './proxy/deps.js';
 import { TunnelRegistry } from './tunnel/registry.js';
+import { UsageRecorder, type UsageMeter } from './tunnel/usage.js';
 import { createHttpProxyServer } from './proxy/http-proxy.js';
 import { createSocksServer } from './proxy/socks-proxy.js';
 import { createApiServer } from './api/server.js';
@@ -33,6 +37,8 @@ export interface GatewayParts {
   registrar?: DeviceRegistrar;
   /** Defaults to opening the store the config names. */
   store?: NodeStore & RegistryStore;
+  /** What quotas are checked against. Default: the usage recorder (the database's totals plus unwritten bytes). */
+  quotaLedger?: QuotaLedger;
 }
 
 export interface Gateway {
@@ -42,12 +48,16 @@ export interface Gateway {
   tunnels: TunnelRegistry;
   bindings: BindingService;
   metrics: Metrics;
+  /** Usage accounting (also the quota ledger). */
+  usage: UsageRecorder;
+  limits: LimitBook;
+  quotaLedger: QuotaLedger;
   httpProxy: NetServer;
   socksProxy: NetServer;
   api: FastifyInstance;
   /** Bound ports (useful when the config asked for port 0). */
   ports: { http: number; socks: number; api: number };
-  /** Stops accepting, lets tunnels drain for the grace period, then cuts them and closes the store. */
+  /** Stops accepting, lets tunnels drain for the grace period, then cuts them, writes the last usage and closes the store. */
   close(): Promise<void>;
 }
 
@@ -81,10 +91,31 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
   const deviceStatus = new DeviceStatusFeed(board, parts.tailnet);
   for (const d of await store.listDevices()) deviceStatus.track({ id: d.id, name: d.name ?? String(d.id), ip: d.ip });
   metrics.watchDevices(deviceStatus);
-  const resolver = new KeyResolver(store, config.keyCache, { prepare: (members) => selector.prepare(members), track: (d) => deviceStatus.track(d) });
+  const usage = new UsageRecorder({ store, log, flushMs: config.usage.flushMs, maxCells: config.usage.maxCells });
+  metrics.watchUsage(usage, deviceStatus.names, config.metricsKeyLabels ? usage.keyNames : undefined);
+  // Quotas are checked against usage accounting: every gateway's bytes through the database, plus this gateway's
+  // bytes not yet written (open tunnels as of the last sample).
+  const quotaLedger: QuotaLedger = parts.quotaLedger ?? usage;
+  const limits = new LimitBook({
+    ledger: quotaLedger,
+    refusals: metrics.limitRefusals,
+    quotaCheckMs: config.quotaCheckMs,
+    record: undefined,
+    adopt: (keyHash, gate) => adoptTunnels(tunnels.of(keyHash), gate),
+    sample: (t) => {
+      if ('reportUsage' in t) (t as UsageMeter).reportUsage(usage);
+    },
+    onQuotaCut: (keyId, n) => log.info({ keyId, tunnels: n, reason: 'quota_exceeded' }, "closed the key's open tunnels: its quota is used up"),
+  });
+  const resolver = new KeyResolver(store, config.keyCache, {
+    prepare: (members) => selector.prepare(members),
+    track: (d) => deviceStatus.track(d),
+    limits,
+    refreshOpen: (keyHash) => tunnels.has(keyHash),
+  });
   const dialer = parts.dialer ?? new DirectDialer();
   const connector = new DeviceConnector(dialer, config.timeouts.connectMs, parts.tailnet);
-  const pipeline = new TunnelPipeline({ resolver, connector, tunnels, metrics, log, timeouts: config.timeouts, board, selector });
+  const pipeline = new TunnelPipeline({ resolver, connector, tunnels, metrics, log, timeouts: config.timeouts, board, selector, usage });
   const proxyDeps: ProxyDeps = { pipeline, tailnet: parts.tailnet, log, timeouts: config.timeouts, maxHeaderBytes: config.maxHeaderBytes };
   const httpProxy = createHttpProxyServer(proxyDeps);
   const socksProxy = createSocksServer(proxyDeps);
@@ -109,11 +140,13 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
     listening,
     tailnet: parts.tailnet,
     deviceStatus,
+    quotaLedger,
   });
 
   // Other gateways on the same database announce their changes; the service applies them to this gateway's
   // key cache and tunnels.
   await bindings.followChanges();
+  usage.start();
 
   const ports = {
     http: await listen(httpProxy, config.httpPort, config.listenHost),
@@ -135,14 +168,20 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
       while (tunnels.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       const cut = tunnels.closeAll();
       if (cut > 0) log.info({ tunnels: cut }, 'grace period over, closed remaining tunnels');
+      // Cut tunnels report their last bytes from their close handlers, a tick or two later; whatever is still open
+      // after this is counted as it stands by the last flush.
+      const cutBy = Date.now() + 1_000;
+      while (usage.openMeters > 0 && Date.now() < cutBy) await new Promise((r) => setTimeout(r, 10));
       await stopped;
+      await usage.close();
       await api.close();
       await bindings.close();
       deviceStatus.close();
+      limits.close();
       if (!parts.store) await store.close();
     })();
     return closing;
   };
 
-  return { config, store, resolver, tunnels, bindings, metrics, httpProxy, socksProxy, api, ports, close };
+  return { config, store, resolver, tunnels, bindings, metrics, usage, limits, quotaLedger, httpProxy, socksProxy, api, ports, close };
 }

@@ -29,7 +29,13 @@ export interface Config {
   deviceDefaults: { port: number; protocol: DeviceProtocol };
   timeouts: Timeouts;
   keyCache: { max: number; positiveTtlMs: number; negativeTtlMs: number };
+  /** How often open tunnels of keys with a quota are checked against it (the bound on how far past it they get). */
+  quotaCheckMs: number;
   maxHeaderBytes: number;
+  /** Usage accounting: how often deltas are written, and how many (hour, key, device) cells are held at most. */
+  usage: { flushMs: number; maxCells: number };
+  /** Per-key series in /metrics, labelled by key name (TAILGATE_METRICS_KEY_LABELS). */
+  metricsKeyLabels: boolean;
   logLevel: string;
   tailnet: TailnetConfig | undefined;
   headscale: HeadscaleConfig | undefined;
@@ -67,6 +73,10 @@ export const CONFIG_VARIABLES = [
   'TAILGATE_KEY_CACHE_TTL_MS',
   'TAILGATE_KEY_NEGATIVE_TTL_MS',
   'TAILGATE_MAX_HEADER_BYTES',
+  'TAILGATE_USAGE_FLUSH_MS',
+  'TAILGATE_USAGE_MAX_CELLS',
+  'TAILGATE_METRICS_KEY_LABELS',
+  'TAILGATE_QUOTA_CHECK_MS',
   'TAILGATE_LOG_LEVEL',
   'TS_AUTHKEY',
   'TS_LOGIN_SERVER',
@@ -251,7 +261,13 @@ export function loadConfig(env: Env = process.env): Config {
       positiveTtlMs: r.int('TAILGATE_KEY_CACHE_TTL_MS', 60_000, 0, 86_400_000),
       negativeTtlMs: r.int('TAILGATE_KEY_NEGATIVE_TTL_MS', 5_000, 0, 3_600_000),
     },
+    quotaCheckMs: r.int('TAILGATE_QUOTA_CHECK_MS', 1_000, 50, 60_000),
     maxHeaderBytes: r.int('TAILGATE_MAX_HEADER_BYTES', 16_384, 1_024, 1_048_576),
+    usage: {
+      flushMs: r.int('TAILGATE_USAGE_FLUSH_MS', 5_000, 50, 3_600_000),
+      maxCells: r.int('TAILGATE_USAGE_MAX_CELLS', 100_000, 1_000, 100_000_000),
+    },
+    metricsKeyLabels: r.bool('TAILGATE_METRICS_KEY_LABELS', false),
     logLevel: r.oneOf('TAILGATE_LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     tailnet: undefined,
     headscale: undefined,

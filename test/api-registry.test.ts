@@ -1,6 +1,7 @@
 // Devices, pools and keys through the management API over real HTTP, in front of a real PostgreSQL store, the real
 // key resolver (what the proxies ask on every connection) and real sockets in the tunnel registry. Every answer is
 // checked against the schema GET /openapi.json declares for its status.
+import { MemoryQuotaLedger } from '../src/tunnel/quota.js';
 import { deviceOf } from './helpers/routes.js';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
@@ -59,12 +60,13 @@ async function createKey(body: Record<string, unknown>): Promise<any> {
 }
 
 const keys = (o: object) => Object.keys(o).sort();
-const KEY_FIELDS = ['createdAt', 'disabled', 'expiresAt', 'id', 'keyPrefix', 'name', 'target'];
+const quotaLedger = new MemoryQuotaLedger();
+const KEY_FIELDS = ['createdAt', 'disabled', 'expiresAt', 'id', 'keyPrefix', 'limits', 'name', 'target'];
 
 before(async () => {
   db = await createTestDatabase('api_registry');
   store = await openStore({ database: db.target, dataDir: '/unused', log });
-  api = await startApi({ TAILGATE_ADMIN_TOKEN: ADMIN, TAILGATE_ENROLL_TOKEN: ENROLL }, store, log, { registrar, tailnet });
+  api = await startApi({ TAILGATE_ADMIN_TOKEN: ADMIN, TAILGATE_ENROLL_TOKEN: ENROLL }, store, log, { registrar, tailnet, quotaLedger });
   sockets = await startTunnelSockets(api.tunnels);
   const document = await call('GET', '/openapi.json');
   assert.equal(document.status, 200, document.text);
@@ -105,6 +107,41 @@ describe('keys', () => {
     for (const answer of [one, list]) assert.ok(!answer.text.includes(created.key), 'the secret came back');
     const stored = await store.getKey(created.id);
     assert.equal(stored?.keyHash, hashKey(created.key), 'only the hash is stored');
+  });
+
+  test('limits: set at creation, merged by PATCH (null removes one, limits: null all), shown with the quota\'s use; bad values name the field', async () => {
+    const d = await device();
+    const created = await createKey({ device: d.id, limits: { maxTunnels: 3, tunnelsPerSecond: 2.5, quota: { bytes: 1000, period: 'total' } } });
+    assert.deepEqual(created.limits, { maxTunnels: 3, tunnelsPerSecond: 2.5, quota: { bytes: 1000, period: 'total' } });
+    assert.deepEqual(created.quota, { used: 0, limit: 1000, periodStart: '1970-01-01T00:00:00.000Z', resetsAt: null, exhausted: false });
+    quotaLedger.record(created.id, 1200);
+    const got = await call('GET', `/keys/${created.id}`);
+    assert.equal(got.status, 200, got.text);
+    assert.deepEqual(got.json.quota, { used: 1200, limit: 1000, periodStart: '1970-01-01T00:00:00.000Z', resetsAt: null, exhausted: true });
+    const monthly = await call('PATCH', `/keys/${created.id}`, { body: { limits: { maxTunnels: null, bytesPerSecondDown: 1_048_576, quota: { bytes: 5_000_000, period: 'month' } } } });
+    assert.equal(monthly.status, 200, monthly.text);
+    assert.deepEqual(monthly.json.limits, { tunnelsPerSecond: 2.5, bytesPerSecondDown: 1_048_576, quota: { bytes: 5_000_000, period: 'month' } });
+    const now = new Date();
+    assert.equal(monthly.json.quota.periodStart, new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)).toISOString());
+    assert.equal(monthly.json.quota.resetsAt, new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1)).toISOString());
+    const daily = await call('PATCH', `/keys/${created.id}`, { body: { limits: { quota: { bytes: 10, period: 'day' } } } });
+    assert.equal(daily.json.quota.periodStart, new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate())).toISOString());
+    const none = await call('PATCH', `/keys/${created.id}`, { body: { limits: null } });
+    assert.deepEqual(none.json.limits, {});
+    assert.equal(none.json.quota, undefined);
+    assert.deepEqual((await store.getKey(created.id))?.limits, {});
+
+    const id = created.id;
+    assertError(await call('PATCH', `/keys/${id}`, { body: { limits: { maxTunnels: 0 } } }), 400, 'invalid_request', /^body\.limits\.maxTunnels must be >= 1$/);
+    assertError(await call('PATCH', `/keys/${id}`, { body: { limits: { maxTunnels: 'x' } } }), 400, 'invalid_request', /^body\.limits\.maxTunnels must be an integer or null$/);
+    assertError(await call('PATCH', `/keys/${id}`, { body: { limits: { tunnelsPerSecond: 0 } } }), 400, 'invalid_request', /^body\.limits\.tunnelsPerSecond must be > 0$/);
+    assertError(await call('PATCH', `/keys/${id}`, { body: { limits: { bytesPerSecondUp: 10 } } }), 400, 'invalid_request', /^body\.limits\.bytesPerSecondUp must be >= 1024$/);
+    assertError(await call('PATCH', `/keys/${id}`, { body: { limits: { quota: { bytes: 5 } } } }), 400, 'invalid_request', /^body\.limits\.quota\.period is required$/);
+    assertError(await call('PATCH', `/keys/${id}`, { body: { limits: { quota: { bytes: 5, period: 'week' } } } }), 400, 'invalid_request', /^body\.limits\.quota\.period must be one of: day, month, total$/);
+    assertError(await call('PATCH', `/keys/${id}`, { body: { limits: { speed: 5 } } }), 400, 'invalid_request', /^body\.limits\.speed is not a known field$/);
+    assertError(await call('PATCH', `/keys/${id}`, { body: { limits: { tunnelBurst: 5 } } }), 400, 'invalid_request', /^limits\.tunnelBurst: needs limits\.tunnelsPerSecond/);
+    assertError(await call('POST', '/keys', { body: { device: d.id, limits: { tunnelBurst: 5 } } }), 400, 'invalid_request', /^limits\.tunnelBurst: needs limits\.tunnelsPerSecond/);
+    assert.deepEqual((await store.getKey(id))?.limits, {}, 'nothing refused was written');
   });
 
   test('two generated secrets differ', async () => {
@@ -486,7 +523,7 @@ describe('pools', () => {
 describe('the OpenAPI document', () => {
   test('declares the request bodies and the shared views', () => {
     const doc = checker.document;
-    assert.deepEqual(keys(doc.components.schemas.Key.properties), KEY_FIELDS);
+    assert.deepEqual(keys(doc.components.schemas.Key.properties), [...KEY_FIELDS, 'quota'].sort());
     assert.ok(doc.components.schemas.Device && doc.components.schemas.Pool && doc.components.schemas.PoolWithMembers);
     for (const [path, method] of [
       ['/keys', 'post'],
@@ -500,6 +537,7 @@ describe('the OpenAPI document', () => {
   });
 
   test("every devices, pools and keys route's real answers were checked against the document, successes and errors", () => {
-    checker.assertCovered((path) => /^\/(devices|pools|keys)(\/|$)/.test(path));
+    // The usage routes are checked in usage.e2e.test.ts.
+    checker.assertCovered((path) => /^\/(devices|pools|keys)(\/|$)/.test(path) && !path.endsWith('/usage'));
   });
 });

@@ -73,7 +73,7 @@ class MemoryStore implements NodeStore {
   async resolveKey(keyHash: string): Promise<ResolvedKey | null> {
     const node = await this.findByKeyHash(keyHash);
     if (node === null) return null;
-    return { id: node.id, disabled: false, expiresAt: null, target: { device: node.id }, devices: [{ ...node, labels: {}, enabled: true }] };
+    return { id: node.id, disabled: false, expiresAt: null, target: { device: node.id }, limits: {}, devices: [{ ...node, labels: {}, enabled: true }] };
   }
 
   async upsert(b: NodeBinding): Promise<{ node: NodeRecord; created: boolean }> {
@@ -139,7 +139,7 @@ describe('KeyResolver', () => {
     const node = await register(key, '100.64.0.11', 9000);
     const resolver = newResolver({ max: 100, positiveTtlMs: 60_000, negativeTtlMs: 5_000 });
     const route = await deviceOf(resolver.resolve(key));
-    assert.deepEqual(route, { nodeId: node.id, id: node.id, name: String(node.id), labels: {}, keyHash: hashKey(key), ip: '100.64.0.11', port: 9000, protocol: 'http' });
+    assert.deepEqual(route, { nodeId: node.id, keyId: node.id, gate: null, id: node.id, name: String(node.id), labels: {}, keyHash: hashKey(key), ip: '100.64.0.11', port: 9000, protocol: 'http' });
     for (let i = 0; i < 100; i++) assert.deepEqual(await resolver.resolve(key), route);
     assert.equal(store.lookups, 1);
     // A hit hands back the stored settled promise itself: nothing allocated per connection but the hash.
@@ -343,12 +343,12 @@ describe('KeyResolver on the PostgreSQL store', () => {
     assert.equal(await resolver.resolve(key), null);
     resolver.invalidate(keyHash);
     const { node } = await pg.upsert({ keyHash, ip: '100.64.0.30', port: 9002, protocol: 'socks5' });
-    assert.deepEqual(await resolver.resolve(key), { nodeId: node.id, id: node.id, name: String(node.id), labels: {}, keyHash, ip: '100.64.0.30', port: 9002, protocol: 'socks5' });
+    assert.deepEqual(await resolver.resolve(key), { nodeId: node.id, keyId: node.id, gate: null, id: node.id, name: String(node.id), labels: {}, keyHash, ip: '100.64.0.30', port: 9002, protocol: 'socks5' });
 
     await pg.upsert({ keyHash, ip: '100.64.0.31', port: 9002, protocol: 'socks5' });
     assert.equal((await deviceOf(resolver.resolve(key)))?.ip, '100.64.0.30', 'answered from memory until invalidated');
     resolver.invalidate(keyHash);
-    assert.deepEqual(await resolver.resolveHash(keyHash), { nodeId: node.id, id: node.id, name: String(node.id), labels: {}, keyHash, ip: '100.64.0.31', port: 9002, protocol: 'socks5' });
+    assert.deepEqual(await resolver.resolveHash(keyHash), { nodeId: node.id, keyId: node.id, gate: null, id: node.id, name: String(node.id), labels: {}, keyHash, ip: '100.64.0.31', port: 9002, protocol: 'socks5' });
 
     await pg.remove(node.id);
     resolver.invalidate(keyHash);

@@ -189,14 +189,14 @@ for (const backend of [postgresBackend(), embeddedBackend()]) {
 
       const deviceKey = await store.createKey({ keyHash: hashKey('resolve-device'), target: { device: b.id } });
       const r1 = await store.resolveKey(deviceKey.keyHash);
-      assert.deepEqual(r1, { id: deviceKey.id, disabled: false, expiresAt: null, target: { device: b.id }, devices: [b] });
+      assert.deepEqual(r1, { id: deviceKey.id, disabled: false, expiresAt: null, limits: {}, target: { device: b.id }, devices: [b] });
 
       const explicitKey = await store.createKey({ keyHash: hashKey('resolve-explicit'), target: { pool: explicit.id } });
       assert.deepEqual((await store.resolveKey(explicitKey.keyHash))?.devices, [a]);
       const selectorKey = await store.createKey({ keyHash: hashKey('resolve-selector'), target: { pool: selector.id } });
       assert.deepEqual((await store.resolveKey(selectorKey.keyHash))?.devices, [a, b]);
       const emptyKey = await store.createKey({ keyHash: hashKey('resolve-empty'), target: { pool: empty.id } });
-      assert.deepEqual(await store.resolveKey(emptyKey.keyHash), { id: emptyKey.id, disabled: false, expiresAt: null, target: { pool: empty.id }, devices: [] });
+      assert.deepEqual(await store.resolveKey(emptyKey.keyHash), { id: emptyKey.id, disabled: false, expiresAt: null, limits: {}, target: { pool: empty.id }, devices: [] });
       const offKey = await store.createKey({ keyHash: hashKey('resolve-off'), target: { device: off.id } });
       assert.deepEqual((await store.resolveKey(offKey.keyHash))?.devices, []);
       assert.equal(await store.resolveKey(hashKey('resolve-unknown')), null);

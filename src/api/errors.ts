@@ -76,7 +76,7 @@ export function describeValidationError(context: string, v: FastifySchemaValidat
     case 'additionalProperties':
       return `${at}.${String(p.additionalProperty)} is not a known field`;
     case 'type':
-      return `${at} must be ${TYPE_WORDS[String(p.type)] ?? String(p.type)}`;
+      return `${at} must be ${String(p.type).split(',').map((t) => TYPE_WORDS[t] ?? t).join(' or ')}`;
     case 'enum':
       return `${at} must be one of: ${(p.allowedValues as unknown[]).map(String).join(', ')}`;
     case 'minLength':

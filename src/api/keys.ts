@@ -2,7 +2,8 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { RegistryService } from '../bindings/registry.js';
 import { keyTag } from '../core/key.js';
-import type { RegistryStore } from '../store/types.js';
+import type { KeyRecord, RegistryStore } from '../store/types.js';
+import type { QuotaLedger } from '../tunnel/quota.js';
 import { found, parseId } from './params.js';
 import { keyView } from './registry-view.js';
 import { AUTH_ERRORS, BODY_ERRORS, KEY_BODY, KEY_ID_PARAMS, KEY_PATCH, errorResponses, type IdParams, type KeyBody, type KeyPatchBody } from './schemas.js';
@@ -10,6 +11,7 @@ import { AUTH_ERRORS, BODY_ERRORS, KEY_BODY, KEY_ID_PARAMS, KEY_PATCH, errorResp
 export interface KeysOptions {
   store: Pick<RegistryStore, 'listKeys' | 'getKey'>;
   registry: Pick<RegistryService, 'createKey' | 'updateKey' | 'rotateKey' | 'removeKey'>;
+  quotaLedger?: QuotaLedger | undefined;
 }
 
 /** The schema checked the format; undefined stays "not given", null "never". */
@@ -17,7 +19,8 @@ function expiry(value: string | null | undefined): Date | null | undefined {
   return value === undefined || value === null ? value : new Date(value);
 }
 
-export const keys: FastifyPluginAsync<KeysOptions> = async (app, { store, registry }) => {
+export const keys: FastifyPluginAsync<KeysOptions> = async (app, { store, registry, quotaLedger }) => {
+  const view = (key: KeyRecord) => keyView(key, quotaLedger);
   app.post<{ Body: KeyBody }>(
     '/keys',
     {
@@ -31,7 +34,7 @@ export const keys: FastifyPluginAsync<KeysOptions> = async (app, { store, regist
     async (request, reply) => {
       const body = request.body;
       const { key, secret } = await registry.createKey({ ...body, expiresAt: expiry(body.expiresAt) });
-      return reply.code(201).send({ ...keyView(key), key: secret });
+      return reply.code(201).send({ ...view(key), key: secret });
     },
   );
 
@@ -44,7 +47,7 @@ export const keys: FastifyPluginAsync<KeysOptions> = async (app, { store, regist
         response: { 200: { description: 'The keys', type: 'array', items: { $ref: 'Key#' } }, ...errorResponses(...AUTH_ERRORS, 503) },
       },
     },
-    async () => (await store.listKeys()).map(keyView),
+    async () => (await store.listKeys()).map(view),
   );
 
   app.get<{ Params: IdParams }>(
@@ -59,7 +62,7 @@ export const keys: FastifyPluginAsync<KeysOptions> = async (app, { store, regist
     },
     async (request) => {
       const id = parseId(request.params.id);
-      return keyView(found(await store.getKey(id), 'key', id));
+      return view(found(await store.getKey(id), 'key', id));
     },
   );
 
@@ -76,7 +79,7 @@ export const keys: FastifyPluginAsync<KeysOptions> = async (app, { store, regist
     },
     async (request) => {
       const body = request.body;
-      return keyView(await registry.updateKey(parseId(request.params.id), { ...body, expiresAt: expiry(body.expiresAt) }));
+      return view(await registry.updateKey(parseId(request.params.id), { ...body, expiresAt: expiry(body.expiresAt) }));
     },
   );
 
@@ -92,7 +95,7 @@ export const keys: FastifyPluginAsync<KeysOptions> = async (app, { store, regist
     },
     async (request) => {
       const { key, secret } = await registry.rotateKey(parseId(request.params.id));
-      return { ...keyView(key), key: secret };
+      return { ...view(key), key: secret };
     },
   );
 
@@ -108,7 +111,7 @@ export const keys: FastifyPluginAsync<KeysOptions> = async (app, { store, regist
     },
     async (request) => {
       const { key, tunnelsClosed } = await registry.removeKey(parseId(request.params.id));
-      return { success: true, message: `deleted: key ${keyTag(key.keyHash)}, ${tunnelsClosed} open tunnel(s) closed`, key: keyView(key), tunnelsClosed };
+      return { success: true, message: `deleted: key ${keyTag(key.keyHash)}, ${tunnelsClosed} open tunnel(s) closed`, key: view(key), tunnelsClosed };
     },
   );
 };

@@ -3,6 +3,7 @@ import { keyTag } from '../core/key.js';
 import type { DeviceRecord, KeyRecord, PoolRecord, PoolWithMembers } from '../store/types.js';
 import type { TailnetView } from '../tailnet/types.js';
 import type { DeviceStatusFeed } from '../tunnel/device-status.js';
+import { periodBounds, type QuotaLedger } from '../tunnel/quota.js';
 
 type Health = { state: 'up' | 'down' | 'unknown'; reason: string | null; since: string | null };
 
@@ -68,15 +69,34 @@ export function poolWithMembersView(pool: PoolWithMembers, tailnet: TailnetView 
   return { ...poolView(pool), members: pool.members.map((d) => deviceView(d, tailnet, status)) };
 }
 
-/** Never the secret: only the prefix of its hash, as logs show it. */
-export function keyView(key: KeyRecord) {
-  return {
+/**
+ * Never the secret: only the prefix of its hash, as logs show it. With a quota, what the ledger says the key used in
+ * the current period (this gateway's view: the database's total plus its own unflushed bytes).
+ */
+export function keyView(key: KeyRecord, ledger?: QuotaLedger) {
+  const view = {
     id: key.id,
     name: key.name,
     keyPrefix: keyTag(key.keyHash),
     target: key.target,
     expiresAt: key.expiresAt === null ? null : key.expiresAt.toISOString(),
     disabled: key.disabled,
+    limits: key.limits,
     createdAt: key.createdAt.toISOString(),
+  };
+  const q = key.limits.quota;
+  if (q === undefined) return view;
+  const bounds = periodBounds(q.period, Date.now());
+  ledger?.track(key.id, bounds.start);
+  const used = ledger?.usedSince(key.id, bounds.start) ?? 0;
+  return {
+    ...view,
+    quota: {
+      used,
+      limit: q.bytes,
+      periodStart: new Date(bounds.start).toISOString(),
+      resetsAt: bounds.resetsAt === null ? null : new Date(bounds.resetsAt).toISOString(),
+      exhausted: used >= q.bytes,
+    },
   };
 }

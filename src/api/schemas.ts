@@ -204,6 +204,45 @@ export const POOL_PATCH = {
 } as const;
 export type PoolPatchBody = Partial<PoolBody>;
 
+const LIMIT_COUNT = { type: ['integer', 'null'], minimum: 1, maximum: 1_000_000 } as const;
+const LIMIT_RATE = { type: ['integer', 'null'], minimum: 1024, maximum: 1_000_000_000_000 } as const;
+const QUOTA_PERIODS = ['day', 'month', 'total'] as const;
+
+/** Every limit optional; in a change, an absent one stays as it is and null removes it. */
+const LIMITS_PROPERTIES = {
+  maxTunnels: { ...LIMIT_COUNT, description: 'Open tunnels and in-flight forwarded requests at once, on each gateway.' },
+  tunnelsPerSecond: { type: ['number', 'null'], exclusiveMinimum: 0, maximum: 1_000_000, description: 'New tunnels and forwarded requests per second (a token bucket).' },
+  tunnelBurst: { ...LIMIT_COUNT, description: 'How many may start at once after a quiet spell (the bucket size); default tunnelsPerSecond rounded up. Needs tunnelsPerSecond.' },
+  bytesPerSecondDown: { ...LIMIT_RATE, description: "Device to client, over all of the key's tunnels together (at least 1024)." },
+  bytesPerSecondUp: { ...LIMIT_RATE, description: "Client to device, over all of the key's tunnels together (at least 1024)." },
+  quota: {
+    type: ['object', 'null'],
+    additionalProperties: false,
+    required: ['bytes', 'period'],
+    properties: {
+      bytes: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'Bytes up and down together per period.' },
+      period: { type: 'string', enum: QUOTA_PERIODS, description: 'Calendar day or month in UTC, or total (never resets).' },
+    },
+  },
+} as const;
+
+const LIMITS_BODY = {
+  type: ['object', 'null'],
+  additionalProperties: false,
+  properties: LIMITS_PROPERTIES,
+  description: 'Per-key limits (see the README, "Limits and quotas"); null removes them all.',
+} as const;
+
+/** A key's limits as a request gives them: a field null removes that limit. */
+export interface LimitsRequest {
+  maxTunnels?: number | null;
+  tunnelsPerSecond?: number | null;
+  tunnelBurst?: number | null;
+  bytesPerSecondDown?: number | null;
+  bytesPerSecondUp?: number | null;
+  quota?: { bytes: number; period: (typeof QUOTA_PERIODS)[number] } | null;
+}
+
 const KEY_PROPERTIES = {
   id: { type: 'integer' },
   name: { type: ['string', 'null'] },
@@ -216,9 +255,35 @@ const KEY_PROPERTIES = {
   },
   expiresAt: { type: ['string', 'null'], format: 'date-time' },
   disabled: { type: 'boolean' },
+  limits: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      maxTunnels: { type: 'integer' },
+      tunnelsPerSecond: { type: 'number' },
+      tunnelBurst: { type: 'integer' },
+      bytesPerSecondDown: { type: 'integer' },
+      bytesPerSecondUp: { type: 'integer' },
+      quota: { type: 'object', additionalProperties: false, required: ['bytes', 'period'], properties: { bytes: { type: 'integer' }, period: { type: 'string', enum: QUOTA_PERIODS } } },
+    },
+    description: 'The limits set; {} for none.',
+  },
+  quota: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['used', 'limit', 'periodStart', 'resetsAt', 'exhausted'],
+    description: "Only with a quota: the current period's use as this gateway knows it.",
+    properties: {
+      used: { type: 'integer', description: 'Bytes up and down since periodStart.' },
+      limit: { type: 'integer' },
+      periodStart: TIMESTAMP,
+      resetsAt: { type: ['string', 'null'], format: 'date-time', description: 'null for a total quota.' },
+      exhausted: { type: 'boolean', description: 'New tunnels are refused (429 quota_exceeded) and open ones closed.' },
+    },
+  },
   createdAt: TIMESTAMP,
 } as const;
-const KEY_REQUIRED = ['id', 'name', 'keyPrefix', 'target', 'expiresAt', 'disabled', 'createdAt'] as const;
+const KEY_REQUIRED = ['id', 'name', 'keyPrefix', 'target', 'expiresAt', 'disabled', 'limits', 'createdAt'] as const;
 
 /** What operators see of a key: never the secret. */
 export const KEY_VIEW = { $id: 'Key', type: 'object', additionalProperties: false, required: KEY_REQUIRED, properties: KEY_PROPERTIES } as const;
@@ -246,17 +311,18 @@ export const KEY_BODY = {
     ...KEY_TARGET_FIELDS,
     key: { ...KEY, description: 'The secret to use; leave out to have one generated (32 base62 characters).' },
     expiresAt: EXPIRES_AT,
+    limits: LIMITS_BODY,
   },
 } as const;
-export type KeyBody = FromSchema<typeof KEY_BODY>;
+export type KeyBody = Omit<FromSchema<typeof KEY_BODY>, 'limits'> & { limits?: LimitsRequest | null };
 
 export const KEY_PATCH = {
   type: 'object',
   additionalProperties: false,
   minProperties: 1,
-  properties: { name: KEY_BODY.properties.name, ...KEY_TARGET_FIELDS, expiresAt: EXPIRES_AT, disabled: { type: 'boolean' } },
+  properties: { name: KEY_BODY.properties.name, ...KEY_TARGET_FIELDS, expiresAt: EXPIRES_AT, disabled: { type: 'boolean' }, limits: LIMITS_BODY },
 } as const;
-export type KeyPatchBody = FromSchema<typeof KEY_PATCH>;
+export type KeyPatchBody = Omit<FromSchema<typeof KEY_PATCH>, 'limits'> & { limits?: LimitsRequest | null };
 
 /** The answers to the deletes: the thing as it was and what went with it. */
 export const DEVICE_DELETED = doneAnswer('DeviceDeleted', {
@@ -306,6 +372,82 @@ export const HEALTH = {
   properties: { status: { type: 'string', const: 'ok' } },
 } as const;
 
+const COUNT = { type: 'integer', minimum: 0 } as const;
+const USAGE_COUNT_PROPERTIES = {
+  bytesUp: { ...COUNT, description: 'Bytes from the client (for CONNECT and SOCKS5 the tunnel payload; for forwarded requests the whole request).' },
+  bytesDown: { ...COUNT, description: 'Bytes to the client (the tunnel payload; for forwarded requests the whole response).' },
+  tunnels: { ...COUNT, description: 'Tunnels opened and requests forwarded.' },
+  refused: { ...COUNT, description: 'Tunnels and requests refused by a limit (admission).' },
+  failures: { ...COUNT, description: 'Connections through a device that could not be made (and connections no device was eligible for).' },
+} as const;
+const USAGE_COUNT_REQUIRED = ['bytesUp', 'bytesDown', 'tunnels', 'refused', 'failures'] as const;
+const USAGE_COUNTS = { type: 'object', additionalProperties: false, required: USAGE_COUNT_REQUIRED, properties: USAGE_COUNT_PROPERTIES } as const;
+
+const USAGE_FROM = { type: 'string', format: 'date-time', description: 'Start (RFC 3339), rounded down to the step.' } as const;
+const USAGE_TO = { type: 'string', format: 'date-time', description: 'End (RFC 3339), exclusive; default now.' } as const;
+
+export const USAGE_SERIES_QUERY = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    from: { ...USAGE_FROM, description: `${USAGE_FROM.description} Default: 24 hours before \`to\` (step hour), 30 days before it (step day).` },
+    to: USAGE_TO,
+    step: { type: 'string', enum: ['hour', 'day'], description: 'Bucket size: an hour, or a UTC day. Default hour.' },
+  },
+} as const;
+export type UsageSeriesQuery = FromSchema<typeof USAGE_SERIES_QUERY>;
+
+export const USAGE_TOTALS_QUERY = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    from: { ...USAGE_FROM, description: 'Start (RFC 3339), rounded down to the hour. Default: the start of the current UTC month.' },
+    to: USAGE_TO,
+    by: { type: 'string', enum: ['key', 'device'], description: 'Totals per key or per device. Default key.' },
+  },
+} as const;
+export type UsageTotalsQuery = FromSchema<typeof USAGE_TOTALS_QUERY>;
+
+export const USAGE_SERIES = {
+  $id: 'UsageSeries',
+  type: 'object',
+  additionalProperties: false,
+  required: ['from', 'to', 'step', 'series', 'total'],
+  properties: {
+    from: TIMESTAMP,
+    to: TIMESTAMP,
+    step: { type: 'string', enum: ['hour', 'day'] },
+    series: {
+      type: 'array',
+      description: 'Every step from `from` up to `to`, empty ones as zeros; `t` is the start of the step.',
+      items: { type: 'object', additionalProperties: false, required: ['t', ...USAGE_COUNT_REQUIRED], properties: { t: TIMESTAMP, ...USAGE_COUNT_PROPERTIES } },
+    },
+    total: USAGE_COUNTS,
+  },
+} as const;
+
+export const USAGE_TOTALS = {
+  $id: 'UsageTotals',
+  type: 'object',
+  additionalProperties: false,
+  required: ['from', 'to', 'by', 'usage'],
+  properties: {
+    from: TIMESTAMP,
+    to: TIMESTAMP,
+    by: { type: 'string', enum: ['key', 'device'] },
+    usage: {
+      type: 'array',
+      description: 'Every key (or device) with usage in the range, most bytes (up + down) first; deleted ones included.',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['id', 'name', ...USAGE_COUNT_REQUIRED],
+        properties: { id: { type: 'integer' }, name: { type: ['string', 'null'], description: 'Its name now; null without one, or once deleted.' }, ...USAGE_COUNT_PROPERTIES },
+      },
+    },
+  },
+} as const;
+
 /** Registered on the server before any route, so routes can reference them. */
 export const SHARED_SCHEMAS = [
   NODE,
@@ -322,6 +464,8 @@ export const SHARED_SCHEMAS = [
   KEY_VIEW,
   KEY_WITH_SECRET,
   KEY_DELETED,
+  USAGE_SERIES,
+  USAGE_TOTALS,
 ];
 
 export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 413 | 415 | 500 | 502 | 503;

@@ -1,5 +1,5 @@
 // The management API: Fastify with the options, hooks and error handling every route shares, and the routes as
-// encapsulated plugins (probes, nodes, registration, devices, pools, keys, the OpenAPI document). Built here,
+// encapsulated plugins (probes, nodes, registration, devices, pools, keys, usage, the OpenAPI document). Built here,
 // listened on by app.ts.
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -17,12 +17,14 @@ import { TokenGate } from './auth.js';
 import { ApiError, bindingApiError, describeFastifyClientError, describeValidationError } from './errors.js';
 import { devices } from './devices.js';
 import { keys } from './keys.js';
+import type { QuotaLedger } from '../tunnel/quota.js';
 import { nodes } from './nodes.js';
 import { openApiDocument, openApiOptions } from './openapi.js';
 import { pools } from './pools.js';
 import { Readiness, probes } from './probes.js';
 import { registration } from './registration.js';
 import { SHARED_SCHEMAS } from './schemas.js';
+import { usage } from './usage.js';
 
 export interface ApiDeps {
   /** Bearer tokens: the admin's (every route), and the one that may only enroll devices. Unset: loopback callers only. */
@@ -37,6 +39,8 @@ export interface ApiDeps {
   tailnet?: TailnetView | undefined;
   /** Live device health and load (the device board); absent, device health is what the tailnet says now. */
   deviceStatus?: DeviceStatusFeed | undefined;
+  /** What key views show as a quota's use; absent: `used` is 0. */
+  quotaLedger?: QuotaLedger | undefined;
 }
 
 /** Error codes of `postgres` and the socket layer that mean the database cannot be reached right now. */
@@ -159,7 +163,8 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(registration, { bindings: deps.bindings, tailnet: deps.tailnet });
   await app.register(devices, { store: deps.store, registry: deps.registry, tailnet: deps.tailnet, deviceStatus: deps.deviceStatus });
   await app.register(pools, { store: deps.store, registry: deps.registry, tailnet: deps.tailnet, deviceStatus: deps.deviceStatus });
-  await app.register(keys, { store: deps.store, registry: deps.registry });
+  await app.register(keys, { store: deps.store, registry: deps.registry, quotaLedger: deps.quotaLedger });
+  await app.register(usage, { store: deps.store });
   await app.register(openApiDocument);
   return app;
 }

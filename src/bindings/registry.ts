@@ -15,7 +15,7 @@ import { hashKey, keyTag } from '../core/key.js';
 import type { DeviceRegistrar } from '../headscale/types.js';
 import type { Logger } from '../log.js';
 import { StoreError } from '../store/errors.js';
-import type { DevicePatch, DeviceRecord, KeyRecord, KeyTarget, Labels, PoolRecord, RegistryStore } from '../store/types.js';
+import type { DevicePatch, DeviceRecord, KeyLimits, KeyRecord, KeyTarget, Labels, PoolRecord, RegistryStore } from '../store/types.js';
 import { BindingError } from './errors.js';
 import { deleteInHeadscale, purgeRegistrar, type KeyCache, type TunnelCutter } from './service.js';
 
@@ -39,12 +39,37 @@ export interface NewKeyRequest extends TargetRequest {
   /** The secret to use; absent: one is generated. The API checks it against the key rules (KEY in api/schemas.ts). */
   key?: string;
   expiresAt?: Date | null;
+  limits?: LimitsChange | null;
 }
 
 export interface KeyUpdate extends TargetRequest {
   name?: string | null;
   expiresAt?: Date | null;
   disabled?: boolean;
+  /** Merged into the key's limits: a field null removes that limit; null removes them all. */
+  limits?: LimitsChange | null;
+}
+
+/** Limits as a request gives them (the API checked each value): null removes one. */
+export type LimitsChange = { [K in keyof KeyLimits]?: KeyLimits[K] | null };
+
+/** `change` applied to `current`; refuses a combination that means nothing, naming the field. */
+export function mergeLimits(current: KeyLimits, change: LimitsChange | null): KeyLimits {
+  const out: Record<string, unknown> = change === null ? {} : { ...current };
+  if (change !== null) {
+    for (const [name, value] of Object.entries(change)) {
+      if (value === null) delete out[name];
+      else if (value !== undefined) out[name] = value;
+    }
+  }
+  const limits = out as KeyLimits;
+  if (limits.tunnelBurst !== undefined && limits.tunnelsPerSecond === undefined) {
+    throw new BindingError('invalid', 'limits.tunnelBurst: needs limits.tunnelsPerSecond (the burst is the size of its bucket)');
+  }
+  if (limits.tunnelBurst !== undefined && limits.tunnelsPerSecond !== undefined && limits.tunnelBurst < 1) {
+    throw new BindingError('invalid', 'limits.tunnelBurst: must be at least 1');
+  }
+  return limits;
 }
 
 /** A key with its secret: only the answers to creation and rotation carry one. */
@@ -121,9 +146,10 @@ export class RegistryService {
   async createKey(req: NewKeyRequest): Promise<KeyWithSecret> {
     const target = targetOf(req);
     if (target === undefined) throw new BindingError('invalid', 'device: give device or pool (the key routes through one of them)');
+    const limits = mergeLimits({}, req.limits ?? null);
     const secret = req.key ?? generateSecret();
     const keyHash = hashKey(secret);
-    const key = await this.write(() => this.deps.store.createKey({ name: req.name ?? null, keyHash, target, expiresAt: req.expiresAt ?? null }), {
+    const key = await this.write(() => this.deps.store.createKey({ name: req.name ?? null, keyHash, target, expiresAt: req.expiresAt ?? null, limits }), {
       conflict: 'key: already in use by another key',
       foreignKey: () => targetField(target),
     });
@@ -135,12 +161,20 @@ export class RegistryService {
 
   async updateKey(id: number, req: KeyUpdate): Promise<KeyRecord> {
     const target = targetOf(req);
+    let limits: KeyLimits | undefined;
+    if (req.limits !== undefined) {
+      // Merged here, not in SQL, so that a combination that means nothing is refused before anything is written.
+      const current = await this.deps.store.getKey(id);
+      if (current === null) throw noSuch('key', id);
+      limits = mergeLimits(current.limits, req.limits);
+    }
     const key = await this.write(
-      () => this.deps.store.updateKey(id, { name: req.name, target, expiresAt: req.expiresAt, disabled: req.disabled }),
+      () => this.deps.store.updateKey(id, { name: req.name, target, expiresAt: req.expiresAt, disabled: req.disabled, limits }),
       { notFound: noSuch('key', id).message, foreignKey: target === undefined ? undefined : () => targetField(target) },
     );
-    // Each of these decides whether and where the key routes; a name does not.
-    if (target !== undefined || req.disabled !== undefined || req.expiresAt !== undefined) this.deps.keyCache.invalidate(key.keyHash);
+    // Each of these decides whether, where or how much the key routes; a name does not. (Invalidating a key with
+    // open tunnels reads it again at once, so a new bandwidth cap reaches them.)
+    if (target !== undefined || req.disabled !== undefined || req.expiresAt !== undefined || limits !== undefined) this.deps.keyCache.invalidate(key.keyHash);
     let tunnelsClosed = 0;
     if (key.disabled || (key.expiresAt !== null && key.expiresAt.getTime() <= Date.now())) tunnelsClosed = this.cutKey(key);
     this.log.info({ keyId: id, keyPrefix: keyTag(key.keyHash), target: key.target, disabled: key.disabled, tunnelsClosed }, 'key updated');

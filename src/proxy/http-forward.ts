@@ -15,6 +15,7 @@ import type { ListenerContext } from '../tunnel/listener.js';
 import type { DeviceState } from '../tunnel/device-health.js';
 import type { Authenticated, TunnelPipeline } from '../tunnel/pipeline.js';
 import type { RoutedDevice } from '../tunnel/routes.js';
+import type { UsageMeter, UsageRecorder } from '../tunnel/usage.js';
 import type { ProxyDeps } from './deps.js';
 import { AUTH_REQUIRED_TEXT, HTTP_FAILURES, KEY_STORE_TEXT, PROXY_AUTHENTICATE, REFUSAL_STATUS, refusalHeaders, userParameterHeaders } from './failures.js';
 
@@ -77,7 +78,19 @@ class DeviceAgent extends http.Agent {
 const NO_CREDENTIALS = { username: Buffer.alloc(0), password: Buffer.alloc(0) };
 
 const kInflight = Symbol('tailgate.inflight');
-type ClientSocket = Socket & { [kInflight]?: number };
+// How far usage accounting has counted the client connection, each way: a keep-alive connection's bytes go to its
+// requests in turn, each request's from where the one before it stopped (a refused one's are skipped).
+const kUsageRead = Symbol('tailgate.usageRead');
+const kUsageWritten = Symbol('tailgate.usageWritten');
+type ClientSocket = Socket & { [kInflight]?: number; [kUsageRead]?: number; [kUsageWritten]?: number };
+
+/** The client connection's bytes so far are no request's (a refused request): usage starts after them. */
+function skipUsage(res: ServerResponse): void {
+  const client = res.socket as ClientSocket | null;
+  if (client === null) return;
+  client[kUsageRead] = client.bytesRead;
+  client[kUsageWritten] = client.bytesWritten;
+}
 const kForward = Symbol('tailgate.forward');
 type Tagged<T> = T & { [kForward]?: Forward };
 
@@ -95,6 +108,12 @@ function sendError(res: ServerResponse, status: number, tag: string, text: strin
     ...extra,
   });
   res.end(body);
+}
+
+/** An answer to a request that is not forwarded: its bytes are nobody's usage. */
+function refuse(res: ServerResponse, status: number, tag: string, text: string, closeConnection: boolean, extra?: Record<string, string>): void {
+  sendError(res, status, tag, text, closeConnection, extra);
+  skipUsage(res);
 }
 
 function requestHasBody(req: IncomingMessage): boolean {
@@ -162,29 +181,34 @@ export class Forwarder {
         : /^https:\/\//i.test(url)
           ? 'only http:// URLs can be forwarded; use CONNECT for https'
           : 'request target is not a usable http:// URL';
-      sendError(res, 400, 'bad-request', text, hasBody);
+      refuse(res, 400, 'bad-request', text, hasBody);
       return;
     }
     const creds = parseBasicCredentials(req.headers['proxy-authorization']) ?? NO_CREDENTIALS;
     const auth = await this.pipeline.authenticate(ctx, creds.username, creds.password);
     if (!auth.ok) {
-      if (auth.storeDown) sendError(res, 503, 'key-store', KEY_STORE_TEXT, hasBody);
-      else if (auth.parameter === undefined) sendError(res, 407, 'auth', AUTH_REQUIRED_TEXT, hasBody, { 'Proxy-Authenticate': PROXY_AUTHENTICATE });
-      else sendError(res, 407, 'user-parameter', auth.parameter, hasBody, userParameterHeaders(auth.parameter));
+      if (auth.storeDown) refuse(res, 503, 'key-store', KEY_STORE_TEXT, hasBody);
+      else if (auth.parameter === undefined) refuse(res, 407, 'auth', AUTH_REQUIRED_TEXT, hasBody, { 'Proxy-Authenticate': PROXY_AUTHENTICATE });
+      else refuse(res, 407, 'user-parameter', auth.parameter, hasBody, userParameterHeaders(auth.parameter));
       return;
     }
     const refusal = this.pipeline.admit(ctx, auth.route);
     if (refusal !== null) {
-      sendError(res, REFUSAL_STATUS, refusal.reason, refusal.text, hasBody, refusalHeaders(refusal));
+      refuse(res, REFUSAL_STATUS, refusal.reason, refusal.text, hasBody, refusalHeaders(refusal));
       return;
     }
+    // Admitted: from here the request holds its place in its key's limits until Forward.finish() (or a return below).
     const route = this.pipeline.choose(ctx, auth.route, auth.params);
     if (route instanceof DialError) {
+      this.pipeline.release(auth.route, 0);
       const f = HTTP_FAILURES[route.reason];
-      sendError(res, f.status, route.reason, f.text, hasBody);
+      refuse(res, f.status, route.reason, f.text, hasBody);
       return;
     }
-    if (res.destroyed) return;
+    if (res.destroyed) {
+      this.pipeline.release(auth.route, 0);
+      return;
+    }
     if (expectsContinue) res.writeContinue();
     new Forward(this, req, res, auth, route, parsed, hasBody).send(false);
   }
@@ -216,8 +240,11 @@ export class Forwarder {
   }
 }
 
-/** One forwarded request. Counted as a tunnel of the http listener while it is in flight. */
-class Forward {
+/**
+ * One forwarded request. Counted as a tunnel of the http listener while it is in flight; for usage, what crossed the
+ * client connection for it (request and response, heads included).
+ */
+class Forward implements UsageMeter {
   private upstreamReq: Tagged<http.ClientRequest> | undefined;
   private upstreamSocket: Socket | undefined;
   private bytesBase = [0, 0];
@@ -256,6 +283,11 @@ class Forward {
     if (inflight === 0) ctx.parts.tunnels.add(route.keyHash, client);
     ctx.tunnelsOpen.inc();
     ctx.tunnelsTotal.inc();
+    const usage = ctx.parts.usage;
+    if (usage !== undefined) {
+      usage.opened(route.keyId, route.id);
+      usage.add(this);
+    }
     res[kForward] = this;
     res.on('close', onResponseClose);
     // Without a listener Node would destroy the client socket at server.timeout; with it, an idle
@@ -426,10 +458,22 @@ class Forward {
     this.upstreamSocket = undefined;
   }
 
+  reportUsage(recorder: UsageRecorder): void {
+    const client = this.req.socket as ClientSocket;
+    const read = client.bytesRead;
+    const written = client.bytesWritten;
+    const up = read - (client[kUsageRead] ?? 0);
+    const down = written - (client[kUsageWritten] ?? 0);
+    client[kUsageRead] = read;
+    client[kUsageWritten] = written;
+    recorder.bytes(this.route.keyId, this.route.id, Math.max(0, up), Math.max(0, down));
+  }
+
   /** The client-side response is over (sent, or the client went away). */
   finish(): void {
     if (this.finished) return;
     this.finished = true;
+    this.forwarder.ctx.parts.usage?.end(this);
     this.stopWaiting();
     if (this.device !== undefined) this.forwarder.ctx.parts.board?.tunnelClosed(this.device);
     const { ctx } = this.forwarder;
@@ -437,6 +481,7 @@ class Forward {
     this.snapshotBytes();
     ctx.bytesUp.inc(this.bytes[0]!);
     ctx.bytesDown.inc(this.bytes[1]!);
+    this.auth.route.gate?.release(this.bytes[0]! + this.bytes[1]!);
     ctx.tunnelsOpen.dec();
     if (ctx.debug) {
       ctx.parts.log.debug(

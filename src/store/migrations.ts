@@ -218,6 +218,35 @@ export const MIGRATIONS: readonly Migration[] = [
       END
       $$;`,
   },
+  {
+    version: 5,
+    name: 'usage in hourly buckets',
+    // Additive counters, written by every gateway as INSERT ... ON CONFLICT DO UPDATE SET x = x + EXCLUDED.x, so any
+    // number of gateways add up. No foreign keys: usage of a deleted key or device stays, for billing. device_id 0:
+    // no device was involved (a refusal, or no eligible device). hour: the start of the UTC hour.
+    sql: `
+      CREATE TABLE usage_hourly (
+        hour timestamptz NOT NULL CONSTRAINT usage_hourly_on_the_hour CHECK (date_trunc('hour', hour) = hour),
+        key_id bigint NOT NULL,
+        device_id bigint NOT NULL,
+        bytes_up bigint NOT NULL DEFAULT 0,
+        bytes_down bigint NOT NULL DEFAULT 0,
+        tunnels bigint NOT NULL DEFAULT 0,
+        refused bigint NOT NULL DEFAULT 0,
+        failures bigint NOT NULL DEFAULT 0,
+        PRIMARY KEY (hour, key_id, device_id)
+      );
+      CREATE INDEX usage_hourly_key ON usage_hourly (key_id, hour);
+      CREATE INDEX usage_hourly_device ON usage_hourly (device_id, hour);`,
+  },
+  {
+    version: 6,
+    name: 'per-key limits',
+    // Read with the key on every key-cache miss, so in the keys row rather than a table of its own. The key trigger
+    // announces the update like any other key change: every gateway forgets the cached route and reads the new limits.
+    sql: `ALTER TABLE keys ADD COLUMN limits jsonb NOT NULL DEFAULT '{}'::jsonb
+      CONSTRAINT keys_limits_is_object CHECK (jsonb_typeof(limits) = 'object')`,
+  },
 ];
 
 // Any constant works as long as nothing else on the same database uses it; "tailgate" in ASCII.

@@ -8,6 +8,7 @@ import { StoreError, toStoreError } from './errors.js';
 import type {
   DevicePatch,
   DeviceRecord,
+  KeyLimits,
   KeyPatch,
   KeyRecord,
   KeyTarget,
@@ -24,6 +25,11 @@ import type {
   PoolWithMembers,
   RegistryStore,
   ResolvedKey,
+  UsageDelta,
+  UsagePoint,
+  UsageStep,
+  UsageSubject,
+  UsageTotal,
 } from './types.js';
 
 /** The channel the change triggers notify on (migrations 2 and 3). */
@@ -99,7 +105,7 @@ function toPool(row: PoolRow): PoolRecord {
   return { id: row.id, name: row.name, selector: row.selector, devices: row.devices, createdAt: row.created_at, updatedAt: row.updated_at };
 }
 
-const KEY_COLUMNS = 'k.id, k.name, k.key_hash, k.target_device_id, k.target_pool_id, k.expires_at, k.disabled, k.created_at, k.updated_at';
+const KEY_COLUMNS = 'k.id, k.name, k.key_hash, k.target_device_id, k.target_pool_id, k.expires_at, k.disabled, k.limits, k.created_at, k.updated_at';
 
 interface KeyRow {
   id: number;
@@ -109,6 +115,7 @@ interface KeyRow {
   target_pool_id: number | null;
   expires_at: Date | null;
   disabled: boolean;
+  limits: KeyLimits;
   created_at: Date;
   updated_at: Date;
 }
@@ -125,6 +132,7 @@ function toKey(row: KeyRow): KeyRecord {
     target: toTarget(row.target_device_id, row.target_pool_id),
     expiresAt: row.expires_at,
     disabled: row.disabled,
+    limits: row.limits,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
@@ -371,9 +379,9 @@ export class SqlNodeStore implements NodeStore, RegistryStore {
     const [device, pool] = targetColumns(n.target);
     return this.write(async () => {
       const [row] = await this.sql.unsafe<KeyRow[]>(
-        `INSERT INTO keys AS k (name, key_hash, target_device_id, target_pool_id, expires_at, disabled)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${KEY_COLUMNS}`,
-        [n.name ?? null, n.keyHash, device, pool, n.expiresAt ?? null, n.disabled ?? false],
+        `INSERT INTO keys AS k (name, key_hash, target_device_id, target_pool_id, expires_at, disabled, limits)
+         VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) RETURNING ${KEY_COLUMNS}`,
+        [n.name ?? null, n.keyHash, device, pool, n.expiresAt ?? null, n.disabled ?? false, (n.limits ?? {}) as never],
       );
       return toKey(row!);
     });
@@ -399,9 +407,10 @@ export class SqlNodeStore implements NodeStore, RegistryStore {
            target_pool_id = CASE WHEN $4 THEN $6::integer ELSE k.target_pool_id END,
            expires_at = CASE WHEN $7 THEN $8::timestamptz ELSE k.expires_at END,
            disabled = coalesce($9::boolean, k.disabled),
+           limits = coalesce($10::jsonb, k.limits),
            updated_at = now()
          WHERE k.id = $1 RETURNING ${KEY_COLUMNS}`,
-        [id, p.name !== undefined, p.name ?? null, p.target !== undefined, device, pool, p.expiresAt !== undefined, p.expiresAt ?? null, p.disabled ?? null],
+        [id, p.name !== undefined, p.name ?? null, p.target !== undefined, device, pool, p.expiresAt !== undefined, p.expiresAt ?? null, p.disabled ?? null, (p.limits ?? null) as never],
       );
       if (row === undefined) throw notFound('key', id);
       return toKey(row);
@@ -435,7 +444,7 @@ export class SqlNodeStore implements NodeStore, RegistryStore {
   async resolveKey(keyHash: string): Promise<ResolvedKey | null> {
     const rows = await this.sql<(Partial<DeviceRow> & ResolveRow)[]>`
       SELECT k.id AS key_id, k.disabled AS key_disabled, k.expires_at AS key_expires_at,
-        k.target_device_id AS key_device_id, k.target_pool_id AS key_pool_id,
+        k.target_device_id AS key_device_id, k.target_pool_id AS key_pool_id, k.limits AS key_limits,
         d.id, d.name, d.ip, d.ipv6, d.port, d.protocol, d.labels, d.headscale_node_id, d.enabled, d.created_at, d.updated_at
       FROM keys k
       LEFT JOIN LATERAL (
@@ -458,8 +467,87 @@ export class SqlNodeStore implements NodeStore, RegistryStore {
       disabled: first.key_disabled,
       expiresAt: first.key_expires_at,
       target: toTarget(first.key_device_id, first.key_pool_id),
+      limits: first.key_limits,
       devices,
     };
+  }
+
+  // ---- Usage (migration 5) ----
+
+  async addUsage(deltas: readonly UsageDelta[]): Promise<void> {
+    if (deltas.length === 0) return;
+    const n = deltas.length;
+    const hours: string[] = new Array(n);
+    const cols: number[][] = [[], [], [], [], [], [], []];
+    for (let i = 0; i < n; i++) {
+      const d = deltas[i]!;
+      hours[i] = new Date(d.hour).toISOString();
+      cols[0]!.push(d.keyId);
+      cols[1]!.push(d.deviceId);
+      cols[2]!.push(d.bytesUp);
+      cols[3]!.push(d.bytesDown);
+      cols[4]!.push(d.tunnels);
+      cols[5]!.push(d.refused);
+      cols[6]!.push(d.failures);
+    }
+    // Arrays as text: the client would otherwise send JavaScript numbers as int4, and byte counts outgrow it.
+    const big = (a: number[]) => `{${a.join(',')}}`;
+    await this.sql.unsafe(
+      `INSERT INTO usage_hourly AS u (hour, key_id, device_id, bytes_up, bytes_down, tunnels, refused, failures)
+       SELECT * FROM unnest($1::timestamptz[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[])
+       ON CONFLICT (hour, key_id, device_id) DO UPDATE SET
+         bytes_up = u.bytes_up + EXCLUDED.bytes_up,
+         bytes_down = u.bytes_down + EXCLUDED.bytes_down,
+         tunnels = u.tunnels + EXCLUDED.tunnels,
+         refused = u.refused + EXCLUDED.refused,
+         failures = u.failures + EXCLUDED.failures`,
+      [`{${hours.map((h) => `"${h}"`).join(',')}}`, ...cols.map(big)],
+    );
+  }
+
+  async usageSeries(subject: UsageSubject, id: number, from: Date, to: Date, step: UsageStep): Promise<UsagePoint[]> {
+    const column = subject === 'key' ? 'key_id' : 'device_id';
+    // Days are UTC days whatever the session's time zone.
+    const bucket = step === 'hour' ? 'hour' : "date_trunc('day', hour AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'";
+    const rows = await this.sql.unsafe<UsageRow[]>(
+      `SELECT ${bucket} AS t, ${USAGE_SUMS} FROM usage_hourly
+       WHERE ${column} = $1 AND hour >= $2 AND hour < $3 GROUP BY 1 ORDER BY 1`,
+      [id, from, to],
+    );
+    return rows.map((r) => ({ t: r.t, ...usageCounts(r) }));
+  }
+
+  async usageTotals(subject: UsageSubject, from: Date, to: Date): Promise<UsageTotal[]> {
+    const [column, table] = subject === 'key' ? ['key_id', 'keys'] : ['device_id', 'devices'];
+    const rows = await this.sql.unsafe<(UsageRow & { id: string; name: string | null })[]>(
+      `SELECT u.id, x.name, u.bytes_up, u.bytes_down, u.tunnels, u.refused, u.failures FROM (
+         SELECT ${column} AS id, ${USAGE_SUMS} FROM usage_hourly
+         WHERE hour >= $1 AND hour < $2 AND ${column} <> 0 GROUP BY 1
+       ) u LEFT JOIN ${table} x ON x.id = u.id
+       ORDER BY u.bytes_up + u.bytes_down DESC, u.id`,
+      [from, to],
+    );
+    return rows.map((r) => ({ id: Number(r.id), name: r.name, ...usageCounts(r) }));
+  }
+
+  async keyBytesSince(keys: readonly { keyId: number; since: number }[]): Promise<number[]> {
+    if (keys.length === 0) return [];
+    const rows = await this.sql.unsafe<{ bytes: string }[]>(
+      `SELECT (SELECT coalesce(sum(u.bytes_up + u.bytes_down), 0) FROM usage_hourly u WHERE u.key_id = q.key_id AND u.hour >= q.since) AS bytes
+       FROM unnest($1::bigint[], $2::timestamptz[]) WITH ORDINALITY AS q(key_id, since, i) ORDER BY q.i`,
+      [`{${keys.map((k) => k.keyId).join(',')}}`, `{${keys.map((k) => `"${new Date(k.since).toISOString()}"`).join(',')}}`],
+    );
+    return rows.map((r) => Number(r.bytes));
+  }
+
+  async keyNames(ids: readonly number[]): Promise<Map<number, string | null>> {
+    const names = new Map<number, string | null>();
+    if (ids.length === 0) return names;
+    const rows = await this.sql.unsafe<{ id: number; name: string | null }[]>(`SELECT id, name FROM keys WHERE id = ANY($1::integer[])`, [
+      `{${ids.join(',')}}`,
+    ]);
+    for (const r of rows) names.set(r.id, r.name);
+    return names;
   }
 
   async ping(): Promise<void> {
@@ -480,12 +568,30 @@ export class SqlNodeStore implements NodeStore, RegistryStore {
   }
 }
 
+// Sums of bigint are numeric: cast back so that they come as int8 text, and Number() them (exact below 2^53 bytes).
+const USAGE_SUMS = `sum(bytes_up)::bigint AS bytes_up, sum(bytes_down)::bigint AS bytes_down, sum(tunnels)::bigint AS tunnels,
+  sum(refused)::bigint AS refused, sum(failures)::bigint AS failures`;
+
+interface UsageRow {
+  t: Date;
+  bytes_up: string;
+  bytes_down: string;
+  tunnels: string;
+  refused: string;
+  failures: string;
+}
+
+function usageCounts(r: Omit<UsageRow, 't'>): { bytesUp: number; bytesDown: number; tunnels: number; refused: number; failures: number } {
+  return { bytesUp: Number(r.bytes_up), bytesDown: Number(r.bytes_down), tunnels: Number(r.tunnels), refused: Number(r.refused), failures: Number(r.failures) };
+}
+
 interface ResolveRow {
   key_id: number;
   key_disabled: boolean;
   key_expires_at: Date | null;
   key_device_id: number | null;
   key_pool_id: number | null;
+  key_limits: KeyLimits;
 }
 
 /** A pool's membership as given: explicit device ids or a selector (null for what was not given). */

@@ -123,6 +123,28 @@ export interface PoolPatch {
 
 export type KeyTarget = { device: number } | { pool: number };
 
+/** The calendar period a quota counts over, in UTC; `total` never resets. */
+export type QuotaPeriod = 'day' | 'month' | 'total';
+
+/**
+ * What a key may use (issue 11); every field optional, an empty object is no limit at all. Stored as given (the API
+ * validates), read on every key-cache miss with the key.
+ */
+export interface KeyLimits {
+  /** Open tunnels and in-flight forwarded requests at once, on each gateway. */
+  maxTunnels?: number;
+  /** New tunnels (and forwarded requests) per second, a token bucket of `tunnelBurst` tokens. */
+  tunnelsPerSecond?: number;
+  /** The bucket's size: how many may start at once after a quiet spell (default: tunnelsPerSecond rounded up). */
+  tunnelBurst?: number;
+  /** Device to client, bytes per second, over all of the key's tunnels together. */
+  bytesPerSecondDown?: number;
+  /** Client to device, bytes per second, over all of the key's tunnels together. */
+  bytesPerSecondUp?: number;
+  /** Bytes up and down together per period. */
+  quota?: { bytes: number; period: QuotaPeriod };
+}
+
 /** A credential. Only its SHA-256 is stored. */
 export interface KeyRecord {
   id: number;
@@ -131,6 +153,7 @@ export interface KeyRecord {
   target: KeyTarget;
   expiresAt: Date | null;
   disabled: boolean;
+  limits: KeyLimits;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -141,14 +164,16 @@ export interface NewKey {
   target: KeyTarget;
   expiresAt?: Date | null;
   disabled?: boolean;
+  limits?: KeyLimits;
 }
 
-/** Absent fields stay; null clears name and expiresAt. */
+/** Absent fields stay; null clears name and expiresAt; limits replace the stored ones whole. */
 export interface KeyPatch {
   name?: string | null;
   target?: KeyTarget;
   expiresAt?: Date | null;
   disabled?: boolean;
+  limits?: KeyLimits;
 }
 
 /** What the data path needs for a key: the key's state and the devices it may egress through. */
@@ -157,12 +182,13 @@ export interface ResolvedKey {
   disabled: boolean;
   expiresAt: Date | null;
   target: KeyTarget;
+  limits: KeyLimits;
   /** Enabled devices of the target (the device, or the pool's members), by id; empty when none. */
   devices: DeviceRecord[];
 }
 
 /** Keys, devices and pools as separate things; the management API and the pipeline build on this. */
-export interface RegistryStore {
+export interface RegistryStore extends UsageStore {
   listDevices(): Promise<DeviceRecord[]>;
   getDevice(id: number): Promise<DeviceRecord | null>;
   createDevice(device: NewDevice): Promise<DeviceRecord>;
@@ -190,4 +216,53 @@ export interface RegistryStore {
 
   /** The key with this hash and its target's eligible devices, in one round trip; null for an unknown hash. */
   resolveKey(keyHash: string): Promise<ResolvedKey | null>;
+}
+
+/** What one gateway adds to one hourly bucket of one key and device (deviceId 0: no device was involved). */
+export interface UsageDelta {
+  /** The start of the UTC hour, ms since epoch. */
+  hour: number;
+  keyId: number;
+  deviceId: number;
+  bytesUp: number;
+  bytesDown: number;
+  tunnels: number;
+  refused: number;
+  failures: number;
+}
+
+export interface UsageCounts {
+  bytesUp: number;
+  bytesDown: number;
+  tunnels: number;
+  refused: number;
+  failures: number;
+}
+
+/** One step of a usage series: `t` is the step's start (an hour, or a UTC day). */
+export interface UsagePoint extends UsageCounts {
+  t: Date;
+}
+
+export interface UsageTotal extends UsageCounts {
+  id: number;
+  /** The key's or device's name now; null when it has none or no longer exists. */
+  name: string | null;
+}
+
+export type UsageStep = 'hour' | 'day';
+export type UsageSubject = 'key' | 'device';
+
+/** Usage accounting: every gateway adds to the same hourly buckets (see migration 5). */
+export interface UsageStore {
+  /** Adds each delta to its bucket, all in one statement; each (hour, key, device) at most once per call. */
+  addUsage(deltas: readonly UsageDelta[]): Promise<void>;
+  /** The non-empty steps of one key's or device's usage with from <= t < to, in order (from aligned to the step). */
+  usageSeries(subject: UsageSubject, id: number, from: Date, to: Date, step: UsageStep): Promise<UsagePoint[]>;
+  /** Totals per key or per device (device 0 left out) over from <= hour < to, most bytes first. */
+  usageTotals(subject: UsageSubject, from: Date, to: Date): Promise<UsageTotal[]>;
+  /** Bytes up + down of each key since its time (ms since epoch, on the hour), in the order asked. */
+  keyBytesSince(keys: readonly { keyId: number; since: number }[]): Promise<number[]>;
+  /** Names of these keys (absent: no such key); for metrics labels. */
+  keyNames(ids: readonly number[]): Promise<Map<number, string | null>>;
 }

@@ -3,6 +3,7 @@
 import { LRUCache } from 'lru-cache';
 import { hashKey } from '../core/key.js';
 import type { DeviceRecord, ResolvedKey, RegistryStore } from '../store/types.js';
+import type { KeyGate, LimitBook } from './limits.js';
 import type { KeyRoute, RoutedDevice, PoolRoute, RouteResolver } from './routes.js';
 import type { DeviceSet } from './select.js';
 import type { Clock } from './types.js';
@@ -38,8 +39,11 @@ const GET_OPTIONS = {};
 // Re-reading after an invalidation cannot loop for long in practice; the bound just makes that certain.
 const MAX_STALE_RETRIES = 3;
 
-function routedDevice(keyHash: string, d: DeviceRecord): RoutedDevice {
-  return { nodeId: d.id, keyHash, ip: d.ip, port: d.port, protocol: d.protocol, id: d.id, name: d.name ?? String(d.id), labels: d.labels };
+/** A refresh nobody waits for: a failure leaves the next connection to read the key. */
+function ignore(): void {}
+
+function routedDevice(keyHash: string, keyId: number, gate: KeyGate | null, d: DeviceRecord): RoutedDevice {
+  return { nodeId: d.id, keyHash, ip: d.ip, port: d.port, protocol: d.protocol, keyId, gate, id: d.id, name: d.name ?? String(d.id), labels: d.labels };
 }
 
 /** What the resolver works with besides the store; every part optional. */
@@ -50,6 +54,13 @@ export interface KeyResolverParts {
   prepare?: PrepareDevices | undefined;
   /** Told of every device a resolved key can use, device keys and pool members alike, before the route is used. */
   track?: ((device: RoutedDevice) => void) | undefined;
+  /** Absent: limits are not enforced (every route's gate is null). */
+  limits?: LimitBook | undefined;
+  /**
+   * Whether a key, once invalidated, should be read again at once rather than on its next connection: true while it
+   * has tunnels open here, so that a new bandwidth cap reaches them without waiting for a new tunnel.
+   */
+  refreshOpen?: ((keyHash: string) => boolean) | undefined;
 }
 
 export class KeyResolver implements RouteResolver {
@@ -59,6 +70,8 @@ export class KeyResolver implements RouteResolver {
   private readonly negativeTtlMs: number;
   private readonly prepare: PrepareDevices | undefined;
   private readonly track: ((device: RoutedDevice) => void) | undefined;
+  private readonly limits: LimitBook | undefined;
+  private readonly refreshOpen: ((keyHash: string) => boolean) | undefined;
 
   constructor(
     private readonly store: Pick<RegistryStore, 'resolveKey'>,
@@ -68,6 +81,8 @@ export class KeyResolver implements RouteResolver {
     const clock = parts.clock ?? performance;
     this.prepare = parts.prepare;
     this.track = parts.track;
+    this.limits = parts.limits;
+    this.refreshOpen = parts.refreshOpen;
     this.positiveTtlMs = opts.positiveTtlMs;
     this.negativeTtlMs = opts.negativeTtlMs;
     // ttlResolution caches the clock for 1 ms of real time (a timer) across lookups instead of reading it on every
@@ -101,6 +116,7 @@ export class KeyResolver implements RouteResolver {
       flight.stale = true;
       this.inflight.delete(keyHash);
     }
+    if (this.refreshOpen?.(keyHash)) this.resolveHash(keyHash).catch(ignore);
   }
 
   /** Forgets everything, e.g. after reconnecting to a change feed that may have missed notifications. */
@@ -122,17 +138,18 @@ export class KeyResolver implements RouteResolver {
    */
   private toKeyRoute(keyHash: string, key: ResolvedKey | null): KeyRoute | null {
     if (key === null || key.disabled || (key.expiresAt !== null && key.expiresAt.getTime() <= Date.now())) return null;
+    const gate = this.limits === undefined ? null : this.limits.gate(key.id, keyHash, key.limits);
     if ('device' in key.target) {
       const record = key.devices[0];
       if (record === undefined) return null;
-      const device = routedDevice(keyHash, record);
+      const device = routedDevice(keyHash, key.id, gate, record);
       this.track?.(device);
       return device;
     }
     if (this.prepare === undefined) return null;
-    const members = key.devices.map((d) => routedDevice(keyHash, d));
+    const members = key.devices.map((d) => routedDevice(keyHash, key.id, gate, d));
     if (this.track !== undefined) for (const d of members) this.track(d);
-    const route: PoolRoute = { keyId: key.id, keyHash, set: this.prepare(members), plain: { keyId: key.id } };
+    const route: PoolRoute = { keyId: key.id, keyHash, gate, set: this.prepare(members), plain: { keyId: key.id } };
     return route;
   }
 

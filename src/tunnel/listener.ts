@@ -6,6 +6,8 @@ import type { Logger } from '../log.js';
 import type { DeviceBoard } from './device-health.js';
 import type { ListenerName, Metrics } from './metrics.js';
 import type { TunnelRegistry } from './registry.js';
+import type { RoutedDevice } from './routes.js';
+import type { UsageRecorder } from './usage.js';
 import type { Timeouts } from './types.js';
 
 /** The parts of the pipeline every stage after authentication uses. */
@@ -16,6 +18,8 @@ export interface ListenerParts {
   timeouts: Timeouts;
   /** Every device's health and load; absent for a gateway that routes device keys only. */
   board?: DeviceBoard | undefined;
+  /** Usage accounting; absent: nothing is accounted. */
+  usage?: UsageRecorder | undefined;
 }
 
 export class ListenerContext {
@@ -45,8 +49,9 @@ export class ListenerContext {
    * A connection through the device could not be made. Logged at info with the reason's detail, because the client
    * only ever sees the short label and an operator asked "why did my customer get a 502" needs the rest.
    */
-  dialFailed(route: DeviceRoute, err: DialError): void {
+  dialFailed(route: RoutedDevice, err: DialError): void {
     this.parts.metrics.dialError(err.reason);
+    this.parts.usage?.failed(route.keyId, route.id);
     this.failed(route, err);
   }
 

@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { FailureReason } from '../core/failure.js';
 import type { DeviceStatusFeed } from './device-status.js';
+import type { UsageRecorder } from './usage.js';
 
 export type ListenerName = 'http' | 'socks5';
 
@@ -20,6 +21,12 @@ export class Metrics {
   });
   readonly authFailures = new Counter({ name: 'tailgate_auth_failures_total', help: 'Rejected proxy credentials', labelNames: ['listener'] as const, registers: [this.registry] });
   readonly failovers = new Counter({ name: 'tailgate_failovers_total', help: 'Connections moved to another device of their key after a device-level failure', registers: [this.registry] });
+  readonly limitRefusals = new Counter({
+    name: 'tailgate_limit_refusals_total',
+    help: "Tunnels and forwarded requests refused by their key's limits: tunnel-limit, rate-limit, quota_exceeded",
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   readonly dialErrors = new Counter({ name: 'tailgate_device_dial_errors_total', help: 'Failed connections to devices by reason', labelNames: ['reason'] as const, registers: [this.registry] });
   readonly setupSeconds = new Histogram({
     name: 'tailgate_tunnel_setup_seconds',
@@ -56,6 +63,61 @@ export class Metrics {
       collect() {
         this.reset();
         for (const [id, name] of feed.names) this.set({ device: name }, feed.board.view(id).openTunnels);
+      },
+    });
+  }
+
+  /**
+   * Bytes per device (and per key, by key name, only when asked: one series per key is a cardinality an operator must
+   * choose), from the usage recorder at scrape time: open tunnels are sampled then, nothing is counted per chunk.
+   * Client-side bytes, as billed: up = from the client, down = to the client.
+   */
+  watchUsage(usage: UsageRecorder, deviceNames: ReadonlyMap<number, string>, keyNames: ReadonlyMap<number, string | null> | undefined): void {
+    this.bytesCounter('tailgate_device_bytes_total', 'Bytes carried through the device, from every key', 'device', usage, usage.deviceBytes, (id) =>
+      id === 0 ? undefined : (deviceNames.get(id) ?? String(id)),
+    );
+    new Counter({
+      name: 'tailgate_usage_dropped_total',
+      help: 'Usage not accounted because TAILGATE_USAGE_MAX_CELLS was reached while the database was unavailable',
+      labelNames: ['what'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc({ what: 'bytes' }, usage.droppedBytes);
+        this.inc({ what: 'events' }, usage.droppedEvents);
+      },
+    });
+    new Gauge({
+      name: 'tailgate_usage_unwritten_cells',
+      help: 'Usage buckets held in memory, not yet written to the database',
+      registers: [this.registry],
+      collect() {
+        this.set(usage.held);
+      },
+    });
+    if (keyNames === undefined) return;
+    usage.keepKeyBytes = true;
+    this.bytesCounter('tailgate_key_bytes_total', 'Bytes carried for the key (labelled by key name, or id when it has none)', 'key', usage, usage.keyBytes, (id) =>
+      keyNames.get(id) ?? String(id),
+    );
+  }
+
+  /** A bytes counter per `label`, read from `totals` at scrape time; `nameOf` undefined leaves an id out. */
+  private bytesCounter(name: string, help: string, label: 'device' | 'key', usage: UsageRecorder, totals: ReadonlyMap<number, readonly [number, number]>, nameOf: (id: number) => string | undefined): void {
+    new Counter({
+      name,
+      help: `${help}; up = from the client, down = to the client`,
+      labelNames: [label, 'direction'],
+      registers: [this.registry],
+      collect() {
+        usage.sample();
+        this.reset();
+        for (const [id, [up, down]] of totals) {
+          const value = nameOf(id);
+          if (value === undefined) continue;
+          this.inc({ [label]: value, direction: 'up' }, up);
+          this.inc({ [label]: value, direction: 'down' }, down);
+        }
       },
     });
   }

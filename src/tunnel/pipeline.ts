@@ -16,21 +16,10 @@ import { authenticate } from './auth.js';
 import type { DeviceConnector } from './connector.js';
 import { ListenerContext, type ListenerParts } from './listener.js';
 import type { ListenerName } from './metrics.js';
+import type { Refusal } from './refusal.js';
 import { startRelay } from './relay.js';
 
-/** Why an admission policy turned a tunnel away, in the terms every front end can answer with. */
-export interface Refusal {
-  /** The `X-Tailgate-Error` label: one word, one meaning. */
-  reason: string;
-  /** RFC 9209 error type for the `Proxy-Status` header. */
-  proxyStatus: 'connection_limit_reached' | 'http_request_denied';
-  /** Proxy-Status `details`, when the error type alone does not say it. */
-  details?: string;
-  /** Seconds until trying again can succeed, when known (`Retry-After`). */
-  retryAfterS?: number;
-  /** One line for the client; never a key or an address. */
-  text: string;
-}
+export type { Refusal };
 
 /**
  * Decides whether a tunnel may start, after its key is known and before any device is dialled (limits and quotas
@@ -111,13 +100,34 @@ export class TunnelPipeline {
     return { ok: false, storeDown: false, parameter: outcome.parameter };
   }
 
-  /** Stage 3, alone (the forwarder admits each request). null: admitted. */
+  /**
+   * Stage 3, alone (the forwarder admits each request). null: admitted, and an admitted tunnel or request of a key with
+   * limits holds a place in them until release() (the relay releases the tunnels it carries).
+   */
   admit(ctx: ListenerContext, route: KeyRoute): Refusal | null {
+    const gate = route.gate;
+    if (gate !== null) {
+      const refusal = gate.admit();
+      if (refusal !== null) {
+        this.deps.usage?.refused(route.keyId);
+        return refusal;
+      }
+    }
+    if (this.admission.length === 0) return null;
     for (const policy of this.admission) {
       const refusal = policy.admit(route, ctx.listener);
-      if (refusal !== null) return refusal;
+      if (refusal !== null) {
+        gate?.release(0);
+        this.deps.usage?.refused(route.keyId);
+        return refusal;
+      }
     }
     return null;
+  }
+
+  /** The end of what admit() let in, when no relay carried it (a failed dial, a forwarded request). */
+  release(route: KeyRoute, bytes: number): void {
+    route.gate?.release(bytes);
   }
 
   /**
@@ -131,7 +141,7 @@ export class TunnelPipeline {
     const key = auth.route;
     const { tunnels } = this.deps;
     tunnels.add(key.keyHash, client);
-    const refusal = this.admission.length === 0 ? null : this.admit(ctx, key);
+    const refusal = key.gate === null && this.admission.length === 0 ? null : this.admit(ctx, key);
     if (refusal !== null) {
       tunnels.remove(key.keyHash, client);
       answers.refused(session, refusal);
@@ -140,17 +150,20 @@ export class TunnelPipeline {
     const opened = await this.open(ctx, key, auth.params, target);
     if (opened instanceof DialError) {
       tunnels.remove(key.keyHash, client);
+      key.gate?.release(0);
       answers.failed(session, opened);
       return;
     }
     const { route, device, upstream } = opened;
     if (client.destroyed) {
       tunnels.remove(key.keyHash, client);
+      key.gate?.release(0);
       upstream.destroy();
       return;
     }
     answers.established(session);
-    startRelay(ctx, route, client, upstream, pending, setupStartedAt, device);
+    // From here the relay releases the key's gate, exactly once, when the tunnel ends (or at once if it cannot start).
+    startRelay(ctx, route, client, upstream, pending, setupStartedAt, device, key.gate);
   }
 
   /**
@@ -160,7 +173,7 @@ export class TunnelPipeline {
   choose(ctx: ListenerContext, key: KeyRoute, params: ProxyUserParams): RoutedDevice | DialError {
     if (!isPoolRoute(key)) {
       if (params === NO_PARAMS || fitsFilters(key, params.country, params.device)) return key;
-      return this.noDevice(ctx, 'no_device', key.id, 1);
+      return this.noDevice(ctx, 'no_device', key.keyId, 1);
     }
     const { selector } = this.deps;
     const choice = selector === undefined ? 'no_device' : selector.choose(key.set, selectionOf(key, params));
@@ -172,6 +185,7 @@ export class TunnelPipeline {
     const err = new DialError(reason, reason === 'no_device' ? `key ${keyId}: none of its ${devices} device(s) is eligible` : `key ${keyId}: the session's device is down`);
     this.deps.log.info({ listener: ctx.listener, keyId, reason }, 'no device for the connection');
     this.deps.metrics.dialError(reason);
+    this.deps.usage?.failed(keyId, 0);
     return err;
   }
 

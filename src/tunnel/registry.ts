@@ -31,6 +31,16 @@ export class TunnelRegistry {
     this.count++;
   }
 
+  /** Whether the key has tunnels (or forwarded requests) open. */
+  has(keyHash: string): boolean {
+    return this.byKey.has(keyHash);
+  }
+
+  /** The key's open client sockets. */
+  of(keyHash: string): Iterable<Socket> {
+    return this.byKey.get(keyHash) ?? [];
+  }
+
   remove(keyHash: string, client: Socket): void {
     const set = this.byKey.get(keyHash);
     if (set === undefined || !set.delete(client)) return;

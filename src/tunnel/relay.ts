@@ -8,26 +8,40 @@
 // - Half-close: the listeners accept with allowHalfOpen and the direct dialer connects with it, so a FIN from one
 //   side only ends the other side's writable half; the opposite direction keeps flowing until it ends too. (A device
 //   socket that is not half-open, like the tailscaled dialers', closes on its FIN instead.)
-// - Bytes are counted once, at close, from the sockets' own counters instead of per chunk.
+// - Bytes are counted once, at close, from the sockets' own counters instead of per chunk; usage accounting reads the
+//   same counters of open tunnels at each flush (the Tunnel is its meter), so a long tunnel is billed while it runs.
+// - A key with a bandwidth cap (limits.ts) gets the shaped handlers instead: the same, plus taking the bytes just
+//   written from the key's bucket of that direction, and when the bucket is in debt pausing the source until the
+//   bucket's one timer wakes it. A key without limits never reaches them.
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { keyTag } from '../core/key.js';
-import type { DeviceRoute } from '../core/route.js';
 import type { DeviceState } from './device-health.js';
+import type { Direction, KeyGate, Metered } from './limits.js';
 import type { ListenerContext } from './listener.js';
+import type { RoutedDevice } from './routes.js';
+import type { UsageMeter, UsageRecorder } from './usage.js';
 
 const kTunnel = Symbol('tailgate.tunnel');
 type RelaySocket = Socket & { [kTunnel]?: Tunnel };
 
-class Tunnel {
+class Tunnel implements UsageMeter, Metered {
   /** Sockets still open; the tunnel is finished when both have closed. */
   openSockets = 2;
   /** Why it ended, for the log line: first cause wins. */
   ending: string | undefined;
+  /** Client-side bytes already reported to usage accounting, each way. */
+  usageUp = 0;
+  usageDown = 0;
+  /** Whether it holds a place in its gate (admitted by it, not adopted when its key got limits). */
+  holdsSlot = false;
+  /** Paused by the key's bucket of that direction (not by backpressure). */
+  heldDown = false;
+  heldUp = false;
 
   constructor(
     readonly ctx: ListenerContext,
-    readonly route: DeviceRoute,
+    readonly route: RoutedDevice,
     readonly client: Socket,
     readonly upstream: Socket,
     readonly upBase: number,
@@ -35,12 +49,29 @@ class Tunnel {
     readonly openedAt: number,
     /** The pool device carrying it, whose open-tunnel count it holds; undefined for a device key. */
     readonly device: DeviceState | undefined,
+    /** Its key's limits; null for a key without any. */
+    public gate: KeyGate | null,
   ) {}
+
+  reportUsage(recorder: UsageRecorder): void {
+    const { client } = this;
+    const up = Math.max(0, client.bytesRead - this.upBase - this.usageUp);
+    const down = Math.max(0, client.bytesWritten - this.downBase - this.usageDown);
+    this.usageUp += up;
+    this.usageDown += down;
+    recorder.bytes(this.route.keyId, this.route.id, up, down);
+  }
 
   finish(): void {
     const { ctx, client } = this;
+    ctx.parts.usage?.end(this);
     const up = Math.max(0, client.bytesRead - this.upBase);
     const down = Math.max(0, client.bytesWritten - this.downBase);
+    const gate = this.gate;
+    if (gate !== null) {
+      gate.unfollow(this);
+      gate.release(up + down, this.holdsSlot);
+    }
     ctx.bytesUp.inc(up);
     ctx.bytesDown.inc(down);
     ctx.tunnelsOpen.dec();
@@ -51,6 +82,27 @@ class Tunnel {
         { listener: ctx.listener, keyTag: keyTag(this.route.keyHash), node: this.route.nodeId, up, down, ms: Math.round(performance.now() - this.openedAt), end: this.ending ?? 'closed' },
         'tunnel closed',
       );
+    }
+  }
+
+  bytesSoFar(): number {
+    const { client } = this;
+    return Math.max(0, client.bytesRead - this.upBase) + Math.max(0, client.bytesWritten - this.downBase);
+  }
+
+  cut(why: string): void {
+    this.ending ??= why;
+    this.client.destroy();
+    this.upstream.destroy();
+  }
+
+  wake(direction: Direction): void {
+    if (direction === 'down') {
+      this.heldDown = false;
+      if (!this.client.writableNeedDrain) this.upstream.resume();
+    } else {
+      this.heldUp = false;
+      if (!this.upstream.writableNeedDrain) this.client.resume();
     }
   }
 }
@@ -68,6 +120,28 @@ function onRelayData(this: RelaySocket, chunk: Buffer): void {
 function onRelayDrain(this: RelaySocket): void {
   const t = this[kTunnel]!;
   peerOf(t, this).resume();
+}
+
+// The same for a key with a limit: the bytes just written are taken from the key's bucket of their direction.
+function onShapedData(this: RelaySocket, chunk: Buffer): void {
+  const t = this[kTunnel]!;
+  const up = this === t.client;
+  const ok = (up ? t.upstream : t.client).write(chunk);
+  const bucket = up ? t.gate!.up : t.gate!.down;
+  if (bucket !== null && !bucket.take(chunk.length)) {
+    if (up) t.heldUp = true;
+    else t.heldDown = true;
+    this.pause();
+    bucket.hold(t);
+  } else if (!ok) this.pause();
+}
+
+// A source its bucket holds stays paused when its peer drains; the bucket's timer resumes it.
+function onShapedDrain(this: RelaySocket): void {
+  const t = this[kTunnel]!;
+  if (this === t.client) {
+    if (!t.heldDown) t.upstream.resume();
+  } else if (!t.heldUp) t.client.resume();
 }
 
 // One direction is over: pass the FIN on. The peer flushes what it holds first, and the other direction
@@ -108,8 +182,8 @@ function attach(s: RelaySocket, t: Tunnel, idleMs: number): void {
   s.on('error', onRelayError);
   s.on('close', onRelayClose);
   s.on('timeout', onRelayTimeout);
-  s.on('data', onRelayData);
-  s.on('drain', onRelayDrain);
+  s.on('data', t.gate === null ? onRelayData : onShapedData);
+  s.on('drain', t.gate === null ? onRelayDrain : onShapedDrain);
   s.on('end', onRelayEnd);
   s.setTimeout(idleMs);
 }
@@ -129,16 +203,30 @@ function startFlowing(source: Socket, dest: Socket): void {
  * 'data' listeners and written its success reply.
  * If either socket died during setup, both are destroyed and nothing is counted.
  */
-export function startRelay(ctx: ListenerContext, route: DeviceRoute, client: Socket, upstream: Socket, pending: Buffer | null, setupStartedAt: number, device?: DeviceState): void {
+export function startRelay(
+  ctx: ListenerContext,
+  route: RoutedDevice,
+  client: Socket,
+  upstream: Socket,
+  pending: Buffer | null,
+  setupStartedAt: number,
+  device?: DeviceState,
+  gate: KeyGate | null = null,
+): void {
   if (client.destroyed || upstream.destroyed) {
     ctx.parts.tunnels.remove(route.keyHash, client);
+    gate?.release(0);
     client.destroy();
     upstream.destroy();
     return;
   }
   const now = performance.now();
   const pendingBytes = pending === null ? 0 : pending.length;
-  const t = new Tunnel(ctx, route, client, upstream, client.bytesRead - pendingBytes, client.bytesWritten, now, device);
+  const t = new Tunnel(ctx, route, client, upstream, client.bytesRead - pendingBytes, client.bytesWritten, now, device, gate);
+  if (gate !== null) {
+    t.holdsSlot = true;
+    gate.follow(t);
+  }
   if (device !== undefined) ctx.parts.board?.tunnelOpened(device);
   const idleMs = ctx.parts.timeouts.idleMs;
   attach(client, t, idleMs);
@@ -146,10 +234,34 @@ export function startRelay(ctx: ListenerContext, route: DeviceRoute, client: Soc
   ctx.parts.tunnels.add(route.keyHash, client);
   ctx.tunnelsOpen.inc();
   ctx.tunnelsTotal.inc();
+  const usage = ctx.parts.usage;
+  if (usage !== undefined) {
+    usage.opened(route.keyId, route.id);
+    usage.add(t);
+  }
   ctx.setupSeconds.observe((now - setupStartedAt) / 1000);
   if (pendingBytes > 0) upstream.write(pending!);
   // No byte is emitted before the handlers above are in place: the listeners paused the client, and the device
   // socket comes from the handshake driver not flowing yet, so it starts on a later tick at the earliest.
   startFlowing(client, upstream);
   startFlowing(upstream, client);
+}
+
+/**
+ * Puts open tunnels of a key that had no limits when they started under the key's new gate: a bandwidth cap set now
+ * shapes them too, and the quota counts and cuts them. They hold no place in maxTunnels (they were admitted without).
+ */
+export function adoptTunnels(clients: Iterable<Socket>, gate: KeyGate): void {
+  for (const client of clients) {
+    const t = (client as RelaySocket)[kTunnel];
+    if (t === undefined || t.gate !== null || t.openSockets < 2) continue;
+    t.gate = gate;
+    for (const s of [t.client, t.upstream]) {
+      s.off('data', onRelayData);
+      s.on('data', onShapedData);
+      s.off('drain', onRelayDrain);
+      s.on('drain', onShapedDrain);
+    }
+    gate.follow(t);
+  }
 }

@@ -1,6 +1,7 @@
 // What a key resolves to on the data path: one device (a device key, the fast path every key had before pools), or
 // a prepared set of devices to choose from per connection (a pool key).
 import type { DeviceRoute } from '../core/route.js';
+import type { KeyGate } from './limits.js';
 import type { DeviceSet, Selection } from './select.js';
 
 /**
@@ -8,6 +9,10 @@ import type { DeviceSet, Selection } from './select.js';
  * key resolves to one; a pool key's set is made of them.
  */
 export interface RoutedDevice extends DeviceRoute {
+  /** The key's id (a pool's members carry their pool key's). */
+  readonly keyId: number;
+  /** The key's limits on this gateway; null for a key without any (nothing is checked or counted then). */
+  readonly gate: KeyGate | null;
   readonly id: number;
   readonly name: string;
   readonly labels: Readonly<Record<string, string>>;
@@ -16,6 +21,7 @@ export interface RoutedDevice extends DeviceRoute {
 export interface PoolRoute {
   readonly keyId: number;
   readonly keyHash: string;
+  readonly gate: KeyGate | null;
   /** The pool's enabled devices, prepared for choosing (empty: the key is valid but has nowhere to go). */
   readonly set: DeviceSet<RoutedDevice>;
   /** The selection of a connection whose user name has no parameters: made once per key, not per connection. */

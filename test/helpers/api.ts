@@ -1,6 +1,7 @@
 // The management API over real HTTP for tests: started the way app.ts builds it (real store, key resolver, tunnel
 // registry, binding and registry services), called with Node's fetch, and every answer to a documented route checked
 // against the schema GET /openapi.json declares for its status.
+import type { QuotaLedger } from '../../src/tunnel/quota.js';
 import assert from 'node:assert/strict';
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
@@ -52,7 +53,7 @@ export async function startApi(
   env: Record<string, string>,
   store: NodeStore & RegistryStore,
   log: Logger,
-  extra: { registrar?: DeviceRegistrar; tailnet?: TailnetView } = {},
+  extra: { registrar?: DeviceRegistrar; tailnet?: TailnetView; quotaLedger?: QuotaLedger } = {},
 ): Promise<Api> {
   const config = loadConfig({ TAILGATE_DATA_DIR: '/unused', ...env });
   const deviceStatus = new DeviceStatusFeed(new DeviceBoard(), extra.tailnet);
@@ -78,6 +79,7 @@ export async function startApi(
     listening: () => up,
     tailnet: extra.tailnet,
     deviceStatus,
+    quotaLedger: extra.quotaLedger,
   });
   assert.equal(app.server.listening, false, 'createApiServer must leave listening to the caller');
   await app.listen({ port: 0, host: '127.0.0.1' });

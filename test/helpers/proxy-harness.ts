@@ -29,7 +29,7 @@ export class MemoryResolver implements RouteResolver {
 
   bind(key: string, device: { ip: string; port: number; protocol?: 'http' | 'socks5' }): RoutedDevice {
     const id = this.nextId++;
-    const route: RoutedDevice = { nodeId: id, id, name: `device-${id}`, labels: {}, keyHash: hashKey(key), ip: device.ip, port: device.port, protocol: device.protocol ?? 'http' };
+    const route: RoutedDevice = { nodeId: id, keyId: id, gate: null, id, name: `device-${id}`, labels: {}, keyHash: hashKey(key), ip: device.ip, port: device.port, protocol: device.protocol ?? 'http' };
     this.routes.set(route.keyHash, route);
     return route;
   }

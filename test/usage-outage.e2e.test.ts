@@ -1,0 +1,151 @@
+// Usage accounting across a database outage, on a PostgreSQL server of its own (initdb + pg_ctl in a temporary
+// directory, on a free loopback port) so stopping it disturbs no other test: bytes keep moving while the server is
+// down, the deltas are held in memory, and once it is back the totals equal what the client actually moved.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { chmod, chown, mkdtemp, readdir, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
+import postgres from 'postgres';
+import { pino } from 'pino';
+import { startGateway, type Gateway } from '../src/app.js';
+import { loadConfig } from '../src/config.js';
+import { waitFor } from '../testbed/wait.js';
+import { adminCall, openTunnel } from './helpers/connect-tunnel.js';
+import { startHttpDevice, type Device } from './helpers/devices.js';
+import { payload, startEchoTarget, type EchoTarget } from './helpers/targets.js';
+import { echoThrough, usageOf } from './helpers/usage.js';
+
+const run = promisify(execFile);
+const TOKEN = 'test-admin-token-outage-0123456789';
+const KEY = 'usage-outage-key-0001';
+
+let dir = '';
+let port = 0;
+let bin = '';
+let sql: postgres.Sql;
+let gw: Gateway;
+let device: Device;
+let echo: EchoTarget;
+
+/** The server's tools run as `postgres` when the test runs as root (PostgreSQL refuses to run as root). */
+async function pg(tool: string, args: string[], timeoutMs = 30_000): Promise<void> {
+  const cmd = path.join(bin, tool);
+  if (process.getuid?.() === 0) {
+    const quoted = [cmd, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+    await run('su', ['postgres', '-s', '/bin/sh', '-c', quoted], { timeout: timeoutMs });
+  } else {
+    await run(cmd, args, { timeout: timeoutMs });
+  }
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const p = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return p;
+}
+
+const startServer = () => pg('pg_ctl', ['-D', path.join(dir, 'data'), '-l', path.join(dir, 'log'), '-w', '-t', '30', '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1`, 'start']);
+const stopServer = () => pg('pg_ctl', ['-D', path.join(dir, 'data'), '-w', '-t', '30', '-m', 'fast', 'stop']);
+
+before(async () => {
+  const versions = (await readdir('/usr/lib/postgresql')).sort((a, b) => Number(b) - Number(a));
+  bin = path.join('/usr/lib/postgresql', versions[0]!, 'bin');
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tailgate-outage-'));
+  await chmod(dir, 0o700);
+  if (process.getuid?.() === 0) {
+    const { stdout } = await run('id', ['-u', 'postgres']);
+    const { stdout: gid } = await run('id', ['-g', 'postgres']);
+    await chown(dir, Number(stdout.trim()), Number(gid.trim()));
+  }
+  port = await freePort();
+  await pg('initdb', ['-D', path.join(dir, 'data'), '-A', 'trust', '-U', 'postgres', '--no-sync'], 60_000);
+  await startServer();
+  const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
+  sql = postgres(url, { max: 1, connect_timeout: 5, onnotice: () => {} });
+  device = await startHttpDevice('127.0.0.2');
+  echo = await startEchoTarget();
+  gw = await startGateway(
+    loadConfig({
+      DATABASE_URL: url,
+      TAILGATE_LISTEN_HOST: '127.0.0.1',
+      TAILGATE_HTTP_PORT: '0',
+      TAILGATE_SOCKS_PORT: '0',
+      TAILGATE_API_PORT: '0',
+      TAILGATE_ADMIN_TOKEN: TOKEN,
+      TAILGATE_ALLOW_CIDRS: '127.0.0.0/8',
+      TAILGATE_USAGE_FLUSH_MS: '100',
+      TAILGATE_CONNECT_TIMEOUT_MS: '3000',
+    }),
+    pino({ level: 'silent' }),
+  );
+});
+
+after(async () => {
+  await gw?.close();
+  await sql?.end({ timeout: 1 });
+  await device?.close();
+  await echo?.close();
+  if (dir !== '') {
+    await stopServer().catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('bytes moved while the database is down are written once it is back, exactly', async () => {
+  const r = await adminCall(gw.ports.api, TOKEN, 'POST', '/register', { key: KEY, ip: device.host, port: device.port, name: 'outage-dev' });
+  assert.equal(r.status, 201, JSON.stringify(r.json));
+  const keyId: number = r.json.node.id;
+
+  // One long tunnel streaming the whole time, short tunnels alongside (the key stays in the gateway's cache).
+  const long = await openTunnel(gw.ports.http, KEY, echo.port);
+  let sent = 0;
+  let received = 0;
+  long.on('data', (c: Buffer) => (received += c.length));
+  let streaming = true;
+  const chunk = payload(4_096);
+  const pump = (async () => {
+    while (streaming) {
+      long.write(chunk);
+      sent += chunk.length;
+      await new Promise((res) => setTimeout(res, 5));
+    }
+  })();
+  let short = 0;
+  const shortTunnels = async () => {
+    for (let i = 0; i < 5; i++) short += (await echoThrough(gw.ports.http, KEY, echo.port, 1_000 + i)).up;
+  };
+
+  await shortTunnels();
+  await waitFor('usage written while the database is up', 5_000, async () => (await usageOf(sql, 'key_id', keyId)).up > 0);
+
+  await stopServer();
+  const stoppedAt = sent;
+  await shortTunnels();
+  await waitFor('bytes moving with the database down', 5_000, () => sent > stoppedAt + 200_000, 20);
+  await waitFor('deltas held in memory', 5_000, async () => {
+    await gw.usage.flush();
+    return gw.usage.held > 0;
+  });
+  await startServer();
+  await shortTunnels();
+
+  streaming = false;
+  await pump;
+  await waitFor('every byte echoed', 10_000, () => received === sent, 10);
+  long.end();
+  await waitFor('every tunnel closed', 5_000, () => gw.usage.openMeters === 0, 10);
+  const expected = { up: sent + short, down: received + short, tunnels: 16, refused: 0, failures: 0 };
+  const written = await waitFor('the totals written after the outage', 20_000, async () => {
+    await gw.usage.flush();
+    const u = await usageOf(sql, 'key_id', keyId);
+    return gw.usage.held === 0 && u.up === expected.up ? u : undefined;
+  });
+  assert.deepEqual(written, expected);
+  assert.ok(sent - stoppedAt > 200_000, 'bytes moved during the outage');
+});
