@@ -265,7 +265,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxHeaderBytes: r.int('TAILGATE_MAX_HEADER_BYTES', 16_384, 1_024, 1_048_576),
     usage: {
       flushMs: r.int('TAILGATE_USAGE_FLUSH_MS', 5_000, 50, 3_600_000),
-      maxCells: r.int('TAILGATE_USAGE_MAX_CELLS', 100_000, 1_000, 100_000_000),
+      maxCells: r.int('TAILGATE_USAGE_MAX_CELLS', 100_000, 1, 100_000_000),
     },
     metricsKeyLabels: r.bool('TAILGATE_METRICS_KEY_LABELS', false),
     logLevel: r.oneOf('TAILGATE_LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),

@@ -7,11 +7,11 @@ import { performance } from 'node:perf_hooks';
 import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { startGateway, type Gateway } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
 import { periodBounds } from '../src/tunnel/quota.js';
 import { waitFor } from '../testbed/wait.js';
 import { adminCall, openTunnel } from './helpers/connect-tunnel.js';
 import { curl } from './helpers/curl.js';
+import { loopbackConfig } from './helpers/gateway-config.js';
 import { createTempDir, createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { startHttpDevice, type Device } from './helpers/devices.js';
 import { closeServer, listen, startEchoTarget, startHttpTarget, type EchoTarget, type Listening } from './helpers/targets.js';
@@ -99,7 +99,7 @@ function counter(s: net.Socket): { bytes(): number; closed: Promise<void> } {
 
 /** A gateway on loopback ports chosen by the system, devices allowed anywhere on 127.0.0.0/8. */
 function gatewayConfig(env: Record<string, string>) {
-  return loadConfig({ TAILGATE_LISTEN_HOST: '127.0.0.1', TAILGATE_HTTP_PORT: '0', TAILGATE_SOCKS_PORT: '0', TAILGATE_API_PORT: '0', TAILGATE_ADMIN_TOKEN: TOKEN, TAILGATE_ALLOW_CIDRS: '127.0.0.0/8', ...env });
+  return loopbackConfig(TOKEN, env);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -349,5 +349,70 @@ describe('bandwidth caps, measured (PostgreSQL)', { timeout: 120_000 }, () => {
     console.log(`# upload at 1 MiB/s: ${(rate / MiB).toFixed(3)} MiB/s`);
     assert.ok(Math.abs(rate / MiB - 1) <= 0.1, `upload: ${rate}`);
     s.destroy();
+  });
+});
+
+describe('one quota shared by two gateways on one PostgreSQL', { timeout: 120_000 }, () => {
+  const FLUSH_MS = 500;
+  let db: TestDatabase;
+  let gws: Gateway[] = [];
+  let device: Device;
+  let source: Listening;
+
+  before(async () => {
+    db = await createTestDatabase('limits_shared_quota');
+    [device, source] = await Promise.all([startHttpDevice(), startSource()]);
+    const env = { DATABASE_URL: db.url, TAILGATE_QUOTA_CHECK_MS: String(CHECK_MS), TAILGATE_USAGE_FLUSH_MS: String(FLUSH_MS) };
+    gws = [await startGateway(gatewayConfig(env), pino({ level: 'silent' })), await startGateway(gatewayConfig(env), pino({ level: 'silent' }))];
+  });
+
+  after(async () => {
+    for (const g of gws) await g.close();
+    await device?.close();
+    await source?.close();
+    await db?.drop();
+  });
+
+  test('both gateways cut their tunnel and refuse new ones; the overshoot stays within its bound', async () => {
+    const [a, b] = gws as [Gateway, Gateway];
+    const r = await adminCall(a.ports.api, TOKEN, 'POST', '/register', { key: 'shared-quota-device', ip: device.host, port: device.port });
+    assert.equal(r.status, 201);
+    const deviceId = (await adminCall(a.ports.api, TOKEN, 'GET', '/devices')).json[0].id;
+    const quota = 4 * MiB;
+    const rate = MiB;
+    // The cap is per gateway: each tunnel moves about `rate`, the key 2 × rate together.
+    const made = await adminCall(a.ports.api, TOKEN, 'POST', '/keys', { device: deviceId, limits: { bytesPerSecondDown: rate, quota: { bytes: quota, period: 'month' } } });
+    assert.equal(made.status, 201, JSON.stringify(made.json));
+    const { id, key } = made.json as { id: number; key: string };
+    const tunnels = [counter(await openTunnel(a.ports.http, key, source.port)), counter(await openTunnel(b.ports.http, key, source.port))];
+    const started = performance.now();
+    const cutAt: number[] = [];
+    await Promise.race([
+      Promise.all(tunnels.map((t) => t.closed.then(() => cutAt.push((performance.now() - started) / 1000)))),
+      sleep(20_000).then(() => assert.fail('the tunnels were not cut')),
+    ]);
+    const received = tunnels[0]!.bytes() + tunnels[1]!.bytes();
+    const over = received - quota;
+    // Each gateway sees its own bytes at every check and the other's within two flush intervals (the other's flush,
+    // then its own refresh): past the quota by at most the other gateway's rate over 2 flushes, the key's whole
+    // rate over one check, and one bucket per gateway.
+    const bound = (rate * 2 * FLUSH_MS) / 1000 + (2 * rate * CHECK_MS) / 1000 + 2 * Math.max(64 * 1024, rate / 10);
+    console.log(
+      `# 2 gateways sharing a ${quota} B quota at ${rate} B/s each, flush ${FLUSH_MS} ms, check ${CHECK_MS} ms: cut after ${cutAt.map((s) => s.toFixed(2)).join(' and ')} s, ` +
+        `${tunnels[0]!.bytes()} + ${tunnels[1]!.bytes()} B received, ${over} B past the quota (${((over / quota) * 100).toFixed(1)} %; bound ${bound} B)`,
+    );
+    assert.ok(over >= 0, `cut before the quota was used: ${received}`);
+    assert.ok(over <= bound, `${over} B past the quota, bound ${bound}`);
+    for (const g of gws) {
+      const answer = await curl(['-p', '-x', `http://${key}:${key}@127.0.0.1:${g.ports.http}`, `http://127.0.0.1:${source.port}/`]);
+      assert.equal(answer.connectCode, 429, answer.stderr);
+      assert.equal(answer.headers['x-tailgate-error'], 'quota_exceeded');
+    }
+    // Cut tunnels are billed what reached the clients, exactly (not what was still buffered when they were cut).
+    await Promise.all(gws.map((g) => g.usage.flush()));
+    const [row] = await db.sql<{ down: string }[]>`SELECT sum(bytes_down)::text AS down FROM usage_hourly WHERE key_id = ${id}`;
+    assert.equal(Number(row!.down), received);
+    const view = await adminCall(b.ports.api, TOKEN, 'GET', `/keys/${id}`);
+    assert.equal(view.json.quota.exhausted, true);
   });
 });

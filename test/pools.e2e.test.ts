@@ -8,8 +8,8 @@ import net from 'node:net';
 import { after, before, test } from 'node:test';
 import { pino } from 'pino';
 import { startGateway, type Gateway } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
 import { curl } from './helpers/curl.js';
+import { loopbackConfig } from './helpers/gateway-config.js';
 import { waitFor } from '../testbed/wait.js';
 import { adminCall, openTunnel } from './helpers/connect-tunnel.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
@@ -39,16 +39,7 @@ before(async () => {
   devices = await Promise.all(['127.0.0.2', '127.0.0.3', '127.0.0.4'].map((ip) => startHttpDevice(ip)));
   web = await startHttpTarget();
   echo = await startEchoTarget();
-  const config = loadConfig({
-    DATABASE_URL: db.url,
-    TAILGATE_LISTEN_HOST: '127.0.0.1',
-    TAILGATE_HTTP_PORT: '0',
-    TAILGATE_SOCKS_PORT: '0',
-    TAILGATE_API_PORT: '0',
-    TAILGATE_ADMIN_TOKEN: TOKEN,
-    TAILGATE_ALLOW_CIDRS: '127.0.0.0/8',
-    TAILGATE_CONNECT_TIMEOUT_MS: '3000',
-  });
+  const config = loopbackConfig(TOKEN, { DATABASE_URL: db.url, TAILGATE_CONNECT_TIMEOUT_MS: '3000' });
   gw = await startGateway(config, pino({ level: 'silent' }));
   const ids: number[] = [];
   for (const [i, d] of devices.entries()) {

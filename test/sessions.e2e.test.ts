@@ -10,9 +10,9 @@ import net from 'node:net';
 import { after, before, test } from 'node:test';
 import { pino } from 'pino';
 import { startGateway, type Gateway } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
 import { adminCall, openTunnel } from './helpers/connect-tunnel.js';
 import { curl, type CurlResult } from './helpers/curl.js';
+import { loopbackConfig } from './helpers/gateway-config.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { startHttpDevice, type Device } from './helpers/devices.js';
 import { startEchoTarget, startHttpTarget, type EchoTarget, type Listening } from './helpers/targets.js';
@@ -31,16 +31,7 @@ let poolKey = '';
 const deviceKey = 'session-device-key-0001';
 
 function gatewayConfig() {
-  return loadConfig({
-    DATABASE_URL: db.url,
-    TAILGATE_LISTEN_HOST: '127.0.0.1',
-    TAILGATE_HTTP_PORT: '0',
-    TAILGATE_SOCKS_PORT: '0',
-    TAILGATE_API_PORT: '0',
-    TAILGATE_ADMIN_TOKEN: TOKEN,
-    TAILGATE_ALLOW_CIDRS: '127.0.0.0/8',
-    TAILGATE_CONNECT_TIMEOUT_MS: '3000',
-  });
+  return loopbackConfig(TOKEN, { DATABASE_URL: db.url, TAILGATE_CONNECT_TIMEOUT_MS: '3000' });
 }
 
 const api = (method: string, path: string, body?: unknown) => adminCall(gw.ports.api, TOKEN, method, path, body);

@@ -12,10 +12,10 @@ import { promisify } from 'node:util';
 import postgres from 'postgres';
 import { pino } from 'pino';
 import { startGateway, type Gateway } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
 import { waitFor } from '../testbed/wait.js';
 import { adminCall, openTunnel } from './helpers/connect-tunnel.js';
 import { startHttpDevice, type Device } from './helpers/devices.js';
+import { loopbackConfig } from './helpers/gateway-config.js';
 import { payload, startEchoTarget, type EchoTarget } from './helpers/targets.js';
 import { echoThrough, usageOf } from './helpers/usage.js';
 
@@ -71,17 +71,7 @@ before(async () => {
   device = await startHttpDevice('127.0.0.2');
   echo = await startEchoTarget();
   gw = await startGateway(
-    loadConfig({
-      DATABASE_URL: url,
-      TAILGATE_LISTEN_HOST: '127.0.0.1',
-      TAILGATE_HTTP_PORT: '0',
-      TAILGATE_SOCKS_PORT: '0',
-      TAILGATE_API_PORT: '0',
-      TAILGATE_ADMIN_TOKEN: TOKEN,
-      TAILGATE_ALLOW_CIDRS: '127.0.0.0/8',
-      TAILGATE_USAGE_FLUSH_MS: '100',
-      TAILGATE_CONNECT_TIMEOUT_MS: '3000',
-    }),
+    loopbackConfig(TOKEN, { DATABASE_URL: url, TAILGATE_USAGE_FLUSH_MS: '100', TAILGATE_CONNECT_TIMEOUT_MS: '3000' }),
     pino({ level: 'silent' }),
   );
 });
@@ -148,4 +138,89 @@ test('bytes moved while the database is down are written once it is back, exactl
   });
   assert.deepEqual(written, expected);
   assert.ok(sent - stoppedAt > 200_000, 'bytes moved during the outage');
+});
+
+test('past TAILGATE_USAGE_MAX_CELLS new usage is dropped and counted, held buckets keep counting, and all is written once the database is back', async () => {
+  const bounded = await startGateway(
+    // Flushed by the test only, so no write is in flight while it counts buckets.
+    loopbackConfig(TOKEN, { DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/postgres`, TAILGATE_USAGE_FLUSH_MS: '3600000', TAILGATE_USAGE_MAX_CELLS: '2' }),
+    pino({ level: 'silent' }),
+  );
+  const metric = async (name: string, label = '') => {
+    const text = await bounded.metrics.registry.getSingleMetricAsString(name);
+    const m = new RegExp(`^${name}${label.replace(/[{}]/g, '\\$&')} (\\d+)$`, 'm').exec(text);
+    return m === null ? NaN : Number(m[1]);
+  };
+  try {
+    const deviceId: number = (await adminCall(bounded.ports.api, TOKEN, 'GET', '/devices')).json[0].id;
+    const keys: { id: number; key: string }[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await adminCall(bounded.ports.api, TOKEN, 'POST', '/keys', { device: deviceId, name: `bounded-${i}` });
+      assert.equal(r.status, 201, JSON.stringify(r.json));
+      keys.push({ id: r.json.id, key: r.json.key });
+    }
+    const [a, b, c] = keys as [(typeof keys)[0], (typeof keys)[0], (typeof keys)[0]];
+    // Each key resolved once while the database is up, so the outage only affects the writing; written one by one,
+    // since the bound holds whether the database is up or not.
+    for (const k of keys) {
+      await echoThrough(bounded.ports.http, k.key, echo.port, 1_000);
+      await waitFor('the tunnel closed', 5_000, () => bounded.usage.openMeters === 0, 10);
+      await waitFor('its usage written', 5_000, async () => {
+        await bounded.usage.flush();
+        return bounded.usage.held === 0;
+      });
+    }
+
+    await stopServer();
+    await echoThrough(bounded.ports.http, a.key, echo.port, 10_000);
+    await echoThrough(bounded.ports.http, b.key, echo.port, 20_000);
+    assert.equal(bounded.usage.held, 2, 'two buckets held: the bound');
+    await echoThrough(bounded.ports.http, c.key, echo.port, 30_000);
+    await echoThrough(bounded.ports.http, a.key, echo.port, 40_000);
+    await bounded.usage.flush();
+    assert.equal(bounded.usage.held, 2, 'no third bucket');
+    assert.equal(await metric('tailgate_usage_unwritten_cells'), 2);
+    assert.equal(await metric('tailgate_usage_dropped_total', '{what="bytes"}'), 60_000, "the third key's bytes, both ways");
+    assert.equal(await metric('tailgate_usage_dropped_total', '{what="events"}'), 1, 'its tunnel');
+
+    await startServer();
+    await waitFor('the held buckets written', 20_000, async () => {
+      await bounded.usage.flush();
+      return bounded.usage.held === 0;
+    });
+    await echoThrough(bounded.ports.http, c.key, echo.port, 5_000);
+    await bounded.usage.flush();
+    assert.equal(bounded.usage.held, 0);
+
+    // A write held up by a lock on the table: a bucket being written keeps counting in a twin that takes no place
+    // under the bound, while a new bucket is still refused.
+    await echoThrough(bounded.ports.http, a.key, echo.port, 1_000);
+    await echoThrough(bounded.ports.http, b.key, echo.port, 1_000);
+    await waitFor('the tunnels closed', 5_000, () => bounded.usage.openMeters === 0, 10);
+    let unlock!: () => void;
+    let locked!: () => void;
+    const isLocked = new Promise<void>((r) => (locked = r));
+    const lock = sql.begin(async (tx) => {
+      await tx`LOCK TABLE usage_hourly IN EXCLUSIVE MODE`;
+      locked();
+      await new Promise<void>((r) => (unlock = r));
+    });
+    await isLocked;
+    const writing = bounded.usage.flush();
+    await echoThrough(bounded.ports.http, a.key, echo.port, 2_000);
+    await echoThrough(bounded.ports.http, c.key, echo.port, 3_000);
+    await waitFor('the tunnels closed', 5_000, () => bounded.usage.openMeters === 0, 10);
+    assert.equal(bounded.usage.held, 2, 'two buckets in flight; the twin is not counted');
+    unlock();
+    await lock;
+    await writing;
+    assert.equal(bounded.usage.held, 1, 'the twin, once its original is written');
+    await bounded.usage.flush();
+    assert.equal(await metric('tailgate_usage_dropped_total', '{what="bytes"}'), 66_000, 'and the new bucket during the write');
+    assert.deepEqual(await usageOf(sql, 'key_id', a.id), { up: 54_000, down: 54_000, tunnels: 5, refused: 0, failures: 0 });
+    assert.deepEqual(await usageOf(sql, 'key_id', b.id), { up: 22_000, down: 22_000, tunnels: 3, refused: 0, failures: 0 });
+    assert.deepEqual(await usageOf(sql, 'key_id', c.id), { up: 6_000, down: 6_000, tunnels: 2, refused: 0, failures: 0 }, 'what was dropped is missing; the rest is there');
+  } finally {
+    await bounded.close();
+  }
 });

@@ -6,10 +6,10 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { pino } from 'pino';
 import { startGateway, type Gateway } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
 import { waitFor } from '../testbed/wait.js';
 import { callApi, DocumentChecker, assertError, type Api } from './helpers/api.js';
 import { adminCall, openTunnel } from './helpers/connect-tunnel.js';
+import { loopbackConfig } from './helpers/gateway-config.js';
 import { createTempDir, createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { closedPort, startHttpDevice, type Device } from './helpers/devices.js';
 import { payload, startEchoTarget, startHttpTarget, type EchoTarget, type Listening } from './helpers/targets.js';
@@ -27,17 +27,7 @@ let deviceId = 0;
 const checker = new DocumentChecker();
 
 function gatewayConfig(extra: Record<string, string> = {}) {
-  return loadConfig({
-    DATABASE_URL: db.url,
-    TAILGATE_LISTEN_HOST: '127.0.0.1',
-    TAILGATE_HTTP_PORT: '0',
-    TAILGATE_SOCKS_PORT: '0',
-    TAILGATE_API_PORT: '0',
-    TAILGATE_ADMIN_TOKEN: TOKEN,
-    TAILGATE_ALLOW_CIDRS: '127.0.0.0/8',
-    TAILGATE_USAGE_FLUSH_MS: '100',
-    ...extra,
-  });
+  return loopbackConfig(TOKEN, { DATABASE_URL: db.url, TAILGATE_USAGE_FLUSH_MS: '100', ...extra });
 }
 
 const api = (method: string, path: string, g: Gateway = gw) => callApi({ base: `http://127.0.0.1:${g.ports.api}` } as Api, checker, TOKEN, method, path);
@@ -297,16 +287,7 @@ test('metrics: bytes per device by name; per key only when TAILGATE_METRICS_KEY_
 test('the embedded store accounts the same', async () => {
   const dir = await createTempDir('tailgate-usage');
   const g = await startGateway(
-    loadConfig({
-      TAILGATE_DATA_DIR: dir.dir,
-      TAILGATE_LISTEN_HOST: '127.0.0.1',
-      TAILGATE_HTTP_PORT: '0',
-      TAILGATE_SOCKS_PORT: '0',
-      TAILGATE_API_PORT: '0',
-      TAILGATE_ADMIN_TOKEN: TOKEN,
-      TAILGATE_ALLOW_CIDRS: '127.0.0.0/8',
-      TAILGATE_USAGE_FLUSH_MS: '100',
-    }),
+    loopbackConfig(TOKEN, { TAILGATE_DATA_DIR: dir.dir, TAILGATE_USAGE_FLUSH_MS: '100' }),
     log,
   );
   try {

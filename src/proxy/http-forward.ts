@@ -461,7 +461,7 @@ class Forward implements UsageMeter {
   reportUsage(recorder: UsageRecorder): void {
     const client = this.req.socket as ClientSocket;
     const read = client.bytesRead;
-    const written = client.bytesWritten;
+    const written = client.bytesWritten - client.writableLength;
     const up = read - (client[kUsageRead] ?? 0);
     const down = written - (client[kUsageWritten] ?? 0);
     client[kUsageRead] = read;

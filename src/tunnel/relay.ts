@@ -56,7 +56,8 @@ class Tunnel implements UsageMeter, Metered {
   reportUsage(recorder: UsageRecorder): void {
     const { client } = this;
     const up = Math.max(0, client.bytesRead - this.upBase - this.usageUp);
-    const down = Math.max(0, client.bytesWritten - this.downBase - this.usageDown);
+    // What was handed to the system: bytes still in the socket's own buffer are dropped if the tunnel is cut.
+    const down = Math.max(0, client.bytesWritten - client.writableLength - this.downBase - this.usageDown);
     this.usageUp += up;
     this.usageDown += down;
     recorder.bytes(this.route.keyId, this.route.id, up, down);
@@ -87,7 +88,7 @@ class Tunnel implements UsageMeter, Metered {
 
   bytesSoFar(): number {
     const { client } = this;
-    return Math.max(0, client.bytesRead - this.upBase) + Math.max(0, client.bytesWritten - this.downBase);
+    return Math.max(0, client.bytesRead - this.upBase) + Math.max(0, client.bytesWritten - client.writableLength - this.downBase);
   }
 
   cut(why: string): void {

@@ -55,9 +55,15 @@ export class UsageRecorder implements QuotaLedger {
   private hour = -1;
   private hourEnd = -1;
   private hourCells: Map<number, Map<number, Cell>> = new Map();
-  /** Cells held (in the index) and in flight together: what the bound applies to. */
+  /**
+   * Buckets held (in the index) and in flight together, each counted once: what the bound applies to. A bucket that
+   * is being written gets a twin in the index for what comes meanwhile; the twin is not counted while its original is
+   * in flight (merged back if the write fails, counted if it succeeds), so a held bucket always keeps counting.
+   */
   private cellCount = 0;
   private inflight: Cell[] | undefined;
+  private inflightIndex: Index | undefined;
+  private twins: Cell[] = [];
   private readonly meters = new Set<UsageMeter>();
   private readonly tracked = new Map<number, Tracked>();
   /** Bytes per device (and per key, for key labels) since start: what the metrics export. */
@@ -116,10 +122,12 @@ export class UsageRecorder implements QuotaLedger {
   }
 
   private create(byKey: Map<number, Cell>, hour: number, keyId: number, deviceId: number): Cell | undefined {
-    if (this.cellCount >= this.opts.maxCells) return undefined;
+    const twin = this.inflightIndex?.get(hour)?.get(keyId)?.has(deviceId) === true;
+    if (!twin && this.cellCount >= this.opts.maxCells) return undefined;
     const c = new Cell(hour, keyId, deviceId);
     byKey.set(deviceId, c);
-    this.cellCount++;
+    if (twin) this.twins.push(c);
+    else this.cellCount++;
     return c;
   }
 
@@ -260,17 +268,21 @@ export class UsageRecorder implements QuotaLedger {
   private async write(): Promise<void> {
     this.sample();
     const batch: Cell[] = [];
-    for (const byKey of this.index.values()) for (const byDevice of byKey.values()) for (const c of byDevice.values()) batch.push(c);
+    const held = this.index;
+    for (const byKey of held.values()) for (const byDevice of byKey.values()) for (const c of byDevice.values()) batch.push(c);
     this.index = new Map();
     this.hourEnd = -1;
     if (batch.length > 0) {
       // One order for every gateway, so two batches touching the same rows lock them in the same order.
       batch.sort((a, b) => a.hour - b.hour || a.keyId - b.keyId || a.deviceId - b.deviceId);
       this.inflight = batch;
+      this.inflightIndex = held;
       try {
         await this.opts.store.addUsage(batch);
       } catch (err) {
         this.inflight = undefined;
+        this.inflightIndex = undefined;
+        this.twins = [];
         this.putBack(batch);
         if (!this.failing) {
           this.failing = true;
@@ -279,7 +291,9 @@ export class UsageRecorder implements QuotaLedger {
         return;
       }
       this.inflight = undefined;
-      this.cellCount -= batch.length;
+      this.inflightIndex = undefined;
+      this.cellCount += this.twins.length - batch.length;
+      this.twins = [];
       for (const c of batch) {
         const q = this.tracked.get(c.keyId);
         if (q === undefined) continue;
@@ -317,7 +331,6 @@ export class UsageRecorder implements QuotaLedger {
       mine.tunnels += c.tunnels;
       mine.refused += c.refused;
       mine.failures += c.failures;
-      this.cellCount--;
     }
   }
 

@@ -23,15 +23,23 @@ export function openTunnel(httpPort: number, key: string, targetPort: number, us
     s.once('error', reject);
     s.once('close', () => reject(new Error('closed before the CONNECT answer')));
     s.write(`CONNECT 127.0.0.1:${targetPort} HTTP/1.1\r\nHost: 127.0.0.1:${targetPort}\r\nProxy-Authorization: Basic ${auth}\r\n\r\n`);
-    let head = '';
-    const onData = (c: Buffer) => {
-      head += c.toString('latin1');
-      if (!head.includes('\r\n\r\n')) return;
-      s.off('data', onData);
-      s.setTimeout(0);
-      if (!head.startsWith('HTTP/1.1 200')) return reject(new Error(`CONNECT refused: ${head.split('\r\n')[0]}`));
-      resolve(s);
+    // Read in paused mode, so bytes that arrive with the CONNECT answer (the target may speak first) go back to the
+    // stream for the caller instead of being dropped with the answer.
+    let head = Buffer.alloc(0);
+    const onReadable = () => {
+      let chunk: Buffer | null;
+      while ((chunk = s.read() as Buffer | null) !== null) {
+        head = Buffer.concat([head, chunk]);
+        const end = head.indexOf('\r\n\r\n');
+        if (end < 0) continue;
+        s.off('readable', onReadable);
+        s.setTimeout(0);
+        const status = head.subarray(0, head.indexOf('\r\n')).toString('latin1');
+        if (end + 4 < head.length) s.unshift(head.subarray(end + 4));
+        if (!status.startsWith('HTTP/1.1 200')) return reject(new Error(`CONNECT refused: ${status}`));
+        return resolve(s);
+      }
     };
-    s.on('data', onData);
+    s.on('readable', onReadable);
   });
 }
