@@ -17,7 +17,7 @@ import { DeviceStatusFeed } from './tunnel/device-status.js';
 import { DeviceSelector } from './tunnel/select.js';
 import type { ProxyDeps } from './proxy/deps.js';
 import { TunnelRegistry } from './tunnel/registry.js';
-import { UsageRecorder, type UsageMeter } from './tunnel/usage.js';
+import { UsageRecorder } from './tunnel/usage.js';
 import { createHttpProxyServer } from './proxy/http-proxy.js';
 import { createSocksServer } from './proxy/socks-proxy.js';
 import { createApiServer } from './api/server.js';
@@ -100,11 +100,8 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
     ledger: quotaLedger,
     refusals: metrics.limitRefusals,
     quotaCheckMs: config.quotaCheckMs,
-    record: undefined,
     adopt: (keyHash, gate) => adoptTunnels(tunnels.of(keyHash), gate),
-    sample: (t) => {
-      if ('reportUsage' in t) (t as UsageMeter).reportUsage(usage);
-    },
+    sample: (t) => t.reportUsage(usage),
     onQuotaCut: (keyId, n) => log.info({ keyId, tunnels: n, reason: 'quota_exceeded' }, "closed the key's open tunnels: its quota is used up"),
   });
   const resolver = new KeyResolver(store, config.keyCache, {

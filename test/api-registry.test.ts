@@ -1,7 +1,7 @@
 // Devices, pools and keys through the management API over real HTTP, in front of a real PostgreSQL store, the real
 // key resolver (what the proxies ask on every connection) and real sockets in the tunnel registry. Every answer is
 // checked against the schema GET /openapi.json declares for its status.
-import { MemoryQuotaLedger } from '../src/tunnel/quota.js';
+import { UsageRecorder } from '../src/tunnel/usage.js';
 import { deviceOf } from './helpers/routes.js';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
@@ -60,12 +60,14 @@ async function createKey(body: Record<string, unknown>): Promise<any> {
 }
 
 const keys = (o: object) => Object.keys(o).sort();
-const quotaLedger = new MemoryQuotaLedger();
+let quotaLedger: UsageRecorder;
 const KEY_FIELDS = ['createdAt', 'disabled', 'expiresAt', 'id', 'keyPrefix', 'limits', 'name', 'target'];
 
 before(async () => {
   db = await createTestDatabase('api_registry');
   store = await openStore({ database: db.target, dataDir: '/unused', log });
+  // The ledger a gateway uses, not started: bytes recorded here count as this gateway's unwritten bytes.
+  quotaLedger = new UsageRecorder({ store, log, flushMs: 3_600_000, maxCells: 1_000 });
   api = await startApi({ TAILGATE_ADMIN_TOKEN: ADMIN, TAILGATE_ENROLL_TOKEN: ENROLL }, store, log, { registrar, tailnet, quotaLedger });
   sockets = await startTunnelSockets(api.tunnels);
   const document = await call('GET', '/openapi.json');
@@ -114,7 +116,7 @@ describe('keys', () => {
     const created = await createKey({ device: d.id, limits: { maxTunnels: 3, tunnelsPerSecond: 2.5, quota: { bytes: 1000, period: 'total' } } });
     assert.deepEqual(created.limits, { maxTunnels: 3, tunnelsPerSecond: 2.5, quota: { bytes: 1000, period: 'total' } });
     assert.deepEqual(created.quota, { used: 0, limit: 1000, periodStart: '1970-01-01T00:00:00.000Z', resetsAt: null, exhausted: false });
-    quotaLedger.record(created.id, 1200);
+    quotaLedger.bytes(created.id, d.id, 200, 1000);
     const got = await call('GET', `/keys/${created.id}`);
     assert.equal(got.status, 200, got.text);
     assert.deepEqual(got.json.quota, { used: 1200, limit: 1000, periodStart: '1970-01-01T00:00:00.000Z', resetsAt: null, exhausted: true });

@@ -200,13 +200,13 @@ export class Forwarder {
     // Admitted: from here the request holds its place in its key's limits until Forward.finish() (or a return below).
     const route = this.pipeline.choose(ctx, auth.route, auth.params);
     if (route instanceof DialError) {
-      this.pipeline.release(auth.route, 0);
+      this.pipeline.release(auth.route);
       const f = HTTP_FAILURES[route.reason];
       refuse(res, f.status, route.reason, f.text, hasBody);
       return;
     }
     if (res.destroyed) {
-      this.pipeline.release(auth.route, 0);
+      this.pipeline.release(auth.route);
       return;
     }
     if (expectsContinue) res.writeContinue();
@@ -481,7 +481,7 @@ class Forward implements UsageMeter {
     this.snapshotBytes();
     ctx.bytesUp.inc(this.bytes[0]!);
     ctx.bytesDown.inc(this.bytes[1]!);
-    this.auth.route.gate?.release(this.bytes[0]! + this.bytes[1]!);
+    this.auth.route.gate?.release();
     ctx.tunnelsOpen.dec();
     if (ctx.debug) {
       ctx.parts.log.debug(

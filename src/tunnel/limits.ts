@@ -8,6 +8,7 @@ import type { Counter } from 'prom-client';
 import type { KeyLimits } from '../store/types.js';
 import type { Refusal } from './refusal.js';
 import { periodBounds, type PeriodBounds, type QuotaLedger } from './quota.js';
+import type { UsageMeter } from './usage.js';
 
 export type LimitReason = 'tunnel-limit' | 'rate-limit' | 'quota_exceeded';
 
@@ -22,9 +23,7 @@ const TUNNEL_LIMIT: Refusal = Object.freeze({
 });
 
 /** A relayed tunnel of a key with limits, as its gate follows it: for shaping, for the quota, and to cut it. */
-export interface Metered {
-  /** Bytes moved so far, both directions together. */
-  bytesSoFar(): number;
+export interface Metered extends UsageMeter {
   /** Closes the tunnel (its key used up its quota). */
   cut(why: string): void;
   /** The bucket of `direction` has tokens again: resume what it held. */
@@ -133,8 +132,6 @@ export interface LimitBookOptions {
   refusals: Counter<'reason'>;
   /** How often the open tunnels of keys with a quota are checked against it. */
   quotaCheckMs: number;
-  /** Bytes a finished tunnel or request of a quota key moved, for a ledger that counts them itself (MemoryQuotaLedger). */
-  record?: ((keyId: number, bytes: number) => void) | undefined;
   /** Tunnels of a key opened before it had any limit: handed to the gate, so that a new cap shapes them too. */
   adopt?: ((keyHash: string, gate: KeyGate) => void) | undefined;
   /** Where the log goes when the quota cuts tunnels. */
@@ -242,10 +239,9 @@ export class KeyGate {
     return null;
   }
 
-  /** The end of an admitted tunnel or request; `bytes` it moved, both ways. `slot` false: it was not admitted here (adopted). */
-  release(bytes: number, slot = true): void {
+  /** The end of an admitted tunnel or request. `slot` false: it was not admitted here (adopted when its key got limits). */
+  release(slot = true): void {
     if (slot && this.open > 0) this.open--;
-    if (this.quotaBytes >= 0) this.book.record?.(this.keyId, bytes);
   }
 
   /** A relayed tunnel starts (or is adopted): followed for shaping and the quota. */
@@ -258,13 +254,6 @@ export class KeyGate {
     this.tunnels.delete(t);
     this.down?.unhold(t);
     this.up?.unhold(t);
-  }
-
-  /** Bytes the open tunnels have moved so far. */
-  liveBytes(): number {
-    let n = 0;
-    for (const t of this.tunnels) n += t.bytesSoFar();
-    return n;
   }
 }
 
@@ -295,13 +284,11 @@ export class LimitBook {
   private readonly quotaOpen = new Set<KeyGate>();
   private timer: NodeJS.Timeout | undefined;
   readonly ledger: QuotaLedger;
-  readonly record: ((keyId: number, bytes: number) => void) | undefined;
   private readonly refusals: Counter<'reason'>;
   private readonly refusalsBy: Record<LimitReason, { inc(): void }>;
 
   constructor(private readonly opts: LimitBookOptions) {
     this.ledger = opts.ledger;
-    this.record = opts.record;
     this.refusals = opts.refusals;
     this.refusalsBy = {
       'tunnel-limit': this.refusals.labels('tunnel-limit'),
@@ -330,11 +317,6 @@ export class LimitBook {
   /** The gate of a key, if it ever had limits here. */
   get(keyId: number): KeyGate | undefined {
     return this.gates.get(keyId);
-  }
-
-  /** Bytes the open tunnels of a key have moved so far (the MemoryQuotaLedger's live part). */
-  liveBytes(keyId: number): number {
-    return this.gates.get(keyId)?.liveBytes() ?? 0;
   }
 
   refused(r: Refusal): Refusal {

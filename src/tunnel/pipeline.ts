@@ -117,7 +117,7 @@ export class TunnelPipeline {
     for (const policy of this.admission) {
       const refusal = policy.admit(route, ctx.listener);
       if (refusal !== null) {
-        gate?.release(0);
+        gate?.release();
         this.deps.usage?.refused(route.keyId);
         return refusal;
       }
@@ -126,8 +126,8 @@ export class TunnelPipeline {
   }
 
   /** The end of what admit() let in, when no relay carried it (a failed dial, a forwarded request). */
-  release(route: KeyRoute, bytes: number): void {
-    route.gate?.release(bytes);
+  release(route: KeyRoute): void {
+    route.gate?.release();
   }
 
   /**
@@ -150,14 +150,14 @@ export class TunnelPipeline {
     const opened = await this.open(ctx, key, auth.params, target);
     if (opened instanceof DialError) {
       tunnels.remove(key.keyHash, client);
-      key.gate?.release(0);
+      key.gate?.release();
       answers.failed(session, opened);
       return;
     }
     const { route, device, upstream } = opened;
     if (client.destroyed) {
       tunnels.remove(key.keyHash, client);
-      key.gate?.release(0);
+      key.gate?.release();
       upstream.destroy();
       return;
     }

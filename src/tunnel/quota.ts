@@ -26,35 +26,3 @@ export function periodBounds(period: QuotaPeriod, now: number): PeriodBounds {
   const day = d.getUTCDate();
   return { start: Date.UTC(y, m, day), resetsAt: Date.UTC(y, m, day + 1) };
 }
-
-const HOUR_MS = 3_600_000;
-
-/**
- * A ledger of this gateway's own bytes, kept in memory by the hour: what quotas are checked against when no usage
- * recorder is wired in (one gateway, counts lost at restart). `live` adds the bytes of tunnels still open, which the
- * limits book reads from their sockets; closed tunnels and finished requests are recorded through record().
- */
-export class MemoryQuotaLedger implements QuotaLedger {
-  private readonly hours = new Map<number, Map<number, number>>();
-  /** Bytes of the key's open tunnels not yet recorded. */
-  live: (keyId: number) => number = () => 0;
-
-  constructor(private readonly now: () => number = Date.now) {}
-
-  record(keyId: number, bytes: number): void {
-    if (bytes <= 0) return;
-    let byHour = this.hours.get(keyId);
-    if (byHour === undefined) this.hours.set(keyId, (byHour = new Map()));
-    const hour = Math.floor(this.now() / HOUR_MS) * HOUR_MS;
-    byHour.set(hour, (byHour.get(hour) ?? 0) + bytes);
-  }
-
-  usedSince(keyId: number, periodStart: number): number {
-    let used = this.live(keyId);
-    const byHour = this.hours.get(keyId);
-    if (byHour !== undefined) for (const [hour, bytes] of byHour) if (hour >= periodStart) used += bytes;
-    return used;
-  }
-
-  track(): void {}
-}

@@ -71,7 +71,7 @@ class Tunnel implements UsageMeter, Metered {
     const gate = this.gate;
     if (gate !== null) {
       gate.unfollow(this);
-      gate.release(up + down, this.holdsSlot);
+      gate.release(this.holdsSlot);
     }
     ctx.bytesUp.inc(up);
     ctx.bytesDown.inc(down);
@@ -84,11 +84,6 @@ class Tunnel implements UsageMeter, Metered {
         'tunnel closed',
       );
     }
-  }
-
-  bytesSoFar(): number {
-    const { client } = this;
-    return Math.max(0, client.bytesRead - this.upBase) + Math.max(0, client.bytesWritten - client.writableLength - this.downBase);
   }
 
   cut(why: string): void {
@@ -216,7 +211,7 @@ export function startRelay(
 ): void {
   if (client.destroyed || upstream.destroyed) {
     ctx.parts.tunnels.remove(route.keyHash, client);
-    gate?.release(0);
+    gate?.release();
     client.destroy();
     upstream.destroy();
     return;
