@@ -18,6 +18,7 @@ import { DeviceSelector } from './tunnel/select.js';
 import type { ProxyDeps } from './proxy/deps.js';
 import { TunnelRegistry } from './tunnel/registry.js';
 import { UsageRecorder } from './tunnel/usage.js';
+import { LiveStats } from './tunnel/live-stats.js';
 import { createHttpProxyServer } from './proxy/http-proxy.js';
 import { createSocksServer } from './proxy/socks-proxy.js';
 import { createApiServer } from './api/server.js';
@@ -127,6 +128,8 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
     log,
   });
   const listening = () => httpProxy.listening && socksProxy.listening;
+  const stats = new LiveStats({ metrics, usage });
+  let proxyPorts: { http: number; socks5: number } | undefined;
   const api = await createApiServer({
     tokens: { admin: config.adminToken, enroll: config.enrollToken },
     store,
@@ -138,18 +141,22 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
     tailnet: parts.tailnet,
     deviceStatus,
     quotaLedger,
+    stats,
+    listeners: () => proxyPorts,
   });
 
   // Other gateways on the same database announce their changes; the service applies them to this gateway's
   // key cache and tunnels.
   await bindings.followChanges();
   usage.start();
+  stats.start();
 
   const ports = {
     http: await listen(httpProxy, config.httpPort, config.listenHost),
     socks: await listen(socksProxy, config.socksPort, config.listenHost),
     api: 0,
   };
+  proxyPorts = { http: ports.http, socks5: ports.socks };
   await api.listen({ port: config.apiPort, host: config.apiHost });
   const apiAddr = api.server.address();
   ports.api = typeof apiAddr === 'object' && apiAddr !== null ? apiAddr.port : config.apiPort;
@@ -161,6 +168,7 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
   const close = () => {
     closing ??= (async () => {
       const stopped = Promise.all([closeServer(httpProxy), closeServer(socksProxy)]);
+      stats.close();
       const deadline = Date.now() + config.timeouts.shutdownGraceMs;
       while (tunnels.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       const cut = tunnels.closeAll();

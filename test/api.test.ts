@@ -5,6 +5,7 @@
 // Every answer to a documented route is checked against the schema GET /openapi.json declares for its status.
 import { deviceOf } from './helpers/routes.js';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { createServer, connect, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
@@ -617,6 +618,96 @@ describe('DELETE /nodes/:id', () => {
   });
 });
 
+describe('GET /stats and the dashboard files', () => {
+  test('GET /stats counts devices by health and relay, and needs the admin token', async () => {
+    const up = await call(api, 'POST', '/register', { body: { key: key(), ip: '100.64.9.1', name: 'stats-up' } });
+    const down = await call(api, 'POST', '/register', { body: { key: key(), ip: '100.64.9.2', name: 'stats-down' } });
+    assert.equal(up.status, 201, up.text);
+    assert.equal(down.status, 201, down.text);
+    tailnet.online.set('100.64.9.1', true);
+    tailnet.links.set('100.64.9.1', { lastHandshake: new Date().toISOString(), relayed: true });
+    tailnet.online.set('100.64.9.2', false);
+    try {
+      const devices = (await call(api, 'GET', '/devices')).json as { health: { state: 'up' | 'down' | 'unknown' }; relayed: boolean | null }[];
+      const expected = { total: devices.length, up: 0, down: 0, unknown: 0, relayed: 0 };
+      for (const d of devices) {
+        expected[d.health.state]++;
+        if (d.relayed === true) expected.relayed++;
+      }
+      assert.ok(expected.up >= 1 && expected.down >= 1 && expected.relayed >= 1, JSON.stringify(expected));
+      const a = await call(api, 'GET', '/stats');
+      assert.equal(a.status, 200, a.text);
+      assert.deepEqual(a.json.devices, expected);
+      assert.equal(a.json.tunnelsOpen, 0);
+      assert.equal(a.json.intervalSeconds, 2);
+      assert.equal(a.json.listeners, null);
+      // This API's sampler is never started (no tunnels run here): no history yet.
+      assert.deepEqual(a.json.series, []);
+      assertError(await call(api, 'GET', '/stats', { token: null }), 401, 'unauthorized', /^Authorization: missing/);
+      assertError(await call(api, 'GET', '/stats', { token: ENROLL }), 403, 'forbidden', /enrollment token may only call/);
+    } finally {
+      tailnet.online.clear();
+      tailnet.links.clear();
+      await call(api, 'DELETE', `/nodes/${up.json.node.id}`);
+      await call(api, 'DELETE', `/nodes/${down.json.node.id}`);
+    }
+  });
+
+  test('/ui/ serves the page without a token, under a strict Content-Security-Policy that pins the import map', async () => {
+    const res = await fetch(`${api.base}/ui/`, { signal: AbortSignal.timeout(5_000) });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^text\/html/);
+    const page = await res.text();
+    const csp = res.headers.get('content-security-policy') ?? '';
+    const importMap = /<script type="importmap">([^<]*)<\/script>/.exec(page)?.[1];
+    assert.ok(importMap !== undefined, 'the page has an import map');
+    const hash = createHash('sha256').update(importMap).digest('base64');
+    assert.match(csp, new RegExp(`script-src 'self' 'sha256-${hash.replace(/[+/]/g, '\\$&')}'(;|$)`));
+    for (const directive of ["default-src 'none'", "connect-src 'self'", "style-src 'self'", "frame-ancestors 'none'"]) assert.ok(csp.includes(directive), `${directive} in ${csp}`);
+    assert.ok(!/unsafe-inline|unsafe-eval/.test(csp), csp);
+    // Only the import map is inline; every script the page runs is a file of this origin.
+    assert.deepEqual([...page.matchAll(/<script([^>]*)>/g)].map((m) => m[1]!.trim()).sort(), ['src="./app.js" type="module"', 'type="importmap"']);
+    assert.equal(res.headers.get('cache-control'), 'no-cache');
+    assert.equal(res.headers.get('x-content-type-options'), 'nosniff');
+
+    // Every module the import map names is served, as JavaScript, cacheable for good (its URL carries the version).
+    for (const url of Object.values(JSON.parse(importMap).imports as Record<string, string>)) {
+      const m = await fetch(new URL(url, `${api.base}/ui/`), { headers: { 'accept-encoding': 'gzip' }, signal: AbortSignal.timeout(5_000) });
+      assert.equal(m.status, 200, url);
+      assert.match(m.headers.get('content-type') ?? '', /^text\/javascript/, url);
+      assert.equal(m.headers.get('cache-control'), 'public, max-age=31536000, immutable', url);
+      assert.match(await m.text(), /export/, url);
+    }
+    // Revalidation: the same ETag answers 304 with no body.
+    const again = await fetch(`${api.base}/ui/app.js`, { headers: { 'if-none-match': (await fetch(`${api.base}/ui/app.js`)).headers.get('etag') ?? '' }, signal: AbortSignal.timeout(5_000) });
+    assert.equal(again.status, 304);
+    assert.equal(await again.text(), '');
+  });
+
+  test('/ui/ serves only the files it loaded at start: no path reaches the disk', async () => {
+    const raw = (path: string) =>
+      new Promise<string>((resolve, reject) => {
+        const s = connect(Number(new URL(api.base).port), '127.0.0.1');
+        let out = '';
+        s.setTimeout(5_000, () => s.destroy(new Error('no answer')));
+        s.on('data', (d: Buffer) => (out += d.toString('latin1')));
+        s.on('end', () => resolve(out));
+        s.on('error', reject);
+        s.end(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      });
+    for (const path of ['/ui/../package.json', '/ui/%2e%2e/package.json', '/ui/..%2fpackage.json', '/ui/vendor/../../package.json', '/ui/nothing.js', '/ui/%2fetc%2fpasswd']) {
+      const answer = await raw(path);
+      assert.match(answer, /^HTTP\/1\.1 404 /, `${path}: ${answer.split('\r\n')[0]}`);
+      assert.ok(!answer.includes('"name": "tailgate"') && !answer.includes('root:'), path);
+    }
+    const home = await fetch(`${api.base}/`, { redirect: 'manual', signal: AbortSignal.timeout(5_000) });
+    assert.equal(home.status, 302);
+    assert.equal(home.headers.get('location'), '/ui/');
+    // The dashboard's routes are not part of the API's document.
+    assert.ok(!Object.keys(openapi.paths).some((p) => p === '/' || p.startsWith('/ui')));
+  });
+});
+
 describe('GET /openapi.json', () => {
   const NODE_FIELDS = ['createdAt', 'headscaleNodeId', 'id', 'ip', 'ipv6', 'keyPrefix', 'name', 'online', 'port', 'protocol', 'updatedAt'];
   const keys = (o: object) => Object.keys(o).sort();
@@ -651,6 +742,8 @@ describe('GET /openapi.json', () => {
       '/keys/{id}/usage': ['get'],
       '/devices/{id}/usage': ['get'],
       '/usage': ['get'],
+      '/usage/series': ['get'],
+      '/stats': ['get'],
     });
     for (const [path, item] of Object.entries(openapi.paths)) {
       for (const [method, op] of Object.entries(item as Record<string, { responses: object; security?: unknown }>)) {
@@ -685,6 +778,6 @@ describe('GET /openapi.json', () => {
   test("every route's real answers were checked against the document, successes and errors", () => {
     // Devices, pools and keys have their own file (api-registry.test.ts), usage its own (usage.e2e.test.ts), which check
     // them the same way.
-    checker.assertCovered((path) => !/^\/(devices|pools|keys)(\/|$)/.test(path) && !path.endsWith('/usage'), new Set(['/healthz']));
+    checker.assertCovered((path) => !/^\/(devices|pools|keys)(\/|$)/.test(path) && !/\/usage(\/series)?$/.test(path), new Set(['/healthz']));
   });
 });

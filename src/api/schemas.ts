@@ -408,6 +408,43 @@ export const USAGE_TOTALS_QUERY = {
 } as const;
 export type UsageTotalsQuery = FromSchema<typeof USAGE_TOTALS_QUERY>;
 
+export const USAGE_BYTES_SERIES_QUERY = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    ...USAGE_SERIES_QUERY.properties,
+    by: { type: 'string', enum: ['key', 'device'], description: 'One series per key or per device. Default device.' },
+  },
+} as const;
+export type UsageBytesSeriesQuery = FromSchema<typeof USAGE_BYTES_SERIES_QUERY>;
+
+export const USAGE_BYTES_SERIES = {
+  $id: 'UsageBytesSeries',
+  type: 'object',
+  additionalProperties: false,
+  required: ['from', 'to', 'step', 'by', 'series'],
+  properties: {
+    from: TIMESTAMP,
+    to: TIMESTAMP,
+    step: { type: 'string', enum: ['hour', 'day'] },
+    by: { type: 'string', enum: ['key', 'device'] },
+    series: {
+      type: 'array',
+      description: 'Every key (or device) that exists, and deleted ones with usage in the range, by id.',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['id', 'name', 'bytes'],
+        properties: {
+          id: { type: 'integer' },
+          name: { type: ['string', 'null'], description: 'Its name now; null without one, or once deleted.' },
+          bytes: { type: 'array', items: COUNT, description: 'Bytes up + down of every step from `from`, one number per step, empty steps as 0.' },
+        },
+      },
+    },
+  },
+} as const;
+
 export const USAGE_SERIES = {
   $id: 'UsageSeries',
   type: 'object',
@@ -448,6 +485,49 @@ export const USAGE_TOTALS = {
   },
 } as const;
 
+const RATE = { type: 'number', minimum: 0 } as const;
+
+export const STATS = {
+  $id: 'Stats',
+  type: 'object',
+  additionalProperties: false,
+  required: ['at', 'intervalSeconds', 'listeners', 'devices', 'tunnelsOpen', 'series'],
+  properties: {
+    at: TIMESTAMP,
+    listeners: {
+      type: ['object', 'null'],
+      additionalProperties: false,
+      required: ['http', 'socks5'],
+      description: "The proxy listeners' ports on this gateway (for ready-made client commands); null when not listening.",
+      properties: { http: { type: 'integer' }, socks5: { type: 'integer' } },
+    },
+    intervalSeconds: { type: 'number', description: 'How often the gateway samples (the spacing of `series`).' },
+    devices: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['total', 'up', 'down', 'unknown', 'relayed'],
+      description: 'Every registered device by health on this gateway (as GET /devices shows it); relayed: reached through DERP.',
+      properties: { total: COUNT, up: COUNT, down: COUNT, unknown: COUNT, relayed: COUNT },
+    },
+    tunnelsOpen: { ...COUNT, description: 'Tunnels and forwarded requests open on this gateway now.' },
+    series: {
+      type: 'array',
+      description: "This gateway's last minutes, oldest first: each point the rates over the interval that ended at `t`.",
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['t', 'tunnelsPerSecond', 'bytesUpPerSecond', 'bytesDownPerSecond'],
+        properties: {
+          t: TIMESTAMP,
+          tunnelsPerSecond: { ...RATE, description: 'Tunnels opened and requests forwarded per second.' },
+          bytesUpPerSecond: { ...RATE, description: 'Bytes from clients per second (open tunnels included as they run).' },
+          bytesDownPerSecond: { ...RATE, description: 'Bytes to clients per second.' },
+        },
+      },
+    },
+  },
+} as const;
+
 /** Registered on the server before any route, so routes can reference them. */
 export const SHARED_SCHEMAS = [
   NODE,
@@ -465,7 +545,9 @@ export const SHARED_SCHEMAS = [
   KEY_WITH_SECRET,
   KEY_DELETED,
   USAGE_SERIES,
+  USAGE_BYTES_SERIES,
   USAGE_TOTALS,
+  STATS,
 ];
 
 export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 413 | 415 | 500 | 502 | 503;

@@ -1,5 +1,6 @@
 // The management API: Fastify with the options, hooks and error handling every route shares, and the routes as
-// encapsulated plugins (probes, nodes, registration, devices, pools, keys, usage, the OpenAPI document). Built here,
+// encapsulated plugins (probes, nodes, registration, devices, pools, keys, usage, stats, the OpenAPI document, the
+// dashboard's files). Built here,
 // listened on by app.ts.
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -13,6 +14,7 @@ import type { Metrics } from '../tunnel/metrics.js';
 import type { NodeStore, RegistryStore } from '../store/types.js';
 import type { TailnetView } from '../tailnet/types.js';
 import type { DeviceStatusFeed } from '../tunnel/device-status.js';
+import type { LiveStats } from '../tunnel/live-stats.js';
 import { TokenGate } from './auth.js';
 import { ApiError, bindingApiError, describeFastifyClientError, describeValidationError } from './errors.js';
 import { devices } from './devices.js';
@@ -24,6 +26,8 @@ import { pools } from './pools.js';
 import { Readiness, probes } from './probes.js';
 import { registration } from './registration.js';
 import { SHARED_SCHEMAS } from './schemas.js';
+import { stats } from './stats.js';
+import { ui } from './ui.js';
 import { usage } from './usage.js';
 
 export interface ApiDeps {
@@ -41,6 +45,10 @@ export interface ApiDeps {
   deviceStatus?: DeviceStatusFeed | undefined;
   /** What key views show as a quota's use; absent: `used` is 0. */
   quotaLedger?: QuotaLedger | undefined;
+  /** The sampler behind GET /stats. */
+  stats: LiveStats;
+  /** The proxy listeners' ports once they listen (shown by GET /stats). */
+  listeners?: (() => { http: number; socks5: number } | undefined) | undefined;
 }
 
 /** Error codes of `postgres` and the socket layer that mean the database cannot be reached right now. */
@@ -121,8 +129,9 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   });
 
   app.addHook('onSend', async (_request, reply) => {
-    // Answers describe live bindings (and GET /registerV2/:key changes them): nothing along the way may cache.
-    reply.header('cache-control', 'no-store');
+    // Answers describe live bindings (and GET /registerV2/:key changes them): nothing along the way may cache. The
+    // dashboard's files say for themselves how they may be cached.
+    if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store');
   });
 
   app.addHook('onResponse', async (request, reply) => {
@@ -165,6 +174,8 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(pools, { store: deps.store, registry: deps.registry, tailnet: deps.tailnet, deviceStatus: deps.deviceStatus });
   await app.register(keys, { store: deps.store, registry: deps.registry, quotaLedger: deps.quotaLedger });
   await app.register(usage, { store: deps.store });
+  await app.register(stats, { store: deps.store, stats: deps.stats, tailnet: deps.tailnet, deviceStatus: deps.deviceStatus, listeners: deps.listeners });
+  await app.register(ui);
   await app.register(openApiDocument);
   return app;
 }

@@ -8,16 +8,18 @@ import {
   AUTH_ERRORS,
   DEVICE_ID_PARAMS,
   KEY_ID_PARAMS,
+  USAGE_BYTES_SERIES_QUERY,
   USAGE_SERIES_QUERY,
   USAGE_TOTALS_QUERY,
   errorResponses,
   type IdParams,
+  type UsageBytesSeriesQuery,
   type UsageSeriesQuery,
   type UsageTotalsQuery,
 } from './schemas.js';
 
 export interface UsageOptions {
-  store: Pick<UsageStore, 'usageSeries' | 'usageTotals'>;
+  store: Pick<UsageStore, 'usageSeries' | 'usageTotals' | 'usageBytesSeries'>;
 }
 
 const HOUR_MS = 3_600_000;
@@ -25,6 +27,8 @@ const DAY_MS = 24 * HOUR_MS;
 const STEP_MS: Record<UsageStep, number> = { hour: HOUR_MS, day: DAY_MS };
 /** Most steps a series answers with (a year of hours is 8,784). */
 export const MAX_USAGE_STEPS = 10_000;
+/** Most steps of /usage/series: its answer holds steps × (keys or devices) numbers (a month of hours is 744). */
+export const MAX_BYTES_SERIES_STEPS = 1_000;
 
 function zero(): UsageCounts {
   return { bytesUp: 0, bytesDown: 0, tunnels: 0, refused: 0, failures: 0 };
@@ -47,6 +51,18 @@ function range(query: { from?: string; to?: string }, unit: number, defaultFrom:
   return { from, to };
 }
 
+/** A series' step, its length and its range, refused when it holds more than `maxSteps` steps. */
+function stepRange(query: { from?: string; to?: string; step?: UsageStep }, maxSteps: number) {
+  const step: UsageStep = query.step ?? 'hour';
+  const unit = STEP_MS[step];
+  const { from, to } = range(query, unit, (t) => t - (step === 'hour' ? DAY_MS : 30 * DAY_MS));
+  const steps = Math.ceil((to - from) / unit);
+  if (steps > maxSteps) {
+    throw new ApiError(400, 'invalid_request', `querystring.from: the range holds ${steps} steps, more than ${maxSteps}; narrow it or use step=day`);
+  }
+  return { step, unit, from, to, steps };
+}
+
 export const usage: FastifyPluginAsync<UsageOptions> = async (app, { store }) => {
   for (const subject of ['key', 'device'] as const) {
     app.get<{ Params: IdParams; Querystring: UsageSeriesQuery }>(
@@ -62,13 +78,7 @@ export const usage: FastifyPluginAsync<UsageOptions> = async (app, { store }) =>
       },
       async (request) => {
         const id = parseId(request.params.id);
-        const step: UsageStep = request.query.step ?? 'hour';
-        const unit = STEP_MS[step];
-        const { from, to } = range(request.query, unit, (t) => t - (step === 'hour' ? DAY_MS : 30 * DAY_MS));
-        const steps = Math.ceil((to - from) / unit);
-        if (steps > MAX_USAGE_STEPS) {
-          throw new ApiError(400, 'invalid_request', `querystring.from: the range holds ${steps} steps, more than ${MAX_USAGE_STEPS}; narrow it or use step=day`);
-        }
+        const { step, unit, from, to } = stepRange(request.query, MAX_USAGE_STEPS);
         const points = new Map((await store.usageSeries(subject, id, new Date(from), new Date(to), step)).map((p) => [p.t.getTime(), p]));
         const total = zero();
         const series: (UsageCounts & { t: string })[] = [];
@@ -81,6 +91,29 @@ export const usage: FastifyPluginAsync<UsageOptions> = async (app, { store }) =>
       },
     );
   }
+
+  app.get<{ Querystring: UsageBytesSeriesQuery }>(
+    '/usage/series',
+    {
+      config: { access: 'admin' },
+      schema: {
+        summary: 'Bytes (up + down) per step of every key or every device at once, for sparklines: one query whatever their number',
+        querystring: USAGE_BYTES_SERIES_QUERY,
+        response: { 200: { description: 'One series per key or device', $ref: 'UsageBytesSeries#' }, ...errorResponses(400, ...AUTH_ERRORS, 503) },
+      },
+    },
+    async (request) => {
+      const by = request.query.by ?? 'device';
+      const { step, unit, from, to, steps } = stepRange(request.query, MAX_BYTES_SERIES_STEPS);
+      const rows = await store.usageBytesSeries(by, new Date(from), new Date(to), step);
+      const series = rows.map((r) => {
+        const bytes = new Array<number>(steps).fill(0);
+        for (const s of r.steps) bytes[Math.floor((s.t - from) / unit)] = s.bytes;
+        return { id: r.id, name: r.name, bytes };
+      });
+      return { from: new Date(from).toISOString(), to: new Date(to).toISOString(), step, by, series };
+    },
+  );
 
   app.get<{ Querystring: UsageTotalsQuery }>(
     '/usage',

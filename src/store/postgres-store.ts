@@ -29,6 +29,7 @@ import type {
   UsagePoint,
   UsageStep,
   UsageSubject,
+  UsageBytesSeries,
   UsageTotal,
 } from './types.js';
 
@@ -507,8 +508,7 @@ export class SqlNodeStore implements NodeStore, RegistryStore {
 
   async usageSeries(subject: UsageSubject, id: number, from: Date, to: Date, step: UsageStep): Promise<UsagePoint[]> {
     const column = subject === 'key' ? 'key_id' : 'device_id';
-    // Days are UTC days whatever the session's time zone.
-    const bucket = step === 'hour' ? 'hour' : "date_trunc('day', hour AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'";
+    const bucket = stepBucket(step);
     const rows = await this.sql.unsafe<UsageRow[]>(
       `SELECT ${bucket} AS t, ${USAGE_SUMS} FROM usage_hourly
        WHERE ${column} = $1 AND hour >= $2 AND hour < $3 GROUP BY 1 ORDER BY 1`,
@@ -528,6 +528,27 @@ export class SqlNodeStore implements NodeStore, RegistryStore {
       [from, to],
     );
     return rows.map((r) => ({ id: Number(r.id), name: r.name, ...usageCounts(r) }));
+  }
+
+  async usageBytesSeries(subject: UsageSubject, from: Date, to: Date, step: UsageStep): Promise<UsageBytesSeries[]> {
+    const [column, table] = subject === 'key' ? ['key_id', 'keys'] : ['device_id', 'devices'];
+    // Every row of the table (a device with no traffic still gets its flat line), and ids with usage but no row (deleted).
+    const rows = await this.sql.unsafe<{ id: number; name: string | null; t: Date | null; bytes: string | null }[]>(
+      `SELECT coalesce(x.id, u.id) AS id, x.name, u.t, u.bytes FROM ${table} x FULL JOIN (
+         SELECT ${column} AS id, ${stepBucket(step)} AS t, sum(bytes_up + bytes_down)::bigint AS bytes FROM usage_hourly
+         WHERE hour >= $1 AND hour < $2 AND ${column} <> 0 GROUP BY 1, 2
+       ) u ON u.id = x.id
+       ORDER BY 1, 3`,
+      [from, to],
+    );
+    const out: UsageBytesSeries[] = [];
+    for (const r of rows) {
+      const id = Number(r.id);
+      let last = out.at(-1);
+      if (last?.id !== id) out.push((last = { id, name: r.name, steps: [] }));
+      if (r.t !== null) last.steps.push({ t: r.t.getTime(), bytes: Number(r.bytes) });
+    }
+    return out;
   }
 
   async keyBytesSince(keys: readonly { keyId: number; since: number }[]): Promise<number[]> {
@@ -566,6 +587,11 @@ export class SqlNodeStore implements NodeStore, RegistryStore {
     })();
     return this.closing;
   }
+}
+
+/** The start of a row's step: its hour, or its UTC day whatever the session's time zone. */
+function stepBucket(step: UsageStep): string {
+  return step === 'hour' ? 'hour' : "date_trunc('day', hour AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'";
 }
 
 // Sums of bigint are numeric: cast back so that they come as int8 text, and Number() them (exact below 2^53 bytes).

@@ -250,6 +250,15 @@ export interface UsageTotal extends UsageCounts {
   name: string | null;
 }
 
+/** One key's or device's bytes (up + down) per step, for many of them at once (sparklines). */
+export interface UsageBytesSeries {
+  id: number;
+  /** The key's or device's name now; null when it has none or no longer exists. */
+  name: string | null;
+  /** Non-empty steps only, in order: `t` is the step's start (ms since epoch). */
+  steps: { t: number; bytes: number }[];
+}
+
 export type UsageStep = 'hour' | 'day';
 export type UsageSubject = 'key' | 'device';
 
@@ -261,6 +270,11 @@ export interface UsageStore {
   usageSeries(subject: UsageSubject, id: number, from: Date, to: Date, step: UsageStep): Promise<UsagePoint[]>;
   /** Totals per key or per device (device 0 left out) over from <= hour < to, most bytes first. */
   usageTotals(subject: UsageSubject, from: Date, to: Date): Promise<UsageTotal[]>;
+  /**
+   * Bytes per step of every existing key (or device), and of deleted ones with usage in from <= hour < to; device 0 left
+   * out. One query, ordered by id.
+   */
+  usageBytesSeries(subject: UsageSubject, from: Date, to: Date, step: UsageStep): Promise<UsageBytesSeries[]>;
   /** Bytes up + down of each key since its time (ms since epoch, on the hour), in the order asked. */
   keyBytesSince(keys: readonly { keyId: number; since: number }[]): Promise<number[]>;
   /** Names of these keys (absent: no such key); for metrics labels. */

@@ -17,6 +17,7 @@ import type { PeerLink, TailnetState, TailnetView } from '../../src/tailnet/type
 import { DeviceBoard } from '../../src/tunnel/device-health.js';
 import { DeviceStatusFeed } from '../../src/tunnel/device-status.js';
 import { KeyResolver } from '../../src/tunnel/key-resolver.js';
+import { LiveStats } from '../../src/tunnel/live-stats.js';
 import { Metrics } from '../../src/tunnel/metrics.js';
 import { TunnelRegistry } from '../../src/tunnel/registry.js';
 
@@ -60,6 +61,7 @@ export async function startApi(
   const resolver = new KeyResolver(store, config.keyCache, { track: (d) => deviceStatus.track(d) });
   const tunnels = new TunnelRegistry();
   let up = true;
+  const metrics = new Metrics();
   const { bindings, registry } = createBindingServices({
     store,
     keyCache: resolver,
@@ -74,12 +76,14 @@ export async function startApi(
     store,
     bindings,
     registry,
-    metrics: new Metrics(),
+    metrics,
     log,
     listening: () => up,
     tailnet: extra.tailnet,
     deviceStatus,
     quotaLedger: extra.quotaLedger,
+    // No tunnels run here: the sampler is never started, and /stats answers an empty series.
+    stats: new LiveStats({ metrics }),
   });
   assert.equal(app.server.listening, false, 'createApiServer must leave listening to the caller');
   await app.listen({ port: 0, host: '127.0.0.1' });
