@@ -666,7 +666,7 @@ describe('GET /stats and the dashboard files', () => {
     for (const directive of ["default-src 'none'", "connect-src 'self'", "style-src 'self'", "frame-ancestors 'none'"]) assert.ok(csp.includes(directive), `${directive} in ${csp}`);
     assert.ok(!/unsafe-inline|unsafe-eval/.test(csp), csp);
     // Only the import map is inline; every script the page runs is a file of this origin.
-    assert.deepEqual([...page.matchAll(/<script([^>]*)>/g)].map((m) => m[1]!.trim()).sort(), ['src="./app.js" type="module"', 'type="importmap"']);
+    assert.deepEqual([...page.matchAll(/<script([^>]*)>/g)].map((m) => m[1]!.trim()).sort(), ['type="importmap"', 'type="module" src="./app.js"']);
     assert.equal(res.headers.get('cache-control'), 'no-cache');
     assert.equal(res.headers.get('x-content-type-options'), 'nosniff');
 

@@ -161,7 +161,8 @@ export function Chart({ data, series, height = 220, label, bars = false }) {
           { values: axisValues, size: 70 },
           ...(series.some((s) => s.scale === 'n') ? [{ scale: 'n', side: 1, values: (_u, t) => t.map((v) => count(v)), grid: { show: false } }] : []),
         ],
-        scales: { x: { time: true }, y: { range: (_u, min, max) => [0, Math.max(1, max)] } },
+        // From zero, and at least 1 kB (or 1 tunnel) tall, so an idle chart does not label its axis in fractions.
+        scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1000, max * 1.1)] }, n: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
       },
       data,
       box.current,

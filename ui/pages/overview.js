@@ -52,7 +52,7 @@ export function Overview() {
       <${Stat} label="Down / up now" value=${now ? rate(now.bytesDownPerSecond) : '—'} note=${now ? `${rate(now.bytesUpPerSecond)} up` : ''} />
     </dl>`}
     <section class="card" aria-labelledby="live-title">
-      <h2 id="live-title">Last ${s ? Math.round((s.series.length * s.intervalSeconds) / 60) || '<1' : ''} minutes</h2>
+      <h2 id="live-title">Traffic, last minutes${s ? html` <small class="hint">(this gateway, every ${s.intervalSeconds} s)</small>` : ''}</h2>
       <${Chart}
         data=${data}
         label="Bytes per second down and up, and tunnels per second, over the last minutes"
