@@ -85,7 +85,7 @@ test('a wrong token is refused on the sign-in page, and without a token nothing 
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByRole('alert').filter({ hasText: 'Authorization: invalid token' }).waitFor();
   assert.equal(await page.getByRole('navigation', { name: 'Pages' }).count(), 0);
-  assert.deepEqual(await page.evaluate(() => [sessionStorage.length, localStorage.length]), [0, 0]);
+  assert.deepEqual(await page.evaluate('[sessionStorage.length, localStorage.length]'), [0, 0]);
   assert.ok(!(await page.content()).includes('not-the-admin-token-at-all'));
 });
 
@@ -95,6 +95,164 @@ test('sign in: the overview shows devices, tunnels and the live chart, refreshed
   await page.getByRole('heading', { name: 'Overview' }).waitFor();
   await page.locator('.stats').waitFor();
   await page.locator('.chart canvas').first().waitFor();
-  assert.equal(await page.evaluate(() => localStorage.length), 0, 'nothing in localStorage');
-  assert.equal(await page.evaluate(() => sessionStorage.getItem('tailgate.adminToken')), TOKEN);
+  assert.equal(await page.evaluate('localStorage.length'), 0, 'nothing in localStorage');
+  assert.equal(await page.evaluate("sessionStorage.getItem('tailgate.adminToken')"), TOKEN);
+});
+
+test('a device registered through the API appears in the devices table; labels edited on its page filter the table', async (t) => {
+  const page = await open(t, 'devices');
+  await signIn(page, base, TOKEN, '#/devices');
+  await page.getByRole('heading', { name: 'Devices' }).waitFor();
+  const r = await api('POST', '/register', { key: 'ui-device-key-00000001', ip: device.host, port: device.port, name: 'phone-a' });
+  assert.equal(r.status, 201, JSON.stringify(r.json));
+  deviceId = (await api('GET', `/keys/${r.json.node.id}`)).json.target.device;
+  const other = await api('POST', '/register', { key: 'ui-device-key-00000002', ip: '127.0.0.3', port: 9, name: 'phone-b' });
+  assert.equal(other.status, 201, JSON.stringify(other.json));
+  // The table refreshes by itself.
+  const row = page.getByRole('row').filter({ has: page.getByRole('link', { name: 'phone-a', exact: true }) });
+  await row.waitFor();
+  assert.match(await row.innerText(), /127\.0\.0\.2/);
+
+  await row.getByRole('link', { name: 'phone-a' }).click();
+  await page.getByRole('heading', { name: 'phone-a' }).waitFor();
+  await page.getByRole('textbox', { name: /^Labels/ }).fill('country=de\nsite=berlin');
+  await page.getByRole('button', { name: 'Save labels' }).click();
+  await page.getByRole('status').filter({ hasText: 'Saved.' }).waitFor();
+  assert.deepEqual((await api('GET', `/devices/${deviceId}`)).json.labels, { country: 'de', site: 'berlin' });
+  // The device's keys: the one it registered with.
+  await page.getByRole('region', { name: 'Keys' }).getByRole('link').first().waitFor();
+
+  await page.getByRole('link', { name: 'Devices' }).click();
+  await page.getByRole('heading', { name: 'Devices' }).waitFor();
+  await page.getByLabel('Label').selectOption('country=de');
+  await page.getByText('1 of 2 devices').waitFor();
+  assert.equal(await page.getByRole('link', { name: 'phone-b' }).count(), 0);
+  await page.getByLabel('Label').selectOption('');
+  await page.getByLabel('State').selectOption('up');
+  await page.getByText(/of 2 devices/).waitFor();
+});
+
+test('a key created in the UI works at once with curl through both listeners; its secret is gone once the dialog closes; its traffic shows in its chart after a flush', async (t) => {
+  assert.ok(deviceId > 0, 'needs the device of the test before');
+  const page = await open(t, 'key-created');
+  await signIn(page, base, TOKEN, '#/keys');
+  await page.getByRole('button', { name: 'Create key…' }).click();
+  const form = page.getByRole('dialog', { name: 'Create a key' });
+  await form.getByLabel('Name').fill('customer-1');
+  await form.getByLabel('Target').selectOption({ label: 'phone-a' });
+  await form.getByRole('button', { name: 'Create key' }).click();
+
+  const shown = page.getByRole('dialog', { name: /copy the secret now/ });
+  await shown.waitFor();
+  const secret = await shown.getByLabel('Secret').inputValue();
+  assert.match(secret, /^[A-Za-z0-9]{32}$/);
+  await screenshot(page, 'key-secret-dialog');
+  const lines = [await shown.getByLabel('HTTP proxy').inputValue(), await shown.getByLabel('SOCKS5').inputValue()];
+  assert.equal(lines[0], `curl -x http://${secret}:${secret}@127.0.0.1:${gw.ports.http} https://example.com/`);
+  assert.equal(lines[1], `curl --socks5-hostname ${secret}:${secret}@127.0.0.1:${gw.ports.socks} https://example.com/`);
+  // The lines as shown, pointed at the local web target instead of example.com.
+  let moved = 0;
+  for (const line of lines) {
+    const args = line.split(' ').slice(1, -1);
+    const r = await curl([...args, `http://127.0.0.1:${web.port}/big?n=20000`]);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.equal(r.httpCode, 200);
+    assert.equal(r.stdout.length, 20_000);
+    moved += r.stdout.length;
+  }
+
+  await shown.getByRole('button', { name: 'Done, I have copied it' }).click();
+  await shown.waitFor({ state: 'detached' });
+  assert.ok(!(await page.content()).includes(secret), 'the secret is still in the page');
+  const stored = await page.evaluate<string>('JSON.stringify([{ ...sessionStorage }, { ...localStorage }])');
+  assert.ok(!stored.includes(secret), 'the secret is in web storage');
+
+  const key = (await api('GET', '/keys')).json.find((k: { name: string }) => k.name === 'customer-1');
+  await waitFor('the key\'s usage flushed', 5_000, async () => {
+    const u = await api('GET', `/keys/${key.id}/usage`);
+    return u.json.total.bytesDown >= moved;
+  });
+  const total = (await api('GET', `/keys/${key.id}/usage`)).json.total;
+  await page.getByRole('link', { name: 'customer-1' }).click();
+  await page.getByRole('heading', { name: 'customer-1' }).waitFor();
+  const figure = page.locator('.total[data-bytes]');
+  await figure.waitFor();
+  assert.equal(Number(await figure.getAttribute('data-bytes')), total.bytesUp + total.bytesDown);
+  assert.match(await figure.innerText(), /2 tunnels/);
+  await page.getByRole('img', { name: /Bytes per hour/ }).locator('canvas').waitFor();
+  await page.getByRole('button', { name: 'Daily (30 d)' }).click();
+  await page.getByRole('img', { name: /Bytes per day/ }).waitFor();
+  assert.equal(Number(await figure.getAttribute('data-bytes')), total.bytesUp + total.bytesDown);
+  assert.ok(!(await page.content()).includes(secret));
+});
+
+test('revoking from the UI cuts an open tunnel: disable, then delete', async (t) => {
+  const page = await open(t, 'key-revoked');
+  const created = await api('POST', '/keys', { name: 'to-revoke', device: deviceId });
+  assert.equal(created.status, 201);
+  const closed = (s: Socket) => new Promise<void>((resolve) => (s.destroyed ? resolve() : s.once('close', () => resolve())));
+  const withTimeout = (p: Promise<void>, what: string) =>
+    Promise.race([p, new Promise<void>((_, reject) => setTimeout(() => reject(new Error(`${what}: not within 5 s`)), 5_000).unref())]);
+
+  const first = await openTunnel(gw.ports.http, created.json.key, echo.port);
+  const firstClosed = closed(first);
+  await signIn(page, base, TOKEN, `#/keys/${created.json.id}`);
+  await page.getByRole('heading', { name: 'to-revoke' }).waitFor();
+  await page.getByRole('button', { name: 'Disable' }).click();
+  await withTimeout(firstClosed, 'the tunnel cut by disabling the key');
+  await page.getByRole('button', { name: 'Enable' }).waitFor();
+  await page.getByRole('button', { name: 'Enable' }).click();
+  await page.getByRole('button', { name: 'Disable' }).waitFor();
+
+  const second = await openTunnel(gw.ports.http, created.json.key, echo.port);
+  const secondClosed = closed(second);
+  await page.getByRole('button', { name: 'Delete…' }).click();
+  await page.getByRole('dialog', { name: 'Delete to-revoke?' }).getByRole('button', { name: 'Delete key' }).click();
+  await withTimeout(secondClosed, 'the tunnel cut by deleting the key');
+  await page.waitForURL(/#\/keys$/);
+  assert.equal((await api('GET', `/keys/${created.json.id}`)).status, 404);
+});
+
+test('pools: one created in the UI from a label selector lists its members; edit and delete', async (t) => {
+  const page = await open(t, 'pools');
+  await signIn(page, base, TOKEN, '#/pools');
+  await page.getByRole('button', { name: 'Create pool…' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Create a pool' });
+  await dialog.getByLabel('Name').fill('germany');
+  await dialog.getByLabel(/^Selector/).fill('country=de');
+  await dialog.getByRole('button', { name: 'Create pool' }).click();
+  await page.getByRole('heading', { name: 'germany' }).waitFor();
+  const members = page.getByRole('region', { name: 'Members' });
+  await members.getByRole('link', { name: 'phone-a' }).waitFor();
+  assert.equal(await members.getByRole('link', { name: 'phone-b' }).count(), 0);
+
+  // A wrong selector is refused in place, with the API's message.
+  await page.getByLabel(/^Selector/).fill('country');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('alert').filter({ hasText: 'labels: "country" is not key=value' }).waitFor();
+  await page.getByLabel('These devices').check();
+  await page.getByLabel(/phone-b/).check();
+  await page.getByRole('button', { name: 'Save' }).click();
+  await members.getByRole('link', { name: 'phone-b' }).waitFor();
+  await page.getByRole('link', { name: 'Pools' }).click();
+  await page.getByRole('row').filter({ hasText: 'germany' }).filter({ hasText: 'phone-b' }).waitFor();
+  await page.getByRole('link', { name: 'germany' }).click();
+  await page.getByRole('button', { name: 'Delete…' }).click();
+  await page.getByRole('button', { name: 'Delete pool' }).click();
+  await page.waitForURL(/#\/pools$/);
+  assert.equal((await api('GET', '/pools')).json.length, 0);
+});
+
+test('enroll: a pasted registration URL approves the device; an unknown key is refused in place', async (t) => {
+  const page = await open(t, 'enroll', [failedFetch(404)]);
+  registrar.devices.set('hskey-authreq-UiEnrollPending0001', { headscaleNodeId: '42', ipv4: '127.0.0.4', ipv6: null, name: 'laptop-c' });
+  await signIn(page, base, TOKEN, '#/enroll');
+  await page.getByLabel('Registration key or URL').fill('https://headscale.example.com/register/hskey-authreq-UiUnknown00000001');
+  await page.getByRole('button', { name: 'Approve device' }).click();
+  await page.getByRole('alert').filter({ hasText: /no pending registration/ }).waitFor();
+  await page.getByLabel('Registration key or URL').fill('https://headscale.example.com/register/hskey-authreq-UiEnrollPending0001');
+  await page.getByRole('button', { name: 'Approve device' }).click();
+  await page.getByRole('status').filter({ hasText: 'Approved' }).waitFor();
+  const devices = (await api('GET', '/devices')).json as { name: string; headscaleNodeId: string | null }[];
+  assert.ok(devices.some((d) => d.headscaleNodeId === '42'), JSON.stringify(devices));
 });
