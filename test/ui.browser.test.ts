@@ -256,3 +256,104 @@ test('enroll: a pasted registration URL approves the device; an unknown key is r
   const devices = (await api('GET', '/devices')).json as { name: string; headscaleNodeId: string | null }[];
   assert.ok(devices.some((d) => d.headscaleNodeId === '42'), JSON.stringify(devices));
 });
+
+test('keyboard: a skip link first, the pages through the navigation bar, the page heading focused on arrival', async (t) => {
+  const page = await open(t, 'keyboard');
+  await signIn(page, base, TOKEN);
+  await page.getByRole('heading', { name: 'Overview' }).waitFor();
+  const focused = () => page.evaluate<string>('document.activeElement?.textContent?.trim() ?? ""');
+  await page.keyboard.press('Tab');
+  assert.equal(await focused(), 'Skip to content');
+  const seen: string[] = [];
+  for (let i = 0; i < 8 && seen.at(-1) !== 'Keys'; i++) {
+    await page.keyboard.press('Tab');
+    seen.push(await focused());
+  }
+  assert.deepEqual(seen, ['Overview', 'Devices', 'Keys']);
+  await page.keyboard.press('Enter');
+  await page.waitForURL(/#\/keys$/);
+  await page.getByRole('heading', { name: 'Keys' }).waitFor();
+  await waitFor('the heading focused', 5_000, async () => (await focused()) === 'Keys');
+  // The create dialog opens from the keyboard, holds the focus and closes on Escape.
+  await page.getByRole('button', { name: 'Create key…' }).focus();
+  await page.keyboard.press('Enter');
+  await page.getByRole('dialog', { name: 'Create a key' }).waitFor();
+  await page.keyboard.press('Escape');
+  await page.getByRole('dialog').waitFor({ state: 'detached' });
+  // Every control on the pages has a name a screen reader reads out.
+  for (const hash of ['#/', '#/devices', `#/devices/${deviceId}`, '#/keys', '#/pools', '#/enroll']) {
+    await page.goto(`${base}/ui/${hash}`);
+    await page.locator('main h1').waitFor();
+    await page.waitForLoadState('networkidle');
+    const unnamed = await page.evaluate<string[]>(`[...document.querySelectorAll('input, select, textarea, button')]
+      .filter((e) => !(e.labels?.length || e.getAttribute('aria-label') || e.textContent.trim()))
+      .map((e) => e.outerHTML)`);
+    assert.deepEqual(unnamed, [], `${hash}: controls without a label`);
+  }
+});
+
+test("a phone's width: no page scrolls sideways; tables scroll inside their box", async (t) => {
+  const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 1 });
+  t.after(() => phone.close());
+  const w = await watchedPage(phone);
+  const page = w.page;
+  await signIn(page, base, TOKEN);
+  for (const [hash, name] of [['#/', 'Overview'], ['#/devices', 'Devices'], ['#/keys', 'Keys'], ['#/pools', 'Pools'], ['#/enroll', 'Enroll a device'], [`#/devices/${deviceId}`, 'phone-a']] as const) {
+    await page.goto(`${base}/ui/${hash}`);
+    await page.getByRole('heading', { name, exact: true }).waitFor();
+    await page.waitForLoadState('networkidle');
+    const [scrollWidth, width] = await page.evaluate<number[]>('[document.documentElement.scrollWidth, innerWidth]');
+    assert.ok(scrollWidth <= width, `${hash}: the page is ${scrollWidth} px wide in a ${width} px window`);
+    await screenshot(page, `phone-${name.toLowerCase().replace(/\W+/g, '-')}`);
+  }
+  assert.deepEqual(w.problems, []);
+});
+
+test('sign out forgets the token; a token that stops working returns to the sign-in page with the message', async (t) => {
+  const page = await open(t, 'signed-out', [failedFetch(401)]);
+  await signIn(page, base, TOKEN);
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByLabel('Admin token').waitFor();
+  assert.equal(await page.evaluate('sessionStorage.length'), 0);
+
+  await signIn(page, base, TOKEN);
+  await page.getByRole('heading', { name: 'Overview' }).waitFor();
+  // As if the gateway's token had been changed under the open page: the next refresh answers 401.
+  await page.evaluate("sessionStorage.setItem('tailgate.adminToken', 'a-token-the-gateway-no-longer-takes')");
+  await page.getByRole('alert').filter({ hasText: 'Signed out: Authorization: invalid token' }).waitFor();
+  await page.getByLabel('Admin token').waitFor();
+  assert.equal(await page.evaluate('sessionStorage.length'), 0);
+});
+
+test('load figures: requests, bytes and time until the overview is drawn, from a cold cache (native modules, no build)', async (t) => {
+  const cold = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  t.after(() => cold.close());
+  // Signed in already, so the figure is the overview's own load.
+  await cold.addInitScript(`sessionStorage.setItem('tailgate.adminToken', ${JSON.stringify(TOKEN)})`);
+  const w = await watchedPage(cold);
+  const page = w.page;
+  const requests: { path: string; bytes: Promise<number> }[] = [];
+  page.on('requestfinished', (r) => requests.push({ path: new URL(r.url()).pathname, bytes: r.sizes().then((s) => s.responseHeadersSize + s.responseBodySize) }));
+  const started = performance.now();
+  await page.goto(`${base}/ui/`);
+  await page.locator('.stats').waitFor();
+  await page.locator('.chart canvas').waitFor();
+  const drawnMs = performance.now() - started;
+  await page.waitForLoadState('networkidle');
+  const files = requests.filter((r) => r.path.startsWith('/ui/'));
+  const fileBytes = (await Promise.all(files.map((r) => r.bytes))).reduce((a, b) => a + b, 0);
+  const apiCalls = requests.filter((r) => !r.path.startsWith('/ui/'));
+  const figures = {
+    files: files.length,
+    fileBytes,
+    apiCalls: apiCalls.length,
+    apiBytes: (await Promise.all(apiCalls.map((r) => r.bytes))).reduce((a, b) => a + b, 0),
+    overviewDrawnMs: Math.round(drawnMs),
+  };
+  await writeFile(path.join(SCREENSHOTS, 'load-figures.json'), `${JSON.stringify(figures, null, 2)}\n`);
+  t.diagnostic(`load: ${JSON.stringify(figures)}`);
+  assert.ok(files.length >= 10 && files.length <= 20, `${files.length} files`);
+  assert.ok(fileBytes < 150_000, `${fileBytes} bytes of files`);
+  assert.deepEqual(w.problems, []);
+  await screenshot(page, 'load-figures');
+});

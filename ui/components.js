@@ -134,7 +134,7 @@ export function UsageBar({ used, limit, label }) {
  * A uPlot chart that follows its container's width. `data` is uPlot's columns: times in seconds, then one array per
  * series in `series`.
  */
-export function Chart({ data, series, height = 220, label, bars = false }) {
+export function Chart({ data, series, height = 220, label, bars = false, windowSeconds = 0, stepSeconds = 0 }) {
   const box = useRef(null);
   const plot = useRef(null);
   useEffect(() => {
@@ -149,20 +149,33 @@ export function Chart({ data, series, height = 220, label, bars = false }) {
           ...series.map((s) => ({
             label: s.label,
             stroke: s.color,
-            fill: `${s.color}33`,
+            fill: s.fill === false ? undefined : `${s.color}33`,
             width: 2,
+            points: { show: false },
             scale: s.scale ?? 'y',
             paths: bars ? uPlot.paths.bars({ size: [0.6, 40] }) : undefined,
             value: (_u, v) => (v === null ? '—' : s.unit === 'count' ? count(v) : s.unit === 'rate' ? rate(v) : bytes(v)),
           })),
         ],
         axes: [
-          {},
+          { space: 90 },
           { values: axisValues, size: 70 },
           ...(series.some((s) => s.scale === 'n') ? [{ scale: 'n', side: 1, values: (_u, t) => t.map((v) => count(v)), grid: { show: false } }] : []),
         ],
         // From zero, and at least 1 kB (or 1 tunnel) tall, so an idle chart does not label its axis in fractions.
-        scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1000, max * 1.1)] }, n: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
+        // A live chart shows its whole window, so it scrolls as points arrive; bars get half a step at each end.
+        scales: {
+          x: {
+            time: true,
+            range: (_u, min, max) => {
+              const now = Date.now() / 1000;
+              if (windowSeconds > 0 || min === null) return [now - (windowSeconds || 86_400), now];
+              return [min - stepSeconds / 2, max + stepSeconds / 2];
+            },
+          },
+          y: { range: (_u, _min, max) => [0, Math.max(1000, max * 1.1)] },
+          n: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] },
+        },
       },
       data,
       box.current,
@@ -174,7 +187,7 @@ export function Chart({ data, series, height = 220, label, bars = false }) {
       plot.current.destroy();
       plot.current = null;
     };
-  }, [bars]);
+  }, [bars, stepSeconds]);
   useEffect(() => {
     plot.current?.setData(data);
   }, [data]);
@@ -203,6 +216,7 @@ export function UsageChart({ path }) {
     <${Chart}
       data=${data}
       bars=${true}
+      stepSeconds=${step === 'hour' ? 3600 : 86400}
       label=${`Bytes per ${step}, down and up`}
       series=${[
         { label: 'down', color: '#2563eb', unit: 'bytes' },
@@ -212,9 +226,15 @@ export function UsageChart({ path }) {
   </section>`;
 }
 
+/** Whether a page has been shown yet: the first one leaves the focus at the top, where the skip link is. */
+let shownPage = false;
+
 /** A page's heading, focused when the page changes so keyboard and screen-reader users start there. */
 export function Title({ children }) {
   const ref = useRef(null);
-  useEffect(() => ref.current?.focus(), []);
+  useEffect(() => {
+    if (shownPage) ref.current?.focus();
+    shownPage = true;
+  }, []);
   return html`<h1 tabindex="-1" ref=${ref}>${children}</h1>`;
 }

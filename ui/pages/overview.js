@@ -20,7 +20,7 @@ function Top({ title, by, rows }) {
           <tbody>
             ${shown.map(
               (r) => html`<tr>
-                <td>${r.name === null ? html`<span class="hint">#${r.id}</span>` : html`<a href=${`#/${by}s/${r.id}`}>${r.name}</a>`}</td>
+                <td><a href=${`#/${by}s/${r.id}`}>${r.name ?? `${by} ${r.id}`}</a></td>
                 <td class="num">${bytes(r.bytesUp + r.bytesDown)}</td>
                 <td class="num">${count(r.tunnels)}</td>
               </tr>`,
@@ -59,8 +59,9 @@ export function Overview() {
         series=${[
           { label: 'down', color: '#2563eb', unit: 'rate' },
           { label: 'up', color: '#16a34a', unit: 'rate' },
-          { label: 'tunnels/s', color: '#d97706', unit: 'count', scale: 'n' },
+          { label: 'tunnels/s', color: '#d97706', unit: 'count', scale: 'n', fill: false },
         ]}
+        windowSeconds=${600}
       />
     </section>
     <div class="grid2">
