@@ -89,7 +89,7 @@ test('a wrong token is refused on the sign-in page, and without a token nothing 
   assert.ok(!(await page.content()).includes('not-the-admin-token-at-all'));
 });
 
-test('sign in: the overview shows devices, tunnels and the live chart, refreshed without reloading', async (t) => {
+test('sign in: the overview shows devices, tunnels and the live chart; the token is in sessionStorage only', async (t) => {
   const page = await open(t, 'overview');
   await signIn(page, base, TOKEN);
   await page.getByRole('heading', { name: 'Overview' }).waitFor();
@@ -211,6 +211,31 @@ test('revoking from the UI cuts an open tunnel: disable, then delete', async (t)
   await withTimeout(secondClosed, 'the tunnel cut by deleting the key');
   await page.waitForURL(/#\/keys$/);
   assert.equal((await api('GET', `/keys/${created.json.id}`)).status, 404);
+});
+
+test('the overview refreshes by itself: an open tunnel and the day\'s top key appear without a reload', async (t) => {
+  const page = await open(t, 'overview-live');
+  let navigations = 0;
+  page.on('framenavigated', (f) => {
+    if (f === page.mainFrame()) navigations++;
+  });
+  await signIn(page, base, TOKEN);
+  const navigated = navigations;
+  const openTunnels = page.locator('.stat').filter({ hasText: 'Open tunnels' }).locator('dd');
+  await openTunnels.filter({ hasText: /^0$/ }).waitFor();
+  const created = await api('POST', '/keys', { name: 'live-key', device: deviceId });
+  const tunnel = await openTunnel(gw.ports.http, created.json.key, echo.port);
+  try {
+    tunnel.write(Buffer.alloc(300_000, 1));
+    await openTunnels.filter({ hasText: /^1$/ }).waitFor();
+    // Its bytes are sampled while it is open: the chart's latest point shows them.
+    await page.locator('.stat').filter({ hasText: 'Down / up now' }).locator('dd').filter({ hasText: /[1-9].* kB\/s/ }).waitFor();
+  } finally {
+    tunnel.destroy();
+  }
+  await openTunnels.filter({ hasText: /^0$/ }).waitFor();
+  await page.getByRole('region', { name: 'Top keys today' }).getByRole('link', { name: 'live-key' }).waitFor({ timeout: 15_000 });
+  assert.equal(navigations, navigated, 'the page was not reloaded');
 });
 
 test('pools: one created in the UI from a label selector lists its members; edit and delete', async (t) => {
