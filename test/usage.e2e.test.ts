@@ -257,6 +257,48 @@ test('the usage API: series per key and device, totals by key and device, errors
   checker.assertCovered((p) => p.endsWith('/usage'));
 });
 
+test('GET /usage/series: bytes per step of every key or device in one answer, deleted ones kept, errors naming the field', async () => {
+  const k = await newKey('sparkline');
+  const moved = await echoThrough(gw.ports.http, k.key, echo.port, 7_777);
+  await settle();
+
+  const byKey = await api('GET', '/usage/series?by=key');
+  assert.equal(byKey.status, 200, byKey.text);
+  assert.equal(byKey.json.step, 'hour');
+  const mine = byKey.json.series.find((s: { id: number }) => s.id === k.id);
+  assert.equal(mine.name, 'sparkline');
+  assert.equal(mine.bytes.length, 25, 'the last 24 hours and the one running');
+  assert.equal(mine.bytes.at(-1), moved.up + moved.down);
+  assert.ok(mine.bytes.slice(0, -1).every((b: number) => b === 0));
+  // Every key that exists has a series, with traffic or not.
+  const keyIds = (await adminCall(gw.ports.api, TOKEN, 'GET', '/keys')).json.map((x: { id: number }) => x.id);
+  const ids = byKey.json.series.map((s: { id: number }) => s.id);
+  for (const id of keyIds) assert.ok(ids.includes(id), `key ${id} has no series`);
+  assert.deepEqual(ids, [...ids].sort((a: number, b: number) => a - b));
+
+  // By device (the default): the device's series adds up to its rows over the same range.
+  const byDevice = await api('GET', '/usage/series?step=day');
+  assert.equal(byDevice.status, 200, byDevice.text);
+  assert.equal(byDevice.json.by, 'device');
+  assert.equal(byDevice.json.series.length >= 1, true);
+  const dev = byDevice.json.series.find((s: { id: number }) => s.id === deviceId);
+  const row = await usageOf(db.sql, 'device_id', deviceId);
+  assert.equal(dev.bytes.reduce((a: number, b: number) => a + b, 0), row.up + row.down);
+  assert.ok(byDevice.json.series.every((s: { id: number }) => s.id !== 0), 'no device 0');
+
+  assert.equal((await adminCall(gw.ports.api, TOKEN, 'DELETE', `/keys/${k.id}`)).status, 200);
+  const gone = (await api('GET', '/usage/series?by=key')).json.series.find((s: { id: number }) => s.id === k.id);
+  assert.deepEqual(gone, { id: k.id, name: null, bytes: mine.bytes });
+
+  assertError(await api('GET', '/usage/series?step=week'), 400, 'invalid_request', /^querystring\.step must be one of: hour, day$/);
+  assertError(await api('GET', '/usage/series?by=pool'), 400, 'invalid_request', /^querystring\.by must be one of: key, device$/);
+  assertError(await api('GET', '/usage/series?from=2030-01-02T00:00:00Z&to=2030-01-01T00:00:00Z'), 400, 'invalid_request', /querystring\.from must be before querystring\.to/);
+  assertError(await api('GET', '/usage/series?from=2020-01-01T00:00:00Z'), 400, 'invalid_request', /^querystring\.from: the range holds \d+ steps, more than 1000/);
+  const anonymous = await callApi({ base: `http://127.0.0.1:${gw.ports.api}` } as Api, checker, TOKEN, 'GET', '/usage/series', { token: null });
+  assert.equal(anonymous.status, 401);
+  checker.assertCovered((p) => p === '/usage/series');
+});
+
 test('metrics: bytes per device by name; per key only when TAILGATE_METRICS_KEY_LABELS=true, by name', async () => {
   const metricsOf = async (g: Gateway) => {
     const res = await fetch(`http://127.0.0.1:${g.ports.api}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` }, signal: AbortSignal.timeout(5_000) });
