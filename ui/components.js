@@ -159,7 +159,7 @@ export function Chart({ data, series, height = 220, label, bars = false, windowS
         ],
         axes: [
           { space: 90 },
-          { values: axisValues, size: 70 },
+          { values: axisValues, size: 90 },
           ...(series.some((s) => s.scale === 'n') ? [{ scale: 'n', side: 1, values: (_u, t) => t.map((v) => count(v)), grid: { show: false } }] : []),
         ],
         // From zero, and at least 1 kB (or 1 tunnel) tall, so an idle chart does not label its axis in fractions.
