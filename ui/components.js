@@ -45,6 +45,18 @@ export function ErrorBox({ error }) {
   return html`<p class="error" role="alert">${error.message}</p>`;
 }
 
+/** A form's changes PATCHed to `path`, then what the page shows read again; `saved` until the next change. */
+export function usePatch(path, reload) {
+  const [saved, setSaved] = useState(false);
+  const patch = async (body) => {
+    setSaved(false);
+    await call('PATCH', path, body);
+    await reload();
+    setSaved(true);
+  };
+  return { patch, saved: saved ? html`<p role="status">Saved.</p>` : null };
+}
+
 /** A button that runs `action`, shows it is busy and reports a failure next to itself. */
 export function ActionButton({ action, children, kind = '', label }) {
   const [busy, setBusy] = useState(false);

@@ -2,7 +2,7 @@
 // device with its usage, its keys and pools, and the changes an operator makes to it.
 import { useMemo, useState } from 'preact/hooks';
 import { call } from '../api.js';
-import { ActionButton, Confirm, ErrorBox, Sparkline, Title, UsageChart, html, useResource } from '../components.js';
+import { ActionButton, Confirm, ErrorBox, Sparkline, Title, UsageChart, html, usePatch, useResource } from '../components.js';
 import { ago, bytes, count, labelText, parseLabels, when } from '../format.js';
 
 /** Up, down or unknown, with why and since when. */
@@ -86,16 +86,12 @@ export function Devices() {
 
 function LabelsForm({ device, onSaved }) {
   const [error, setError] = useState(undefined);
-  const [saved, setSaved] = useState(false);
+  const labels = usePatch(`/devices/${device.id}`, onSaved);
   const save = async (event) => {
     event.preventDefault();
     setError(undefined);
-    setSaved(false);
     try {
-      const text = event.currentTarget.elements.namedItem('labels').value;
-      await call('PATCH', `/devices/${device.id}`, { labels: parseLabels(text) });
-      setSaved(true);
-      onSaved();
+      await labels.patch({ labels: parseLabels(event.currentTarget.elements.namedItem('labels').value) });
     } catch (e) {
       setError(e);
     }
@@ -104,7 +100,8 @@ function LabelsForm({ device, onSaved }) {
     <label for="labels">Labels <span class="hint">(one key=value a line)</span></label>
     <textarea id="labels" name="labels" rows="3">${labelText(device.labels).join('\n')}</textarea>
     <${ErrorBox} error=${error} />
-    <div class="buttons"><button type="submit">Save labels</button>${saved && html`<span role="status">Saved.</span>`}</div>
+    <div class="buttons"><button type="submit">Save labels</button></div>
+    ${labels.saved}
   </form>`;
 }
 

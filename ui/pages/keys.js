@@ -2,7 +2,7 @@
 // and a page per key to change its target and limits, rotate, disable or delete it, with its usage chart.
 import { useState } from 'preact/hooks';
 import { call } from '../api.js';
-import { ActionButton, Confirm, Dialog, ErrorBox, Title, UsageBar, UsageChart, html, useResource } from '../components.js';
+import { ActionButton, Confirm, Dialog, ErrorBox, Title, UsageBar, UsageChart, html, usePatch, useResource } from '../components.js';
 import { count, parseSize, rate, when } from '../format.js';
 
 const LIMIT_FIELDS = [
@@ -211,7 +211,7 @@ export function KeyPage({ id }) {
   const pools = useResource('/pools');
   const [confirming, setConfirming] = useState(null);
   const [created, setCreated] = useState(null);
-  const [saved, setSaved] = useState(false);
+  const save = usePatch(`/keys/${id}`, key.reload);
   const k = key.data;
   if (!k) return html`<${Title}>Key ${id}<//><${ErrorBox} error=${key.error} />`;
   const name = k.name ?? `key ${id}`;
@@ -247,14 +247,9 @@ export function KeyPage({ id }) {
         devices=${devices.data}
         pools=${pools.data}
         submitLabel="Save"
-        onSubmit=${async (body) => {
-          setSaved(false);
-          await call('PATCH', `/keys/${id}`, body);
-          await key.reload();
-          setSaved(true);
-        }}
+        onSubmit=${save.patch}
       />
-      ${saved && html`<p role="status">Saved.</p>`}
+      ${save.saved}
     </section>
     ${confirming === 'rotate' &&
     html`<${Confirm}

@@ -1,7 +1,7 @@
 // Pools: their members (listed devices, or every device whose labels match a selector), created and changed here.
 import { useState } from 'preact/hooks';
 import { call } from '../api.js';
-import { Confirm, Dialog, ErrorBox, Title, html, useResource } from '../components.js';
+import { Confirm, Dialog, ErrorBox, Title, html, usePatch, useResource } from '../components.js';
 import { labelText, parseLabels, when } from '../format.js';
 import { Health, matches } from './devices.js';
 
@@ -95,7 +95,7 @@ export function PoolPage({ id }) {
   const pool = useResource(`/pools/${id}`, 5_000);
   const devices = useResource('/devices');
   const [deleting, setDeleting] = useState(false);
-  const [saved, setSaved] = useState(false);
+  const save = usePatch(`/pools/${id}`, pool.reload);
   const p = pool.data;
   if (!p) return html`<${Title}>Pool ${id}<//><${ErrorBox} error=${pool.error} />`;
   return html`<${Title}>${p.name}<//>
@@ -128,14 +128,9 @@ export function PoolPage({ id }) {
         current=${p}
         devices=${devices.data}
         submitLabel="Save"
-        onSubmit=${async (body) => {
-          setSaved(false);
-          await call('PATCH', `/pools/${id}`, body);
-          await pool.reload();
-          setSaved(true);
-        }}
+        onSubmit=${save.patch}
       />`}
-      ${saved && html`<p role="status">Saved.</p>`}
+      ${save.saved}
     </section>
     ${deleting &&
     html`<${Confirm}
