@@ -33,6 +33,8 @@ let browser: Browser;
 let context: BrowserContext;
 let base = '';
 let deviceId = 0;
+/** The secret of the key the UI created, for the rotation test after it. */
+let createdSecret = '';
 const registrar = new ScriptedRegistrar();
 
 const api = (method: string, path: string, body?: unknown) => adminCall(gw.ports.api, TOKEN, method, path, body);
@@ -146,6 +148,7 @@ test('a key created in the UI works at once with curl through both listeners; it
   await shown.waitFor();
   const secret = await shown.getByLabel('Secret').inputValue();
   assert.match(secret, /^[A-Za-z0-9]{32}$/);
+  createdSecret = secret;
   await screenshot(page, 'key-secret-dialog');
   const lines = [await shown.getByLabel('HTTP proxy').inputValue(), await shown.getByLabel('SOCKS5').inputValue()];
   assert.equal(lines[0], `curl -x http://${secret}:${secret}@127.0.0.1:${gw.ports.http} https://example.com/`);
@@ -184,6 +187,45 @@ test('a key created in the UI works at once with curl through both listeners; it
   await page.getByRole('img', { name: /Bytes per day/ }).waitFor();
   assert.equal(Number(await figure.getAttribute('data-bytes')), total.bytesUp + total.bytesDown);
   assert.ok(!(await page.content()).includes(secret));
+});
+
+test('a key\'s limits and quota set in the UI, with its usage bar; rotation shows the new secret once and refuses the old one', async (t) => {
+  const page = await open(t, 'key-limits', [failedFetch(400)]);
+  const key = (await api('GET', '/keys')).json.find((k: { name: string }) => k.name === 'customer-1');
+  await signIn(page, base, TOKEN, `#/keys/${key.id}`);
+  await page.getByRole('heading', { name: 'customer-1' }).waitFor();
+  // A limit the API refuses is shown in place, naming the field.
+  await page.getByLabel(/^Bytes per second down/).fill('10');
+  await page.getByRole('button', { name: 'Save', exact: true }).click();
+  await page.getByRole('alert').filter({ hasText: 'body.limits.bytesPerSecondDown must be >= 1024' }).waitFor();
+  await page.getByLabel(/^Bytes per second down/).fill('');
+  await page.getByLabel(/^Max open tunnels/).fill('5');
+  await page.getByLabel(/^Quota/).first().fill('10 MB');
+  await page.getByLabel('Quota period').selectOption('day');
+  await page.getByRole('button', { name: 'Save', exact: true }).click();
+  await page.getByRole('status').filter({ hasText: 'Saved.' }).waitFor();
+  const limited = (await api('GET', `/keys/${key.id}`)).json;
+  assert.deepEqual(limited.limits, { maxTunnels: 5, quota: { bytes: 10_000_000, period: 'day' } });
+  await page.getByRole('progressbar', { name: 'Quota used' }).waitFor();
+  assert.match(await page.locator('.facts .usagebar').innerText(), new RegExp(`of 10.0 MB`));
+
+  const proxyArgs = (secret: string) => ['-x', `http://${secret}:${secret}@127.0.0.1:${gw.ports.http}`, `http://127.0.0.1:${web.port}/`];
+  await page.getByRole('button', { name: 'Rotate…' }).click();
+  await page.getByRole('dialog', { name: 'Rotate customer-1?' }).getByRole('button', { name: 'Rotate' }).click();
+  const shown = page.getByRole('dialog', { name: /copy the secret now/ });
+  const secret = await shown.getByLabel('Secret').inputValue();
+  const fresh = await curl(proxyArgs(secret));
+  assert.equal(fresh.httpCode, 200, fresh.stderr);
+  assert.ok(createdSecret !== '' && createdSecret !== secret);
+  const old = await curl(proxyArgs(createdSecret));
+  assert.equal(old.httpCode, 407, 'the old secret is refused');
+  await shown.getByRole('button', { name: 'Done, I have copied it' }).click();
+  await shown.waitFor({ state: 'detached' });
+  assert.ok(!(await page.content()).includes(secret));
+  // The limits stay with the key; a later "Save" with an emptied field removes that limit.
+  await page.getByLabel(/^Max open tunnels/).fill('');
+  await page.getByRole('button', { name: 'Save', exact: true }).click();
+  await waitFor('maxTunnels removed', 5_000, async () => (await api('GET', `/keys/${key.id}`)).json.limits.maxTunnels === undefined);
 });
 
 test('revoking from the UI cuts an open tunnel: disable, then delete', async (t) => {
