@@ -16,6 +16,8 @@ WORKDIR /app
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+# The web dashboard's files, served by the API at /ui/ as they are (no build step).
+COPY ui ./ui
 RUN mkdir -p /var/lib/tailgate && chown node:node /var/lib/tailgate
 ENV NODE_ENV=production \
     TAILGATE_DATA_DIR=/var/lib/tailgate \
