@@ -200,6 +200,10 @@ test('a key\'s limits and quota set in the UI, with its usage bar; rotation show
   await page.getByRole('alert').filter({ hasText: 'body.limits.bytesPerSecondDown must be >= 1024' }).waitFor();
   await page.getByLabel(/^Bytes per second down/).fill('');
   await page.getByLabel(/^Max open tunnels/).fill('5');
+  // The page refreshes the key every 5 s: what is being typed stays.
+  await page.waitForResponse((r) => new URL(r.url()).pathname === `/keys/${key.id}` && r.request().method() === 'GET', { timeout: 10_000 });
+  await page.waitForTimeout(100);
+  assert.equal(await page.getByLabel(/^Max open tunnels/).inputValue(), '5');
   await page.getByLabel(/^Quota/).first().fill('10 MB');
   await page.getByLabel('Quota period').selectOption('day');
   await page.getByRole('button', { name: 'Save', exact: true }).click();

@@ -46,6 +46,14 @@ function localInput(iso) {
 }
 
 /**
+ * An option chosen when the form is drawn. The form's fields are initial values only (defaultValue, selected), so
+ * the page's periodic refresh never overwrites what is being typed.
+ */
+function option(value, text, chosen) {
+  return html`<option value=${value} selected=${value === chosen}>${text}</option>`;
+}
+
+/**
  * The fields of a key, for creating one (`key` absent: empty fields leave a limit out) or changing one (an emptied
  * field removes that limit).
  */
@@ -88,28 +96,28 @@ function KeyForm({ current: existing, devices, pools, submitLabel, onSubmit }) {
   const l = existing?.limits ?? {};
   return html`<form class="stack" onSubmit=${submit}>
     <div class="fields">
-      <label>Name <input name="name" value=${existing?.name ?? ''} maxlength="128" /></label>
+      <label>Name <input name="name" defaultValue=${existing?.name ?? ''} maxlength="128" /></label>
       <label>Target
-        <select name="target" required value=${target}>
-          <option value="" disabled>choose…</option>
-          <optgroup label="Devices">${(devices ?? []).map((d) => html`<option value=${`device:${d.id}`}>${d.name ?? `device ${d.id}`}</option>`)}</optgroup>
-          <optgroup label="Pools">${(pools ?? []).map((p) => html`<option value=${`pool:${p.id}`}>${p.name}</option>`)}</optgroup>
+        <select name="target" required>
+          <option value="" disabled selected=${target === ''}>choose…</option>
+          <optgroup label="Devices">${(devices ?? []).map((d) => option(`device:${d.id}`, d.name ?? `device ${d.id}`, target))}</optgroup>
+          <optgroup label="Pools">${(pools ?? []).map((p) => option(`pool:${p.id}`, p.name, target))}</optgroup>
         </select>
       </label>
-      <label>Expires <input name="expiresAt" type="datetime-local" value=${localInput(existing?.expiresAt ?? null)} /></label>
+      <label>Expires <input name="expiresAt" type="datetime-local" defaultValue=${localInput(existing?.expiresAt ?? null)} /></label>
     </div>
     <fieldset>
       <legend>Limits <span class="hint">(empty: no limit)</span></legend>
       <div class="fields">
         ${LIMIT_FIELDS.map(
-          ([field, label, hint]) => html`<label>${label} <input name=${field} type="number" min="0" step="any" value=${l[field] ?? ''} aria-describedby=${`${field}-hint`} />
+          ([field, label, hint]) => html`<label>${label} <input name=${field} type="number" min="0" step="any" defaultValue=${l[field] ?? ''} aria-describedby=${`${field}-hint`} />
             <small class="hint" id=${`${field}-hint`}>${hint}</small></label>`,
         )}
-        <label>Quota <input name="quotaBytes" value=${l.quota ? String(l.quota.bytes) : ''} placeholder="e.g. 10 GB" aria-describedby="quota-hint" />
+        <label>Quota <input name="quotaBytes" defaultValue=${l.quota ? String(l.quota.bytes) : ''} placeholder="e.g. 10 GB" aria-describedby="quota-hint" />
           <small class="hint" id="quota-hint">bytes up + down, or 10 GB, 512 MiB</small></label>
         <label>Quota period
-          <select name="quotaPeriod" value=${l.quota?.period ?? 'month'}>
-            <option value="day">day (UTC)</option><option value="month">month (UTC)</option><option value="total">total</option>
+          <select name="quotaPeriod">
+            ${option('day', 'day (UTC)', l.quota?.period ?? 'month')}${option('month', 'month (UTC)', l.quota?.period ?? 'month')}${option('total', 'total', l.quota?.period ?? 'month')}
           </select>
         </label>
       </div>

@@ -31,7 +31,7 @@ function PoolForm({ current, devices, submitLabel, onSubmit }) {
     }
   };
   return html`<form class="stack" onSubmit=${submit}>
-    <label>Name <input name="name" required maxlength="128" value=${current?.name ?? ''} /></label>
+    <label>Name <input name="name" required maxlength="128" defaultValue=${current?.name ?? ''} /></label>
     <fieldset>
       <legend>Members</legend>
       <label class="check"><input type="radio" name="mode" checked=${mode === 'selector'} onChange=${() => setMode('selector')} /> Every device with these labels (devices that register later join by themselves)</label>
@@ -41,7 +41,7 @@ function PoolForm({ current, devices, submitLabel, onSubmit }) {
             <textarea name="selector" rows="3" required>${labelText(current?.selector ?? {}).join('\n')}</textarea></label>`
         : html`<div class="checks" role="group" aria-label="Devices">
             ${devices.map(
-              (d) => html`<label class="check"><input type="checkbox" name="devices" value=${d.id} checked=${current?.devices.includes(d.id) ?? false} /> ${d.name ?? `device ${d.id}`}
+              (d) => html`<label class="check"><input type="checkbox" name="devices" value=${d.id} defaultChecked=${current?.devices.includes(d.id) ?? false} /> ${d.name ?? `device ${d.id}`}
                 <span class="hint">${labelText(d.labels).join(' ')}</span></label>`,
             )}
           </div>`}
