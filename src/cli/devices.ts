@@ -1,7 +1,8 @@
 // tailgate devices: the egress devices as GET /devices shows them, and changes through PATCH and DELETE /devices/:id.
 import { Option, type Command } from 'commander';
 import { clientFor } from './api-client.js';
-import { emit, fields, formatLabels, table, withJson, type Column } from './table.js';
+import { addListAndShow, addRemove, itemPath, type Resource } from './resource.js';
+import { emit, fields, formatLabels, withJson, type Column } from './table.js';
 import { collect, formatTime, labelPair, wholeNumber } from './units.js';
 
 export interface DeviceView {
@@ -58,6 +59,8 @@ export function renderDevice(d: DeviceView): string {
   ]);
 }
 
+const DEVICES: Resource<DeviceView, DeviceView> = { noun: 'device', path: '/devices', columns: DEVICE_COLUMNS, render: renderDevice };
+
 interface EditOptions {
   name?: string;
   label?: [string, string][];
@@ -73,18 +76,7 @@ export function addDevicesCommand(program: Command): void {
     .command('devices')
     .description('list, show, change and delete egress devices (ls when no subcommand is given)');
 
-  withJson(devices.command('ls', { isDefault: true }).description('every device: address, online, health, relayed, open tunnels, labels')).action(
-    async (_options, command: Command) => {
-      const answer = await clientFor(command).get<DeviceView[]>('/devices');
-      emit(command, answer, (list) => table(list, DEVICE_COLUMNS));
-    },
-  );
-
-  withJson(devices.command('show').description('one device with every field').argument('<id>', 'device id (devices ls)')).action(
-    async (id: string, _options, command: Command) => {
-      emit(command, await clientFor(command).get<DeviceView>(`/devices/${encodeURIComponent(id)}`), renderDevice);
-    },
-  );
+  addListAndShow(devices, DEVICES, { ls: 'every device: address, online, health, relayed, open tunnels, labels', show: 'one device with every field' });
 
   withJson(
     devices
@@ -107,23 +99,17 @@ export function addDevicesCommand(program: Command): void {
     if (options.enable || options.disable) patch.enabled = options.enable === true;
     if (options.label !== undefined || options.unlabel !== undefined) {
       // The API replaces the label map whole; start from the stored one so other labels stay.
-      const labels = { ...(await api.get<DeviceView>(`/devices/${encodeURIComponent(id)}`)).labels };
+      const labels = { ...(await api.get<DeviceView>(itemPath(DEVICES, id))).labels };
       for (const name of options.unlabel ?? []) delete labels[name];
       for (const [name, value] of options.label ?? []) labels[name] = value;
       patch.labels = labels;
     }
     if (Object.keys(patch).length === 0) command.error('error: nothing to change: give --name, --label, --unlabel, --enable, --disable, --port or --protocol');
-    emit(command, await api.call<DeviceView>('PATCH', `/devices/${encodeURIComponent(id)}`, patch), renderDevice);
+    emit(command, await api.call<DeviceView>('PATCH', itemPath(DEVICES, id), patch), renderDevice);
   });
 
-  withJson(
-    devices
-      .command('rm')
-      .description('delete a device and the keys that target it directly, cutting their tunnels')
-      .argument('<id>', 'device id')
-      .option('--purge', 'also delete the node in Headscale (first; a Headscale failure changes nothing)'),
-  ).action(async (id: string, options: { purge?: boolean }, command: Command) => {
-    const answer = await clientFor(command).call<{ message: string }>('DELETE', `/devices/${encodeURIComponent(id)}${options.purge ? '?purge=true' : ''}`);
-    emit(command, answer, (a) => `${a.message}\n`);
-  });
+  addRemove(devices, DEVICES, 'delete a device and the keys that target it directly, cutting their tunnels', (options) => (options.purge ? '?purge=true' : '')).option(
+    '--purge',
+    'also delete the node in Headscale (first; a Headscale failure changes nothing)',
+  );
 }

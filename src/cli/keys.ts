@@ -2,17 +2,11 @@
 // carry it), with the curl lines that use it; limits are set and cleared through PATCH /keys/:id {limits}.
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { clientFor, type ApiClient } from './api-client.js';
-import { emit, fields, table, withJson, type Column } from './table.js';
-import { formatBytes, formatTime, instant, parseQuota, parseRate, positiveNumber, wholeNumber, type QuotaPeriod } from './units.js';
+import { addListAndShow, addRemove, itemPath, type Resource } from './resource.js';
+import { emit, fields, withJson, type Column } from './table.js';
+import type { KeyLimits } from '../store/types.js';
+import { formatBytes, formatTime, instant, parseQuota, parseRate, positiveNumber, wholeNumber } from './units.js';
 
-interface Limits {
-  maxTunnels?: number;
-  tunnelsPerSecond?: number;
-  tunnelBurst?: number;
-  bytesPerSecondDown?: number;
-  bytesPerSecondUp?: number;
-  quota?: { bytes: number; period: QuotaPeriod };
-}
 
 interface KeyView {
   id: number;
@@ -21,7 +15,7 @@ interface KeyView {
   target: { device: number } | { pool: number };
   expiresAt: string | null;
   disabled: boolean;
-  limits: Limits;
+  limits: KeyLimits;
   quota?: { used: number; limit: number; periodStart: string; resetsAt: string | null; exhausted: boolean };
   createdAt: string;
 }
@@ -37,7 +31,7 @@ function state(k: KeyView, now = Date.now()): string {
 }
 
 /** "max 10 tunnels, 5/s (burst 10), down 1 MiB/s, up 512 KiB/s, 10 GiB/month"; a dash for none. */
-function formatLimits(l: Limits): string {
+function formatLimits(l: KeyLimits): string {
   const parts: string[] = [];
   if (l.maxTunnels !== undefined) parts.push(`max ${l.maxTunnels} tunnels`);
   if (l.tunnelsPerSecond !== undefined) parts.push(`${l.tunnelsPerSecond}/s${l.tunnelBurst === undefined ? '' : ` (burst ${l.tunnelBurst})`}`);
@@ -159,24 +153,14 @@ function renderSecret(verb: string, k: KeyWithSecret, api: ApiClient, options: P
   ].join('\n');
 }
 
-const keyPath = (id: string) => `/keys/${encodeURIComponent(id)}`;
+const KEYS: Resource<KeyView, KeyView> = { noun: 'key', path: '/keys', columns: KEY_COLUMNS, render: renderKey };
 
 export function addKeysCommand(program: Command): void {
   const keys = program
     .command('keys')
     .description('list, create, rotate, limit and delete customer keys (ls when no subcommand is given)');
 
-  withJson(keys.command('ls', { isDefault: true }).description('every key: prefix, target, state, expiry, limits, quota used (never a secret)')).action(
-    async (_options, command: Command) => {
-      emit(command, await clientFor(command).get<KeyView[]>('/keys'), (list) => table(list, KEY_COLUMNS));
-    },
-  );
-
-  withJson(keys.command('show').description('one key (never its secret)').argument('<id>', 'key id (keys ls)')).action(
-    async (id: string, _options, command: Command) => {
-      emit(command, await clientFor(command).get<KeyView>(keyPath(id)), renderKey);
-    },
-  );
+  addListAndShow(keys, KEYS, { ls: 'every key: prefix, target, state, expiry, limits, quota used (never a secret)', show: 'one key (never its secret)' });
 
   withJson(
     addProxyOptions(
@@ -223,7 +207,7 @@ export function addKeysCommand(program: Command): void {
     if (options.expires !== undefined) patch.expiresAt = options.expires === 'never' ? null : options.expires;
     if (options.enable || options.disable) patch.disabled = options.disable === true;
     if (Object.keys(patch).length === 0) command.error('error: nothing to change: give --name, --device, --pool, --expires, --enable or --disable');
-    emit(command, await clientFor(command).call<KeyView>('PATCH', keyPath(id), patch), renderKey);
+    emit(command, await clientFor(command).call<KeyView>('PATCH', itemPath(KEYS, id), patch), renderKey);
   });
 
   withJson(
@@ -235,14 +219,10 @@ export function addKeysCommand(program: Command): void {
     ),
   ).action(async (id: string, options: ProxyOptions, command: Command) => {
     const api = clientFor(command);
-    emit(command, await api.call<KeyWithSecret>('POST', `${keyPath(id)}/rotate`), (k) => renderSecret('rotated', k, api, options));
+    emit(command, await api.call<KeyWithSecret>('POST', `${itemPath(KEYS, id)}/rotate`), (k) => renderSecret('rotated', k, api, options));
   });
 
-  withJson(keys.command('rm').description('delete a key: refused at once, its open tunnels cut').argument('<id>', 'key id')).action(
-    async (id: string, _options, command: Command) => {
-      emit(command, await clientFor(command).call<{ message: string }>('DELETE', keyPath(id)), (a) => `${a.message}\n`);
-    },
-  );
+  addRemove(keys, KEYS, 'delete a key: refused at once, its open tunnels cut');
 
   withJson(
     addLimitOptions(
@@ -260,12 +240,12 @@ export function addKeysCommand(program: Command): void {
     let answer: KeyView;
     if (clear.includes('all')) {
       // All of them go first; limits given beside "all" are then set on the empty set.
-      answer = await api.call<KeyView>('PATCH', keyPath(id), { limits: null });
-      if (Object.keys(limits).length > 0) answer = await api.call<KeyView>('PATCH', keyPath(id), { limits });
+      answer = await api.call<KeyView>('PATCH', itemPath(KEYS, id), { limits: null });
+      if (Object.keys(limits).length > 0) answer = await api.call<KeyView>('PATCH', itemPath(KEYS, id), { limits });
     } else if (Object.keys(limits).length > 0) {
-      answer = await api.call<KeyView>('PATCH', keyPath(id), { limits });
+      answer = await api.call<KeyView>('PATCH', itemPath(KEYS, id), { limits });
     } else {
-      answer = await api.get<KeyView>(keyPath(id));
+      answer = await api.get<KeyView>(itemPath(KEYS, id));
     }
     emit(command, answer, renderKey);
   });

@@ -2,6 +2,7 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { clientFor } from './api-client.js';
 import { DEVICE_COLUMNS, type DeviceView } from './devices.js';
+import { addListAndShow, addRemove, itemPath, type Resource } from './resource.js';
 import { emit, fields, formatLabels, table, withJson, type Column } from './table.js';
 import { formatTime, labelMap } from './units.js';
 
@@ -59,22 +60,14 @@ function membersFrom(options: { devices?: number[]; selector?: Record<string, st
   return {};
 }
 
-const poolPath = (id: string) => `/pools/${encodeURIComponent(id)}`;
+const POOLS: Resource<PoolView, PoolWithMembers> = { noun: 'pool', path: '/pools', columns: POOL_COLUMNS, render: renderPool };
 
 export function addPoolsCommand(program: Command): void {
   const pools = program
     .command('pools')
     .description('list, show, create, change and delete device pools (ls when no subcommand is given)');
 
-  withJson(pools.command('ls', { isDefault: true }).description('every pool and how its members are chosen')).action(async (_options, command: Command) => {
-    emit(command, await clientFor(command).get<PoolView[]>('/pools'), (list) => table(list, POOL_COLUMNS));
-  });
-
-  withJson(pools.command('show').description('one pool with the devices in it now').argument('<id>', 'pool id (pools ls)')).action(
-    async (id: string, _options, command: Command) => {
-      emit(command, await clientFor(command).get<PoolWithMembers>(poolPath(id)), renderPool);
-    },
-  );
+  addListAndShow(pools, POOLS, { ls: 'every pool and how its members are chosen', show: 'one pool with the devices in it now' });
 
   withJson(
     addMemberOptions(
@@ -97,12 +90,8 @@ export function addPoolsCommand(program: Command): void {
   ).action(async (id: string, options: { devices?: number[]; selector?: Record<string, string>; name?: string }, command: Command) => {
     const patch = { ...(options.name === undefined ? {} : { name: options.name }), ...membersFrom(options) };
     if (Object.keys(patch).length === 0) command.error('error: nothing to change: give --name, --devices or --selector');
-    emit(command, await clientFor(command).call<PoolView>('PATCH', poolPath(id), patch), renderPool);
+    emit(command, await clientFor(command).call<PoolView>('PATCH', itemPath(POOLS, id), patch), renderPool);
   });
 
-  withJson(pools.command('rm').description('delete a pool (refused while keys target it)').argument('<id>', 'pool id')).action(
-    async (id: string, _options, command: Command) => {
-      emit(command, await clientFor(command).call<{ message: string }>('DELETE', poolPath(id)), (a) => `${a.message}\n`);
-    },
-  );
+  addRemove(pools, POOLS, 'delete a pool (refused while keys target it)');
 }

@@ -1,6 +1,7 @@
 // Sizes, rates and times as operators type and read them: "10GiB", "1MB/s", "24h", an ISO time. Option parsers throw
 // commander's InvalidArgumentError, so a bad value is a usage error (exit 2) that says what was expected.
 import { InvalidArgumentError } from 'commander';
+import type { QuotaPeriod } from '../store/types.js';
 
 const SIZE = /^(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?)(b?)$/i;
 const POWERS = ['', 'k', 'm', 'g', 't', 'p'];
@@ -21,8 +22,6 @@ export function parseBytes(text: string): number {
 export function parseRate(text: string): number {
   return parseBytes(text.replace(/\/s(ec)?$/i, ''));
 }
-
-export type QuotaPeriod = 'day' | 'month' | 'total';
 
 /** "10GiB/month", "500MB/day", "1TB/total". The period is required: none would be a guess between month and total. */
 export function parseQuota(text: string): { bytes: number; period: QuotaPeriod } {
