@@ -7,7 +7,7 @@ import { emit, withJson } from './table.js';
 import { wholeNumber } from './units.js';
 
 /** "https://hs.example.com/register/hskey-authreq-XXXX" (or …/register/XXXX?x=y) → its last path segment; a bare key as it is. */
-export function registrationKey(text: string): string {
+function registrationKey(text: string): string {
   const trimmed = text.trim();
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed)) return trimmed;
   let url: URL;

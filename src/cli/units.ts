@@ -48,7 +48,7 @@ const DURATION = /^(\d+(?:\.\d+)?)(s|m|h|d|w)$/i;
 const UNIT_MS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 
 /** "90s", "30m", "24h", "7d", "2w" in milliseconds, or undefined when the text is not a duration. */
-export function durationMs(text: string): number | undefined {
+function durationMs(text: string): number | undefined {
   const m = DURATION.exec(text.trim());
   return m === null ? undefined : Number(m[1]) * UNIT_MS[m[2]!.toLowerCase()]!;
 }
