@@ -260,6 +260,14 @@ describe('against a running gateway', { timeout: 240_000 }, () => {
     const key = await okJson(['keys', 'create', '--pool', String(german.id)]);
     const r = await curl(['--socks5-hostname', `${key.key}:${key.key}@127.0.0.1:${gw.ports.socks}`, `http://127.0.0.1:${web.port}/`]);
     assert.equal(r.httpCode, 200, r.stderr);
+    const off = await okJson(['keys', 'edit', String(key.id), '--disable', '--name', 'pooled', '--expires', '30d']);
+    assert.deepEqual([off.disabled, off.name], [true, 'pooled']);
+    assert.ok(Math.abs(Date.parse(off.expiresAt) - (Date.now() + 30 * 86_400_000)) < 60_000, off.expiresAt);
+    assert.match(await ok(['keys', 'show', String(key.id)]), /\nstate: +disabled\n/);
+    const refused = await curl(['-x', `http://${key.key}:${key.key}@127.0.0.1:${gw.ports.http}`, `http://127.0.0.1:${web.port}/`]);
+    assert.equal(refused.httpCode, 407, 'a disabled key is refused');
+    const on = await okJson(['keys', 'edit', String(key.id), '--enable', '--expires', 'never']);
+    assert.deepEqual([on.disabled, on.expiresAt], [false, null]);
     const busy = await tailgate(['pools', 'rm', String(german.id)]);
     assert.equal(busy.code, 1);
     assert.match(busy.stderr, /^tailgate: id: pool \d+ is the target of (1 key|a key) \(409 conflict\)\n$/);
