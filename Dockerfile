@@ -29,4 +29,4 @@ EXPOSE 8081 1080 9091
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s \
   CMD ["node", "-e", "fetch('http://127.0.0.1:9091/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # The same command `npm start` runs after its build step.
-CMD ["node", "--initial-old-space-size=64", "dist/main.js"]
+CMD ["node", "--initial-old-space-size=64", "dist/cli/main.js", "serve"]

@@ -15,7 +15,8 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['proxy', 'api'],
   ['config.ts'],
   ['app.ts'],
-  ['main.ts', 'cli.ts'],
+  ['main.ts'],
+  ['cli'],
 ];
 
 export interface Violation {

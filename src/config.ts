@@ -37,11 +37,15 @@ export interface Config {
   /** Per-key series in /metrics, labelled by key name (TAILGATE_METRICS_KEY_LABELS). */
   metricsKeyLabels: boolean;
   logLevel: string;
+  /** auto: readable coloured lines when stdout is a terminal, JSON lines otherwise. */
+  logFormat: LogFormat;
   tailnet: TailnetConfig | undefined;
   headscale: HeadscaleConfig | undefined;
   /** Valid but risky settings, logged once at start. */
   warnings: string[];
 }
+
+export type LogFormat = 'auto' | 'json' | 'pretty';
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -78,6 +82,7 @@ export const CONFIG_VARIABLES = [
   'TAILGATE_METRICS_KEY_LABELS',
   'TAILGATE_QUOTA_CHECK_MS',
   'TAILGATE_LOG_LEVEL',
+  'TAILGATE_LOG_FORMAT',
   'TS_AUTHKEY',
   'TS_LOGIN_SERVER',
   'TS_HOSTNAME',
@@ -269,6 +274,7 @@ export function loadConfig(env: Env = process.env): Config {
     },
     metricsKeyLabels: r.bool('TAILGATE_METRICS_KEY_LABELS', false),
     logLevel: r.oneOf('TAILGATE_LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+    logFormat: r.oneOf<LogFormat>('TAILGATE_LOG_FORMAT', 'auto', ['auto', 'json', 'pretty']),
     tailnet: undefined,
     headscale: undefined,
     warnings,

@@ -1,14 +1,28 @@
-// Entry point: read configuration, build the parts, start, and stop cleanly on SIGTERM/SIGINT.
-import { ConfigError, loadConfig } from './config.js';
-import { createLogger } from './log.js';
+// Entry point: read configuration, build the parts, start, and stop cleanly on SIGTERM/SIGINT. `tailgate serve`
+// calls serve() with its choice of log output; run as a file (node dist/main.js), this module serves with JSON logs.
+import { realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { createLogger, type Logger } from './log.js';
 import { startGateway, type Gateway } from './app.js';
 import { createTailnet } from './tailnet/index.js';
 import { HeadscaleRegistrar } from './headscale/client.js';
 import { openStore, type NodeStore, type RegistryStore } from './store/index.js';
 import type { ApprovedDevice } from './headscale/types.js';
 
-async function main(): Promise<void> {
-  let config;
+export interface ServeOptions {
+  /** The logger for this configuration; JSON lines on stdout when not given. */
+  logger?(config: Config): Logger;
+  /** Called once, when every listener is up. */
+  onListening?(gateway: Gateway): void;
+}
+
+/**
+ * Runs tailgate as the environment configures it until SIGTERM or SIGINT. It owns the process from here: it exits
+ * 2 on a configuration error, 1 when start-up fails, 0 after a clean stop.
+ */
+export async function serve(options: ServeOptions = {}): Promise<void> {
+  let config: Config;
   try {
     config = loadConfig();
   } catch (err) {
@@ -18,7 +32,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const log = createLogger(config.logLevel);
+  const log = options.logger?.(config) ?? createLogger(config.logLevel);
   for (const warning of config.warnings) log.warn(warning);
   // With TS_AUTHKEY we run our own tailscaled and dial devices through it; without, the host is on the tailnet already.
   const tailnet = config.tailnet ? createTailnet(config.tailnet, log) : undefined;
@@ -27,6 +41,7 @@ async function main(): Promise<void> {
   const registrar = config.headscale ? new HeadscaleRegistrar(config.headscale, log, warmUp) : undefined;
   let gateway: Gateway | undefined;
   let store: (NodeStore & RegistryStore) | undefined;
+  let stopping = false;
 
   // Installed before anything starts, so a SIGTERM during start-up also stops tailscaled instead of orphaning it.
   const stop = (signal: string) => {
@@ -48,25 +63,32 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 
-  // Opened first: the tailnet warms up the registered devices as soon as control's netmap arrives after each start.
-  store = await openStore({ database: config.database, dataDir: config.dataDir, log });
-  const registry = store;
-  // Every enabled device, not only those a key targets directly: a pool's devices carry traffic too.
-  tailnet?.supervisor.warmUpAfterStart(async () => (await registry.listDevices()).filter((device) => device.enabled).map((device) => device.ip));
   try {
+    // Opened first: the tailnet warms up the registered devices as soon as control's netmap arrives after each start.
+    store = await openStore({ database: config.database, dataDir: config.dataDir, log });
+    const registry = store;
+    // Every enabled device, not only those a key targets directly: a pool's devices carry traffic too.
+    tailnet?.supervisor.warmUpAfterStart(async () => (await registry.listDevices()).filter((device) => device.enabled).map((device) => device.ip));
     await tailnet?.start();
     gateway = await startGateway(config, log, { dialer: tailnet?.dialer, tailnet: tailnet?.view, registrar, store });
   } catch (err) {
+    if (stopping) return; // start-up was cut short by the signal; stop() exits
     await tailnet?.stop();
-    if (!stopping) await registry.close();
-    throw err;
+    await store?.close();
+    process.stderr.write(`tailgate: failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  }
+  options.onListening?.(gateway);
+}
+
+function runAsFile(): boolean {
+  const entry = process.argv[1];
+  if (entry === undefined) return false;
+  try {
+    return pathToFileURL(realpathSync(entry)).href === import.meta.url;
+  } catch {
+    return false;
   }
 }
 
-let stopping = false;
-
-main().catch((err) => {
-  if (stopping) return; // start-up was cut short by the signal; stop() exits
-  process.stderr.write(`tailgate: failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
-});
+if (runAsFile()) await serve();

@@ -1,23 +1,16 @@
-#!/usr/bin/env node
-// `tailgate <command>`: operator commands run beside the gateway, against the same configuration (environment).
-// The only one for now: import-legacy, which brings the original Go service's key bindings into tailgate's store.
+// tailgate import-legacy: brings the original Go service's key bindings into tailgate's store. It runs beside the
+// gateway with the same configuration (environment) and works on the databases directly, not through the API.
+import type { Command } from 'commander';
 import { destination, pino } from 'pino';
 import postgres from 'postgres';
-import { ConfigError, loadConfig, type Config } from './config.js';
-import { AddressAllowList } from './core/cidr.js';
-import { formatIPv6, ipFamily, writeIPv6 } from './core/ip.js';
-import { hashKey, keyTag } from './core/key.js';
-import type { Logger } from './log.js';
-import { clientConnectionOptions, describeDatabaseUrl, parseDatabaseUrl } from './store/database-url.js';
-import { openStore } from './store/index.js';
-
-const USAGE = `usage: tailgate import-legacy <postgres URL>
-
-  import-legacy   Creates a device and a key for every row of the original service's table
-                  register_key_ip_map(reg_key, ip_address) at the URL, in the store DATABASE_URL (or the embedded
-                  database under TAILGATE_DATA_DIR) selects; port and protocol are TAILGATE_DEVICE_PORT and
-                  TAILGATE_DEVICE_PROTOCOL. Keys already in the store are left as they are, so it can run again.
-`;
+import { ConfigError, loadConfig, type Config } from '../config.js';
+import { AddressAllowList } from '../core/cidr.js';
+import { formatIPv6, ipFamily, writeIPv6 } from '../core/ip.js';
+import { hashKey, keyTag } from '../core/key.js';
+import type { Logger } from '../log.js';
+import { clientConnectionOptions, describeDatabaseUrl, parseDatabaseUrl } from '../store/database-url.js';
+import { openStore } from '../store/index.js';
+import { CliError } from './api-client.js';
 
 // The rule the management API applies to keys (src/api/schemas.ts): 8 to 256 printable ASCII characters, no ':'
 // (the proxies read user:password).
@@ -106,37 +99,34 @@ function report(sourceUrl: string, env: NodeJS.ProcessEnv, s: Summary): string {
   return `${lines.join('\n')}\n`;
 }
 
-async function main(argv: string[]): Promise<number> {
-  const [command, ...args] = argv;
-  if (command === '--help' || command === '-h' || command === 'help') {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  if (command !== 'import-legacy' || args.length !== 1) {
-    process.stderr.write(USAGE);
-    return 2;
-  }
-  const [sourceUrl] = args as [string];
-  let config: Config;
-  try {
-    config = loadConfig(process.env);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`tailgate: ${err.message}\n`);
-      return 2;
-    }
-    throw err;
-  }
-  // Diagnostics (the migrations the store applies, say) to stderr, so stdout is only the summary.
-  const log = pino({ level: config.logLevel, base: undefined }, destination(2));
-  try {
-    const summary = await importLegacy(sourceUrl, config, process.env, log);
-    process.stdout.write(report(sourceUrl, process.env, summary));
-    return 0;
-  } catch (err) {
-    process.stderr.write(`tailgate import-legacy: ${(err as Error).message}\n`);
-    return 1;
-  }
+export function addImportLegacyCommand(program: Command): void {
+  program
+    .command('import-legacy')
+    .description("import the original Go service's key bindings into this gateway's store (run beside the gateway, same environment)")
+    .argument('<postgres URL>', 'the original database, holding register_key_ip_map(reg_key, ip_address)')
+    .usage('<postgres URL>')
+    .addHelpText(
+      'after',
+      '\nCreates a device and a key for every row, in the store DATABASE_URL (or the embedded database under TAILGATE_DATA_DIR,\n' +
+        'not in use by a running gateway) selects; port and protocol are TAILGATE_DEVICE_PORT and TAILGATE_DEVICE_PROTOCOL.\n' +
+        'Keys already in the store are left as they are, so it can run again. Talks to the databases, not to the API.',
+    )
+    .action(async (sourceUrl: string) => {
+      let config: Config;
+      try {
+        config = loadConfig(process.env);
+      } catch (err) {
+        if (err instanceof ConfigError) throw new CliError(err.message, 2);
+        throw err;
+      }
+      // Diagnostics (the migrations the store applies, say) to stderr, so stdout is only the summary.
+      const log = pino({ level: config.logLevel, base: undefined }, destination(2));
+      let summary: Summary;
+      try {
+        summary = await importLegacy(sourceUrl, config, process.env, log);
+      } catch (err) {
+        throw new CliError(`import-legacy: ${(err as Error).message}`);
+      }
+      process.stdout.write(report(sourceUrl, process.env, summary));
+    });
 }
-
-process.exitCode = await main(process.argv.slice(2));
