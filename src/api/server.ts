@@ -4,6 +4,7 @@
 // listened on by app.ts.
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { SecureContextOptions } from 'node:tls';
 import swagger from '@fastify/swagger';
 import Fastify, { LogController, errorCodes, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
 import { BindingError } from '../bindings/errors.js';
@@ -49,6 +50,8 @@ export interface ApiDeps {
   stats: LiveStats;
   /** The proxy listeners' ports once they listen (shown by GET /stats). */
   listeners?: (() => { http: number; socks5: number } | undefined) | undefined;
+  /** Serve the API over TLS with this certificate and key (TAILGATE_API_TLS); app.ts swaps it on renewal. */
+  tls?: SecureContextOptions | undefined;
 }
 
 /** Error codes of `postgres` and the socket layer that mean the database cannot be reached right now. */
@@ -80,7 +83,9 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   const log = deps.log.child({ component: 'api' });
   const gate = new TokenGate(deps.tokens.admin, deps.tokens.enroll);
 
+  // Typed as the plain instance: routes and hooks are the same on both, and only app.ts touches the server under it.
   const app = Fastify({
+    ...(deps.tls === undefined ? {} : { https: deps.tls }),
     // Fastify's request logging writes the URL, and GET /registerV2/:key carries a key in it; requests are
     // logged below by route pattern instead.
     loggerInstance: log as FastifyBaseLogger,
