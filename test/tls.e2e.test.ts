@@ -12,6 +12,7 @@ import { after, before, test } from 'node:test';
 import tls from 'node:tls';
 import { pino } from 'pino';
 import { startGateway, type Gateway } from '../src/app.js';
+import { newcomerLines } from '../src/cli/serve.js';
 import { ConfigError, loadConfig } from '../src/config.js';
 import { waitFor } from '../testbed/wait.js';
 import { connectThrough } from './helpers/connect-tunnel.js';
@@ -209,6 +210,11 @@ test('configuration: both files or neither, TLS switches need them, plain listen
   // A plain API on a non-loopback address while a certificate is at hand is worth a warning.
   const warned = loadConfig({ TAILGATE_TLS_CERT: 'c.pem', TAILGATE_TLS_KEY: 'k.pem', TAILGATE_ADMIN_TOKEN: 'a'.repeat(32), TAILGATE_API_HOST: '10.0.0.1' });
   assert.ok(warned.warnings.some((w) => w.includes('TAILGATE_API_TLS=true')), warned.warnings.join('\n'));
+  // What `tailgate serve` tells a person at a terminal names the TLS listeners, and only the listeners that are on.
+  const tlsOnly = loadConfig({ TAILGATE_TLS_CERT: 'c.pem', TAILGATE_TLS_KEY: 'k.pem', TAILGATE_PLAIN_LISTENERS: 'false', TAILGATE_API_TLS: 'true', TAILGATE_LISTEN_HOST: '127.0.0.1' });
+  const lines = newcomerLines(tlsOnly, { http: 0, socks: 0, api: 9091, https: 8443, socksTls: 1443 }).split('\n');
+  assert.equal(lines[0], 'proxies: HTTPS https://127.0.0.1:8443  SOCKS5 over TLS 127.0.0.1:1443');
+  assert.match(lines[1]!, /^management API: https:\/\/127\.0\.0\.1:9091 /);
 });
 
 test('a bad pair stops start-up with the file named, before anything listens', async () => {
@@ -400,6 +406,27 @@ test('plain listeners off: their ports refuse, the TLS listeners serve, /readyz 
     // is closed at once (not left half-open until the timeout); nothing is left behind on either listener.
     const stalled = await Promise.all([silentClient(g.ports.https!), silentClient(g.ports.socksTls!), silentClient(g.ports.https!, 50), silentClient(g.ports.socksTls!, 50)]);
     assert.deepEqual(stalled, ['closed', 'closed', 'closed', 'closed']);
+    // After the TLS handshake the proxy handshake has its own timeout, as on the plain listeners: a request head left
+    // unfinished gets 408 from Node's header timeout (which runs because the HTTPS proxy is an https.Server), a SOCKS5
+    // greeting left unfinished is closed.
+    const head = await tlsConnect(g.ports.https!);
+    const answer = new Promise<string>((resolve) => {
+      let text = '';
+      head.on('data', (c: Buffer) => (text += c.toString('latin1')));
+      head.once('end', () => resolve(text));
+    });
+    head.write('CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n');
+    const got = await Promise.race([answer, new Promise<string>((resolve) => setTimeout(() => resolve('no answer in 15 s'), 15_000).unref())]);
+    assert.match(got, /^HTTP\/1\.1 408 /);
+    assert.match(got, /X-Tailgate-Error: handshake-timeout/);
+    head.destroy();
+    const greeting = await tlsConnect(g.ports.socksTls!);
+    greeting.write(Buffer.from([5, 1]));
+    greeting.resume();
+    const closed = await Promise.race([new Promise<string>((resolve) => greeting.once('end', () => resolve('closed'))), new Promise<string>((resolve) => setTimeout(() => resolve('open after 15 s'), 15_000).unref())]);
+    assert.equal(closed, 'closed');
+    greeting.destroy();
+
     const count = (server: net.Server) => new Promise<number>((resolve, reject) => server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
     await waitFor('no connection left on the TLS listeners', 5_000, async () => (await count(g.tls!.httpsProxy)) + (await count(g.tls!.socksProxy)) === 0, 50);
   } finally {

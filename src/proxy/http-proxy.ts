@@ -125,6 +125,9 @@ export function createHttpsProxyServer(deps: ProxyDeps, secure: SecureContextOpt
   const server = https.createServer({ ...httpServerOptions(deps), ...secure, handshakeTimeout: deps.timeouts.handshakeMs });
   // After Node's own listener has made it an HTTP connection: a CONNECT tunnel relays FINs one way at a time.
   server.on('secureConnection', allowHalfOpenAfterHandshake);
+  // Node's https.Server passes a failed TLS handshake on as 'clientError', whose handler answers in HTTP: bytes a
+  // client without a TLS session cannot read. Such a client is only closed.
+  server.removeAllListeners('tlsClientError');
   server.on('tlsClientError', dropTlsClient);
   return serveHttpProxy(server as unknown as http.Server, deps, 'https') as unknown as https.Server;
 }
