@@ -156,6 +156,26 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
     tls: config.tls?.api ? certificate?.secure : undefined,
   });
 
+  let certificates: CertificateWatcher | undefined;
+  if (config.tls && certificate && httpsProxy && socksTlsProxy) {
+    const targets: SecureContextTarget[] = [httpsProxy, socksTlsProxy];
+    if (config.tls.api) targets.push(api.server as unknown as SecureContextTarget);
+    metrics.tlsNotAfter.set(Date.parse(certificate.info.notAfter) / 1000);
+    certificates = new CertificateWatcher({
+      files: config.tls,
+      current: certificate,
+      targets,
+      log,
+      onReload: (outcome) => {
+        metrics.tlsReloads.inc({ result: outcome.ok ? 'loaded' : 'refused' });
+        if (outcome.info) metrics.tlsNotAfter.set(Date.parse(outcome.info.notAfter) / 1000);
+      },
+    });
+    log.info({ certificate: certificate.info, certFile: config.tls.certFile, api: config.tls.api }, 'TLS certificate loaded; following its files for renewals');
+    // One look now closes the gap between the first read and the watch (a no-op when nothing changed).
+    await certificates.reload();
+  }
+
   // Other gateways on the same database announce their changes; the service applies them to this gateway's
   // key cache and tunnels.
   await bindings.followChanges();
@@ -175,24 +195,6 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
   await api.listen({ port: config.apiPort, host: config.apiHost });
   const apiAddr = api.server.address();
   ports.api = typeof apiAddr === 'object' && apiAddr !== null ? apiAddr.port : config.apiPort;
-
-  let certificates: CertificateWatcher | undefined;
-  if (config.tls && certificate && httpsProxy && socksTlsProxy) {
-    const targets: SecureContextTarget[] = [httpsProxy, socksTlsProxy];
-    if (config.tls.api) targets.push(api.server as unknown as SecureContextTarget);
-    metrics.tlsNotAfter.set(Date.parse(certificate.info.notAfter) / 1000);
-    certificates = new CertificateWatcher({
-      files: config.tls,
-      current: certificate,
-      targets,
-      log,
-      onReload: (outcome) => {
-        metrics.tlsReloads.inc({ result: outcome.ok ? 'loaded' : 'refused' });
-        if (outcome.info) metrics.tlsNotAfter.set(Date.parse(outcome.info.notAfter) / 1000);
-      },
-    });
-    log.info({ certificate: certificate.info, certFile: config.tls.certFile, api: config.tls.api }, 'TLS certificate loaded; following its files for renewals');
-  }
 
   const where = (port: number | undefined) => (port === undefined || port === 0 ? 'off' : `${config.listenHost}:${port}`);
   log.info(
