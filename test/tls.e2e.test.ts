@@ -22,7 +22,7 @@ import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { loopbackConfig } from './helpers/gateway-config.js';
 import { payload, sha256, startEchoTarget, startHttpTarget, type EchoTarget, type Listening } from './helpers/targets.js';
 import { makeTestCa, replaceByRename, type IssuedPair, type TestCa } from './helpers/tls-certs.js';
-import { usageOf } from './helpers/usage.js';
+import { curlMoved, usageOf } from './helpers/usage.js';
 
 const TOKEN = 'test-admin-token-tls-0123456789ab';
 const log = pino({ level: 'silent' });
@@ -300,10 +300,16 @@ test('usage over TLS bills the plaintext bytes, as on the plain listeners; a hal
   await echoRound(t.socket, m);
   t.socket.destroy();
 
+  // A forwarded request through the HTTPS proxy: what curl counts it sent and received (heads included), as over HTTP.
+  const forwarded = await newKey('usage-https-forward');
+  const moved = await curlMoved(['--proxy', `https://${forwarded.key}:${forwarded.key}@localhost:${gw.ports.https}`, '--proxy-cacert', ca.caFile], `http://127.0.0.1:${web.port}/big?n=54321`);
+  assert.equal(moved.code, 200);
+
   await waitFor('every tunnel closed', 5_000, () => gw.usage.openMeters === 0, 10);
   await gw.usage.flush();
   assert.deepEqual(await usageOf(db.sql, 'key_id', connect.id), { up: n, down: n, tunnels: 1, refused: 0, failures: 0 });
   assert.deepEqual(await usageOf(db.sql, 'key_id', socks.id), { up: m, down: m, tunnels: 1, refused: 0, failures: 0 });
+  assert.deepEqual(await usageOf(db.sql, 'key_id', forwarded.id), { up: moved.up, down: moved.down, tunnels: 1, refused: 0, failures: 0 });
 });
 
 test('renewal by rename: open tunnels keep moving bytes, new connections see the new certificate; a bad pair is refused', async () => {
