@@ -23,7 +23,7 @@ import { LiveStats } from './tunnel/live-stats.js';
 import { createHttpProxyServer, createHttpsProxyServer } from './proxy/http-proxy.js';
 import { createSocksServer, createSocksTlsServer } from './proxy/socks-proxy.js';
 import { CertificateWatcher, loadCertificatePair, type SecureContextTarget } from './tls/certificates.js';
-import { createApiServer } from './api/server.js';
+import { createApiServer, type ProxyPorts } from './api/server.js';
 import { createBindingServices } from './bindings/index.js';
 import type { BindingService } from './bindings/service.js';
 import { openStore } from './store/index.js';
@@ -139,7 +139,7 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
   });
   const listening = () => proxies.every((server) => server.listening);
   const stats = new LiveStats({ metrics, usage });
-  let proxyPorts: { http: number; socks5: number } | undefined;
+  let proxyPorts: ProxyPorts | undefined;
   const api = await createApiServer({
     tokens: { admin: config.adminToken, enroll: config.enrollToken },
     store,
@@ -187,11 +187,11 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
     socks: config.plainListeners ? await listen(socksProxy, config.socksPort, config.listenHost) : 0,
     api: 0,
   };
-  if (config.plainListeners) proxyPorts = { http: ports.http, socks5: ports.socks };
   if (config.tls && httpsProxy && socksTlsProxy) {
     ports.https = await listen(httpsProxy, config.tls.httpsPort, config.listenHost);
     ports.socksTls = await listen(socksTlsProxy, config.tls.socksTlsPort, config.listenHost);
   }
+  if (config.plainListeners) proxyPorts = { http: ports.http, socks5: ports.socks, ...(ports.https === undefined ? {} : { https: ports.https, socks5Tls: ports.socksTls! }) };
   await api.listen({ port: config.apiPort, host: config.apiHost });
   const apiAddr = api.server.address();
   ports.api = typeof apiAddr === 'object' && apiAddr !== null ? apiAddr.port : config.apiPort;

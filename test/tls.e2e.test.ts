@@ -278,6 +278,10 @@ test('the API over TLS: answers with the certificate, and a plain HTTP request o
   assert.ok(Array.isArray(r.json) && r.json.some((d: { id: number }) => d.id === deviceId));
   const ready = await apiCall(gw.ports.api, 'GET', '/readyz');
   assert.equal(ready.status, 200, JSON.stringify(ready.json));
+  // GET /stats names the TLS listeners too (for ready-made client commands).
+  const stats = await apiCall(gw.ports.api, 'GET', '/stats');
+  assert.equal(stats.status, 200);
+  assert.deepEqual(stats.json.listeners, { http: gw.ports.http, socks5: gw.ports.socks, https: gw.ports.https, socks5Tls: gw.ports.socksTls });
   await assert.rejects(fetch(`http://127.0.0.1:${gw.ports.api}/healthz`, { signal: AbortSignal.timeout(5_000) }));
 });
 

@@ -27,9 +27,11 @@ import { pools } from './pools.js';
 import { Readiness, probes } from './probes.js';
 import { registration } from './registration.js';
 import { SHARED_SCHEMAS } from './schemas.js';
-import { stats } from './stats.js';
+import { stats, type ProxyPorts } from './stats.js';
 import { ui } from './ui.js';
 import { usage } from './usage.js';
+
+export type { ProxyPorts };
 
 export interface ApiDeps {
   /** Bearer tokens: the admin's (every route), and the one that may only enroll devices. Unset: loopback callers only. */
@@ -49,7 +51,7 @@ export interface ApiDeps {
   /** The sampler behind GET /stats. */
   stats: LiveStats;
   /** The proxy listeners' ports once they listen (shown by GET /stats). */
-  listeners?: (() => { http: number; socks5: number } | undefined) | undefined;
+  listeners?: (() => ProxyPorts | undefined) | undefined;
   /** Serve the API over TLS with this certificate and key (TAILGATE_API_TLS); app.ts swaps it on renewal. */
   tls?: SecureContextOptions | undefined;
 }
