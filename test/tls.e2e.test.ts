@@ -4,7 +4,7 @@
 // plaintext bytes, certificate renewal by rename with a tunnel open across it, a bad renewal refused, and the plain
 // listeners switched off.
 import assert from 'node:assert/strict';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rename, symlink, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
@@ -365,6 +365,36 @@ test('renewal by rename: open tunnels keep moving bytes, new connections see the
   await waitFor('the third pair served', 10_000, async () => (await servedSerial(gw.ports.https!)) === '3B3B');
   viaHttps.destroy();
   viaSocks.socket.destroy();
+});
+
+test("a Kubernetes secret volume's renewal (the ..data symlink swapped) is followed", async () => {
+  // The layout kubelet writes: tls.crt -> ..data/tls.crt, ..data -> a timestamped directory; a renewal writes a new
+  // directory and renames a new ..data link over the old one, so the files' own names never change.
+  const volume = path.join(ca.dir, 'secret-volume');
+  await mkdir(volume);
+  const version = async (name: string, pair: IssuedPair) => {
+    await mkdir(path.join(volume, name));
+    await writeFile(path.join(volume, name, 'tls.crt'), pair.cert);
+    await writeFile(path.join(volume, name, 'tls.key'), pair.key);
+    await symlink(name, path.join(volume, '..data_tmp'));
+    await rename(path.join(volume, '..data_tmp'), path.join(volume, '..data'));
+  };
+  await version('..2026_12_01_v1', first);
+  await symlink('..data/tls.crt', path.join(volume, 'tls.crt'));
+  await symlink('..data/tls.key', path.join(volume, 'tls.key'));
+  const g = await startGateway(
+    loopbackConfig(TOKEN, tlsEnv({ TAILGATE_TLS_CERT: path.join(volume, 'tls.crt'), TAILGATE_TLS_KEY: path.join(volume, 'tls.key'), TAILGATE_API_TLS: 'false' })),
+    log,
+  );
+  try {
+    assert.equal(await servedSerial(g.ports.https!), '1001');
+    const renewed = await ca.issue('tailgate-k8s', '4c4c');
+    await version('..2026_12_02_v2', renewed);
+    await waitFor('the renewed certificate served', 10_000, async () => (await servedSerial(g.ports.https!)) === '4C4C');
+    assert.equal(await servedSerial(g.ports.socksTls!), '4C4C');
+  } finally {
+    await g.close();
+  }
 });
 
 /** Resolves with how the connection ended once the gateway closes a connection that never starts TLS. */
