@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, createPublicKey, randomBytes } from 'node:crypto';
 import http from 'node:http';
+import net from 'node:net';
 import https from 'node:https';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -19,14 +20,15 @@ import { HttpsProxyAgent } from 'https-proxy-agent';
 import { SocksProxyAgent } from 'socks-proxy-agent';
 import type { Browser, CDPSession, Page } from 'playwright-core';
 import { startGateway, type Gateway } from '../src/app.js';
-import { launchChromium } from './helpers/browser.js';
-import { buildGoClient, requireClient, runClient, type ClientRun } from './helpers/clients.js';
+import { CHROMIUM, launchChromium } from './helpers/browser.js';
+import { buildGoClient, requireClient, runClient, versionOf, type ClientRun } from './helpers/clients.js';
 import { adminCall } from './helpers/connect-tunnel.js';
-import { curl } from './helpers/curl.js';
+import { curl as runCurl } from './helpers/curl.js';
 import { createTempDir, createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { startHttpDevice, type Device } from './helpers/devices.js';
 import { loopbackConfig } from './helpers/gateway-config.js';
 import { gitEnv, startGitServer, type GitServer } from './helpers/git-server.js';
+import { waitFor } from '../testbed/wait.js';
 import { makeSelfSignedCert, startHttpsTarget, startHttpTarget, type Listening, type TlsMaterial } from './helpers/targets.js';
 
 const TOKEN = 'clients-admin-token-0123456789';
@@ -44,12 +46,11 @@ describe('real clients through one gateway', { timeout: 240_000 }, () => {
   let device: Device;
   let httpTarget: Listening;
   let httpsTarget: Listening;
-  let git: GitServer;
   let gw: Gateway;
 
   before(async () => {
     [db, dataDir, tls] = await Promise.all([createTestDatabase('clients'), createTempDir('tailgate-clients'), makeSelfSignedCert()]);
-    [device, httpTarget, httpsTarget, git] = await Promise.all([startHttpDevice(), startHttpTarget(), startHttpsTarget(tls), startGitServer(tls)]);
+    [device, httpTarget, httpsTarget] = await Promise.all([startHttpDevice(), startHttpTarget(), startHttpsTarget(tls)]);
     gw = await startGateway(loopbackConfig(TOKEN, { DATABASE_URL: db.url, TAILGATE_DATA_DIR: dataDir.dir }), pino({ level: 'silent' }));
     const reg = await adminCall(gw.ports.api, TOKEN, 'POST', '/register', { key: KEY, ip: '127.0.0.1', port: device.port, name: 'compat-device' });
     assert.equal(reg.status, 201, JSON.stringify(reg.json));
@@ -57,7 +58,7 @@ describe('real clients through one gateway', { timeout: 240_000 }, () => {
 
   after(async () => {
     await gw?.close();
-    await Promise.all([device?.close(), httpTarget?.close(), httpsTarget?.close(), git?.close()]);
+    await Promise.all([device?.close(), httpTarget?.close(), httpsTarget?.close()]);
     await Promise.all([db?.drop(), dataDir?.remove(), tls?.remove()]);
   });
 
@@ -91,6 +92,11 @@ describe('real clients through one gateway', { timeout: 240_000 }, () => {
   const ok = (r: ClientRun, what: string) => assert.equal(r.exitCode, 0, `${what} failed (exit ${r.exitCode}):\n${r.stderr}\n${r.stdout}`);
 
   describe('curl', () => {
+    const curl = async (args: string[]) => {
+      await requireClient('curl', 'apt-get install -y curl');
+      return runCurl(args);
+    };
+
     test('HTTP proxy, plain request', async () => {
       const url = plainUrl('curl-plain');
       const r = await viaDevice(`GET ${url}`, () => curl(['-x', httpProxy(), url]));
@@ -143,10 +149,10 @@ describe('real clients through one gateway', { timeout: 240_000 }, () => {
   });
 
   describe('wget (HTTP proxy only: wget has no SOCKS support)', () => {
-    const wget = (proxy: string, url: string) =>
-      runClient('wget', ['-nv', '-O', '-', '--tries=1', '--timeout=10', '-e', 'use_proxy=yes', '-e', `http_proxy=${proxy}`, '-e', `https_proxy=${proxy}`, `--ca-certificate=${tls.certFile}`, url]);
-
-    before(() => requireClient('wget', 'apt-get install -y wget'));
+    const wget = async (proxy: string, url: string) => {
+      await requireClient('wget', 'apt-get install -y wget');
+      return runClient('wget', ['-nv', '-O', '-', '--tries=1', '--timeout=10', '-e', 'use_proxy=yes', '-e', `http_proxy=${proxy}`, '-e', `https_proxy=${proxy}`, `--ca-certificate=${tls.certFile}`, url]);
+    };
 
     test('HTTP proxy, plain request', async () => {
       const url = plainUrl('wget-plain');
@@ -179,17 +185,18 @@ describe('real clients through one gateway', { timeout: 240_000 }, () => {
       error?: string;
       type?: string;
     }
+    let pythonReady: Promise<void> | undefined;
     async function python(proxy: string, url: string): Promise<PyAnswer> {
+      await (pythonReady ??= (async () => {
+        await requireClient(PYTHON, PYTHON_HINT);
+        const probe = await runClient(PYTHON, ['-c', 'import requests, socks']);
+        assert.equal(probe.exitCode, 0, `${PYTHON} cannot import requests and socks: ${PYTHON_HINT}\n${probe.stderr}`);
+      })());
       const r = await runClient(PYTHON, [PYTHON_CLIENT, proxy, url, tls.certFile]);
       assert.equal(r.exitCode, 0, `${PYTHON} ${PYTHON_CLIENT} failed (exit ${r.exitCode}): ${r.stderr}`);
       return JSON.parse(r.stdout) as PyAnswer;
     }
 
-    before(async () => {
-      await requireClient(PYTHON, PYTHON_HINT);
-      const probe = await runClient(PYTHON, ['-c', 'import requests, socks']);
-      assert.equal(probe.exitCode, 0, `${PYTHON} cannot import requests and socks: ${PYTHON_HINT}\n${probe.stderr}`);
-    });
 
     test('HTTP proxy, plain request', async () => {
       const url = plainUrl('python-plain');
@@ -228,12 +235,9 @@ describe('real clients through one gateway', { timeout: 240_000 }, () => {
   });
 
   describe('Go net/http + golang.org/x/net/proxy', () => {
-    let client: string;
-    const go = (proxy: string, url: string) => runClient(client, ['-proxy', proxy, '-url', url, '-cacert', tls.certFile]);
-
-    before(async () => {
-      client = await buildGoClient();
-    });
+    // Built on first use (a minute on a cold module cache), so a failed build fails each Go case with its message.
+    let client: Promise<string> | undefined;
+    const go = async (proxy: string, url: string) => runClient(await (client ??= buildGoClient()), ['-proxy', proxy, '-url', url, '-cacert', tls.certFile]);
 
     test('HTTP proxy (http.ProxyURL), plain request', async () => {
       const url = plainUrl('go-plain');
@@ -358,40 +362,55 @@ describe('real clients through one gateway', { timeout: 240_000 }, () => {
 
   describe('git over the HTTP proxy (git http-backend on loopback)', () => {
     let home: { dir: string; remove(): Promise<void> };
+    let server: Promise<GitServer> | undefined;
+    /** The git server, started on first use once git is known to be there, so a missing git fails each case with the hint. */
+    const gitServer = () => (server ??= requireClient('git', 'apt-get install -y git').then(() => startGitServer(tls)));
+    const repoUrl = async (scheme: 'http' | 'https') => {
+      const g = await gitServer();
+      return `${scheme}://127.0.0.1:${g[scheme].port}/${g.repo}`;
+    };
     const clone = (proxy: string, url: string, into: string) =>
       runClient('git', ['-c', `http.proxy=${proxy}`, '-c', `http.sslCAInfo=${tls.certFile}`, 'clone', '-q', url, path.join(home.dir, into)], {
         env: gitEnv(home.dir),
         timeoutMs: 30_000,
       });
+    const cloned = async (into: string) => {
+      const g = await gitServer();
+      assert.equal(await readFile(path.join(home.dir, into, g.file), 'utf8'), g.content);
+    };
 
     before(async () => {
-      await requireClient('git', 'apt-get install -y git');
       home = await createTempDir('tailgate-git-client');
     });
-    after(() => home?.remove());
+    after(async () => {
+      await (await server?.catch(() => undefined))?.close();
+      await home?.remove();
+    });
 
     test('clone over plain HTTP (the forwarder)', async () => {
-      const url = `http://127.0.0.1:${git.http.port}/${git.repo}`;
+      const url = await repoUrl('http');
       const r = await viaDevice(`GET ${url}/info/refs?service=git-upload-pack`, () => clone(httpProxy(), url, 'plain'));
       ok(r, 'git clone');
-      assert.equal(await readFile(path.join(home.dir, 'plain', git.file), 'utf8'), git.content);
+      await cloned('plain');
       assert.ok(device.seen.includes(`POST ${url}/git-upload-pack`), 'the pack request went through the device');
     });
 
     test('clone over HTTPS (CONNECT)', async () => {
-      const url = `https://127.0.0.1:${git.https.port}/${git.repo}`;
+      const url = await repoUrl('https');
       const r = await viaDevice(connectOf(url), () => clone(httpProxy(), url, 'tunnel'));
       ok(r, 'git clone');
-      assert.equal(await readFile(path.join(home.dir, 'tunnel', git.file), 'utf8'), git.content);
+      await cloned('tunnel');
     });
 
     test('an unknown key: the clone fails with 407 (plain and CONNECT)', async () => {
-      const plain = await refused(() => clone(httpProxy(UNKNOWN), `http://127.0.0.1:${git.http.port}/${git.repo}`, 'refused-plain'));
+      const plainUrl = await repoUrl('http');
+      const plain = await refused(() => clone(httpProxy(UNKNOWN), plainUrl, 'refused-plain'));
       assert.equal(plain.exitCode, 128, plain.stderr);
-      assert.match(plain.stderr, /407/);
-      const tunnel = await refused(() => clone(httpProxy(UNKNOWN), `https://127.0.0.1:${git.https.port}/${git.repo}`, 'refused-tunnel'));
+      assert.match(plain.stderr, /The requested URL returned error: 407/);
+      const tunnelUrl = await repoUrl('https');
+      const tunnel = await refused(() => clone(httpProxy(UNKNOWN), tunnelUrl, 'refused-tunnel'));
       assert.equal(tunnel.exitCode, 128, tunnel.stderr);
-      assert.match(tunnel.stderr, /407|CONNECT/);
+      assert.match(tunnel.stderr, /CONNECT tunnel failed, response 407/);
     });
   });
 
@@ -477,5 +496,28 @@ describe('real clients through one gateway', { timeout: 240_000 }, () => {
       const page = await (await browser.newContext()).newPage();
       await refused(() => assert.rejects(page.goto(plainUrl('chromium-socks5'), { timeout: 15_000 }), /net::ERR_SOCKS_CONNECTION_FAILED/));
     });
+  });
+
+  test('every client hung up cleanly: no client connection or tunnel left open on the gateway', async () => {
+    const connections = (server: net.Server) => new Promise<number>((resolve, reject) => server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
+    await waitFor('the gateway to hold no client connection', 10_000, async () => (await connections(gw.httpProxy)) + (await connections(gw.socksProxy)) === 0);
+    assert.equal(gw.tunnels.size, 0);
+  });
+
+  test('the version of every client in the matrix is reported', async (t) => {
+    const npmVersion = async (name: string) => `${name} ${JSON.parse(await readFile(path.resolve('node_modules', name, 'package.json'), 'utf8')).version}`;
+    const versions = await Promise.all([
+      versionOf('curl', ['--version']),
+      versionOf('wget', ['--version']),
+      versionOf(PYTHON, ['-c', 'import platform, requests, socks; print("Python", platform.python_version(), "requests", requests.__version__, "PySocks", socks.__version__)']),
+      versionOf('go', ['version']),
+      versionOf('git', ['--version']),
+      versionOf(CHROMIUM, ['--version']),
+      ...['undici', 'http-proxy-agent', 'https-proxy-agent', 'socks-proxy-agent', 'playwright-core'].map(npmVersion),
+    ]);
+    for (const v of versions) {
+      assert.match(v, /\d+\.\d+/, `no version in "${v}"`);
+      t.diagnostic(v);
+    }
   });
 });
