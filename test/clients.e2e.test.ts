@@ -21,7 +21,7 @@ import { SocksProxyAgent } from 'socks-proxy-agent';
 import type { Browser, CDPSession, Page } from 'playwright-core';
 import { startGateway, type Gateway } from '../src/app.js';
 import { CHROMIUM, launchChromium } from './helpers/browser.js';
-import { buildGoClient, requireClient, runClient, versionOf, type ClientRun } from './helpers/clients.js';
+import { buildGoClient, requireClient, runClient, startTap, versionOf, type ClientRun } from './helpers/clients.js';
 import { adminCall } from './helpers/connect-tunnel.js';
 import { curl as runCurl } from './helpers/curl.js';
 import { createTempDir, createTestDatabase, type TestDatabase } from './helpers/db.js';
@@ -237,7 +237,8 @@ describe('real clients through one gateway', { timeout: 240_000 }, () => {
   describe('Go net/http + golang.org/x/net/proxy', () => {
     // Built on first use (a minute on a cold module cache), so a failed build fails each Go case with its message.
     let client: Promise<string> | undefined;
-    const go = async (proxy: string, url: string) => runClient(await (client ??= buildGoClient()), ['-proxy', proxy, '-url', url, '-cacert', tls.certFile]);
+    const go = async (proxy: string, url: string, socks: 'xnet' | 'nethttp' = 'xnet') =>
+      runClient(await (client ??= buildGoClient()), ['-proxy', proxy, '-url', url, '-cacert', tls.certFile, '-socks', socks]);
 
     test('HTTP proxy (http.ProxyURL), plain request', async () => {
       const url = plainUrl('go-plain');
@@ -260,16 +261,25 @@ describe('real clients through one gateway', { timeout: 240_000 }, () => {
       assert.equal(r.stdout, `200 OK\n${SECURE_BODY}`);
     });
 
-    test('an unknown key: 407 (plain and CONNECT), SOCKS5 auth failure', async () => {
+    test("SOCKS5 (net/http's own client, as with HTTPS_PROXY=socks5://…)", async () => {
+      const url = secureUrl('go-nethttp-socks5', 'localhost');
+      const r = await viaDevice(connectOf(url), () => go(socksProxy('socks5'), url, 'nethttp'));
+      ok(r, 'the Go client');
+      assert.equal(r.stdout, `200 OK\n${SECURE_BODY}`);
+    });
+
+    test('an unknown key: 407 (plain and CONNECT), SOCKS5 auth failure (both SOCKS5 clients)', async () => {
       const plain = await refused(() => go(httpProxy(UNKNOWN), plainUrl('go-unknown')));
       ok(plain, 'the Go client');
       assert.match(plain.stdout, /^407 Proxy Authentication Required\n/);
       const tunnel = await refused(() => go(httpProxy(UNKNOWN), secureUrl('go-unknown')));
       assert.equal(tunnel.exitCode, 1);
       assert.match(tunnel.stderr, /Proxy Authentication Required/);
-      const socks = await refused(() => go(socksProxy('socks5', UNKNOWN), plainUrl('go-unknown')));
-      assert.equal(socks.exitCode, 1);
-      assert.match(socks.stderr, /username\/password authentication failed/);
+      for (const client of ['xnet', 'nethttp'] as const) {
+        const socks = await refused(() => go(socksProxy('socks5', UNKNOWN), plainUrl('go-unknown'), client));
+        assert.equal(socks.exitCode, 1, client);
+        assert.match(socks.stderr, /socks connect .*: username\/password authentication failed/, client);
+      }
     });
   });
 
@@ -402,7 +412,14 @@ describe('real clients through one gateway', { timeout: 240_000 }, () => {
       await cloned('tunnel');
     });
 
-    test('an unknown key: the clone fails with 407 (plain and CONNECT)', async () => {
+    test('clone over SOCKS5 (http.proxy=socks5h://, the name resolved at the egress)', async () => {
+      const url = (await repoUrl('http')).replace('127.0.0.1', 'localhost');
+      const r = await viaDevice(connectOf(url), () => clone(socksProxy('socks5h'), url, 'socks'));
+      ok(r, 'git clone');
+      await cloned('socks');
+    });
+
+    test('an unknown key: the clone fails with 407 (plain and CONNECT) and a SOCKS5 auth failure', async () => {
       const plainUrl = await repoUrl('http');
       const plain = await refused(() => clone(httpProxy(UNKNOWN), plainUrl, 'refused-plain'));
       assert.equal(plain.exitCode, 128, plain.stderr);
@@ -411,6 +428,9 @@ describe('real clients through one gateway', { timeout: 240_000 }, () => {
       const tunnel = await refused(() => clone(httpProxy(UNKNOWN), tunnelUrl, 'refused-tunnel'));
       assert.equal(tunnel.exitCode, 128, tunnel.stderr);
       assert.match(tunnel.stderr, /CONNECT tunnel failed, response 407/);
+      const socks = await refused(() => clone(socksProxy('socks5h', UNKNOWN), plainUrl, 'refused-socks'));
+      assert.equal(socks.exitCode, 128, socks.stderr);
+      assert.match(socks.stderr, /User was rejected by the SOCKS5 server/);
     });
   });
 
@@ -490,11 +510,22 @@ describe('real clients through one gateway', { timeout: 240_000 }, () => {
       await page.context().close();
     });
 
-    test('SOCKS5 proxy: Chromium offers no username/password method, so the gateway refuses it (no SOCKS5 auth in Chromium)', async () => {
+    test('SOCKS5 proxy: Chromium offers only "no authentication", so the gateway refuses it (no SOCKS5 auth in Chromium)', async () => {
       await browser?.close();
-      browser = await launchChromium(proxyArgs(`socks5://127.0.0.1:${gw.ports.socks}`));
-      const page = await (await browser.newContext()).newPage();
-      await refused(() => assert.rejects(page.goto(plainUrl('chromium-socks5'), { timeout: 15_000 }), /net::ERR_SOCKS_CONNECTION_FAILED/));
+      // Chromium is pointed at a tap in front of the SOCKS5 listener, to show what it offered and what it was told.
+      const tap = await startTap(gw.ports.socks);
+      try {
+        browser = await launchChromium(proxyArgs(`socks5://127.0.0.1:${tap.port}`));
+        const page = await (await browser.newContext()).newPage();
+        await refused(() => assert.rejects(page.goto(plainUrl('chromium-socks5'), { timeout: 15_000 }), /net::ERR_SOCKS_CONNECTION_FAILED/));
+        assert.ok(tap.exchanges.length > 0, 'Chromium never connected to the SOCKS5 listener');
+        for (const { client, server } of tap.exchanges) {
+          assert.equal(client.toString('hex'), '050100', 'greeting: SOCKS5, one method, "no authentication required"');
+          assert.equal(server.toString('hex'), '05ff', 'answer: no acceptable method (RFC 1928)');
+        }
+      } finally {
+        await tap.close();
+      }
     });
   });
 

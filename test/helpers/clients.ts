@@ -4,8 +4,10 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename } from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { closeServer, listen } from './targets.js';
 
 export interface ClientRun {
   /** The exit code; -1 when the process was killed (timeout) or could not start. */
@@ -61,4 +63,43 @@ export async function buildGoClient(): Promise<string> {
   if (built.exitCode !== 0) throw new Error(`building the Go client in ${GO_CLIENT_DIR} failed (exit ${built.exitCode}):\n${built.stderr}`);
   await rename(temp, binary);
   return binary;
+}
+
+/** A TCP relay in front of a port that keeps the first bytes each side sent, to show what a client said on the wire. */
+export interface Tap {
+  port: number;
+  /** Per connection: the client's first chunk and the server's first answer (empty until one came). */
+  exchanges: { client: Buffer; server: Buffer }[];
+  close(): Promise<void>;
+}
+
+export async function startTap(targetPort: number, host = '127.0.0.1'): Promise<Tap> {
+  const exchanges: Tap['exchanges'] = [];
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const exchange = { client: Buffer.alloc(0), server: Buffer.alloc(0) };
+    exchanges.push(exchange);
+    const upstream = net.connect(targetPort, host);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => {
+        client.destroy();
+        upstream.destroy();
+      });
+      s.on('close', () => sockets.delete(s));
+    }
+    client.once('data', (c: Buffer) => (exchange.client = Buffer.from(c)));
+    upstream.once('data', (c: Buffer) => (exchange.server = Buffer.from(c)));
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  const port = await listen(server, host);
+  return {
+    port,
+    exchanges,
+    async close() {
+      for (const s of sockets) s.destroy();
+      await closeServer(server);
+    },
+  };
 }

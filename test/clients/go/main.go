@@ -1,6 +1,7 @@
 // A Go client for tailgate's compatibility test: one GET through a proxy, as Go programs usually make it.
 // HTTP proxies go through net/http's own proxy support (http.ProxyURL: CONNECT for https targets, absolute-form
-// requests for http ones); SOCKS5 goes through golang.org/x/net/proxy, which sends names unresolved.
+// requests for http ones). SOCKS5 goes through golang.org/x/net/proxy by default, or with -socks=nethttp through
+// net/http's built-in SOCKS5 client (what a Go program gets from HTTPS_PROXY=socks5://…); both send names unresolved.
 //
 // Prints the status line on the first line of stdout and the body after it; exits 1 with the error on stderr
 // when no answer came.
@@ -27,14 +28,15 @@ func main() {
 	target := flag.String("url", "", "URL to GET")
 	caFile := flag.String("cacert", "", "PEM file of extra roots trusted for https targets")
 	timeout := flag.Duration("timeout", 10*time.Second, "whole request timeout")
+	socksClient := flag.String("socks", "xnet", "SOCKS5 client: xnet (golang.org/x/net/proxy) or nethttp (net/http's own)")
 	flag.Parse()
-	if err := run(*proxyArg, *target, *caFile, *timeout); err != nil {
+	if err := run(*proxyArg, *target, *caFile, *socksClient, *timeout); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 }
 
-func run(proxyArg, target, caFile string, timeout time.Duration) error {
+func run(proxyArg, target, caFile, socksClient string, timeout time.Duration) error {
 	proxyURL, err := url.Parse(proxyArg)
 	if err != nil {
 		return fmt.Errorf("bad -proxy: %w", err)
@@ -51,10 +53,10 @@ func run(proxyArg, target, caFile string, timeout time.Duration) error {
 		}
 		transport.TLSClientConfig = &tls.Config{RootCAs: roots}
 	}
-	switch proxyURL.Scheme {
-	case "http":
+	switch {
+	case proxyURL.Scheme == "http" || (proxyURL.Scheme == "socks5" && socksClient == "nethttp"):
 		transport.Proxy = http.ProxyURL(proxyURL)
-	case "socks5":
+	case proxyURL.Scheme == "socks5" && socksClient == "xnet":
 		dialer, err := proxy.FromURL(proxyURL, &net.Dialer{Timeout: timeout})
 		if err != nil {
 			return err
@@ -67,7 +69,7 @@ func run(proxyArg, target, caFile string, timeout time.Duration) error {
 			return contextDialer.DialContext(ctx, network, addr)
 		}
 	default:
-		return fmt.Errorf("unsupported proxy scheme %q", proxyURL.Scheme)
+		return fmt.Errorf("unsupported proxy scheme %q (with -socks=%s)", proxyURL.Scheme, socksClient)
 	}
 	client := &http.Client{Transport: transport, Timeout: timeout}
 	res, err := client.Get(target)
