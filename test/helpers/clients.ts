@@ -68,8 +68,8 @@ export async function buildGoClient(): Promise<string> {
 /** A TCP relay in front of a port that keeps the first bytes each side sent, to show what a client said on the wire. */
 export interface Tap {
   port: number;
-  /** Per connection: the client's first chunk and the server's first answer (empty until one came). */
-  exchanges: { client: Buffer; server: Buffer }[];
+  /** Per connection: the client's first chunk and the server's first answer (empty until one came), and whether it ended. */
+  exchanges: { client: Buffer; server: Buffer; closed: boolean }[];
   close(): Promise<void>;
 }
 
@@ -77,7 +77,7 @@ export async function startTap(targetPort: number, host = '127.0.0.1'): Promise<
   const exchanges: Tap['exchanges'] = [];
   const sockets = new Set<net.Socket>();
   const server = net.createServer((client) => {
-    const exchange = { client: Buffer.alloc(0), server: Buffer.alloc(0) };
+    const exchange = { client: Buffer.alloc(0), server: Buffer.alloc(0), closed: false };
     exchanges.push(exchange);
     const upstream = net.connect(targetPort, host);
     for (const s of [client, upstream]) {
@@ -88,6 +88,7 @@ export async function startTap(targetPort: number, host = '127.0.0.1'): Promise<
       });
       s.on('close', () => sockets.delete(s));
     }
+    client.once('close', () => (exchange.closed = true));
     client.once('data', (c: Buffer) => (exchange.client = Buffer.from(c)));
     upstream.once('data', (c: Buffer) => (exchange.server = Buffer.from(c)));
     client.pipe(upstream);
