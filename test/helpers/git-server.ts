@@ -35,15 +35,19 @@ export interface GitServer {
   content: string;
   http: Listening;
   https: Listening;
-  /** Request lines the server answered, `METHOD path?query`. */
-  seen: string[];
   close(): Promise<void>;
 }
 
-function backend(root: string, seen: string[]) {
+function backend(root: string) {
   return (req: http.IncomingMessage, res: http.ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://git.invalid');
-    seen.push(`${req.method} ${url.pathname}${url.search}`);
+    let pathInfo: string;
+    try {
+      pathInfo = decodeURIComponent(url.pathname);
+    } catch {
+      res.writeHead(400, { 'content-type': 'text/plain' });
+      return void res.end('bad path\n');
+    }
     const header = (name: string) => (typeof req.headers[name] === 'string' ? (req.headers[name] as string) : undefined);
     const env: NodeJS.ProcessEnv = {
       PATH: process.env.PATH,
@@ -51,7 +55,7 @@ function backend(root: string, seen: string[]) {
       GIT_HTTP_EXPORT_ALL: '1',
       GIT_CONFIG_NOSYSTEM: '1',
       REQUEST_METHOD: req.method,
-      PATH_INFO: decodeURIComponent(url.pathname),
+      PATH_INFO: pathInfo,
       QUERY_STRING: url.search.slice(1),
       SERVER_PROTOCOL: 'HTTP/1.1',
       REMOTE_ADDR: req.socket.remoteAddress ?? '',
@@ -114,16 +118,14 @@ export async function startGitServer(tls: TlsMaterial, host = '127.0.0.1'): Prom
   await git(work, 'commit', '-q', '-m', 'one commit');
   await git(root, 'clone', '-q', '--bare', work, repo);
   await rm(work, { recursive: true, force: true });
-  const seen: string[] = [];
-  const plain = http.createServer(backend(root, seen));
-  const secure = https.createServer({ cert: tls.cert, key: tls.key }, backend(root, seen));
+  const plain = http.createServer(backend(root));
+  const secure = https.createServer({ cert: tls.cert, key: tls.key }, backend(root));
   const [httpPort, httpsPort] = await Promise.all([listen(plain, host), listen(secure, host)]);
   return {
     root,
     repo,
     file,
     content,
-    seen,
     http: { host, port: httpPort, close: () => closeServer(plain) },
     https: { host, port: httpsPort, close: () => closeServer(secure) },
     async close() {
