@@ -39,7 +39,7 @@ const PYTHON = '/usr/bin/python3';
 const PYTHON_CLIENT = path.resolve('test', 'clients', 'requests_get.py');
 const PYTHON_HINT = 'apt-get install -y python3-requests python3-socks (Debian packages; the test runs /usr/bin/python3)';
 
-describe('real clients through one gateway', { timeout: 240_000 }, () => {
+describe('real clients through one gateway', { timeout: 300_000 }, () => {
   let db: TestDatabase;
   let dataDir: { dir: string; remove(): Promise<void> };
   let tls: TlsMaterial;
