@@ -136,7 +136,7 @@ export function runFuzz(opts: FuzzOptions): Promise<FuzzResult> {
       const index = Atomics.load(shared, 0);
       const message = `input ${index} did not finish within ${hangMs} ms`;
       const { file, target } = writeFinding(opts.outDir, opts.seed, index, opts.only, 'hang', message);
-      finish({ target, index, kind: 'hang', message, file }, { done });
+      finish({ target, index, kind: 'hang', message, file }, { 'all targets': done });
     }, Math.min(250, hangMs / 4));
     worker.on('message', (msg: { kind: string; done?: number; index?: number; target?: string; message?: string; perTarget?: Record<string, number> }) => {
       if (msg.kind === 'progress') opts.onProgress?.(msg.done!, performance.now() - started);
