@@ -18,6 +18,7 @@ import type { LiveStats } from '../tunnel/live-stats.js';
 import { TokenGate } from './auth.js';
 import { ApiError, bindingApiError, describeFastifyClientError, describeValidationError } from './errors.js';
 import { devices } from './devices.js';
+import { jsonNestedDeeperThan, MAX_JSON_DEPTH } from './json-depth.js';
 import { keys } from './keys.js';
 import type { QuotaLedger } from '../tunnel/quota.js';
 import { nodes } from './nodes.js';
@@ -116,6 +117,7 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   const parseJson = app.getDefaultJsonParser('error', 'error');
   app.addContentTypeParser(['application/json', 'application/x-www-form-urlencoded', 'text/plain'], { parseAs: 'string' }, (request, body: string, done) => {
     if (body.length === 0 && takesNoBody(request)) return done(null, undefined);
+    if (jsonNestedDeeperThan(body, MAX_JSON_DEPTH)) return done(new ApiError(400, 'invalid_request', `body: nested deeper than ${MAX_JSON_DEPTH} levels`), undefined);
     parseJson(request, body, done);
   });
   app.addContentTypeParser('*', (request, _payload, done) => {

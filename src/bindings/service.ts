@@ -6,7 +6,7 @@
 // cache (so the very next connection reads the new state), then, when the key no longer routes anywhere, the key's
 // open tunnels. Headscale is asked before the store when its answer decides what is written (approval), or when its
 // failure must leave everything as it was so the same call can be retried (purge).
-import { isIP } from 'node:net';
+import { canonicalAddress } from '../core/ip.js';
 import type { DeviceProtocol } from '../core/route.js';
 import { RegistrarError, type DeviceRegistrar } from '../headscale/types.js';
 import { hashKey, keyTag } from '../core/key.js';
@@ -70,19 +70,6 @@ export interface Revocation {
   node: NodeRecord;
   tunnelsClosed: number;
   headscaleDeleted: boolean;
-}
-
-/** IPv6 in its canonical compressed lower-case form, so one device never appears under two spellings. */
-function canonicalIp(ip: string): string | null {
-  const version = isIP(ip);
-  if (version === 4) return ip;
-  if (version !== 6) return null;
-  try {
-    return new URL(`http://[${ip}]/`).hostname.slice(1, -1);
-  } catch {
-    // Zone ids (fe80::1%eth0) are valid for isIP but mean nothing on the tailnet.
-    return null;
-  }
 }
 
 /** A Headscale failure, keeping Headscale's own reason and naming the input it concerns. */
@@ -158,7 +145,7 @@ export class BindingService {
       binding = {
         keyHash,
         ip,
-        ipv6: device.ipv6 === null ? null : (canonicalIp(device.ipv6) ?? null),
+        ipv6: device.ipv6 === null ? null : (canonicalAddress(device.ipv6) ?? null),
         port,
         protocol,
         name: req.name ?? device.name,
@@ -234,12 +221,12 @@ export class BindingService {
   }
 
   private allowedAddress(raw: string, source?: string): string {
-    const ip = canonicalIp(raw);
+    const ip = canonicalAddress(raw);
     if (ip === null) throw new BindingError('invalid-address', `ip: ${JSON.stringify(raw)} is not an IP address`);
     if (!this.deps.allowList.allows(ip)) {
       throw new BindingError(
         'address-not-allowed',
-        `ip: ${ip}${source === undefined ? '' : ` (${source})`} is outside the allowed device ranges (${this.deps.allowList.toString()}, TAILGATE_ALLOW_CIDRS)`,
+        `ip: ${ip}${ip === raw ? '' : ` (written ${JSON.stringify(raw)})`}${source === undefined ? '' : ` (${source})`} is outside the allowed device ranges (${this.deps.allowList.toString()}, TAILGATE_ALLOW_CIDRS)`,
       );
     }
     return ip;

@@ -74,6 +74,23 @@ async function handleConnect(ctx: ListenerContext, pipeline: TunnelPipeline, req
   await pipeline.connect(ctx, CONNECT_ANSWERS, socket, socket, auth, target, head.length > 0 ? head : null);
 }
 
+const MALFORMED = rawErrorResponse(400, 'bad-request', 'malformed HTTP request');
+/**
+ * What Node's parser (llhttp) refuses before a request reaches us, answered in our words rather than its messages,
+ * which change between Node versions. Probed with raw bytes on Node 20 (test/hostile-http.test.ts pins each one).
+ */
+const PARSE_ERRORS = new Map(
+  Object.entries({
+    HPE_INVALID_TRANSFER_ENCODING: 'invalid Transfer-Encoding, or Transfer-Encoding together with Content-Length',
+    HPE_INVALID_CONTENT_LENGTH: 'invalid Content-Length, or Content-Length together with Transfer-Encoding',
+    HPE_UNEXPECTED_CONTENT_LENGTH: 'Content-Length repeated',
+    HPE_INVALID_HEADER_TOKEN: 'invalid character or folded line (obs-fold) in a header',
+    HPE_CR_EXPECTED: 'a line ended in LF without CR',
+    HPE_LF_EXPECTED: 'a CR not followed by LF',
+    HPE_INVALID_URL: 'invalid character in the request target',
+  }).map(([code, text]) => [code, rawErrorResponse(400, 'bad-request', `malformed HTTP request: ${text}`)]),
+);
+
 function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
   // Same care as Node's default handler: never write into the middle of a response already on the wire.
   const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
@@ -90,7 +107,7 @@ function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
       response = rawErrorResponse(408, 'handshake-timeout', 'request head not received in time');
       break;
     default:
-      response = rawErrorResponse(400, 'bad-request', 'malformed HTTP request');
+      response = PARSE_ERRORS.get(err.code ?? '') ?? MALFORMED;
   }
   answerAndClose(socket, response);
 }
@@ -104,6 +121,8 @@ export function createHttpProxyServer(deps: ProxyDeps): http.Server {
     // headersTimeout is the handshake timeout; requestTimeout would cap whole uploads, so it is off.
     headersTimeout: handshakeMs,
     requestTimeout: 0,
+    // Node would answer a missing Host itself, in its own words; the forwarder does (protocol/http.ts).
+    requireHostHeader: false,
     // How often Node checks headersTimeout: fine enough that the timeout is honoured within ~10%.
     connectionsCheckingInterval: Math.min(1000, Math.max(25, Math.floor(handshakeMs / 10))),
     noDelay: true,
