@@ -48,6 +48,12 @@ export function isUnreachable(err: unknown): boolean {
   return UNREACHABLE_CODES.has(code) || code.startsWith('08');
 }
 
+function reasonOf(err: unknown): string {
+  if (err instanceof StoreUnavailableError) return err.reason;
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code !== '' ? code : 'unreachable';
+}
+
 export interface BreakerOptions {
   /** A trivial query through the same client (SELECT 1). */
   probe: () => Promise<void>;
@@ -100,7 +106,7 @@ export class DatabaseBreaker {
       }
       if (isUnreachable(err)) {
         this.trip(err);
-        throw new StoreUnavailableError(this.reason, { cause: err });
+        throw new StoreUnavailableError(reasonOf(err), { cause: err });
       }
       throw err;
     } finally {
@@ -116,7 +122,7 @@ export class DatabaseBreaker {
   private trip(err: unknown): void {
     if (this.downSince !== undefined || this.closed) return;
     this.downSince = performance.now();
-    this.reason = String((err as { code?: unknown }).code ?? 'unreachable');
+    this.reason = reasonOf(err);
     this.opts.log.warn({ reason: this.reason, err: (err as Error).message }, 'database unreachable: answering from memory where possible, refusing the rest at once');
     this.schedule();
   }
