@@ -101,7 +101,7 @@ export class DatabaseBreaker {
     } catch (err) {
       if (err instanceof StoreUnavailableError && err.reason === 'timeout') {
         // Slow is not down (a big report, a lock): a probe decides.
-        this.probeOnce();
+        this.probeNow();
         throw err;
       }
       if (isUnreachable(err)) {
@@ -130,12 +130,12 @@ export class DatabaseBreaker {
   private schedule(): void {
     if (this.closed) return;
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.probeOnce(), this.opts.probeEveryMs);
+    this.timer = setTimeout(() => this.probeNow(), this.opts.probeEveryMs);
     this.timer.unref();
   }
 
   /** One probe, unless one is running: success closes the breaker, failure opens it (or keeps it open). */
-  private probeOnce(): void {
+  probeNow(): void {
     if (this.probing || this.closed) return;
     this.probing = true;
     let timer: NodeJS.Timeout | undefined;

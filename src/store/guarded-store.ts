@@ -70,7 +70,16 @@ export class GuardedStore implements NodeStore, RegistryStore {
   keyNames = (ids: readonly number[]) => this.breaker.run(() => this.inner.keyNames(ids));
 
   watch(onChange: (change: NodeChange) => void, onResync: (reconnected: boolean) => void): Promise<() => Promise<void>> {
-    return this.inner.watch(onChange, onResync);
+    return this.inner.watch(onChange, (reconnected) => {
+      // The listener's own reconnection can get through before the breaker's next probe. Dropping the key cache then
+      // would leave known keys nothing to be answered from while their lookups are still refused: probe now instead;
+      // the recovery replaces the listener, and that resyncs.
+      if (reconnected && !this.breaker.available) {
+        this.breaker.probeNow();
+        return;
+      }
+      onResync(reconnected);
+    });
   }
 
   async close(): Promise<void> {

@@ -741,7 +741,12 @@ export class NotifyingSqlNodeStore extends SqlNodeStore {
       outstanding = undefined;
       replace()
         .then(() => this.log.info('listening for database change notifications again'))
-        .catch((err: Error) => this.log.warn({ err: err.message }, 'could not listen for change notifications again; the heartbeat retries'))
+        .catch((err: Error) => {
+          // The database went away again: try each second rather than wait for the heartbeat.
+          this.log.debug({ err: err.message }, 'could not listen for change notifications again; retrying');
+          retry = setTimeout(() => this.relisten?.(), 1_000);
+          retry.unref();
+        })
         .finally(() => (busy = false));
     };
 
