@@ -2,9 +2,10 @@
 // The server is the test's own (stopping the shared one would disturb every other test). While it is down: keys the
 // gateways know keep routing on both listeners, also on gateway B whose cache entries expire during the outage; a key
 // they do not know is refused at once with 503 `key-store` / SOCKS5 0x01; the API answers 503 `database_unavailable`;
-// /readyz says not ready. Once it is back, without restarting anything: /readyz is ready, the API works, a key created
-// after the outage routes through the other gateway, a revocation on gateway A cuts the key's open tunnel on gateway
-// B (change notifications resumed), and the usage rows equal the bytes the clients moved, with no binding lost.
+// /readyz says not ready; each gateway logs the outage once, not once per refused client. Once it is back, without
+// restarting anything: /readyz is ready, the API works, a key created after the outage routes through the other
+// gateway, both gateways listen for change notifications again and a revocation made on each cuts the key's open
+// tunnel on the other, and the usage rows equal the bytes the clients moved, with no binding lost.
 // The figures it measures are printed as one JSON line (`database-outage figures`) for the README.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
