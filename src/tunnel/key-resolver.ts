@@ -90,7 +90,7 @@ export class KeyResolver implements RouteResolver {
     // hit. Only the real clock can be cached that way: any other clock is read on every check, or a check right
     // after moving it would still see the time before.
     const ttlResolution = clock === performance ? 1 : 0;
-    // Expired entries stay (until the LRU drops them or they are read again), so that a known key whose lookup fails
+    // Expired entries stay until a lookup replaces them or the LRU pushes them out, so that a known key whose lookup fails
     // keeps its last route while the database is down (see lookup()).
     this.cache = new LRUCache({
       max: opts.max,
