@@ -82,7 +82,7 @@ function closeServer(server: NetServer): Promise<void> {
 }
 
 export async function startGateway(config: Config, log: Logger, parts: GatewayParts = {}): Promise<Gateway> {
-  const store = parts.store ?? (await openStore({ database: config.database, dataDir: config.dataDir, log }));
+  const store = parts.store ?? (await openStore({ database: config.database, dataDir: config.dataDir, log, timeoutMs: config.databaseTimeoutMs }));
   const metrics = new Metrics();
   const tunnels = new TunnelRegistry();
   // Pool keys: one board of every device's health and load, and the chooser that reads it.

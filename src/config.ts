@@ -24,6 +24,8 @@ export interface Config {
   databaseUrl: string | undefined;
   /** DATABASE_URL resolved into explicit connection settings; undefined selects the embedded database. */
   database: DatabaseTarget | undefined;
+  /** A database call not answered this long is given up (503); a probe then decides whether the database is down. */
+  databaseTimeoutMs: number;
   dataDir: string;
   allowCidrs: Cidr[];
   deviceDefaults: { port: number; protocol: DeviceProtocol };
@@ -64,6 +66,7 @@ export const CONFIG_VARIABLES = [
   'TAILGATE_ADMIN_TOKEN',
   'TAILGATE_ENROLL_TOKEN',
   'DATABASE_URL',
+  'TAILGATE_DATABASE_TIMEOUT_MS',
   'TAILGATE_DATA_DIR',
   'TAILGATE_ALLOW_CIDRS',
   'TAILGATE_DEVICE_PORT',
@@ -248,6 +251,7 @@ export function loadConfig(env: Env = process.env): Config {
     enrollToken,
     databaseUrl,
     database,
+    databaseTimeoutMs: r.int('TAILGATE_DATABASE_TIMEOUT_MS', 5_000, 100, 600_000),
     dataDir,
     allowCidrs,
     deviceDefaults: {

@@ -18,6 +18,8 @@ import { BindingError } from './errors.js';
 export interface KeyCache {
   invalidate(keyHash: string): void;
   invalidateAll(): void;
+  /** The key's route as the database has it now (null: it routes nowhere); rejects when the database cannot answer. */
+  resolveHash(keyHash: string): Promise<object | null>;
 }
 
 /** What holds the open tunnels of each key (the tunnel registry). */
@@ -26,6 +28,8 @@ export interface TunnelCutter {
   closeKey(keyHash: string): number;
   /** closeKey() on a change notification; this gateway's own revocation of the key, if any, still counts them. */
   closeKeyOnChange(keyHash: string): number;
+  /** Hashes of the keys with tunnels open here. */
+  openKeys(): string[];
 }
 
 /** The device addresses that may be registered. */
@@ -193,9 +197,25 @@ export class BindingService {
     if (change.op === 'delete') this.deps.tunnels.closeKeyOnChange(change.keyHash);
   }
 
-  /** Notifications may have been lost (the listener reconnected): forget every cached route. */
-  resync(): void {
+  /**
+   * Notifications may have been missed: forget every cached route. After the listener reconnected (an outage, say),
+   * a revocation committed meanwhile by another gateway was not heard, so every key with tunnels open here is read
+   * again and the tunnels of one that no longer routes are cut, as its notification would have done.
+   */
+  resync(reconnected = false): void {
     this.deps.keyCache.invalidateAll();
+    if (!reconnected) return;
+    for (const keyHash of this.deps.tunnels.openKeys()) {
+      this.deps.keyCache.resolveHash(keyHash).then(
+        (route) => {
+          if (route !== null) return;
+          const n = this.deps.tunnels.closeKeyOnChange(keyHash);
+          if (n > 0) this.log.info({ keyPrefix: keyTag(keyHash), tunnelsClosed: n }, 'key revoked while change notifications were not arriving; closed its tunnels');
+        },
+        // The database failed again: the next reconnection reads it again.
+        () => {},
+      );
+    }
   }
 
   /** Applies the store's change notifications until close(); a no-op for a store that has none (the embedded one). */
@@ -203,7 +223,7 @@ export class BindingService {
     if (this.stopWatching !== undefined || this.deps.store.watch === undefined) return;
     this.stopWatching = await this.deps.store.watch(
       (change) => this.applyChange(change),
-      () => this.resync(),
+      (reconnected) => this.resync(reconnected),
     );
   }
 

@@ -12,6 +12,7 @@ import { isPoolRoute, type KeyRoute, type RoutedDevice, type PoolRoute, type Rou
 import { failureScope, type DeviceState, type FailureScope } from './device-health.js';
 import { fitsFilters, MAX_FAILOVERS, type DeviceSelector, type Selection } from './select.js';
 import type { Target } from '../core/target.js';
+import { StoreUnavailableError } from '../store/breaker.js';
 import { authenticate } from './auth.js';
 import type { DeviceConnector } from './connector.js';
 import { ListenerContext, type ListenerParts } from './listener.js';
@@ -91,7 +92,10 @@ export class TunnelPipeline {
     const outcome = await authenticate(this.deps.resolver, username, password);
     if (outcome.ok) return outcome;
     if (outcome.error) {
-      this.deps.log.error({ err: outcome.cause, listener: ctx.listener }, 'key lookup failed');
+      // While the database is known to be down the breaker has said so once; a line per refused client would let
+      // anyone flood the log with made-up keys.
+      if (outcome.cause instanceof StoreUnavailableError) this.deps.log.debug({ err: outcome.cause.message, listener: ctx.listener }, 'key lookup refused: database unavailable');
+      else this.deps.log.error({ err: outcome.cause, listener: ctx.listener }, 'key lookup failed');
       return STORE_DOWN;
     }
     ctx.authFailures.inc();
