@@ -9,6 +9,7 @@ import { AddressAllowList } from './core/cidr.js';
 import { KeyResolver } from './tunnel/key-resolver.js';
 import { DeviceConnector } from './tunnel/connector.js';
 import { TunnelPipeline } from './tunnel/pipeline.js';
+import { AuthThrottle } from './tunnel/auth-throttle.js';
 import { LimitBook } from './tunnel/limits.js';
 import type { QuotaLedger } from './tunnel/quota.js';
 import { adoptTunnels } from './tunnel/relay.js';
@@ -113,7 +114,17 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
   });
   const dialer = parts.dialer ?? new DirectDialer();
   const connector = new DeviceConnector(dialer, config.timeouts.connectMs, parts.tailnet);
-  const pipeline = new TunnelPipeline({ resolver, connector, tunnels, metrics, log, timeouts: config.timeouts, board, selector, usage });
+  const { failuresPerMinute, cooldownMs } = config.authThrottle;
+  const authThrottle =
+    failuresPerMinute === 0
+      ? undefined
+      : new AuthThrottle({
+          failuresPerMinute,
+          cooldownMs,
+          onThrottle: (address, failures, ms) =>
+            log.warn({ address, failures, cooldownMs: ms }, 'client address throttled: too many failed proxy authentications, refused without lookup for the cool-down'),
+        });
+  const pipeline = new TunnelPipeline({ resolver, connector, tunnels, metrics, log, timeouts: config.timeouts, board, selector, usage, authThrottle });
   const proxyDeps: ProxyDeps = { pipeline, tailnet: parts.tailnet, log, timeouts: config.timeouts, maxHeaderBytes: config.maxHeaderBytes };
   const httpProxy = createHttpProxyServer(proxyDeps);
   const socksProxy = createSocksServer(proxyDeps);

@@ -65,8 +65,12 @@ async function handleConnect(ctx: ListenerContext, pipeline: TunnelPipeline, req
     return;
   }
   const creds = parseBasicCredentials(req.headers['proxy-authorization']) ?? NO_CREDENTIALS;
-  const auth = await pipeline.authenticate(ctx, creds.username, creds.password);
+  const auth = await pipeline.authenticate(ctx, creds.username, creds.password, socket.remoteAddress);
   if (!auth.ok) {
+    if (auth.throttled !== undefined) {
+      CONNECT_ANSWERS.refused(socket, auth.throttled);
+      return;
+    }
     answerAndClose(socket, auth.storeDown ? KEY_STORE_UNAVAILABLE : auth.parameter === undefined ? AUTH_REQUIRED : PARAMETER_REFUSED.get(auth.parameter)!);
     return;
   }

@@ -79,7 +79,8 @@ class SocksSession {
   }
 
   private async checkCredentials(username: Buffer, password: Buffer): Promise<void> {
-    const auth = await this.pipeline.authenticate(this.ctx, username, password);
+    // A throttled address gets the same RFC 1929 failure as wrong credentials: SOCKS5 has no way to say more.
+    const auth = await this.pipeline.authenticate(this.ctx, username, password, this.socket.remoteAddress);
     if (this.socket.destroyed) return;
     if (auth.ok) {
       this.auth = auth;

@@ -20,6 +20,12 @@ export class Metrics {
     registers: [this.registry],
   });
   readonly authFailures = new Counter({ name: 'tailgate_auth_failures_total', help: 'Rejected proxy credentials', labelNames: ['listener'] as const, registers: [this.registry] });
+  readonly authThrottled = new Counter({
+    name: 'tailgate_auth_throttled_total',
+    help: 'Proxy authentications refused without a lookup: the client address failed too often (TAILGATE_AUTH_FAILURES_PER_MINUTE)',
+    labelNames: ['listener'] as const,
+    registers: [this.registry],
+  });
   readonly failovers = new Counter({ name: 'tailgate_failovers_total', help: 'Connections moved to another device of their key after a device-level failure', registers: [this.registry] });
   readonly limitRefusals = new Counter({
     name: 'tailgate_limit_refusals_total',
