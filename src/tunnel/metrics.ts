@@ -26,6 +26,12 @@ export class Metrics {
     labelNames: ['listener'] as const,
     registers: [this.registry],
   });
+  readonly acceptErrors = new Counter({
+    name: 'tailgate_accept_errors_total',
+    help: 'Client connections a proxy listener could not take: code fd_budget = over its share of the descriptor limit (closed at once), else the errno of a failed accept',
+    labelNames: ['listener', 'code'] as const,
+    registers: [this.registry],
+  });
   readonly failovers = new Counter({ name: 'tailgate_failovers_total', help: 'Connections moved to another device of their key after a device-level failure', registers: [this.registry] });
   readonly limitRefusals = new Counter({
     name: 'tailgate_limit_refusals_total',
