@@ -280,7 +280,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxCells: r.int('TAILGATE_USAGE_MAX_CELLS', 100_000, 1, 100_000_000),
     },
     metricsKeyLabels: r.bool('TAILGATE_METRICS_KEY_LABELS', false),
-    maxConnections: r.str('TAILGATE_MAX_CONNECTIONS') === 'auto' || r.str('TAILGATE_MAX_CONNECTIONS') === undefined ? 'auto' : r.int('TAILGATE_MAX_CONNECTIONS', 0, 0, 10_000_000),
+    maxConnections: (r.str('TAILGATE_MAX_CONNECTIONS') ?? 'auto') === 'auto' ? 'auto' : r.int('TAILGATE_MAX_CONNECTIONS', 0, 0, 10_000_000),
     authThrottle: {
       failuresPerMinute: r.int('TAILGATE_AUTH_FAILURES_PER_MINUTE', 20, 0, 100_000),
       cooldownMs: r.int('TAILGATE_AUTH_COOLDOWN_MS', 60_000, 100, 86_400_000),

@@ -2,6 +2,7 @@
 // (and one notice) per burst, and the bound on the addresses it remembers. Through the gateway: auth-throttle.e2e.test.ts.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { ConfigError, loadConfig } from '../src/config.js';
 import { AuthThrottle, throttleUnit } from '../src/tunnel/auth-throttle.js';
 
 function manualClock(start = 1_000) {
@@ -94,4 +95,17 @@ test('memory is bounded: a spray from 100,000 addresses keeps at most maxAddress
 
 test('a limit below 1 is a programming error (0 means no throttle at all, built by app.ts as none)', () => {
   assert.throws(() => new AuthThrottle({ failuresPerMinute: 0, cooldownMs: 1_000 }), RangeError);
+});
+
+test('configuration: 20 a minute and a 60 s cool-down by default, 0 turns it off, bad values named', () => {
+  assert.deepEqual(loadConfig({}).authThrottle, { failuresPerMinute: 20, cooldownMs: 60_000 });
+  assert.equal(loadConfig({ TAILGATE_AUTH_FAILURES_PER_MINUTE: '0' }).authThrottle.failuresPerMinute, 0);
+  assert.deepEqual(loadConfig({ TAILGATE_AUTH_FAILURES_PER_MINUTE: '5', TAILGATE_AUTH_COOLDOWN_MS: '900000' }).authThrottle, { failuresPerMinute: 5, cooldownMs: 900_000 });
+  assert.throws(
+    () => loadConfig({ TAILGATE_AUTH_FAILURES_PER_MINUTE: 'many', TAILGATE_AUTH_COOLDOWN_MS: '10' }),
+    (err: unknown) =>
+      err instanceof ConfigError &&
+      err.problems.some((p) => p.startsWith('TAILGATE_AUTH_FAILURES_PER_MINUTE: expected a whole number')) &&
+      err.problems.some((p) => p.startsWith('TAILGATE_AUTH_COOLDOWN_MS: 10 is out of range')),
+  );
 });
