@@ -18,6 +18,7 @@ import { loopbackConfig } from './helpers/gateway-config.js';
 import { startHttpTarget, type Listening } from './helpers/targets.js';
 
 const TOKEN = 'test-admin-token-0123456789';
+// The default limit, set explicitly: the shared test configuration turns the throttle off.
 const LIMIT = 20;
 const COOLDOWN_MS = 3_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -73,7 +74,7 @@ describe('brute-force throttle per client address', { timeout: 180_000 }, () => 
         return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
       },
     }) as NodeStore & RegistryStore;
-    const config = loopbackConfig(TOKEN, { DATABASE_URL: db.url, TAILGATE_DATA_DIR: dataDir.dir, TAILGATE_AUTH_COOLDOWN_MS: String(COOLDOWN_MS) });
+    const config = loopbackConfig(TOKEN, { DATABASE_URL: db.url, TAILGATE_DATA_DIR: dataDir.dir, TAILGATE_AUTH_FAILURES_PER_MINUTE: String(LIMIT), TAILGATE_AUTH_COOLDOWN_MS: String(COOLDOWN_MS) });
     gw = await startGateway(config, log, { store });
     const reg = await adminCall(gw.ports.api, TOKEN, 'POST', '/register', { key: 'throttle-device-key', ip: device.host, port: device.port, name: 'throttle-device' });
     assert.equal(reg.status, 201, JSON.stringify(reg.json));
@@ -159,5 +160,18 @@ describe('brute-force throttle per client address', { timeout: 180_000 }, () => 
     }
     assert.equal((await viaConnect(key, E)).connectCode, 200);
     assert.equal(throttleLogs(E), 0);
+  });
+
+  test('TAILGATE_AUTH_FAILURES_PER_MINUTE=0 turns it off: 30 failures from one address, then the valid key still works', async () => {
+    const dir = await createTempDir('tailgate-throttle-off');
+    const off = await startGateway(loopbackConfig(TOKEN, { DATABASE_URL: db.url, TAILGATE_DATA_DIR: dir.dir, TAILGATE_AUTH_FAILURES_PER_MINUTE: '0' }), pino({ level: 'silent' }));
+    try {
+      for (let i = 0; i < 30; i++) assert.equal((await socksAuth(off.ports.socks, wrongKey(), '127.0.0.6')).status, 1);
+      assert.equal((await socksAuth(off.ports.socks, key, '127.0.0.6')).status, 0);
+      assert.equal(await off.metrics.registry.getSingleMetricAsString('tailgate_auth_throttled_total').then((t) => /listener="socks5"} [1-9]/.test(t)), false);
+    } finally {
+      await off.close();
+      await dir.remove();
+    }
   });
 });
