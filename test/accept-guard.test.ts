@@ -102,6 +102,8 @@ test('an accept error (EMFILE): counted by code, logged once, accepting paused, 
     assert.equal(lines.filter((l) => l.msg === 'accepting connections failed: out of file descriptors or socket memory').length, 1);
     // Paused: new connections are closed at once rather than held or failing again.
     assert.equal(await probe(port, held), 'closed');
+    assert.equal(await count(metrics, 'http', 'paused'), 1, 'closed during the pause, counted as such');
+    assert.equal(await count(metrics, 'http', 'fd_budget'), 0);
     await waitFor('accepting resumed', 3_000, () => !guard.paused, 20);
     assert.equal(await probe(port, held), 'open');
     assert.equal(await probe(port, held), 'open', 'no cap left behind by the pause');

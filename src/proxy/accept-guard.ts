@@ -85,8 +85,14 @@ export class AcceptGuard {
     this.dropped = opts.errors.labels(opts.listener, 'fd_budget');
     if (opts.maxConnections !== undefined) server.maxConnections = opts.maxConnections;
     server.on('drop', () => {
-      this.dropped.inc();
-      this.refused('fd_budget');
+      // While paused the cap is the pause's, so those closed then are counted apart from the budget's.
+      if (this.pauseTimer === undefined) {
+        this.dropped.inc();
+        this.refused('fd_budget');
+      } else {
+        this.opts.errors.inc({ listener: opts.listener, code: 'paused' });
+        this.refused('paused');
+      }
     });
     server.on('error', (err: NodeJS.ErrnoException) => {
       if (!isAcceptError(err)) return;

@@ -28,7 +28,7 @@ export class Metrics {
   });
   readonly acceptErrors = new Counter({
     name: 'tailgate_accept_errors_total',
-    help: 'Client connections a proxy listener could not take: code fd_budget = over its share of the descriptor limit (closed at once), else the errno of a failed accept',
+    help: 'Client connections a proxy listener could not take: code fd_budget = over its share of the descriptor limit, paused = during the pause after an accept error (both closed at once), else the errno of a failed accept',
     labelNames: ['listener', 'code'] as const,
     registers: [this.registry],
   });
