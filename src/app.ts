@@ -9,6 +9,7 @@ import { AddressAllowList } from './core/cidr.js';
 import { KeyResolver } from './tunnel/key-resolver.js';
 import { DeviceConnector } from './tunnel/connector.js';
 import { TunnelPipeline } from './tunnel/pipeline.js';
+import { AuthThrottle } from './tunnel/auth-throttle.js';
 import { LimitBook } from './tunnel/limits.js';
 import type { QuotaLedger } from './tunnel/quota.js';
 import { adoptTunnels } from './tunnel/relay.js';
@@ -21,6 +22,7 @@ import { UsageRecorder } from './tunnel/usage.js';
 import { LiveStats } from './tunnel/live-stats.js';
 import { createHttpProxyServer } from './proxy/http-proxy.js';
 import { createSocksServer } from './proxy/socks-proxy.js';
+import { AcceptGuard, connectionsPerListener, readDescriptorLimit } from './proxy/accept-guard.js';
 import { createApiServer } from './api/server.js';
 import { createBindingServices } from './bindings/index.js';
 import type { BindingService } from './bindings/service.js';
@@ -40,6 +42,8 @@ export interface GatewayParts {
   store?: NodeStore & RegistryStore;
   /** What quotas are checked against. Default: the usage recorder (the database's totals plus unwritten bytes). */
   quotaLedger?: QuotaLedger;
+  /** The descriptor limit the proxy listeners' connection caps come from. Default: this process's RLIMIT_NOFILE. */
+  descriptorLimit?: number | undefined;
 }
 
 export interface Gateway {
@@ -113,10 +117,25 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
   });
   const dialer = parts.dialer ?? new DirectDialer();
   const connector = new DeviceConnector(dialer, config.timeouts.connectMs, parts.tailnet);
-  const pipeline = new TunnelPipeline({ resolver, connector, tunnels, metrics, log, timeouts: config.timeouts, board, selector, usage });
+  const { failuresPerMinute, cooldownMs } = config.authThrottle;
+  const authThrottle =
+    failuresPerMinute === 0
+      ? undefined
+      : new AuthThrottle({
+          failuresPerMinute,
+          cooldownMs,
+          onThrottle: (address, failures, ms) =>
+            log.warn({ address, failures, cooldownMs: ms }, 'client address throttled: too many failed proxy authentications, refused without lookup for the cool-down'),
+        });
+  const pipeline = new TunnelPipeline({ resolver, connector, tunnels, metrics, log, timeouts: config.timeouts, board, selector, usage, authThrottle });
   const proxyDeps: ProxyDeps = { pipeline, tailnet: parts.tailnet, log, timeouts: config.timeouts, maxHeaderBytes: config.maxHeaderBytes };
   const httpProxy = createHttpProxyServer(proxyDeps);
   const socksProxy = createSocksServer(proxyDeps);
+  const descriptorLimit = parts.descriptorLimit ?? readDescriptorLimit();
+  const maxConnections =
+    config.maxConnections !== 'auto' ? config.maxConnections || undefined : descriptorLimit === undefined ? undefined : connectionsPerListener(descriptorLimit);
+  new AcceptGuard(httpProxy, { listener: 'http', maxConnections, errors: metrics.acceptErrors, log });
+  new AcceptGuard(socksProxy, { listener: 'socks5', maxConnections, errors: metrics.acceptErrors, log });
 
   const { bindings, registry } = createBindingServices({
     store,
@@ -161,7 +180,7 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
   const apiAddr = api.server.address();
   ports.api = typeof apiAddr === 'object' && apiAddr !== null ? apiAddr.port : config.apiPort;
 
-  log.info({ http: `${config.listenHost}:${ports.http}`, socks5: `${config.listenHost}:${ports.socks}`, api: `${config.apiHost}:${ports.api}` }, 'tailgate listening');
+  log.info({ http: `${config.listenHost}:${ports.http}`, socks5: `${config.listenHost}:${ports.socks}`, api: `${config.apiHost}:${ports.api}`, descriptorLimit, maxConnectionsPerListener: maxConnections }, 'tailgate listening');
   if (!config.adminToken) log.warn('TAILGATE_ADMIN_TOKEN is not set: the management API listens on loopback only and accepts unauthenticated calls there');
 
   let closing: Promise<void> | undefined;

@@ -38,6 +38,10 @@ export interface Config {
   usage: { flushMs: number; maxCells: number };
   /** Per-key series in /metrics, labelled by key name (TAILGATE_METRICS_KEY_LABELS). */
   metricsKeyLabels: boolean;
+  /** Client connections per proxy listener: 'auto' from the descriptor limit, 0 no cap (TAILGATE_MAX_CONNECTIONS). */
+  maxConnections: number | 'auto';
+  /** Brute-force throttle per client address; failuresPerMinute 0 turns it off. */
+  authThrottle: { failuresPerMinute: number; cooldownMs: number };
   logLevel: string;
   /** auto: readable coloured lines when stdout is a terminal, JSON lines otherwise. */
   logFormat: LogFormat;
@@ -84,6 +88,9 @@ export const CONFIG_VARIABLES = [
   'TAILGATE_USAGE_MAX_CELLS',
   'TAILGATE_METRICS_KEY_LABELS',
   'TAILGATE_QUOTA_CHECK_MS',
+  'TAILGATE_AUTH_FAILURES_PER_MINUTE',
+  'TAILGATE_MAX_CONNECTIONS',
+  'TAILGATE_AUTH_COOLDOWN_MS',
   'TAILGATE_LOG_LEVEL',
   'TAILGATE_LOG_FORMAT',
   'TS_AUTHKEY',
@@ -277,6 +284,11 @@ export function loadConfig(env: Env = process.env): Config {
       maxCells: r.int('TAILGATE_USAGE_MAX_CELLS', 100_000, 1, 100_000_000),
     },
     metricsKeyLabels: r.bool('TAILGATE_METRICS_KEY_LABELS', false),
+    maxConnections: (r.str('TAILGATE_MAX_CONNECTIONS') ?? 'auto') === 'auto' ? 'auto' : r.int('TAILGATE_MAX_CONNECTIONS', 0, 0, 10_000_000),
+    authThrottle: {
+      failuresPerMinute: r.int('TAILGATE_AUTH_FAILURES_PER_MINUTE', 20, 0, 100_000),
+      cooldownMs: r.int('TAILGATE_AUTH_COOLDOWN_MS', 60_000, 100, 86_400_000),
+    },
     logLevel: r.oneOf('TAILGATE_LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     logFormat: r.oneOf<LogFormat>('TAILGATE_LOG_FORMAT', 'auto', ['auto', 'json', 'pretty']),
     tailnet: undefined,

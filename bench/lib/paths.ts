@@ -268,6 +268,8 @@ export function tailgateKind(setup: TailgateSetup, build: { path: PathName; dir:
         DATABASE_URL: setup.databaseUrl,
         TAILGATE_DATA_DIR: path.join(env.logDir, `${build.path}-data`),
         TAILGATE_ALLOW_CIDRS: '127.0.0.0/8',
+        // idle-rss-per-tunnel opens tunnels up to the descriptor limit on purpose: no cap below it.
+        TAILGATE_MAX_CONNECTIONS: '0',
       },
     });
     await waitPort(ports.http, 20_000, p);

@@ -203,9 +203,11 @@ export class Forwarder {
       return;
     }
     const creds = parseBasicCredentials(req.headers['proxy-authorization']) ?? NO_CREDENTIALS;
-    const auth = await this.pipeline.authenticate(ctx, creds.username, creds.password);
+    const auth = await this.pipeline.authenticate(ctx, creds.username, creds.password, req.socket.remoteAddress);
     if (!auth.ok) {
-      if (auth.storeDown) refuse(res, 503, 'key-store', KEY_STORE_TEXT, hasBody);
+      // A throttled address's connection is closed: it has nothing more to try on it for the cool-down.
+      if (auth.throttled !== undefined) refuse(res, REFUSAL_STATUS, auth.throttled.reason, auth.throttled.text, true, refusalHeaders(auth.throttled));
+      else if (auth.storeDown) refuse(res, 503, 'key-store', KEY_STORE_TEXT, hasBody);
       else if (auth.parameter === undefined) refuse(res, 407, 'auth', AUTH_REQUIRED_TEXT, hasBody, { 'Proxy-Authenticate': PROXY_AUTHENTICATE });
       else refuse(res, 407, 'user-parameter', auth.parameter, hasBody, userParameterHeaders(auth.parameter));
       return;

@@ -7,6 +7,7 @@ import type { DialError } from '../core/failure.js';
 import { parseAuthority, parseBasicCredentials } from '../protocol/http.js';
 import type { ListenerContext } from '../tunnel/listener.js';
 import type { TunnelAnswers, TunnelPipeline } from '../tunnel/pipeline.js';
+import { isAcceptError } from './accept-guard.js';
 import type { ProxyDeps } from './deps.js';
 import { PROXY_USER_REFUSAL_DETAILS } from '../protocol/proxy-user.js';
 import { AUTH_REQUIRED_TEXT, HTTP_FAILURES, KEY_STORE_TEXT, PROXY_AUTHENTICATE, REFUSAL_STATUS, refusalHeaders, userParameterHeaders } from './failures.js';
@@ -65,8 +66,12 @@ async function handleConnect(ctx: ListenerContext, pipeline: TunnelPipeline, req
     return;
   }
   const creds = parseBasicCredentials(req.headers['proxy-authorization']) ?? NO_CREDENTIALS;
-  const auth = await pipeline.authenticate(ctx, creds.username, creds.password);
+  const auth = await pipeline.authenticate(ctx, creds.username, creds.password, socket.remoteAddress);
   if (!auth.ok) {
+    if (auth.throttled !== undefined) {
+      CONNECT_ANSWERS.refused(socket, auth.throttled);
+      return;
+    }
     answerAndClose(socket, auth.storeDown ? KEY_STORE_UNAVAILABLE : auth.parameter === undefined ? AUTH_REQUIRED : PARAMETER_REFUSED.get(auth.parameter)!);
     return;
   }
@@ -145,6 +150,9 @@ export function createHttpProxyServer(deps: ProxyDeps): http.Server {
   });
   server.on('clientError', onClientError);
   server.on('close', () => forwarder.close());
-  server.on('error', (err) => deps.log.error({ err }, 'http proxy listener error'));
+  // Accept failures are the accept guard's (counted, logged once per burst); anything else is logged here.
+  server.on('error', (err) => {
+    if (!isAcceptError(err)) deps.log.error({ err }, 'http proxy listener error');
+  });
   return server;
 }

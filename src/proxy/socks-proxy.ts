@@ -5,6 +5,7 @@ import type { Target } from '../core/target.js';
 import { AUTH_FAILED, AUTH_OK, SocksReply, Socks5Parser, socksReply, type SocksReplyCode } from '../protocol/socks5.js';
 import type { ListenerContext } from '../tunnel/listener.js';
 import type { Authenticated, TunnelAnswers, TunnelPipeline } from '../tunnel/pipeline.js';
+import { isAcceptError } from './accept-guard.js';
 import type { ProxyDeps } from './deps.js';
 import { SOCKS_FAILURES, SOCKS_REFUSED } from './failures.js';
 import { answerAndClose } from './sockets.js';
@@ -79,7 +80,8 @@ class SocksSession {
   }
 
   private async checkCredentials(username: Buffer, password: Buffer): Promise<void> {
-    const auth = await this.pipeline.authenticate(this.ctx, username, password);
+    // A throttled address gets the same RFC 1929 failure as wrong credentials: SOCKS5 has no way to say more.
+    const auth = await this.pipeline.authenticate(this.ctx, username, password, this.socket.remoteAddress);
     if (this.socket.destroyed) return;
     if (auth.ok) {
       this.auth = auth;
@@ -162,6 +164,9 @@ export function createSocksServer(deps: ProxyDeps): net.Server {
     socket.on('close', onSessionClose);
     session.handshakeTimer = setTimeout(onHandshakeTimeout, deps.timeouts.handshakeMs, session);
   });
-  server.on('error', (err) => deps.log.error({ err }, 'socks5 listener error'));
+  // Accept failures are the accept guard's (counted, logged once per burst); anything else is logged here.
+  server.on('error', (err) => {
+    if (!isAcceptError(err)) deps.log.error({ err }, 'socks5 listener error');
+  });
   return server;
 }
