@@ -29,7 +29,7 @@ import { LocalApiClient, type LocalStatus } from './localapi.js';
 import { warmUp, warmUpAll, type WarmUpDeps } from './readiness.js';
 import { StatusView } from './status-view.js';
 import { localApiOf, type TailscaledApi } from './tailscaled-api.js';
-import { freeLoopbackPort, killTailscaled, spawnTailscaled, stopTailscaled, tailscaledArgs, type LaunchTailscaled } from './tailscaled-process.js';
+import { freeLoopbackPort, killTailscaled, spawnTailscaled, stopLeftoverTailscaleds, stopTailscaled, tailscaledArgs, type LaunchTailscaled } from './tailscaled-process.js';
 import type { PeerCheck, PeerLink, TailnetState, TailnetView } from './types.js';
 
 export interface SupervisorOptions {
@@ -83,6 +83,8 @@ export class TailscaledSupervisor implements TailnetView {
   private registeredDevices: (() => Promise<string[]>) | undefined;
   private runs = 0;
   private lastRejoinAt = -Infinity;
+  /** Warm-ups of single devices in progress, by tailnet IP. */
+  private readonly warmUps = new Map<string, Promise<boolean>>();
 
   constructor(
     private readonly cfg: TailnetConfig,
@@ -176,7 +178,16 @@ export class TailscaledSupervisor implements TailnetView {
    * did not show up or answer within the time.
    */
   warmUp(ip: string, timeoutMs = 10_000): Promise<boolean> {
-    return warmUp(this.warmUpDeps(undefined), ip, timeoutMs, this.lifetime.signal);
+    let pending = this.warmUps.get(ip);
+    if (pending === undefined) {
+      pending = warmUp(this.warmUpDeps(undefined), ip, timeoutMs, this.lifetime.signal).finally(() => this.warmUps.delete(ip));
+      this.warmUps.set(ip, pending);
+    }
+    return pending;
+  }
+
+  warming(ip: string): Promise<boolean> | undefined {
+    return this.warmUps.get(ip);
   }
 
   /** Starts tailscaled and resolves once it is Running; rejects (after stopping it) if that takes longer than TS_UP_TIMEOUT_MS. */
@@ -185,6 +196,7 @@ export class TailscaledSupervisor implements TailnetView {
     await mkdir(path.dirname(this.cfg.socket), { recursive: true, mode: 0o700 });
     if (this.usesSocks && this.socksPortValue === 0) this.socksPortValue = await freeLoopbackPort();
     try {
+      await stopLeftoverTailscaleds(this.cfg.socket, this.stopGraceMs, this.log);
       await this.bringUp(this.spawn(0));
     } catch (err) {
       await this.stop();

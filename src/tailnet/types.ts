@@ -90,4 +90,11 @@ export interface TailnetView {
    * netmap, in which a registered device can be missing.
    */
   controlSync?(timeoutMs: number): Promise<void> | null;
+  /**
+   * Gets the path to a device ready for its first connection (waits until it is online in our netmap, then pings it);
+   * one warm-up per device at a time. Best effort: false if it did not show up or answer within `timeoutMs`.
+   */
+  warmUp?(ip: string, timeoutMs?: number): Promise<boolean>;
+  /** The warm-up of this device in progress, if any: a connection the snapshot would refuse waits for it instead. */
+  warming?(ip: string): Promise<boolean> | undefined;
 }

@@ -10,7 +10,7 @@
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Dialer } from '../core/dialer.js';
-import { asDialError, DialError } from '../core/failure.js';
+import { asDialError, DialError, type FailureReason } from '../core/failure.js';
 import type { DeviceRoute } from '../core/route.js';
 import type { Target } from '../core/target.js';
 import { park, runHandshake } from '../protocol/handshake.js';
@@ -85,6 +85,19 @@ class DeviceHandshake implements ConnectLayer {
   }
 }
 
+/** Resolves when `promise` settles or after `ms`, whichever is first; never rejects. */
+function settledWithin(promise: Promise<unknown>, ms: number): Promise<void> {
+  if (ms <= 0) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    promise.then(done, done);
+  });
+}
+
 function offlineError(ip: string, check: PeerCheck | undefined, detail = ''): DialError {
   const seen = check?.lastSeen === undefined ? '' : ` (last seen by control at ${check.lastSeen})`;
   return new DialError('offline', `device ${ip} is offline${seen}${detail}`);
@@ -104,7 +117,15 @@ class OfflineRecheck implements ConnectLayer {
 
   async connect(attempt: Attempt): Promise<Socket> {
     const ip = attempt.route.ip;
-    if (this.view.peerOnline(ip) !== false) return this.next.connect(attempt);
+    let online = this.view.peerOnline(ip);
+    // A device just bound (here or on another gateway on the same database) is missing or offline in our netmap for a
+    // moment, and its warm-up is about to change that: wait for it rather than refuse.
+    const warming = online === true ? undefined : this.view.warming?.(ip);
+    if (warming !== undefined) {
+      await settledWithin(warming, msLeft(attempt));
+      online = this.view.peerOnline(ip);
+    }
+    if (online !== false) return this.next.connect(attempt);
     let check: PeerCheck | undefined;
     try {
       check = await this.view.checkPeer?.(ip, Math.min(RECHECK_MS, msLeft(attempt)));
@@ -140,9 +161,34 @@ class TailnetGate implements ConnectLayer {
       await sync;
       if (msLeft(attempt) <= 0) throw new DialError('timeout', `${attempt.route.ip}: connect timeout used up waiting for tailscaled's netmap from control after its start`);
     }
-    return this.next.connect(attempt);
+    try {
+      return await this.next.connect(attempt);
+    } catch (err) {
+      throw BROKEN_BY_TAILSCALED.has((err as DialError).reason) ? await this.blameTailscaled(err as DialError, attempt) : err;
+    }
+  }
+
+  /**
+   * A connection through tailscaled that broke (reset, or closed mid-answer) may have been broken by tailscaled dying
+   * under it, which the supervisor can learn a moment after the socket does: if tailscaled is down, or does not
+   * answer a status read now, the tailnet is down, not the device.
+   */
+  private async blameTailscaled(err: DialError, attempt: Attempt): Promise<DialError> {
+    let why = this.view.unavailableReason();
+    if (why === null && this.view.checkPeer !== undefined) {
+      try {
+        await this.view.checkPeer(attempt.route.ip, Math.max(200, Math.min(RECHECK_MS, msLeft(attempt))));
+      } catch (readErr) {
+        why = `tailscaled is not answering (${(readErr as Error).message})`;
+      }
+      why ??= this.view.unavailableReason();
+    }
+    return why === null ? err : new DialError('network-down', `tailnet went down during the connection: ${why} (${err.message})`);
   }
 }
+
+/** What a connection through tailscaled sees when tailscaled dies under it. */
+const BROKEN_BY_TAILSCALED: ReadonlySet<FailureReason> = new Set(['error', 'protocol']);
 
 export class DeviceConnector {
   private readonly chain: ConnectLayer;
