@@ -85,6 +85,7 @@ export class TailscaledSupervisor implements TailnetView {
   private lastRejoinAt = -Infinity;
   /** Warm-ups of single devices in progress, by tailnet IP. */
   private readonly warmUps = new Map<string, Promise<boolean>>();
+  private pendingAnswer: Promise<boolean> | undefined;
 
   constructor(
     private readonly cfg: TailnetConfig,
@@ -184,6 +185,17 @@ export class TailscaledSupervisor implements TailnetView {
       this.warmUps.set(ip, pending);
     }
     return pending;
+  }
+
+  answers(timeoutMs: number): Promise<boolean> {
+    this.pendingAnswer ??= this.api
+      .status(timeoutMs, this.lifetime.signal)
+      .then(
+        () => true,
+        () => false,
+      )
+      .finally(() => (this.pendingAnswer = undefined));
+    return this.pendingAnswer;
   }
 
   warming(ip: string): Promise<boolean> | undefined {

@@ -95,6 +95,11 @@ export interface TailnetView {
    * one warm-up per device at a time. Best effort: false if it did not show up or answer within `timeoutMs`.
    */
   warmUp?(ip: string, timeoutMs?: number): Promise<boolean>;
+  /**
+   * Whether tailscaled answers a status read now: a fresh read (concurrent callers share it), never the snapshot. For a
+   * connection that broke under us, to tell tailscaled dying from the device failing before the exit is noticed.
+   */
+  answers?(timeoutMs: number): Promise<boolean>;
   /** The warm-up of this device in progress, if any: a connection the snapshot would refuse waits for it instead. */
   warming?(ip: string): Promise<boolean> | undefined;
 }

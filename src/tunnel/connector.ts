@@ -175,13 +175,9 @@ class TailnetGate implements ConnectLayer {
    */
   private async blameTailscaled(err: DialError, attempt: Attempt): Promise<DialError> {
     let why = this.view.unavailableReason();
-    if (why === null && this.view.checkPeer !== undefined) {
-      try {
-        await this.view.checkPeer(attempt.route.ip, Math.max(200, Math.min(RECHECK_MS, msLeft(attempt))));
-      } catch (readErr) {
-        why = `tailscaled is not answering (${(readErr as Error).message})`;
-      }
-      why ??= this.view.unavailableReason();
+    if (why === null && this.view.answers !== undefined) {
+      const answering = await this.view.answers(Math.max(200, Math.min(RECHECK_MS, msLeft(attempt))));
+      why = this.view.unavailableReason() ?? (answering ? null : 'tailscaled is not answering');
     }
     return why === null ? err : new DialError('network-down', `tailnet went down during the connection: ${why} (${err.message})`);
   }
