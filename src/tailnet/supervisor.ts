@@ -179,9 +179,14 @@ export class TailscaledSupervisor implements TailnetView {
    * did not show up or answer within the time.
    */
   warmUp(ip: string, timeoutMs = 10_000): Promise<boolean> {
+    return this.tracked(ip, () => warmUp(this.warmUpDeps(undefined), ip, timeoutMs, this.lifetime.signal));
+  }
+
+  /** One warm-up per device at a time, visible to connections through warming() while it runs. */
+  private tracked(ip: string, start: () => Promise<boolean>): Promise<boolean> {
     let pending = this.warmUps.get(ip);
     if (pending === undefined) {
-      pending = warmUp(this.warmUpDeps(undefined), ip, timeoutMs, this.lifetime.signal).finally(() => this.warmUps.delete(ip));
+      pending = start().finally(() => this.warmUps.delete(ip));
       this.warmUps.set(ip, pending);
     }
     return pending;
@@ -199,7 +204,7 @@ export class TailscaledSupervisor implements TailnetView {
   }
 
   warming(ip: string): Promise<boolean> | undefined {
-    return this.warmUps.get(ip);
+    return this.warmUps.size === 0 ? undefined : this.warmUps.get(ip);
   }
 
   /** Starts tailscaled and resolves once it is Running; rejects (after stopping it) if that takes longer than TS_UP_TIMEOUT_MS. */
@@ -311,7 +316,8 @@ export class TailscaledSupervisor implements TailnetView {
     const online = [...new Set(ips)].filter((ip) => this.view.peerOnline(ip) === true);
     this.dispatch({ type: 'devicesListed', run, online: online.length });
     const budget = Math.max(1_000, this.cfg.readyTimeoutMs - (this.clock.now() - started));
-    const warmed = await warmUpAll(this.warmUpDeps(run), online, budget, run.signal);
+    const deps = this.warmUpDeps(run);
+    const warmed = await warmUpAll(online, (ip) => this.tracked(ip, () => warmUp(deps, ip, budget, run.signal)), run.signal);
     if (this.dispatch({ type: 'warmedUp', run })) {
       this.log.info({ registered: ips.length, online: online.length, warmed, ms: Math.round(this.clock.now() - started) }, 'tailnet ready: netmap from control, registered devices warmed up');
     }

@@ -100,6 +100,10 @@ export interface TailnetView {
    * connection that broke under us, to tell tailscaled dying from the device failing before the exit is noticed.
    */
   answers?(timeoutMs: number): Promise<boolean>;
-  /** The warm-up of this device in progress, if any: a connection the snapshot would refuse waits for it instead. */
+  /**
+   * The warm-up of this device in progress, if any (after approval, or after tailscaled restarted): a connection waits
+   * for it rather than dial into a WireGuard handshake that may be lost, or be refused while the device is not yet
+   * online in our netmap.
+   */
   warming?(ip: string): Promise<boolean> | undefined;
 }

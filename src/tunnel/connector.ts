@@ -117,15 +117,17 @@ class OfflineRecheck implements ConnectLayer {
 
   async connect(attempt: Attempt): Promise<Socket> {
     const ip = attempt.route.ip;
-    let online = this.view.peerOnline(ip);
     // A device just bound (here or on another gateway on the same database) is missing or offline in our netmap for a
-    // moment, and its warm-up is about to change that: wait for it rather than refuse.
-    const warming = online === true ? undefined : this.view.warming?.(ip);
+    // moment, and after tailscaled restarted the first WireGuard handshake with a device can be lost (retried 5 s
+    // later, while the dial's TCP SYNs back off to 1, 3, 7 s): its warm-up ends when the path works, so wait for it,
+    // within the dial's budget, rather than refuse or dial into the lost handshake.
+    const warming = this.view.warming?.(ip);
     if (warming !== undefined) {
-      await settledWithin(warming, msLeft(attempt));
-      online = this.view.peerOnline(ip);
+      const started = performance.now();
+      await settledWithin(warming, Math.min(attempt.dialBudgetMs, msLeft(attempt)));
+      attempt.dialBudgetMs -= Math.ceil(performance.now() - started);
     }
-    if (online !== false) return this.next.connect(attempt);
+    if (this.view.peerOnline(ip) !== false) return this.next.connect(attempt);
     let check: PeerCheck | undefined;
     try {
       check = await this.view.checkPeer?.(ip, Math.min(RECHECK_MS, msLeft(attempt)));

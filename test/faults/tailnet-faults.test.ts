@@ -219,7 +219,8 @@ if (inside) {
       }
       const all = load.attempts;
       const count = (kind: string) => all.filter((x) => x.outcome.kind === kind).length;
-      note(`load: ${all.length} attempts, ${count('ok')} ok, ${count('refused')} refused, ${count('cut')} cut, ${count('timeout')} timed out; baseline fds ${samples[0]!.fds}, RSS ${(samples[0]!.rss / 2 ** 20).toFixed(1)} MiB`);
+      const longestOk = Math.max(...all.filter((x) => x.outcome.kind === 'ok').map((x) => x.end - x.start));
+      note(`load: ${all.length} attempts, ${count('ok')} ok (longest ${longestOk} ms), ${count('refused')} refused, ${count('cut')} cut, ${count('timeout')} timed out; baseline fds ${samples[0]!.fds}, RSS ${(samples[0]!.rss / 2 ** 20).toFixed(1)} MiB`);
 
       // Every failure of the load is the gateway's own exact answer, given fast: never a timeout, never a silent close.
       const describeAttempt = (x: Attempt) => `${x.via} +${x.start - rounds[0]!.killAt} ms: ${JSON.stringify(x.outcome)} after ${x.end - x.start} ms`;
