@@ -144,6 +144,7 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
     allowList: new AddressAllowList(config.allowCidrs),
     deviceDefaults: config.deviceDefaults,
     registrar: parts.registrar,
+    warmUp: parts.tailnet?.warmUp === undefined ? undefined : (ip) => void parts.tailnet!.warmUp!(ip),
     log,
   });
   const listening = () => httpProxy.listening && socksProxy.listening;

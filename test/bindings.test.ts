@@ -335,4 +335,32 @@ describe('changes announced through the store', () => {
       await other.close();
     }
   });
+
+  test('a key another gateway binds gets its device warmed up on this gateway; updates and deletes do not', async () => {
+    const other = await openStore({ database: db.target, dataDir: '/unused', log });
+    const warmed: string[] = [];
+    const here = new BindingService({
+      store,
+      keyCache: resolver,
+      tunnels,
+      allowList: new AddressAllowList(parseCidrList('100.64.0.0/10')),
+      deviceDefaults: DEFAULTS,
+      warmUp: (ip) => warmed.push(ip),
+      log,
+    });
+    try {
+      await here.followChanges();
+      const key = newKey();
+      const { node } = await other.upsert({ keyHash: hashKey(key), ip: '100.64.7.3', port: 8939, protocol: 'http' });
+      await waitFor('the warm-up of the new key’s device', 5_000, () => (warmed.length > 0 ? true : undefined), 20);
+      assert.deepEqual(warmed, ['100.64.7.3']);
+      await other.upsert({ keyHash: hashKey(key), ip: '100.64.7.4', port: 8939, protocol: 'http' });
+      assert.ok(await other.remove(node.id));
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual(warmed, ['100.64.7.3'], 'only a new key warms its device up');
+    } finally {
+      await here.close();
+      await other.close();
+    }
+  });
 });

@@ -48,6 +48,12 @@ export interface BindingDeps {
   deviceDefaults: { port: number; protocol: DeviceProtocol };
   /** Absent: no Headscale, so every registration needs an address and nothing can be purged. */
   registrar?: DeviceRegistrar | undefined;
+  /**
+   * Gets this gateway's path to a device ready for its first connection (the supervised tailscaled's warm-up). A key
+   * approved through another gateway was warmed up there only; without this, the first connection here finds the
+   * device missing or offline in this gateway's netmap and is refused.
+   */
+  warmUp?: ((ip: string) => void) | undefined;
   log: Logger;
 }
 
@@ -195,6 +201,17 @@ export class BindingService {
   applyChange(change: NodeChange): void {
     this.deps.keyCache.invalidate(change.keyHash);
     if (change.op === 'delete') this.deps.tunnels.closeKeyOnChange(change.keyHash);
+    else if (change.op === 'insert' && this.deps.warmUp !== undefined) void this.warmUpNewKey(change.keyHash, this.deps.warmUp);
+  }
+
+  /** Best effort: a failed lookup leaves the device's first connection to find its own way. */
+  private async warmUpNewKey(keyHash: string, warmUp: (ip: string) => void): Promise<void> {
+    try {
+      const node = await this.deps.store.findByKeyHash(keyHash);
+      if (node !== null) warmUp(node.ip);
+    } catch (err) {
+      this.log.debug({ keyPrefix: keyTag(keyHash), err: (err as Error).message }, 'cannot look up a new key to warm up its device');
+    }
   }
 
   /**
