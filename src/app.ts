@@ -10,6 +10,7 @@ import { AddressAllowList } from './core/cidr.js';
 import { KeyResolver } from './tunnel/key-resolver.js';
 import { DeviceConnector } from './tunnel/connector.js';
 import { TunnelPipeline } from './tunnel/pipeline.js';
+import { AuthThrottle } from './tunnel/auth-throttle.js';
 import { LimitBook } from './tunnel/limits.js';
 import type { QuotaLedger } from './tunnel/quota.js';
 import { adoptTunnels } from './tunnel/relay.js';
@@ -22,6 +23,7 @@ import { UsageRecorder } from './tunnel/usage.js';
 import { LiveStats } from './tunnel/live-stats.js';
 import { createHttpProxyServer, createHttpsProxyServer } from './proxy/http-proxy.js';
 import { createSocksServer, createSocksTlsServer } from './proxy/socks-proxy.js';
+import { AcceptGuard, connectionsPerListener, readDescriptorLimit } from './proxy/accept-guard.js';
 import { CertificateWatcher, loadCertificatePair, type SecureContextTarget } from './tls/certificates.js';
 import { createApiServer, type ProxyPorts } from './api/server.js';
 import { createBindingServices } from './bindings/index.js';
@@ -42,6 +44,8 @@ export interface GatewayParts {
   store?: NodeStore & RegistryStore;
   /** What quotas are checked against. Default: the usage recorder (the database's totals plus unwritten bytes). */
   quotaLedger?: QuotaLedger;
+  /** The descriptor limit the proxy listeners' connection caps come from. Default: this process's RLIMIT_NOFILE. */
+  descriptorLimit?: number | undefined;
 }
 
 export interface Gateway {
@@ -89,7 +93,7 @@ function closeServer(server: NetServer): Promise<void> {
 export async function startGateway(config: Config, log: Logger, parts: GatewayParts = {}): Promise<Gateway> {
   // TLS: the pair is checked before anything opens or listens, so a bad file stops start-up with the file named.
   const certificate = config.tls ? await loadCertificatePair(config.tls) : undefined;
-  const store = parts.store ?? (await openStore({ database: config.database, dataDir: config.dataDir, log }));
+  const store = parts.store ?? (await openStore({ database: config.database, dataDir: config.dataDir, log, timeoutMs: config.databaseTimeoutMs }));
   const metrics = new Metrics();
   const tunnels = new TunnelRegistry();
   // Pool keys: one board of every device's health and load, and the chooser that reads it.
@@ -120,13 +124,30 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
   });
   const dialer = parts.dialer ?? new DirectDialer();
   const connector = new DeviceConnector(dialer, config.timeouts.connectMs, parts.tailnet);
-  const pipeline = new TunnelPipeline({ resolver, connector, tunnels, metrics, log, timeouts: config.timeouts, board, selector, usage });
+  const { failuresPerMinute, cooldownMs } = config.authThrottle;
+  const authThrottle =
+    failuresPerMinute === 0
+      ? undefined
+      : new AuthThrottle({
+          failuresPerMinute,
+          cooldownMs,
+          onThrottle: (address, failures, ms) =>
+            log.warn({ address, failures, cooldownMs: ms }, 'client address throttled: too many failed proxy authentications, refused without lookup for the cool-down'),
+        });
+  const pipeline = new TunnelPipeline({ resolver, connector, tunnels, metrics, log, timeouts: config.timeouts, board, selector, usage, authThrottle });
   const proxyDeps: ProxyDeps = { pipeline, tailnet: parts.tailnet, log, timeouts: config.timeouts, maxHeaderBytes: config.maxHeaderBytes };
   const httpProxy = createHttpProxyServer(proxyDeps);
   const socksProxy = createSocksServer(proxyDeps);
   const httpsProxy = certificate ? createHttpsProxyServer(proxyDeps, certificate.secure) : undefined;
   const socksTlsProxy = certificate ? createSocksTlsServer(proxyDeps, certificate.secure) : undefined;
   const proxies: NetServer[] = [...(config.plainListeners ? [httpProxy, socksProxy] : []), ...(httpsProxy && socksTlsProxy ? [httpsProxy, socksTlsProxy] : [])];
+  const descriptorLimit = parts.descriptorLimit ?? readDescriptorLimit();
+  const maxConnections =
+    config.maxConnections !== 'auto' ? config.maxConnections || undefined : descriptorLimit === undefined ? undefined : connectionsPerListener(descriptorLimit);
+  new AcceptGuard(httpProxy, { listener: 'http', maxConnections, errors: metrics.acceptErrors, log });
+  new AcceptGuard(socksProxy, { listener: 'socks5', maxConnections, errors: metrics.acceptErrors, log });
+  if (httpsProxy) new AcceptGuard(httpsProxy, { listener: 'https', maxConnections, errors: metrics.acceptErrors, log });
+  if (socksTlsProxy) new AcceptGuard(socksTlsProxy, { listener: 'socks5-tls', maxConnections, errors: metrics.acceptErrors, log });
 
   const { bindings, registry } = createBindingServices({
     store,
@@ -135,6 +156,7 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
     allowList: new AddressAllowList(config.allowCidrs),
     deviceDefaults: config.deviceDefaults,
     registrar: parts.registrar,
+    warmUp: parts.tailnet?.warmUp === undefined ? undefined : (ip) => void parts.tailnet!.warmUp!(ip),
     log,
   });
   const listening = () => proxies.every((server) => server.listening);
@@ -198,7 +220,15 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
 
   const where = (port: number | undefined) => (port === undefined || port === 0 ? 'off' : `${config.listenHost}:${port}`);
   log.info(
-    { http: where(ports.http), socks5: where(ports.socks), https: where(ports.https), socks5Tls: where(ports.socksTls), api: `${config.tls?.api ? 'https' : 'http'}://${config.apiHost}:${ports.api}` },
+    {
+      http: where(ports.http),
+      socks5: where(ports.socks),
+      https: where(ports.https),
+      socks5Tls: where(ports.socksTls),
+      api: `${config.tls?.api ? 'https' : 'http'}://${config.apiHost}:${ports.api}`,
+      descriptorLimit,
+      maxConnectionsPerListener: maxConnections,
+    },
     'tailgate listening',
   );
   if (!config.adminToken) log.warn('TAILGATE_ADMIN_TOKEN is not set: the management API listens on loopback only and accepts unauthenticated calls there');

@@ -24,6 +24,8 @@ export interface Config {
   databaseUrl: string | undefined;
   /** DATABASE_URL resolved into explicit connection settings; undefined selects the embedded database. */
   database: DatabaseTarget | undefined;
+  /** A database call not answered this long is given up (503); a probe then decides whether the database is down. */
+  databaseTimeoutMs: number;
   dataDir: string;
   allowCidrs: Cidr[];
   deviceDefaults: { port: number; protocol: DeviceProtocol };
@@ -36,6 +38,10 @@ export interface Config {
   usage: { flushMs: number; maxCells: number };
   /** Per-key series in /metrics, labelled by key name (TAILGATE_METRICS_KEY_LABELS). */
   metricsKeyLabels: boolean;
+  /** Client connections per proxy listener: 'auto' from the descriptor limit, 0 no cap (TAILGATE_MAX_CONNECTIONS). */
+  maxConnections: number | 'auto';
+  /** Brute-force throttle per client address; failuresPerMinute 0 turns it off. */
+  authThrottle: { failuresPerMinute: number; cooldownMs: number };
   logLevel: string;
   /** auto: readable coloured lines when stdout is a terminal, JSON lines otherwise. */
   logFormat: LogFormat;
@@ -77,6 +83,7 @@ export const CONFIG_VARIABLES = [
   'TAILGATE_ADMIN_TOKEN',
   'TAILGATE_ENROLL_TOKEN',
   'DATABASE_URL',
+  'TAILGATE_DATABASE_TIMEOUT_MS',
   'TAILGATE_DATA_DIR',
   'TAILGATE_ALLOW_CIDRS',
   'TAILGATE_DEVICE_PORT',
@@ -94,6 +101,9 @@ export const CONFIG_VARIABLES = [
   'TAILGATE_USAGE_MAX_CELLS',
   'TAILGATE_METRICS_KEY_LABELS',
   'TAILGATE_QUOTA_CHECK_MS',
+  'TAILGATE_AUTH_FAILURES_PER_MINUTE',
+  'TAILGATE_MAX_CONNECTIONS',
+  'TAILGATE_AUTH_COOLDOWN_MS',
   'TAILGATE_LOG_LEVEL',
   'TAILGATE_LOG_FORMAT',
   'TAILGATE_TLS_CERT',
@@ -267,6 +277,7 @@ export function loadConfig(env: Env = process.env): Config {
     enrollToken,
     databaseUrl,
     database,
+    databaseTimeoutMs: r.int('TAILGATE_DATABASE_TIMEOUT_MS', 5_000, 100, 600_000),
     dataDir,
     allowCidrs,
     deviceDefaults: {
@@ -292,6 +303,11 @@ export function loadConfig(env: Env = process.env): Config {
       maxCells: r.int('TAILGATE_USAGE_MAX_CELLS', 100_000, 1, 100_000_000),
     },
     metricsKeyLabels: r.bool('TAILGATE_METRICS_KEY_LABELS', false),
+    maxConnections: (r.str('TAILGATE_MAX_CONNECTIONS') ?? 'auto') === 'auto' ? 'auto' : r.int('TAILGATE_MAX_CONNECTIONS', 0, 0, 10_000_000),
+    authThrottle: {
+      failuresPerMinute: r.int('TAILGATE_AUTH_FAILURES_PER_MINUTE', 20, 0, 100_000),
+      cooldownMs: r.int('TAILGATE_AUTH_COOLDOWN_MS', 60_000, 100, 86_400_000),
+    },
     logLevel: r.oneOf('TAILGATE_LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     logFormat: r.oneOf<LogFormat>('TAILGATE_LOG_FORMAT', 'auto', ['auto', 'json', 'pretty']),
     tailnet: undefined,

@@ -65,7 +65,7 @@ export async function serve(options: ServeOptions = {}): Promise<void> {
 
   try {
     // Opened first: the tailnet warms up the registered devices as soon as control's netmap arrives after each start.
-    store = await openStore({ database: config.database, dataDir: config.dataDir, log });
+    store = await openStore({ database: config.database, dataDir: config.dataDir, log, timeoutMs: config.databaseTimeoutMs });
     const registry = store;
     // Every enabled device, not only those a key targets directly: a pool's devices carry traffic too.
     tailnet?.supervisor.warmUpAfterStart(async () => (await registry.listDevices()).filter((device) => device.enabled).map((device) => device.ip));

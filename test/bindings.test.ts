@@ -289,6 +289,26 @@ describe('changes announced through the store', () => {
     assert.deepEqual(steps.slice(-1), ['cache.invalidateAll']);
   });
 
+  test('after the listener reconnects, a key revoked while nobody heard it loses its tunnels; a key still bound keeps them', async () => {
+    const kept = newKey();
+    const gone = newKey();
+    await service.register({ key: kept, ip: '100.64.0.41' });
+    const { node } = await service.register({ key: gone, ip: '100.64.0.42' });
+    const keptTunnel = await sockets.open(hashKey(kept));
+    const goneTunnel = await sockets.open(hashKey(gone));
+    // Deleted behind this gateway's back, as another gateway's revocation during a lost listener would be.
+    assert.notEqual(await store.remove(node.id), null);
+    service.resync(false);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(goneTunnel.client.destroyed, false, 'a resync announced by a change reads nothing again');
+    service.resync(true);
+    await goneTunnel.closed();
+    assert.equal(keptTunnel.client.destroyed, false);
+    assert.equal(tunnels.closeKey(hashKey(gone)), 1, 'counted as cut on a change');
+    keptTunnel.client.destroy();
+    await keptTunnel.closed();
+  });
+
   test('a revocation by another gateway on the same database cuts this gateway’s tunnels of the key, until close()', async () => {
     const other = await openStore({ database: db.target, dataDir: '/unused', log });
     try {
@@ -312,6 +332,34 @@ describe('changes announced through the store', () => {
       assert.equal(kept.client.destroyed, false);
       assert.deepEqual(steps, []);
     } finally {
+      await other.close();
+    }
+  });
+
+  test('a key another gateway binds gets its device warmed up on this gateway; updates and deletes do not', async () => {
+    const other = await openStore({ database: db.target, dataDir: '/unused', log });
+    const warmed: string[] = [];
+    const here = new BindingService({
+      store,
+      keyCache: resolver,
+      tunnels,
+      allowList: new AddressAllowList(parseCidrList('100.64.0.0/10')),
+      deviceDefaults: DEFAULTS,
+      warmUp: (ip) => warmed.push(ip),
+      log,
+    });
+    try {
+      await here.followChanges();
+      const key = newKey();
+      const { node } = await other.upsert({ keyHash: hashKey(key), ip: '100.64.7.3', port: 8939, protocol: 'http' });
+      await waitFor('the warm-up of the new key’s device', 5_000, () => (warmed.length > 0 ? true : undefined), 20);
+      assert.deepEqual(warmed, ['100.64.7.3']);
+      await other.upsert({ keyHash: hashKey(key), ip: '100.64.7.4', port: 8939, protocol: 'http' });
+      assert.ok(await other.remove(node.id));
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual(warmed, ['100.64.7.3'], 'only a new key warms its device up');
+    } finally {
+      await here.close();
       await other.close();
     }
   });

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { isIP } from 'node:net';
 import { test } from 'node:test';
-import { formatIPv6, ipFamily, writeIPv4, writeIPv6 } from '../src/core/ip.js';
+import { canonicalAddress, formatIPv6, ipFamily, writeIPv4, writeIPv6 } from '../src/core/ip.js';
 import { isValidTargetHost } from '../src/core/target.js';
 import { int, pick, randomIPv4, randomIPv6, rng } from './helpers/random.js';
 
@@ -81,4 +81,31 @@ test('property: on random and mutated text ipFamily answers as node:net, and eve
 test('target hosts: names and IP literals, nothing that could break a request line', () => {
   for (const ok of ['example.com', 'a', 'x.y.z.', 'under_score.example', '10.1.2.3', '::1', 'fe80::1%eth0', '::ffff:1.2.3.4']) assert.ok(isValidTargetHost(ok), ok);
   for (const bad of ['', 'a b', 'x\r\nInjected: 1', '-leading', 'trailing-', '[::1]', 'host:80', 'a'.repeat(255)]) assert.ok(!isValidTargetHost(bad), bad);
+});
+
+test('canonicalAddress: one spelling per address, as the URL parser writes IPv6; IPv4-mapped as IPv4; no zone, no legacy IPv4 forms', () => {
+  for (const [text, canonical] of [
+    ['100.64.0.7', '100.64.0.7'],
+    ['::ffff:127.0.0.1', '127.0.0.1'],
+    ['::FFFF:7F00:1', '127.0.0.1'],
+    ['0:0:0:0:0:ffff:6440:7', '100.64.0.7'],
+    ['FD7A:115C:A1E0:0000::0001', 'fd7a:115c:a1e0::1'],
+    ['::127.0.0.1', '::7f00:1'],
+    ['::ffff:0:6440:7', '::ffff:0:6440:7'],
+  ] as const) assert.equal(canonicalAddress(text), canonical, text);
+  for (const text of ['fe80::1%eth0', '2130706433', '0177.0.0.1', '0x7f.0.0.1', '127.1', '100.064.0.7', ' 1.2.3.4', '1.2.3.4.', '[::1]', '']) assert.equal(canonicalAddress(text), null, text);
+  const r = rng(1313);
+  for (let i = 0; i < 20_000; i++) {
+    const text = randomIPv6(r);
+    const c = canonicalAddress(text)!;
+    const url = new URL(`http://[${text}]/`).hostname.slice(1, -1);
+    if (ipFamily(c) === 4) {
+      const b = ipv6Bytes(text);
+      assert.ok(url.startsWith('::ffff:'), `${text} is IPv4-mapped`);
+      assert.equal(c, `${b[12]}.${b[13]}.${b[14]}.${b[15]}`, text);
+    } else {
+      assert.equal(c, url, text);
+    }
+    assert.equal(canonicalAddress(c), c, `${text}: canonical form is stable`);
+  }
 });

@@ -295,6 +295,30 @@ describe('KeyResolver', () => {
     assert.equal(store.lookups, 2);
   });
 
+  test('a known key whose entry expired keeps its last route while the database fails; unknown and invalidated keys do not', async () => {
+    const known = freshKey();
+    const unknown = freshKey();
+    const revoked = freshKey();
+    await register(known, '100.64.0.31');
+    await register(revoked, '100.64.0.32');
+    const resolver = newResolver({ max: 100, positiveTtlMs: 150, negativeTtlMs: 150 });
+    assert.equal((await deviceOf(resolver.resolve(known)))?.ip, '100.64.0.31');
+    assert.equal((await deviceOf(resolver.resolve(revoked)))?.ip, '100.64.0.32');
+    assert.equal(await resolver.resolve(unknown), null);
+    resolver.invalidate(hashKey(revoked));
+    clock.advance(200);
+    store.failNextLookups(3);
+    assert.equal((await deviceOf(resolver.resolve(known)))?.ip, '100.64.0.31', 'served from the expired entry');
+    await assert.rejects(resolver.resolve(unknown), /database unavailable/, 'an unknown key is not answered from memory');
+    await assert.rejects(resolver.resolve(revoked), /database unavailable/, 'an invalidated key is not answered from memory');
+    assert.equal(store.lookups, 6, 'every expired key was asked for');
+    // Once the database answers, the key is read and cached again.
+    await register(known, '100.64.0.33');
+    assert.equal((await deviceOf(resolver.resolve(known)))?.ip, '100.64.0.33');
+    assert.equal((await deviceOf(resolver.resolve(known)))?.ip, '100.64.0.33');
+    assert.equal(store.lookups, 7);
+  });
+
   test('the cache holds at most max keys, least recently used out first', async () => {
     const keys = [freshKey(), freshKey(), freshKey()];
     for (const k of keys) await register(k);

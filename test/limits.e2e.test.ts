@@ -11,6 +11,7 @@ import { periodBounds } from '../src/tunnel/quota.js';
 import { waitFor } from '../testbed/wait.js';
 import { adminCall, openTunnel } from './helpers/connect-tunnel.js';
 import { curl } from './helpers/curl.js';
+import { socksAttempt } from './helpers/socks-client.js';
 import { loopbackConfig } from './helpers/gateway-config.js';
 import { createTempDir, createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { startHttpDevice, type Device } from './helpers/devices.js';
@@ -58,34 +59,10 @@ async function startSink(): Promise<Listening & { received(): number }> {
 }
 
 /** The SOCKS5 reply code a CONNECT to 127.0.0.1:port gets with this key. */
-function socksReply(socksPort: number, key: string, port: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(socksPort, '127.0.0.1');
-    s.setTimeout(5_000, () => s.destroy(new Error('no SOCKS answer')));
-    s.once('error', reject);
-    const k = Buffer.from(key);
-    let step = 0;
-    let got = Buffer.alloc(0);
-    s.on('data', (c: Buffer) => {
-      got = Buffer.concat([got, c]);
-      if (step === 0 && got.length >= 2) {
-        got = got.subarray(2);
-        step = 1;
-        s.write(Buffer.concat([Buffer.from([1, k.length]), k, Buffer.from([k.length]), k]));
-      }
-      if (step === 1 && got.length >= 2) {
-        if (got[1] !== 0) return reject(new Error(`SOCKS auth refused: ${got[1]}`));
-        got = got.subarray(2);
-        step = 2;
-        s.write(Buffer.from([5, 1, 0, 1, 127, 0, 0, 1, port >> 8, port & 0xff]));
-      }
-      if (step === 2 && got.length >= 2) {
-        s.destroy();
-        resolve(got[1]!);
-      }
-    });
-    s.write(Buffer.from([5, 1, 2]));
-  });
+async function socksReply(socksPort: number, key: string, port: number): Promise<number> {
+  const r = await socksAttempt(socksPort, key, { connectPort: port });
+  if (r.auth !== 0) throw new Error(`SOCKS auth refused: ${r.auth}`);
+  return r.reply;
 }
 
 /** Reads from a tunnel and counts, with the count at given times. */

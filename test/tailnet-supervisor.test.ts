@@ -2,7 +2,8 @@
 // namespace: start-up failures are clear and leave nothing running, restarts after a crash, failure reasons of each
 // dial mode, and a clean stop.
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +15,7 @@ import { startTailnet, type Tailnet } from '../src/tailnet/index.js';
 import { peerCheck, WIREGUARD_SESSION_MS } from '../src/tailnet/localapi.js';
 import { LocalApiDialer } from '../src/tailnet/localapi-dialer.js';
 import { TailscaledSocksDialer } from '../src/tailnet/socks-dialer.js';
+import { stopLeftoverTailscaleds, tailscaledsOnSocket } from '../src/tailnet/tailscaled-process.js';
 import { createTempDir } from './helpers/db.js';
 import { dialFails } from './helpers/dial-fails.js';
 import { defineNetnsRun } from './helpers/netns-run.js';
@@ -227,4 +229,35 @@ test("peerCheck reads tailscaled's peer status: Go's zero time means never, a se
   });
   assert.equal(peerCheck({ Online: false, LastHandshake: new Date(now - WIREGUARD_SESSION_MS).toISOString() }, now).liveSession, false);
   assert.equal(peerCheck({ LastHandshake: 'not a time' }, now).liveSession, false);
+});
+
+test('a tailscaled left on our socket by a killed gateway is stopped before a new one starts; one on another socket is left alone', async () => {
+  const tmp = await createTempDir('tailgate-leftover');
+  // Stand-ins found the way the supervisor finds a tailscaled: a program named tailscaled with --socket=<ours>.
+  const fake = path.join(tmp.dir, 'tailscaled');
+  symlinkSync(process.execPath, fake);
+  const ours = path.join(tmp.dir, 'tailscaled.sock');
+  const ready: Promise<unknown>[] = [];
+  const start = (socket: string, ignoreTerm: boolean) => {
+    const code = `${ignoreTerm ? "process.on('SIGTERM', () => {});" : ''} setInterval(() => {}, 1000); console.log('ready')`;
+    const p = spawn(fake, ['-e', code, '--', `--socket=${socket}`], { stdio: ['ignore', 'pipe', 'ignore'] });
+    ready.push(new Promise((resolve) => p.stdout.once('data', resolve)));
+    return p;
+  };
+  const obeys = start(ours, false);
+  const stubborn = start(ours, true);
+  const other = start(path.join(tmp.dir, 'other.sock'), false);
+  const exited = (p: ChildProcess) => new Promise<string | null>((resolve) => (p.exitCode !== null || p.signalCode !== null ? resolve(p.signalCode) : p.once('exit', (_c, s) => resolve(s))));
+  try {
+    await Promise.all(ready);
+    assert.deepEqual(tailscaledsOnSocket(ours).sort(), [obeys.pid, stubborn.pid].sort());
+    await stopLeftoverTailscaleds(ours, 500, pino({ level: 'silent' }));
+    assert.deepEqual(await Promise.all([exited(obeys), exited(stubborn)]), ['SIGTERM', 'SIGKILL']);
+    assert.deepEqual(tailscaledsOnSocket(ours), []);
+    assert.equal(other.exitCode, null, 'a tailscaled on another socket keeps running');
+    await stopLeftoverTailscaleds(ours, 500, pino({ level: 'silent' }));
+  } finally {
+    for (const p of [obeys, stubborn, other]) p.kill('SIGKILL');
+    await tmp.remove();
+  }
 });

@@ -9,14 +9,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { OFFLINE_PROBE_MS } from '../src/tunnel/connector.js';
 import { findPeer, LocalApiClient } from '../src/tailnet/localapi.js';
 import { createTempDir, createTestDatabase } from './helpers/db.js';
 import { curl, type CurlResult } from './helpers/curl.js';
 import { LineTunnel, startEcho, startWhoami } from './helpers/tailnet-clients.js';
-import { defineNetnsRun } from './helpers/netns-run.js';
+import { defineNetnsRun, sceneSteps } from './helpers/netns-run.js';
 import { CONTROL_IP, HEADSCALE_URL, OFFLINE_TAILSCALE_ENV, tailscaledPid, TailnetScene, type SceneDevice } from '../testbed/tailnet-scene.js';
 import { waitFor } from '../testbed/wait.js';
 import { requireTailnetTools, type TailnetTools } from '../testbed/tailnet-tools.js';
@@ -89,23 +89,8 @@ if (inside) {
     /** pid of the tailscaled tailgate runs, found by its --socket argument. */
     const gatewayTailscaledPid = (): number | undefined => tailscaledPid(gwSocket());
     const tailgateLog = () => scene.logOf('tailgate');
-    let diagnosed = false;
     /** On the file's first failure: what each party believed and the end of every log. */
-    const diagnose = async () => {
-      if (diagnosed || scene === undefined) return;
-      diagnosed = true;
-      const text = await scene.diagnostics({ tailgate: gwSocket() }).catch((err: Error) => `scene diagnostics failed: ${err.message}`);
-      process.stderr.write(`\n${text}\n`);
-    };
-    const step = (name: string, fn: () => Promise<void> | void) =>
-      test(name, async () => {
-        try {
-          await fn();
-        } catch (err) {
-          await diagnose();
-          throw err;
-        }
-      });
+    const { step, diagnose } = sceneSteps(() => scene?.diagnostics({ tailgate: gwSocket() }));
     /** True once a request with this key comes back from the destination (the netmap may lag an approval a little). */
     const reaches = async (key: string) => (await viaHttp(key, `${whoami.url}/probe`)).stdout.startsWith('{') || undefined;
 

@@ -2,13 +2,7 @@
 // directory, on a free loopback port) so stopping it disturbs no other test: bytes keep moving while the server is
 // down, the deltas are held in memory, and once it is back the totals equal what the client actually moved.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { chmod, chown, mkdtemp, readdir, rm } from 'node:fs/promises';
-import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { promisify } from 'node:util';
 import postgres from 'postgres';
 import { pino } from 'pino';
 import { startGateway, type Gateway } from '../src/app.js';
@@ -16,57 +10,22 @@ import { waitFor } from '../testbed/wait.js';
 import { adminCall, openTunnel } from './helpers/connect-tunnel.js';
 import { startHttpDevice, type Device } from './helpers/devices.js';
 import { loopbackConfig } from './helpers/gateway-config.js';
+import { startPgServer, type PgServer } from './helpers/pg-server.js';
 import { payload, startEchoTarget, type EchoTarget } from './helpers/targets.js';
 import { echoThrough, usageOf } from './helpers/usage.js';
 
-const run = promisify(execFile);
 const TOKEN = 'test-admin-token-outage-0123456789';
 const KEY = 'usage-outage-key-0001';
 
-let dir = '';
-let port = 0;
-let bin = '';
+let server: PgServer;
 let sql: postgres.Sql;
 let gw: Gateway;
 let device: Device;
 let echo: EchoTarget;
 
-/** The server's tools run as `postgres` when the test runs as root (PostgreSQL refuses to run as root). */
-async function pg(tool: string, args: string[], timeoutMs = 30_000): Promise<void> {
-  const cmd = path.join(bin, tool);
-  if (process.getuid?.() === 0) {
-    const quoted = [cmd, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
-    await run('su', ['postgres', '-s', '/bin/sh', '-c', quoted], { timeout: timeoutMs });
-  } else {
-    await run(cmd, args, { timeout: timeoutMs });
-  }
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const p = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return p;
-}
-
-const startServer = () => pg('pg_ctl', ['-D', path.join(dir, 'data'), '-l', path.join(dir, 'log'), '-w', '-t', '30', '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1`, 'start']);
-const stopServer = () => pg('pg_ctl', ['-D', path.join(dir, 'data'), '-w', '-t', '30', '-m', 'fast', 'stop']);
-
 before(async () => {
-  const versions = (await readdir('/usr/lib/postgresql')).sort((a, b) => Number(b) - Number(a));
-  bin = path.join('/usr/lib/postgresql', versions[0]!, 'bin');
-  dir = await mkdtemp(path.join(os.tmpdir(), 'tailgate-outage-'));
-  await chmod(dir, 0o700);
-  if (process.getuid?.() === 0) {
-    const { stdout } = await run('id', ['-u', 'postgres']);
-    const { stdout: gid } = await run('id', ['-g', 'postgres']);
-    await chown(dir, Number(stdout.trim()), Number(gid.trim()));
-  }
-  port = await freePort();
-  await pg('initdb', ['-D', path.join(dir, 'data'), '-A', 'trust', '-U', 'postgres', '--no-sync'], 60_000);
-  await startServer();
-  const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
+  server = await startPgServer('outage');
+  const url = server.url;
   sql = postgres(url, { max: 1, connect_timeout: 5, onnotice: () => {} });
   device = await startHttpDevice('127.0.0.2');
   echo = await startEchoTarget();
@@ -81,10 +40,7 @@ after(async () => {
   await sql?.end({ timeout: 1 });
   await device?.close();
   await echo?.close();
-  if (dir !== '') {
-    await stopServer().catch(() => undefined);
-    await rm(dir, { recursive: true, force: true });
-  }
+  await server?.remove();
 });
 
 test('bytes moved while the database is down are written once it is back, exactly', async () => {
@@ -114,7 +70,7 @@ test('bytes moved while the database is down are written once it is back, exactl
   await shortTunnels();
   await waitFor('usage written while the database is up', 5_000, async () => (await usageOf(sql, 'key_id', keyId)).up > 0);
 
-  await stopServer();
+  await server.stop();
   const stoppedAt = sent;
   await shortTunnels();
   await waitFor('bytes moving with the database down', 5_000, () => sent > stoppedAt + 200_000, 20);
@@ -122,7 +78,7 @@ test('bytes moved while the database is down are written once it is back, exactl
     await gw.usage.flush();
     return gw.usage.held > 0;
   });
-  await startServer();
+  await server.start();
   await shortTunnels();
 
   streaming = false;
@@ -143,7 +99,7 @@ test('bytes moved while the database is down are written once it is back, exactl
 test('past TAILGATE_USAGE_MAX_CELLS new usage is dropped and counted, held buckets keep counting, and all is written once the database is back', async () => {
   const bounded = await startGateway(
     // Flushed by the test only, so no write is in flight while it counts buckets.
-    loopbackConfig(TOKEN, { DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/postgres`, TAILGATE_USAGE_FLUSH_MS: '3600000', TAILGATE_USAGE_MAX_CELLS: '2' }),
+    loopbackConfig(TOKEN, { DATABASE_URL: server.url, TAILGATE_USAGE_FLUSH_MS: '3600000', TAILGATE_USAGE_MAX_CELLS: '2' }),
     pino({ level: 'silent' }),
   );
   const metric = async (name: string, label = '') => {
@@ -171,7 +127,7 @@ test('past TAILGATE_USAGE_MAX_CELLS new usage is dropped and counted, held bucke
       });
     }
 
-    await stopServer();
+    await server.stop();
     await echoThrough(bounded.ports.http, a.key, echo.port, 10_000);
     await echoThrough(bounded.ports.http, b.key, echo.port, 20_000);
     assert.equal(bounded.usage.held, 2, 'two buckets held: the bound');
@@ -183,7 +139,7 @@ test('past TAILGATE_USAGE_MAX_CELLS new usage is dropped and counted, held bucke
     assert.equal(await metric('tailgate_usage_dropped_total', '{what="bytes"}'), 60_000, "the third key's bytes, both ways");
     assert.equal(await metric('tailgate_usage_dropped_total', '{what="events"}'), 1, 'its tunnel');
 
-    await startServer();
+    await server.start();
     await waitFor('the held buckets written', 20_000, async () => {
       await bounded.usage.flush();
       return bounded.usage.held === 0;

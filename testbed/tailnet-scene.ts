@@ -15,6 +15,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { LocalApiClient, type LocalStatus } from '../src/tailnet/localapi.js';
+import { tailscaledsOnSocket } from '../src/tailnet/tailscaled-process.js';
 import type { TailnetTools } from './tailnet-tools.js';
 import { waitFor } from './wait.js';
 
@@ -367,14 +368,5 @@ export function spawnInPrivateNetns(nodeArgs: string[], env: NodeJS.ProcessEnv):
 
 /** The tailscaled serving LocalAPI on `socket` (started by tailgate's supervisor), found by its command line. */
 export function tailscaledPid(socket: string): number | undefined {
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      if (path.basename(argv[0] ?? '') === 'tailscaled' && argv.includes(`--socket=${socket}`)) return Number(entry);
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return undefined;
+  return tailscaledsOnSocket(socket)[0];
 }

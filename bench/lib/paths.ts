@@ -271,6 +271,8 @@ export function tailgateKind(setup: TailgateSetup, build: { path: PathName; dir:
         DATABASE_URL: setup.databaseUrl,
         TAILGATE_DATA_DIR: path.join(env.logDir, `${build.path}-data`),
         TAILGATE_ALLOW_CIDRS: '127.0.0.0/8',
+        // idle-rss-per-tunnel opens tunnels up to the descriptor limit on purpose: no cap below it.
+        TAILGATE_MAX_CONNECTIONS: '0',
         ...(cert ? { TAILGATE_TLS_CERT: cert.certFile, TAILGATE_TLS_KEY: cert.keyFile, TAILGATE_HTTPS_PORT: String(ports.https), TAILGATE_SOCKS_TLS_PORT: String(await freePort()) } : {}),
       },
     });

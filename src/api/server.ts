@@ -12,6 +12,7 @@ import type { RegistryService } from '../bindings/registry.js';
 import type { BindingService } from '../bindings/service.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../tunnel/metrics.js';
+import { StoreUnavailableError, isUnreachable } from '../store/index.js';
 import type { NodeStore, RegistryStore } from '../store/types.js';
 import type { TailnetView } from '../tailnet/types.js';
 import type { DeviceStatusFeed } from '../tunnel/device-status.js';
@@ -19,6 +20,7 @@ import type { LiveStats } from '../tunnel/live-stats.js';
 import { TokenGate } from './auth.js';
 import { ApiError, bindingApiError, describeFastifyClientError, describeValidationError } from './errors.js';
 import { devices } from './devices.js';
+import { jsonNestedDeeperThan, MAX_JSON_DEPTH } from './json-depth.js';
 import { keys } from './keys.js';
 import type { QuotaLedger } from '../tunnel/quota.js';
 import { nodes } from './nodes.js';
@@ -55,20 +57,6 @@ export interface ApiDeps {
   /** Serve the API over TLS with this certificate and key (TAILGATE_API_TLS); app.ts swaps it on renewal. */
   tls?: SecureContextOptions | undefined;
 }
-
-/** Error codes of `postgres` and the socket layer that mean the database cannot be reached right now. */
-const DATABASE_DOWN_CODES = new Set([
-  'CONNECTION_CLOSED',
-  'CONNECTION_ENDED',
-  'CONNECTION_DESTROYED',
-  'CONNECT_TIMEOUT',
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ENOTFOUND',
-  'ETIMEDOUT',
-  'EPIPE',
-  'ENOENT',
-]);
 
 /** A route without a body schema takes no body. */
 function takesNoBody(request: FastifyRequest): boolean {
@@ -123,6 +111,7 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   const parseJson = app.getDefaultJsonParser('error', 'error');
   app.addContentTypeParser(['application/json', 'application/x-www-form-urlencoded', 'text/plain'], { parseAs: 'string' }, (request, body: string, done) => {
     if (body.length === 0 && takesNoBody(request)) return done(null, undefined);
+    if (jsonNestedDeeperThan(body, MAX_JSON_DEPTH)) return done(new ApiError(400, 'invalid_request', `body: nested deeper than ${MAX_JSON_DEPTH} levels`), undefined);
     parseJson(request, body, done);
   });
   app.addContentTypeParser('*', (request, _payload, done) => {
@@ -161,11 +150,14 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
       const status = err.statusCode;
       return reply.code(status).send(new ApiError(status, 'invalid_request', describeFastifyClientError(err.code, err.message)).body());
     }
+    if (isUnreachable(err)) {
+      // The breaker has logged the outage once; one line per refused call would flood the log while it lasts.
+      log.debug({ err: err.message, route: request.routeOptions.url, method: request.method }, 'api request refused: database unavailable');
+      const reason = err instanceof StoreUnavailableError ? err.reason : err.code;
+      return reply.code(503).send(new ApiError(503, 'database_unavailable', `database unavailable (${reason})`).body());
+    }
     log.error({ err, route: request.routeOptions.url, method: request.method }, 'api request failed');
-    const body = DATABASE_DOWN_CODES.has(err.code)
-      ? new ApiError(503, 'database_unavailable', `database unavailable (${err.code})`)
-      : new ApiError(500, 'internal', 'internal error (see the gateway log)');
-    return reply.code(body.status).send(body.body());
+    return reply.code(500).send(new ApiError(500, 'internal', 'internal error (see the gateway log)').body());
   });
 
   app.setNotFoundHandler((request, reply) => {

@@ -6,7 +6,7 @@
 // cache (so the very next connection reads the new state), then, when the key no longer routes anywhere, the key's
 // open tunnels. Headscale is asked before the store when its answer decides what is written (approval), or when its
 // failure must leave everything as it was so the same call can be retried (purge).
-import { isIP } from 'node:net';
+import { canonicalAddress } from '../core/ip.js';
 import type { DeviceProtocol } from '../core/route.js';
 import { RegistrarError, type DeviceRegistrar } from '../headscale/types.js';
 import { hashKey, keyTag } from '../core/key.js';
@@ -18,6 +18,8 @@ import { BindingError } from './errors.js';
 export interface KeyCache {
   invalidate(keyHash: string): void;
   invalidateAll(): void;
+  /** The key's route as the database has it now (null: it routes nowhere); rejects when the database cannot answer. */
+  resolveHash(keyHash: string): Promise<object | null>;
 }
 
 /** What holds the open tunnels of each key (the tunnel registry). */
@@ -26,6 +28,8 @@ export interface TunnelCutter {
   closeKey(keyHash: string): number;
   /** closeKey() on a change notification; this gateway's own revocation of the key, if any, still counts them. */
   closeKeyOnChange(keyHash: string): number;
+  /** Hashes of the keys with tunnels open here. */
+  openKeys(): string[];
 }
 
 /** The device addresses that may be registered. */
@@ -44,6 +48,12 @@ export interface BindingDeps {
   deviceDefaults: { port: number; protocol: DeviceProtocol };
   /** Absent: no Headscale, so every registration needs an address and nothing can be purged. */
   registrar?: DeviceRegistrar | undefined;
+  /**
+   * Gets this gateway's path to a device ready for its first connection (the supervised tailscaled's warm-up). A key
+   * approved through another gateway was warmed up there only; without this, the first connection here finds the
+   * device missing or offline in this gateway's netmap and is refused.
+   */
+  warmUp?: ((ip: string) => void) | undefined;
   log: Logger;
 }
 
@@ -70,19 +80,6 @@ export interface Revocation {
   node: NodeRecord;
   tunnelsClosed: number;
   headscaleDeleted: boolean;
-}
-
-/** IPv6 in its canonical compressed lower-case form, so one device never appears under two spellings. */
-function canonicalIp(ip: string): string | null {
-  const version = isIP(ip);
-  if (version === 4) return ip;
-  if (version !== 6) return null;
-  try {
-    return new URL(`http://[${ip}]/`).hostname.slice(1, -1);
-  } catch {
-    // Zone ids (fe80::1%eth0) are valid for isIP but mean nothing on the tailnet.
-    return null;
-  }
 }
 
 /** A Headscale failure, keeping Headscale's own reason and naming the input it concerns. */
@@ -158,7 +155,7 @@ export class BindingService {
       binding = {
         keyHash,
         ip,
-        ipv6: device.ipv6 === null ? null : (canonicalIp(device.ipv6) ?? null),
+        ipv6: device.ipv6 === null ? null : (canonicalAddress(device.ipv6) ?? null),
         port,
         protocol,
         name: req.name ?? device.name,
@@ -204,11 +201,38 @@ export class BindingService {
   applyChange(change: NodeChange): void {
     this.deps.keyCache.invalidate(change.keyHash);
     if (change.op === 'delete') this.deps.tunnels.closeKeyOnChange(change.keyHash);
+    else if (change.op === 'insert' && this.deps.warmUp !== undefined) void this.warmUpNewKey(change.keyHash, this.deps.warmUp);
   }
 
-  /** Notifications may have been lost (the listener reconnected): forget every cached route. */
-  resync(): void {
+  /** Best effort: a failed lookup leaves the device's first connection to find its own way. */
+  private async warmUpNewKey(keyHash: string, warmUp: (ip: string) => void): Promise<void> {
+    try {
+      const node = await this.deps.store.findByKeyHash(keyHash);
+      if (node !== null) warmUp(node.ip);
+    } catch (err) {
+      this.log.debug({ keyPrefix: keyTag(keyHash), err: (err as Error).message }, 'cannot look up a new key to warm up its device');
+    }
+  }
+
+  /**
+   * Notifications may have been missed: forget every cached route. After the listener reconnected (an outage, say),
+   * a revocation committed meanwhile by another gateway was not heard, so every key with tunnels open here is read
+   * again and the tunnels of one that no longer routes are cut, as its notification would have done.
+   */
+  resync(reconnected = false): void {
     this.deps.keyCache.invalidateAll();
+    if (!reconnected) return;
+    for (const keyHash of this.deps.tunnels.openKeys()) {
+      this.deps.keyCache.resolveHash(keyHash).then(
+        (route) => {
+          if (route !== null) return;
+          const n = this.deps.tunnels.closeKeyOnChange(keyHash);
+          if (n > 0) this.log.info({ keyPrefix: keyTag(keyHash), tunnelsClosed: n }, 'key revoked while change notifications were not arriving; closed its tunnels');
+        },
+        // The database failed again: the next reconnection reads it again.
+        () => {},
+      );
+    }
   }
 
   /** Applies the store's change notifications until close(); a no-op for a store that has none (the embedded one). */
@@ -216,7 +240,7 @@ export class BindingService {
     if (this.stopWatching !== undefined || this.deps.store.watch === undefined) return;
     this.stopWatching = await this.deps.store.watch(
       (change) => this.applyChange(change),
-      () => this.resync(),
+      (reconnected) => this.resync(reconnected),
     );
   }
 
@@ -234,12 +258,12 @@ export class BindingService {
   }
 
   private allowedAddress(raw: string, source?: string): string {
-    const ip = canonicalIp(raw);
+    const ip = canonicalAddress(raw);
     if (ip === null) throw new BindingError('invalid-address', `ip: ${JSON.stringify(raw)} is not an IP address`);
     if (!this.deps.allowList.allows(ip)) {
       throw new BindingError(
         'address-not-allowed',
-        `ip: ${ip}${source === undefined ? '' : ` (${source})`} is outside the allowed device ranges (${this.deps.allowList.toString()}, TAILGATE_ALLOW_CIDRS)`,
+        `ip: ${ip}${ip === raw ? '' : ` (written ${JSON.stringify(raw)})`}${source === undefined ? '' : ` (${source})`} is outside the allowed device ranges (${this.deps.allowList.toString()}, TAILGATE_ALLOW_CIDRS)`,
       );
     }
     return ip;

@@ -145,3 +145,20 @@ export function formatIPv6(buf: Uint8Array, offset: number): string {
   if (bestStart < 0) return hex.join(':');
   return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
 }
+
+/**
+ * The one spelling of an IP address, so that an address is checked and stored the way it will be dialled: an IPv4
+ * dotted quad as written (the only IPv4 form accepted: no octal, hex, single-number or short forms, no leading
+ * zeros), IPv6 as RFC 5952 writes it, and an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, RFC 4291 section 2.5.5.2)
+ * as the IPv4 address it maps, as nginx's access rules read one. null for anything else, including a %zone, which
+ * names an interface of the host reading the text and no tailnet address.
+ */
+export function canonicalAddress(text: string): string | null {
+  if (!text.includes(':')) return parseIPv4(text, 0, text.length, null, 0) ? text : null;
+  if (text.includes('%')) return null;
+  const bytes = new Uint8Array(16);
+  if (!parseIPv6(text, bytes, 0)) return null;
+  let mapped = bytes[10] === 0xff && bytes[11] === 0xff;
+  for (let i = 0; mapped && i < 10; i++) mapped = bytes[i] === 0;
+  return mapped ? `${bytes[12]}.${bytes[13]}.${bytes[14]}.${bytes[15]}` : formatIPv6(bytes, 0);
+}

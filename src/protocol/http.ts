@@ -133,10 +133,76 @@ export function endToEndHeaders(raw: readonly string[], drop?: ReadonlySet<strin
   return out;
 }
 
-/** True if the header list contains `name` (lower-case). */
-export function hasHeader(raw: readonly string[], name: string): boolean {
-  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === name) return true;
+/** Why a request head is refused before anything of it is forwarded: the status and one line for the client. */
+export interface HeadProblem {
+  readonly status: 400 | 501;
+  /** The X-Tailgate-Error label. */
+  readonly tag: 'bad-request' | 'transfer-coding';
+  readonly text: string;
+}
+
+function problem(status: 400 | 501, text: string): HeadProblem {
+  return Object.freeze({ status, tag: status === 501 ? 'transfer-coding' : 'bad-request', text });
+}
+
+// Fixed answers, so a refusal allocates nothing and never repeats what the client sent.
+export const HEAD_PROBLEMS = {
+  contentLengthWithChunked: problem(400, 'Content-Length together with Transfer-Encoding'),
+  contentLengthRepeated: problem(400, 'Content-Length repeated'),
+  contentLengthInvalid: problem(400, 'Content-Length is not a decimal number'),
+  transferCoding: problem(501, 'Transfer-Encoding other than chunked is not supported'),
+  hostRepeated: problem(400, 'Host repeated'),
+  hostMissing: problem(400, 'HTTP/1.1 request without a Host header'),
+  controlCharacter: problem(400, 'control character (CR, LF, NUL or other) in a header'),
+} as const;
+
+/** A header name or value byte that may not be forwarded: controls other than HTAB, and DEL (RFC 9110 5.5). */
+function hasControl(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if ((c < 0x20 && c !== 0x09) || c === 0x7f) return true;
+  }
   return false;
+}
+
+/**
+ * The framing and header rules a forwarded request must meet, on top of what Node's parser (llhttp) enforces, so
+ * that the device and the origin read the same message boundaries we did (RFC 9112 6.1, 6.3; RFC 9110 5.5): exactly
+ * one way of framing a body, `chunked` as the only transfer coding (we re-chunk bodies, so any other coding would be
+ * dropped), one Content-Length, one Host, no control characters anywhere. llhttp refuses most of these itself; this
+ * check does not depend on which ones or on its lenient flags. `raw` as in IncomingMessage.rawHeaders.
+ */
+export function requestHeadProblem(raw: readonly string[], httpVersion: string): HeadProblem | null {
+  let contentLength = 0;
+  let transferEncoding = 0;
+  let host = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const value = raw[i + 1]!;
+    if (name.length === 0 || hasControl(name) || hasControl(value)) return HEAD_PROBLEMS.controlCharacter;
+    // Cheap length gate before the case-insensitive compares: the three names are 4, 14 and 17 characters long.
+    switch (name.length) {
+      case 4:
+        if (name.toLowerCase() === 'host') host++;
+        break;
+      case 14:
+        if (name.toLowerCase() === 'content-length') {
+          if (++contentLength > 1) return HEAD_PROBLEMS.contentLengthRepeated;
+          if (!/^[0-9]{1,15}$/.test(value.trim())) return HEAD_PROBLEMS.contentLengthInvalid;
+        }
+        break;
+      case 17:
+        if (name.toLowerCase() === 'transfer-encoding') {
+          // One header, one coding: `chunked, chunked`, `gzip, chunked` or a second header are not ours to reinterpret.
+          if (++transferEncoding > 1 || value.trim().toLowerCase() !== 'chunked') return HEAD_PROBLEMS.transferCoding;
+        }
+        break;
+    }
+  }
+  if (contentLength > 0 && transferEncoding > 0) return HEAD_PROBLEMS.contentLengthWithChunked;
+  if (host > 1) return HEAD_PROBLEMS.hostRepeated;
+  if (host === 0 && httpVersion === '1.1') return HEAD_PROBLEMS.hostMissing;
+  return null;
 }
 
 // ---- client side: CONNECT towards a device's HTTP proxy ------------------------------------------------

@@ -185,7 +185,9 @@ export class Socks5Parser {
         end = 5 + len + 2;
         if (b.length < end) return NEED_MORE;
         host = b.toString('latin1', 5, 5 + len);
-        if (!isValidTargetHost(host)) return this.fail(socksReply(SocksReply.HostUnreachable), 'domain name is not a valid host name');
+        // A name that is not a host name (CR, LF, NUL, spaces, empty) is a malformed request, which RFC 1928 has no
+        // code for: 0x01, as 0x04 would claim a lookup that never happened. It never reaches a device.
+        if (!isValidTargetHost(host)) return this.fail(socksReply(SocksReply.GeneralFailure), 'domain name is not a valid host name');
         break;
       }
       default:

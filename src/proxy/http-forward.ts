@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { DialError } from '../core/failure.js';
 import { keyTag } from '../core/key.js';
 import type { DeviceRoute } from '../core/route.js';
-import { endToEndHeaders, hasHeader, parseAbsoluteHttpUrl, parseBasicCredentials, type AbsoluteTarget } from '../protocol/http.js';
+import { endToEndHeaders, parseAbsoluteHttpUrl, parseBasicCredentials, requestHeadProblem, type AbsoluteTarget } from '../protocol/http.js';
 import type { DeviceConnector } from '../tunnel/connector.js';
 import type { ListenerContext } from '../tunnel/listener.js';
 import type { DeviceState } from '../tunnel/device-health.js';
@@ -23,8 +23,11 @@ import { AUTH_REQUIRED_TEXT, HTTP_FAILURES, KEY_STORE_TEXT, PROXY_AUTHENTICATE, 
 const FREE_SOCKET_TIMEOUT_MS = 4_000;
 /** Agents without any socket are swept once there are more than this many. */
 const AGENT_SWEEP_THRESHOLD = 256;
-/** Expect was answered by us (100 Continue after the key check), so it is not forwarded. */
-const DROP_REQUEST = new Set(['expect']);
+/**
+ * Expect was answered by us (100 Continue after the key check), so it is not forwarded. Host is replaced by the
+ * request target's authority (RFC 9112 3.2.2), so the device and the origin cannot be told two different hosts.
+ */
+const DROP_REQUEST = new Set(['expect', 'host']);
 const BODYLESS_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE', 'TRACE']);
 
 type ConnectionCallback = (err: Error | null, stream: Duplex) => void;
@@ -82,7 +85,10 @@ const kInflight = Symbol('tailgate.inflight');
 // requests in turn, each request's from where the one before it stopped (a refused one's are skipped).
 const kUsageRead = Symbol('tailgate.usageRead');
 const kUsageWritten = Symbol('tailgate.usageWritten');
-type ClientSocket = Socket & { [kInflight]?: number; [kUsageRead]?: number; [kUsageWritten]?: number };
+// Set once an answer with Connection: close is written: requests the client pipelined behind it were parsed (and
+// emitted) by Node already, but must not be served (RFC 9112 9.6), least of all after a head whose framing is in doubt.
+const kClosing = Symbol('tailgate.closing');
+type ClientSocket = Socket & { [kInflight]?: number; [kUsageRead]?: number; [kUsageWritten]?: number; [kClosing]?: boolean };
 
 /** The client connection's bytes so far are no request's (a refused request): usage starts after them. */
 function skipUsage(res: ServerResponse): void {
@@ -99,6 +105,7 @@ function sendError(res: ServerResponse, status: number, tag: string, text: strin
     res.destroy();
     return;
   }
+  if (closeConnection) (res.req.socket as ClientSocket)[kClosing] = true;
   const body = `${text}\n`;
   res.writeHead(status, {
     'Content-Type': 'text/plain; charset=utf-8',
@@ -172,6 +179,17 @@ export class Forwarder {
 
   private async authorize(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): Promise<void> {
     const { ctx } = this;
+    if ((req.socket as ClientSocket)[kClosing] === true) {
+      res.destroy();
+      return;
+    }
+    // Framing the device might read differently from us is refused before anything else, and the connection closed:
+    // after such a head we cannot know where the next request would start.
+    const head = requestHeadProblem(req.rawHeaders, req.httpVersion);
+    if (head !== null) {
+      refuse(res, head.status, head.tag, head.text, true);
+      return;
+    }
     const hasBody = requestHasBody(req);
     const url = req.url ?? '';
     const parsed = parseAbsoluteHttpUrl(url);
@@ -181,13 +199,15 @@ export class Forwarder {
         : /^https:\/\//i.test(url)
           ? 'only http:// URLs can be forwarded; use CONNECT for https'
           : 'request target is not a usable http:// URL';
-      refuse(res, 400, 'bad-request', text, hasBody);
+      refuse(res, 400, 'bad-request', text, true);
       return;
     }
     const creds = parseBasicCredentials(req.headers['proxy-authorization']) ?? NO_CREDENTIALS;
-    const auth = await this.pipeline.authenticate(ctx, creds.username, creds.password);
+    const auth = await this.pipeline.authenticate(ctx, creds.username, creds.password, req.socket.remoteAddress);
     if (!auth.ok) {
-      if (auth.storeDown) refuse(res, 503, 'key-store', KEY_STORE_TEXT, hasBody);
+      // A throttled address's connection is closed: it has nothing more to try on it for the cool-down.
+      if (auth.throttled !== undefined) refuse(res, REFUSAL_STATUS, auth.throttled.reason, auth.throttled.text, true, refusalHeaders(auth.throttled));
+      else if (auth.storeDown) refuse(res, 503, 'key-store', KEY_STORE_TEXT, hasBody);
       else if (auth.parameter === undefined) refuse(res, 407, 'auth', AUTH_REQUIRED_TEXT, hasBody, { 'Proxy-Authenticate': PROXY_AUTHENTICATE });
       else refuse(res, 407, 'user-parameter', auth.parameter, hasBody, userParameterHeaders(auth.parameter));
       return;
@@ -205,8 +225,9 @@ export class Forwarder {
       refuse(res, f.status, route.reason, f.text, hasBody);
       return;
     }
-    if (res.destroyed) {
+    if (res.destroyed || (req.socket as ClientSocket)[kClosing] === true) {
       this.pipeline.release(auth.route);
+      if (!res.destroyed) res.destroy();
       return;
     }
     if (expectsContinue) res.writeContinue();
@@ -301,7 +322,7 @@ class Forward implements UsageMeter {
     if (!fresh && !forwarder.mayReuse(route)) fresh = true;
     const viaHttpDevice = route.protocol === 'http';
     const headers = endToEndHeaders(req.rawHeaders, DROP_REQUEST);
-    if (!hasHeader(headers, 'host')) headers.push('Host', parsed.authority);
+    headers.push('Host', parsed.authority);
     if (req.headers['transfer-encoding'] !== undefined) headers.push('Transfer-Encoding', 'chunked');
     const connector = forwarder.pipeline.connector;
     const options: http.RequestOptions = {

@@ -9,6 +9,7 @@ import type { DialError } from '../core/failure.js';
 import { parseAuthority, parseBasicCredentials } from '../protocol/http.js';
 import type { ListenerContext } from '../tunnel/listener.js';
 import type { TunnelAnswers, TunnelPipeline } from '../tunnel/pipeline.js';
+import { isAcceptError } from './accept-guard.js';
 import type { ProxyDeps } from './deps.js';
 import { PROXY_USER_REFUSAL_DETAILS } from '../protocol/proxy-user.js';
 import { AUTH_REQUIRED_TEXT, HTTP_FAILURES, KEY_STORE_TEXT, PROXY_AUTHENTICATE, REFUSAL_STATUS, refusalHeaders, userParameterHeaders } from './failures.js';
@@ -67,14 +68,35 @@ async function handleConnect(ctx: ListenerContext, pipeline: TunnelPipeline, req
     return;
   }
   const creds = parseBasicCredentials(req.headers['proxy-authorization']) ?? NO_CREDENTIALS;
-  const auth = await pipeline.authenticate(ctx, creds.username, creds.password);
+  const auth = await pipeline.authenticate(ctx, creds.username, creds.password, socket.remoteAddress);
   if (!auth.ok) {
+    if (auth.throttled !== undefined) {
+      CONNECT_ANSWERS.refused(socket, auth.throttled);
+      return;
+    }
     answerAndClose(socket, auth.storeDown ? KEY_STORE_UNAVAILABLE : auth.parameter === undefined ? AUTH_REQUIRED : PARAMETER_REFUSED.get(auth.parameter)!);
     return;
   }
   if (socket.destroyed) return;
   await pipeline.connect(ctx, CONNECT_ANSWERS, socket, socket, auth, target, head.length > 0 ? head : null);
 }
+
+const MALFORMED = rawErrorResponse(400, 'bad-request', 'malformed HTTP request');
+/**
+ * What Node's parser (llhttp) refuses before a request reaches us, answered in our words rather than its messages,
+ * which change between Node versions. Probed with raw bytes on Node 20 (test/hostile-http.test.ts pins each one).
+ */
+const PARSE_ERRORS = new Map(
+  Object.entries({
+    HPE_INVALID_TRANSFER_ENCODING: 'invalid Transfer-Encoding, or Transfer-Encoding together with Content-Length',
+    HPE_INVALID_CONTENT_LENGTH: 'invalid Content-Length, or Content-Length together with Transfer-Encoding',
+    HPE_UNEXPECTED_CONTENT_LENGTH: 'Content-Length repeated',
+    HPE_INVALID_HEADER_TOKEN: 'invalid character or folded line (obs-fold) in a header',
+    HPE_CR_EXPECTED: 'a line ended in LF without CR',
+    HPE_LF_EXPECTED: 'a CR not followed by LF',
+    HPE_INVALID_URL: 'invalid character in the request target',
+  }).map(([code, text]) => [code, rawErrorResponse(400, 'bad-request', `malformed HTTP request: ${text}`)]),
+);
 
 function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
   // Same care as Node's default handler: never write into the middle of a response already on the wire.
@@ -92,7 +114,7 @@ function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
       response = rawErrorResponse(408, 'handshake-timeout', 'request head not received in time');
       break;
     default:
-      response = rawErrorResponse(400, 'bad-request', 'malformed HTTP request');
+      response = PARSE_ERRORS.get(err.code ?? '') ?? MALFORMED;
   }
   answerAndClose(socket, response);
 }
@@ -105,6 +127,8 @@ function httpServerOptions(deps: ProxyDeps): http.ServerOptions {
     // headersTimeout is the handshake timeout; requestTimeout would cap whole uploads, so it is off.
     headersTimeout: handshakeMs,
     requestTimeout: 0,
+    // Node would answer a missing Host itself, in its own words; the forwarder does (protocol/http.ts).
+    requireHostHeader: false,
     // How often Node checks headersTimeout: fine enough that the timeout is honoured within ~10%.
     connectionsCheckingInterval: Math.min(1000, Math.max(25, Math.floor(handshakeMs / 10))),
     noDelay: true,
@@ -154,6 +178,9 @@ function serveHttpProxy(server: http.Server, deps: ProxyDeps, listener: 'http' |
   });
   server.on('clientError', onClientError);
   server.on('close', () => forwarder.close());
-  server.on('error', (err) => deps.log.error({ err, listener }, 'http proxy listener error'));
+  // Accept failures are the accept guard's (counted, logged once per burst); anything else is logged here.
+  server.on('error', (err) => {
+    if (!isAcceptError(err)) deps.log.error({ err, listener }, 'http proxy listener error');
+  });
   return server;
 }

@@ -6,6 +6,7 @@ import type { Target } from '../core/target.js';
 import { AUTH_FAILED, AUTH_OK, SocksReply, Socks5Parser, socksReply, type SocksReplyCode } from '../protocol/socks5.js';
 import type { ListenerContext } from '../tunnel/listener.js';
 import type { Authenticated, TunnelAnswers, TunnelPipeline } from '../tunnel/pipeline.js';
+import { isAcceptError } from './accept-guard.js';
 import type { ProxyDeps } from './deps.js';
 import { SOCKS_FAILURES, SOCKS_REFUSED } from './failures.js';
 import { allowHalfOpenAfterHandshake, answerAndClose, dropTlsClient } from './sockets.js';
@@ -80,7 +81,8 @@ class SocksSession {
   }
 
   private async checkCredentials(username: Buffer, password: Buffer): Promise<void> {
-    const auth = await this.pipeline.authenticate(this.ctx, username, password);
+    // A throttled address gets the same RFC 1929 failure as wrong credentials: SOCKS5 has no way to say more.
+    const auth = await this.pipeline.authenticate(this.ctx, username, password, this.socket.remoteAddress);
     if (this.socket.destroyed) return;
     if (auth.ok) {
       this.auth = auth;
@@ -165,10 +167,17 @@ function socksSessions(deps: ProxyDeps, listener: 'socks5' | 'socks5-tls'): (soc
   };
 }
 
+/** Accept failures are the accept guard's (counted, logged once per burst); anything else is logged here. */
+function onListenerError(server: net.Server, deps: ProxyDeps, listener: 'socks5' | 'socks5-tls'): void {
+  server.on('error', (err) => {
+    if (!isAcceptError(err)) deps.log.error({ err, listener }, 'socks5 listener error');
+  });
+}
+
 export function createSocksServer(deps: ProxyDeps): net.Server {
   // allowHalfOpen: a client's FIN must end only its direction of the tunnel.
   const server = net.createServer({ allowHalfOpen: true, noDelay: true }, socksSessions(deps, 'socks5'));
-  server.on('error', (err) => deps.log.error({ err }, 'socks5 listener error'));
+  onListenerError(server, deps, 'socks5');
   return server;
 }
 
@@ -184,6 +193,6 @@ export function createSocksTlsServer(deps: ProxyDeps, secure: SecureContextOptio
     sessions(socket);
   });
   server.on('tlsClientError', dropTlsClient);
-  server.on('error', (err) => deps.log.error({ err }, 'socks5-tls listener error'));
+  onListenerError(server, deps, 'socks5-tls');
   return server;
 }

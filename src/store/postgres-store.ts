@@ -660,7 +660,15 @@ export class NotifyingSqlNodeStore extends SqlNodeStore {
     super(sql);
   }
 
-  async watch(onChange: (change: NodeChange) => void, onResync: () => void): Promise<() => Promise<void>> {
+  /** Set while watching: replaces the listener now (after an outage, rather than at the next heartbeat). */
+  private relisten: (() => void) | undefined;
+
+  /** The database is reachable again after an outage: listen on a new connection, and resync once it listens. */
+  checkListener(): void {
+    this.relisten?.();
+  }
+
+  async watch(onChange: (change: NodeChange) => void, onResync: (reconnected: boolean) => void): Promise<() => Promise<void>> {
     let listener: Sql | undefined;
     // The nonce of our last heartbeat while it has not come back through the listener.
     let outstanding: string | undefined;
@@ -675,7 +683,7 @@ export class NotifyingSqlNodeStore extends SqlNodeStore {
         return;
       }
       if (kind === 'RESYNC') {
-        onResync();
+        onResync(false);
         return;
       }
       const op = CHANGE_OPS[kind];
@@ -684,10 +692,11 @@ export class NotifyingSqlNodeStore extends SqlNodeStore {
     // `postgres` re-listens by itself when the listening connection drops, calling onlisten again (we resync
     // then). If the database refuses it at that moment it gives the listener up without a word, and its
     // bookkeeping is then not to be trusted: the heartbeat notices, and replaces the whole client.
+    const onListen = () => onResync(true);
     const subscribe = async () => {
       const client = this.connectListener();
       try {
-        await client.listen(NODES_CHANNEL, onNotify, onResync);
+        await client.listen(NODES_CHANNEL, onNotify, onListen);
       } catch (err) {
         await client.end({ timeout: 0 }).catch(() => {});
         throw err;
@@ -720,8 +729,30 @@ export class NotifyingSqlNodeStore extends SqlNodeStore {
         .finally(() => (busy = false));
     }, this.heartbeatMs);
     timer.unref();
+    let retry: NodeJS.Timeout | undefined;
+    this.relisten = () => {
+      clearTimeout(retry);
+      if (busy) {
+        retry = setTimeout(() => this.relisten?.(), 200);
+        retry.unref();
+        return;
+      }
+      busy = true;
+      outstanding = undefined;
+      replace()
+        .then(() => this.log.info('listening for database change notifications again'))
+        .catch((err: Error) => {
+          // The database went away again: try each second rather than wait for the heartbeat.
+          this.log.debug({ err: err.message }, 'could not listen for change notifications again; retrying');
+          retry = setTimeout(() => this.relisten?.(), 1_000);
+          retry.unref();
+        })
+        .finally(() => (busy = false));
+    };
 
     return async () => {
+      this.relisten = undefined;
+      clearTimeout(retry);
       clearInterval(timer);
       const last = listener;
       listener = undefined;

@@ -54,11 +54,12 @@ export interface NodeStore {
   /**
    * Follows binding changes committed by anyone on this database (other gateways included): onChange for
    * each changed key, onResync whenever notifications may have been missed (at every (re)connection of the
-   * listener) or a device or pool changed while pools exist (any route may depend on one), so the caller can drop
-   * everything it cached. Resolves to a function that stops watching.
+   * listener: `reconnected`, and changes committed meanwhile were not seen) or a device or pool changed while pools
+   * exist (any route may depend on one), so the caller can drop everything it cached. Resolves to a function that
+   * stops watching.
    * Absent when the database cannot deliver notifications (the embedded one, which has a single writer).
    */
-  watch?(onChange: (change: NodeChange) => void, onResync: () => void): Promise<() => Promise<void>>;
+  watch?(onChange: (change: NodeChange) => void, onResync: (reconnected: boolean) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 

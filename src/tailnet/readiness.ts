@@ -50,14 +50,14 @@ export async function warmUp(deps: WarmUpDeps, ip: string, timeoutMs: number, si
   return false;
 }
 
-/** Warms up `ips`, WARM_UP_CONCURRENCY at a time, each within `budgetMs`; resolves with how many answered. */
-export async function warmUpAll(deps: WarmUpDeps, ips: string[], budgetMs: number, signal: AbortSignal): Promise<number> {
+/** Warms up `ips` with `one`, WARM_UP_CONCURRENCY at a time; resolves with how many answered. */
+export async function warmUpAll(ips: string[], one: (ip: string) => Promise<boolean>, signal: AbortSignal): Promise<number> {
   let warmed = 0;
   let next = 0;
   const worker = async () => {
     while (next < ips.length && !signal.aborted) {
       const ip = ips[next++]!;
-      if (await warmUp(deps, ip, budgetMs, signal)) warmed++;
+      if (await one(ip)) warmed++;
     }
   };
   await Promise.all(Array.from({ length: Math.min(WARM_UP_CONCURRENCY, ips.length) }, worker));

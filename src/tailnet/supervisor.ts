@@ -29,7 +29,7 @@ import { LocalApiClient, type LocalStatus } from './localapi.js';
 import { warmUp, warmUpAll, type WarmUpDeps } from './readiness.js';
 import { StatusView } from './status-view.js';
 import { localApiOf, type TailscaledApi } from './tailscaled-api.js';
-import { freeLoopbackPort, killTailscaled, spawnTailscaled, stopTailscaled, tailscaledArgs, type LaunchTailscaled } from './tailscaled-process.js';
+import { freeLoopbackPort, killTailscaled, spawnTailscaled, stopLeftoverTailscaleds, stopTailscaled, tailscaledArgs, type LaunchTailscaled } from './tailscaled-process.js';
 import type { PeerCheck, PeerLink, TailnetState, TailnetView } from './types.js';
 
 export interface SupervisorOptions {
@@ -83,6 +83,9 @@ export class TailscaledSupervisor implements TailnetView {
   private registeredDevices: (() => Promise<string[]>) | undefined;
   private runs = 0;
   private lastRejoinAt = -Infinity;
+  /** Warm-ups of single devices in progress, by tailnet IP. */
+  private readonly warmUps = new Map<string, Promise<boolean>>();
+  private pendingAnswer: Promise<boolean> | undefined;
 
   constructor(
     private readonly cfg: TailnetConfig,
@@ -176,7 +179,32 @@ export class TailscaledSupervisor implements TailnetView {
    * did not show up or answer within the time.
    */
   warmUp(ip: string, timeoutMs = 10_000): Promise<boolean> {
-    return warmUp(this.warmUpDeps(undefined), ip, timeoutMs, this.lifetime.signal);
+    return this.tracked(ip, () => warmUp(this.warmUpDeps(undefined), ip, timeoutMs, this.lifetime.signal));
+  }
+
+  /** One warm-up per device at a time, visible to connections through warming() while it runs. */
+  private tracked(ip: string, start: () => Promise<boolean>): Promise<boolean> {
+    let pending = this.warmUps.get(ip);
+    if (pending === undefined) {
+      pending = start().finally(() => this.warmUps.delete(ip));
+      this.warmUps.set(ip, pending);
+    }
+    return pending;
+  }
+
+  answers(timeoutMs: number): Promise<boolean> {
+    this.pendingAnswer ??= this.api
+      .status(timeoutMs, this.lifetime.signal)
+      .then(
+        () => true,
+        () => false,
+      )
+      .finally(() => (this.pendingAnswer = undefined));
+    return this.pendingAnswer;
+  }
+
+  warming(ip: string): Promise<boolean> | undefined {
+    return this.warmUps.size === 0 ? undefined : this.warmUps.get(ip);
   }
 
   /** Starts tailscaled and resolves once it is Running; rejects (after stopping it) if that takes longer than TS_UP_TIMEOUT_MS. */
@@ -185,6 +213,7 @@ export class TailscaledSupervisor implements TailnetView {
     await mkdir(path.dirname(this.cfg.socket), { recursive: true, mode: 0o700 });
     if (this.usesSocks && this.socksPortValue === 0) this.socksPortValue = await freeLoopbackPort();
     try {
+      await stopLeftoverTailscaleds(this.cfg.socket, this.stopGraceMs, this.log);
       await this.bringUp(this.spawn(0));
     } catch (err) {
       await this.stop();
@@ -287,7 +316,8 @@ export class TailscaledSupervisor implements TailnetView {
     const online = [...new Set(ips)].filter((ip) => this.view.peerOnline(ip) === true);
     this.dispatch({ type: 'devicesListed', run, online: online.length });
     const budget = Math.max(1_000, this.cfg.readyTimeoutMs - (this.clock.now() - started));
-    const warmed = await warmUpAll(this.warmUpDeps(run), online, budget, run.signal);
+    const deps = this.warmUpDeps(run);
+    const warmed = await warmUpAll(online, (ip) => this.tracked(ip, () => warmUp(deps, ip, budget, run.signal)), run.signal);
     if (this.dispatch({ type: 'warmedUp', run })) {
       this.log.info({ registered: ips.length, online: online.length, warmed, ms: Math.round(this.clock.now() - started) }, 'tailnet ready: netmap from control, registered devices warmed up');
     }

@@ -1,7 +1,10 @@
 // The tailscaled child process: its command line, an environment without our secrets, its output in our log with
 // keys masked, and a clean stop.
 import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { createInterface } from 'node:readline';
 import type { TailnetConfig } from './types.js';
 import type { Logger } from '../log.js';
@@ -124,4 +127,68 @@ export async function stopTailscaled(proc: TailscaledProcess, graceMs: number, c
 export function killTailscaled(proc: TailscaledProcess): Promise<ExitStatus> {
   if (proc.alive) proc.kill('SIGKILL');
   return proc.exited;
+}
+
+/**
+ * tailscaled processes started with our LocalAPI socket, found through /proc (none elsewhere). At start there should
+ * be none: one found was left running by a tailgate that was killed outright (SIGKILL, the OOM killer). tailscaled
+ * ignores SIGPIPE and nothing else tells it its parent is gone, so it keeps the socket; a new tailscaled on that
+ * socket then exits at once ("address already in use") while the old one answers the LocalAPI in its place.
+ */
+export function tailscaledsOnSocket(socket: string): number[] {
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  const flag = `--socket=${socket}`;
+  const pids: number[] = [];
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      if (argv.includes(flag) && path.basename(argv[0] ?? '').startsWith('tailscaled')) pids.push(Number(entry));
+    } catch {
+      // exited meanwhile, or not ours to read
+    }
+  }
+  return pids;
+}
+
+/** Alive and not a zombie (a zombie has exited; its parent has not reaped it yet). */
+function processAlive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/** Stops the tailscaleds a killed tailgate left on our socket: SIGTERM, SIGKILL after `graceMs`. */
+export async function stopLeftoverTailscaleds(socket: string, graceMs: number, log: Logger): Promise<void> {
+  const pids = tailscaledsOnSocket(socket);
+  if (pids.length === 0) return;
+  log.warn({ pids, socket }, 'a tailscaled left running by an earlier tailgate holds our LocalAPI socket; stopping it');
+  const signalAll = (signal: NodeJS.Signals) => {
+    for (const pid of pids) {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        // already gone
+      }
+    }
+  };
+  // Real time, whatever the supervisor's clock: these are real processes.
+  const gone = async (withinMs: number) => {
+    for (const deadline = Date.now() + withinMs; Date.now() < deadline; await delay(50)) {
+      if (!pids.some(processAlive)) return true;
+    }
+    return !pids.some(processAlive);
+  };
+  signalAll('SIGTERM');
+  if (await gone(graceMs)) return;
+  log.warn({ pids, graceMs }, 'the left-over tailscaled ignored SIGTERM, killing it');
+  signalAll('SIGKILL');
+  if (!(await gone(2_000))) throw new Error(`a tailscaled left running earlier (pid ${pids.join(', ')}) holds ${socket} and cannot be stopped`);
 }

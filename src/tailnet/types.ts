@@ -90,4 +90,20 @@ export interface TailnetView {
    * netmap, in which a registered device can be missing.
    */
   controlSync?(timeoutMs: number): Promise<void> | null;
+  /**
+   * Gets the path to a device ready for its first connection (waits until it is online in our netmap, then pings it);
+   * one warm-up per device at a time. Best effort: false if it did not show up or answer within `timeoutMs`.
+   */
+  warmUp?(ip: string, timeoutMs?: number): Promise<boolean>;
+  /**
+   * Whether tailscaled answers a status read now: a fresh read (concurrent callers share it), never the snapshot. For a
+   * connection that broke under us, to tell tailscaled dying from the device failing before the exit is noticed.
+   */
+  answers?(timeoutMs: number): Promise<boolean>;
+  /**
+   * The warm-up of this device in progress, if any (after approval, or after tailscaled restarted): a connection waits
+   * for it rather than dial into a WireGuard handshake that may be lost, or be refused while the device is not yet
+   * online in our netmap.
+   */
+  warming?(ip: string): Promise<boolean> | undefined;
 }

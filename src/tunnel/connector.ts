@@ -10,7 +10,7 @@
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Dialer } from '../core/dialer.js';
-import { asDialError, DialError } from '../core/failure.js';
+import { asDialError, DialError, type FailureReason } from '../core/failure.js';
 import type { DeviceRoute } from '../core/route.js';
 import type { Target } from '../core/target.js';
 import { park, runHandshake } from '../protocol/handshake.js';
@@ -85,6 +85,19 @@ class DeviceHandshake implements ConnectLayer {
   }
 }
 
+/** Resolves when `promise` settles or after `ms`, whichever is first; never rejects. */
+function settledWithin(promise: Promise<unknown>, ms: number): Promise<void> {
+  if (ms <= 0) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    promise.then(done, done);
+  });
+}
+
 function offlineError(ip: string, check: PeerCheck | undefined, detail = ''): DialError {
   const seen = check?.lastSeen === undefined ? '' : ` (last seen by control at ${check.lastSeen})`;
   return new DialError('offline', `device ${ip} is offline${seen}${detail}`);
@@ -104,6 +117,16 @@ class OfflineRecheck implements ConnectLayer {
 
   async connect(attempt: Attempt): Promise<Socket> {
     const ip = attempt.route.ip;
+    // A device just bound (here or on another gateway on the same database) is missing or offline in our netmap for a
+    // moment, and after tailscaled restarted the first WireGuard handshake with a device can be lost (retried 5 s
+    // later, while the dial's TCP SYNs back off to 1, 3, 7 s): its warm-up ends when the path works, so wait for it,
+    // within the dial's budget, rather than refuse or dial into the lost handshake.
+    const warming = this.view.warming?.(ip);
+    if (warming !== undefined) {
+      const started = performance.now();
+      await settledWithin(warming, Math.min(attempt.dialBudgetMs, msLeft(attempt)));
+      attempt.dialBudgetMs -= Math.ceil(performance.now() - started);
+    }
     if (this.view.peerOnline(ip) !== false) return this.next.connect(attempt);
     let check: PeerCheck | undefined;
     try {
@@ -140,9 +163,30 @@ class TailnetGate implements ConnectLayer {
       await sync;
       if (msLeft(attempt) <= 0) throw new DialError('timeout', `${attempt.route.ip}: connect timeout used up waiting for tailscaled's netmap from control after its start`);
     }
-    return this.next.connect(attempt);
+    try {
+      return await this.next.connect(attempt);
+    } catch (err) {
+      throw BROKEN_BY_TAILSCALED.has((err as DialError).reason) ? await this.blameTailscaled(err as DialError, attempt) : err;
+    }
+  }
+
+  /**
+   * A connection through tailscaled that broke (reset, or closed mid-answer) may have been broken by tailscaled dying
+   * under it, which the supervisor can learn a moment after the socket does: if tailscaled is down, or does not
+   * answer a status read now, the tailnet is down, not the device.
+   */
+  private async blameTailscaled(err: DialError, attempt: Attempt): Promise<DialError> {
+    let why = this.view.unavailableReason();
+    if (why === null && this.view.answers !== undefined) {
+      const answering = await this.view.answers(Math.max(200, Math.min(RECHECK_MS, msLeft(attempt))));
+      why = this.view.unavailableReason() ?? (answering ? null : 'tailscaled is not answering');
+    }
+    return why === null ? err : new DialError('network-down', `tailnet went down during the connection: ${why} (${err.message})`);
   }
 }
+
+/** What a connection through tailscaled sees when tailscaled dies under it. */
+const BROKEN_BY_TAILSCALED: ReadonlySet<FailureReason> = new Set(['error', 'protocol']);
 
 export class DeviceConnector {
   private readonly chain: ConnectLayer;

@@ -36,6 +36,7 @@ const UNKNOWN: Promise<KeyRoute | null> = Promise.resolve(null);
 // lru-cache's get() allocates an options object per call when none is passed (it only ever writes an
 // optional diagnostics status into it, so one shared object serves every hit).
 const GET_OPTIONS = {};
+const STALE_OPTIONS = { allowStale: true };
 // Re-reading after an invalidation cannot loop for long in practice; the bound just makes that certain.
 const MAX_STALE_RETRIES = 3;
 
@@ -89,7 +90,15 @@ export class KeyResolver implements RouteResolver {
     // hit. Only the real clock can be cached that way: any other clock is read on every check, or a check right
     // after moving it would still see the time before.
     const ttlResolution = clock === performance ? 1 : 0;
-    this.cache = new LRUCache({ max: opts.max, ttl: Math.max(opts.positiveTtlMs, opts.negativeTtlMs, 1), ttlResolution, perf: clock });
+    // Expired entries stay until a lookup replaces them or the LRU pushes them out, so that a known key whose lookup fails
+    // keeps its last route while the database is down (see lookup()).
+    this.cache = new LRUCache({
+      max: opts.max,
+      ttl: Math.max(opts.positiveTtlMs, opts.negativeTtlMs, 1),
+      ttlResolution,
+      perf: clock,
+      noDeleteOnStaleGet: true,
+    });
   }
 
   /** The key's route, or null for a key that is not registered. Rejects when the database cannot answer. */
@@ -168,8 +177,12 @@ export class KeyResolver implements RouteResolver {
         return this.remember(keyHash, route);
       },
       (err: unknown) => {
-        // Errors are not cached: the next connection asks again.
+        // Errors are not cached: the next connection asks again. A key that routed before keeps routing the way it
+        // did (stale if error): the database being down must not cut customers off whose keys were known, and no
+        // revocation can be committed while it is down. An unknown key still fails, and is answered 503.
         if (this.inflight.get(keyHash) === flight) this.inflight.delete(keyHash);
+        const stale = flight.stale ? undefined : this.cache.get(keyHash, STALE_OPTIONS);
+        if (stale !== undefined && stale !== UNKNOWN) return stale;
         throw err;
       },
     );

@@ -29,6 +29,7 @@ export class ListenerContext {
   readonly bytesDown;
   readonly setupSeconds;
   readonly authFailures;
+  readonly authThrottled;
   readonly debug: boolean;
 
   constructor(
@@ -42,6 +43,7 @@ export class ListenerContext {
     this.bytesDown = m.bytes.labels(listener, 'downstream');
     this.setupSeconds = m.setupSeconds.labels(listener);
     this.authFailures = m.authFailures.labels(listener);
+    this.authThrottled = m.authThrottled.labels(listener);
     this.debug = parts.log.isLevelEnabled('debug');
   }
 

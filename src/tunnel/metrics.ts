@@ -21,6 +21,18 @@ export class Metrics {
     registers: [this.registry],
   });
   readonly authFailures = new Counter({ name: 'tailgate_auth_failures_total', help: 'Rejected proxy credentials', labelNames: ['listener'] as const, registers: [this.registry] });
+  readonly authThrottled = new Counter({
+    name: 'tailgate_auth_throttled_total',
+    help: 'Proxy authentications refused without a lookup: the client address failed too often (TAILGATE_AUTH_FAILURES_PER_MINUTE)',
+    labelNames: ['listener'] as const,
+    registers: [this.registry],
+  });
+  readonly acceptErrors = new Counter({
+    name: 'tailgate_accept_errors_total',
+    help: 'Client connections a proxy listener could not take: code fd_budget = over its share of the descriptor limit, paused = during the pause after an accept error (both closed at once), else the errno of a failed accept',
+    labelNames: ['listener', 'code'] as const,
+    registers: [this.registry],
+  });
   readonly failovers = new Counter({ name: 'tailgate_failovers_total', help: 'Connections moved to another device of their key after a device-level failure', registers: [this.registry] });
   readonly limitRefusals = new Counter({
     name: 'tailgate_limit_refusals_total',

@@ -12,7 +12,9 @@ import { isPoolRoute, type KeyRoute, type RoutedDevice, type PoolRoute, type Rou
 import { failureScope, type DeviceState, type FailureScope } from './device-health.js';
 import { fitsFilters, MAX_FAILOVERS, type DeviceSelector, type Selection } from './select.js';
 import type { Target } from '../core/target.js';
+import { StoreUnavailableError } from '../store/breaker.js';
 import { authenticate } from './auth.js';
+import { throttleUnit, type AuthThrottle } from './auth-throttle.js';
 import type { DeviceConnector } from './connector.js';
 import { ListenerContext, type ListenerParts } from './listener.js';
 import type { ListenerName } from './metrics.js';
@@ -37,6 +39,8 @@ export interface PipelineDeps extends ListenerParts {
   admission?: readonly AdmissionPolicy[];
   /** Chooses a pool key's device per connection (with `board`); absent: pool keys are not routed. */
   selector?: DeviceSelector | undefined;
+  /** Limits credential failures per client address; absent: not limited (TAILGATE_AUTH_FAILURES_PER_MINUTE=0). */
+  authThrottle?: AuthThrottle | undefined;
 }
 
 /** A connection's key, and what its user name asked for beyond the key. */
@@ -51,8 +55,9 @@ export type Authentication =
   /**
    * `storeDown`: the key could not be looked up (not the client's fault); otherwise the credentials are wrong, and
    * `parameter` (a fixed text naming the parameter) says when it was the user name's parameters that were.
+   * `throttled`: the client's address failed too often and is cooling down; nothing was checked or looked up.
    */
-  | { ok: false; storeDown: boolean; parameter: string | undefined };
+  | { ok: false; storeDown: boolean; parameter: string | undefined; throttled?: Refusal };
 
 const WRONG_CREDENTIALS: Authentication = Object.freeze({ ok: false, storeDown: false, parameter: undefined });
 const STORE_DOWN: Authentication = Object.freeze({ ok: false, storeDown: true, parameter: undefined });
@@ -86,15 +91,33 @@ export class TunnelPipeline {
     return new ListenerContext(this.deps, name);
   }
 
-  /** Stage 1. Wrong credentials are counted; a key store failure is logged. */
-  async authenticate(ctx: ListenerContext, username: Buffer, password: Buffer): Promise<Authentication> {
+  /**
+   * Stage 1. Wrong credentials are counted; a key store failure is logged. `address`: the client's, for the
+   * brute-force throttle, which refuses an address cooling down before anything else happens.
+   */
+  async authenticate(ctx: ListenerContext, username: Buffer, password: Buffer, address: string | undefined): Promise<Authentication> {
+    const throttle = this.deps.authThrottle;
+    const unit = throttle === undefined || address === undefined ? undefined : throttleUnit(address);
+    if (unit !== undefined) {
+      const throttled = throttle!.refusal(unit);
+      if (throttled !== null) {
+        ctx.authThrottled.inc();
+        return { ok: false, storeDown: false, parameter: undefined, throttled };
+      }
+    }
     const outcome = await authenticate(this.deps.resolver, username, password);
     if (outcome.ok) return outcome;
     if (outcome.error) {
-      this.deps.log.error({ err: outcome.cause, listener: ctx.listener }, 'key lookup failed');
+      // While the database is known to be down the breaker has said so once; a line per refused client would let
+      // anyone flood the log with made-up keys.
+      if (outcome.cause instanceof StoreUnavailableError) this.deps.log.debug({ err: outcome.cause.message, listener: ctx.listener }, 'key lookup refused: database unavailable');
+      else this.deps.log.error({ err: outcome.cause, listener: ctx.listener }, 'key lookup failed');
       return STORE_DOWN;
     }
     ctx.authFailures.inc();
+    // A request without credentials is not a guess (browsers send one before answering the 407 challenge), and
+    // refused parameters are judged without a lookup and tell nothing about the key: neither counts towards the limit.
+    if (unit !== undefined && outcome.parameter === undefined && (username.length > 0 || password.length > 0)) throttle!.failed(unit);
     if (outcome.parameter === undefined) return WRONG_CREDENTIALS;
     this.deps.log.info({ listener: ctx.listener, reason: 'user-parameter', detail: outcome.parameter }, 'user name parameters refused');
     return { ok: false, storeDown: false, parameter: outcome.parameter };

@@ -36,6 +36,11 @@ export class TunnelRegistry {
     return this.byKey.has(keyHash);
   }
 
+  /** Hashes of the keys with tunnels (or forwarded requests) open. */
+  openKeys(): string[] {
+    return [...this.byKey.keys()];
+  }
+
   /** The key's open client sockets. */
   of(keyHash: string): Iterable<Socket> {
     return this.byKey.get(keyHash) ?? [];

@@ -63,3 +63,29 @@ export function defineNetnsRun(testFile: string, name: string, timeoutMs: number
   });
   return false;
 }
+
+/**
+ * `step(name, fn)` defines a test of a scene file; on the file's first failure (a step's, or whatever calls diagnose())
+ * it prints what `diagnostics` gathers, the scene's view of every node and the end of every log, before the failure.
+ */
+export function sceneSteps(diagnostics: () => Promise<string> | undefined): { step(name: string, fn: () => Promise<void> | void): void; diagnose(): Promise<void> } {
+  let diagnosed = false;
+  const diagnose = async () => {
+    if (diagnosed) return;
+    const gathering = diagnostics();
+    if (gathering === undefined) return;
+    diagnosed = true;
+    const text = await gathering.catch((err: Error) => `scene diagnostics failed: ${err.message}`);
+    process.stderr.write(`\n${text}\n`);
+  };
+  const step = (name: string, fn: () => Promise<void> | void) =>
+    void test(name, async () => {
+      try {
+        await fn();
+      } catch (err) {
+        await diagnose();
+        throw err;
+      }
+    });
+  return { step, diagnose };
+}
