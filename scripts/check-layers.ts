@@ -10,7 +10,7 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['core'],
   ['log.ts'],
   ['protocol'],
-  ['tailnet', 'store', 'headscale'],
+  ['tailnet', 'store', 'headscale', 'tls'],
   ['tunnel', 'bindings'],
   ['proxy', 'api'],
   ['config.ts'],

@@ -1,6 +1,7 @@
 // Assembles a gateway from its parts. Everything is passed in, so tests build the same graph main.ts
 // builds, against real PostgreSQL (or the embedded one) and a real device proxy.
 import type { Server as NetServer } from 'node:net';
+import type { Server as TlsServer } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
@@ -20,10 +21,11 @@ import type { ProxyDeps } from './proxy/deps.js';
 import { TunnelRegistry } from './tunnel/registry.js';
 import { UsageRecorder } from './tunnel/usage.js';
 import { LiveStats } from './tunnel/live-stats.js';
-import { createHttpProxyServer } from './proxy/http-proxy.js';
-import { createSocksServer } from './proxy/socks-proxy.js';
+import { createHttpProxyServer, createHttpsProxyServer } from './proxy/http-proxy.js';
+import { createSocksServer, createSocksTlsServer } from './proxy/socks-proxy.js';
 import { AcceptGuard, connectionsPerListener, readDescriptorLimit } from './proxy/accept-guard.js';
-import { createApiServer } from './api/server.js';
+import { CertificateWatcher, loadCertificatePair, type SecureContextTarget } from './tls/certificates.js';
+import { createApiServer, type ProxyPorts } from './api/server.js';
 import { createBindingServices } from './bindings/index.js';
 import type { BindingService } from './bindings/service.js';
 import { openStore } from './store/index.js';
@@ -57,11 +59,14 @@ export interface Gateway {
   usage: UsageRecorder;
   limits: LimitBook;
   quotaLedger: QuotaLedger;
+  /** The plain listeners; not listening when TAILGATE_PLAIN_LISTENERS is false. */
   httpProxy: NetServer;
   socksProxy: NetServer;
+  /** The TLS listeners and the certificate they serve, when TLS is configured. */
+  tls: { httpsProxy: TlsServer; socksProxy: TlsServer; certificates: CertificateWatcher } | undefined;
   api: FastifyInstance;
-  /** Bound ports (useful when the config asked for port 0). */
-  ports: { http: number; socks: number; api: number };
+  /** Bound ports (useful when the config asked for port 0); http and socks are 0 when the plain listeners are off. */
+  ports: { http: number; socks: number; api: number; https?: number; socksTls?: number };
   /** Stops accepting, lets tunnels drain for the grace period, then cuts them, writes the last usage and closes the store. */
   close(): Promise<void>;
 }
@@ -86,6 +91,8 @@ function closeServer(server: NetServer): Promise<void> {
 }
 
 export async function startGateway(config: Config, log: Logger, parts: GatewayParts = {}): Promise<Gateway> {
+  // TLS: the pair is checked before anything opens or listens, so a bad file stops start-up with the file named.
+  const certificate = config.tls ? await loadCertificatePair(config.tls) : undefined;
   const store = parts.store ?? (await openStore({ database: config.database, dataDir: config.dataDir, log, timeoutMs: config.databaseTimeoutMs }));
   const metrics = new Metrics();
   const tunnels = new TunnelRegistry();
@@ -131,11 +138,16 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
   const proxyDeps: ProxyDeps = { pipeline, tailnet: parts.tailnet, log, timeouts: config.timeouts, maxHeaderBytes: config.maxHeaderBytes };
   const httpProxy = createHttpProxyServer(proxyDeps);
   const socksProxy = createSocksServer(proxyDeps);
+  const httpsProxy = certificate ? createHttpsProxyServer(proxyDeps, certificate.secure) : undefined;
+  const socksTlsProxy = certificate ? createSocksTlsServer(proxyDeps, certificate.secure) : undefined;
+  const proxies: NetServer[] = [...(config.plainListeners ? [httpProxy, socksProxy] : []), ...(httpsProxy && socksTlsProxy ? [httpsProxy, socksTlsProxy] : [])];
   const descriptorLimit = parts.descriptorLimit ?? readDescriptorLimit();
   const maxConnections =
     config.maxConnections !== 'auto' ? config.maxConnections || undefined : descriptorLimit === undefined ? undefined : connectionsPerListener(descriptorLimit);
   new AcceptGuard(httpProxy, { listener: 'http', maxConnections, errors: metrics.acceptErrors, log });
   new AcceptGuard(socksProxy, { listener: 'socks5', maxConnections, errors: metrics.acceptErrors, log });
+  if (httpsProxy) new AcceptGuard(httpsProxy, { listener: 'https', maxConnections, errors: metrics.acceptErrors, log });
+  if (socksTlsProxy) new AcceptGuard(socksTlsProxy, { listener: 'socks5-tls', maxConnections, errors: metrics.acceptErrors, log });
 
   const { bindings, registry } = createBindingServices({
     store,
@@ -147,9 +159,9 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
     warmUp: parts.tailnet?.warmUp === undefined ? undefined : (ip) => void parts.tailnet!.warmUp!(ip),
     log,
   });
-  const listening = () => httpProxy.listening && socksProxy.listening;
+  const listening = () => proxies.every((server) => server.listening);
   const stats = new LiveStats({ metrics, usage });
-  let proxyPorts: { http: number; socks5: number } | undefined;
+  let proxyPorts: ProxyPorts | undefined;
   const api = await createApiServer({
     tokens: { admin: config.adminToken, enroll: config.enrollToken },
     store,
@@ -163,7 +175,28 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
     quotaLedger,
     stats,
     listeners: () => proxyPorts,
+    tls: config.tls?.api ? certificate?.secure : undefined,
   });
+
+  let certificates: CertificateWatcher | undefined;
+  if (config.tls && certificate && httpsProxy && socksTlsProxy) {
+    const targets: SecureContextTarget[] = [httpsProxy, socksTlsProxy];
+    if (config.tls.api) targets.push(api.server as unknown as SecureContextTarget);
+    metrics.tlsNotAfter.set(Date.parse(certificate.info.notAfter) / 1000);
+    certificates = new CertificateWatcher({
+      files: config.tls,
+      current: certificate,
+      targets,
+      log,
+      onReload: (outcome) => {
+        metrics.tlsReloads.inc({ result: outcome.ok ? 'loaded' : 'refused' });
+        if (outcome.info) metrics.tlsNotAfter.set(Date.parse(outcome.info.notAfter) / 1000);
+      },
+    });
+    log.info({ certificate: certificate.info, certFile: config.tls.certFile, api: config.tls.api }, 'TLS certificate loaded; following its files for renewals');
+    // One look now closes the gap between the first read and the watch (a no-op when nothing changed).
+    await certificates.reload();
+  }
 
   // Other gateways on the same database announce their changes; the service applies them to this gateway's
   // key cache and tunnels.
@@ -171,23 +204,40 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
   usage.start();
   stats.start();
 
-  const ports = {
-    http: await listen(httpProxy, config.httpPort, config.listenHost),
-    socks: await listen(socksProxy, config.socksPort, config.listenHost),
+  const ports: Gateway['ports'] = {
+    http: config.plainListeners ? await listen(httpProxy, config.httpPort, config.listenHost) : 0,
+    socks: config.plainListeners ? await listen(socksProxy, config.socksPort, config.listenHost) : 0,
     api: 0,
   };
-  proxyPorts = { http: ports.http, socks5: ports.socks };
+  if (config.tls && httpsProxy && socksTlsProxy) {
+    ports.https = await listen(httpsProxy, config.tls.httpsPort, config.listenHost);
+    ports.socksTls = await listen(socksTlsProxy, config.tls.socksTlsPort, config.listenHost);
+  }
+  if (config.plainListeners) proxyPorts = { http: ports.http, socks5: ports.socks, ...(ports.https === undefined ? {} : { https: ports.https, socks5Tls: ports.socksTls! }) };
   await api.listen({ port: config.apiPort, host: config.apiHost });
   const apiAddr = api.server.address();
   ports.api = typeof apiAddr === 'object' && apiAddr !== null ? apiAddr.port : config.apiPort;
 
-  log.info({ http: `${config.listenHost}:${ports.http}`, socks5: `${config.listenHost}:${ports.socks}`, api: `${config.apiHost}:${ports.api}`, descriptorLimit, maxConnectionsPerListener: maxConnections }, 'tailgate listening');
+  const where = (port: number | undefined) => (port === undefined || port === 0 ? 'off' : `${config.listenHost}:${port}`);
+  log.info(
+    {
+      http: where(ports.http),
+      socks5: where(ports.socks),
+      https: where(ports.https),
+      socks5Tls: where(ports.socksTls),
+      api: `${config.tls?.api ? 'https' : 'http'}://${config.apiHost}:${ports.api}`,
+      descriptorLimit,
+      maxConnectionsPerListener: maxConnections,
+    },
+    'tailgate listening',
+  );
   if (!config.adminToken) log.warn('TAILGATE_ADMIN_TOKEN is not set: the management API listens on loopback only and accepts unauthenticated calls there');
 
   let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
-      const stopped = Promise.all([closeServer(httpProxy), closeServer(socksProxy)]);
+      certificates?.close();
+      const stopped = Promise.all([httpProxy, socksProxy, httpsProxy, socksTlsProxy].map((server) => (server ? closeServer(server) : undefined)));
       stats.close();
       const deadline = Date.now() + config.timeouts.shutdownGraceMs;
       while (tunnels.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
@@ -208,5 +258,6 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
     return closing;
   };
 
-  return { config, store, resolver, tunnels, bindings, metrics, usage, limits, quotaLedger, httpProxy, socksProxy, api, ports, close };
+  const tls = certificates && httpsProxy && socksTlsProxy ? { httpsProxy: httpsProxy as unknown as TlsServer, socksProxy: socksTlsProxy, certificates } : undefined;
+  return { config, store, resolver, tunnels, bindings, metrics, usage, limits, quotaLedger, httpProxy, socksProxy, tls, api, ports, close };
 }

@@ -47,8 +47,21 @@ export interface Config {
   logFormat: LogFormat;
   tailnet: TailnetConfig | undefined;
   headscale: HeadscaleConfig | undefined;
+  /** TLS listeners (TAILGATE_TLS_CERT and TAILGATE_TLS_KEY given); undefined: none. */
+  tls: TlsConfig | undefined;
+  /** The plain HTTP and SOCKS5 proxy listeners (TAILGATE_PLAIN_LISTENERS); off only when TLS is configured. */
+  plainListeners: boolean;
   /** Valid but risky settings, logged once at start. */
   warnings: string[];
+}
+
+export interface TlsConfig {
+  certFile: string;
+  keyFile: string;
+  httpsPort: number;
+  socksTlsPort: number;
+  /** The management API over TLS with the same pair (TAILGATE_API_TLS). */
+  api: boolean;
 }
 
 export type LogFormat = 'auto' | 'json' | 'pretty';
@@ -93,6 +106,12 @@ export const CONFIG_VARIABLES = [
   'TAILGATE_AUTH_COOLDOWN_MS',
   'TAILGATE_LOG_LEVEL',
   'TAILGATE_LOG_FORMAT',
+  'TAILGATE_TLS_CERT',
+  'TAILGATE_TLS_KEY',
+  'TAILGATE_HTTPS_PORT',
+  'TAILGATE_SOCKS_TLS_PORT',
+  'TAILGATE_API_TLS',
+  'TAILGATE_PLAIN_LISTENERS',
   'TS_AUTHKEY',
   'TS_LOGIN_SERVER',
   'TS_HOSTNAME',
@@ -293,8 +312,32 @@ export function loadConfig(env: Env = process.env): Config {
     logFormat: r.oneOf<LogFormat>('TAILGATE_LOG_FORMAT', 'auto', ['auto', 'json', 'pretty']),
     tailnet: undefined,
     headscale: undefined,
+    tls: undefined,
+    plainListeners: r.bool('TAILGATE_PLAIN_LISTENERS', true),
     warnings,
   };
+
+  // TLS: both files or neither. The files themselves are read and checked when the gateway starts (and on every change).
+  const certFile = r.str('TAILGATE_TLS_CERT');
+  const keyFile = r.str('TAILGATE_TLS_KEY');
+  const apiTls = r.bool('TAILGATE_API_TLS', false);
+  if (certFile !== undefined && keyFile !== undefined) {
+    config.tls = {
+      certFile: path.resolve(certFile),
+      keyFile: path.resolve(keyFile),
+      httpsPort: r.port('TAILGATE_HTTPS_PORT', 8443),
+      socksTlsPort: r.port('TAILGATE_SOCKS_TLS_PORT', 1443),
+      api: apiTls,
+    };
+    if (!apiTls && apiHost !== '127.0.0.1' && apiHost !== '::1' && apiHost !== 'localhost') {
+      warnings.push(`the management API on ${apiHost} is plain HTTP, so the admin token crosses the network in clear text; set TAILGATE_API_TLS=true to serve it with the TLS certificate`);
+    }
+  } else if (certFile !== undefined || keyFile !== undefined) {
+    r.problems.push(certFile === undefined ? 'TAILGATE_TLS_CERT: required when TAILGATE_TLS_KEY is set' : 'TAILGATE_TLS_KEY: required when TAILGATE_TLS_CERT is set');
+  } else {
+    if (apiTls) r.problems.push('TAILGATE_API_TLS: needs TAILGATE_TLS_CERT and TAILGATE_TLS_KEY');
+    if (!config.plainListeners) r.problems.push('TAILGATE_PLAIN_LISTENERS: false leaves no proxy listener without TAILGATE_TLS_CERT and TAILGATE_TLS_KEY');
+  }
 
   const authKey = r.secret('TS_AUTHKEY', 8);
   if (authKey !== undefined) {

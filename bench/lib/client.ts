@@ -2,8 +2,10 @@
 // and speaks the sink's tiny protocol through it. Hand-written on raw sockets so the load generator
 // costs as little CPU as possible and every path is driven by exactly the same code.
 import net from 'node:net';
+import tls from 'node:tls';
 
-export type ProxyKind = 'http' | 'socks5';
+/** `https`: HTTP CONNECT inside TLS to the proxy itself (curl's `--proxy https://`). */
+export type ProxyKind = 'http' | 'socks5' | 'https';
 
 export interface ProxySpec {
   kind: ProxyKind;
@@ -16,6 +18,8 @@ export interface ProxySpec {
    * its own CONNECT for the target. How a client reaches a device through tailscaled's SOCKS5 server.
    */
   device?: { host: string; port: number };
+  /** `https`: the CA (PEM) that signed the proxy's certificate, which is checked for the name `localhost`. */
+  ca?: string;
 }
 
 export interface TargetSpec {
@@ -68,14 +72,17 @@ function readUntil(socket: net.Socket, done: (buf: Buffer) => number, timeoutMs:
   });
 }
 
-function connectTcp(host: string, port: number, timeoutMs: number): Promise<net.Socket> {
+/**
+ * Resolves with the socket once it emits `ready` ('connect' for TCP, 'secureConnect' once a TLS handshake is done: a
+ * full handshake every time, as a new client makes).
+ */
+function connected(socket: net.Socket, ready: 'connect' | 'secureConnect', what: string, timeoutMs: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host, port, noDelay: true });
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new TunnelError('timeout', `TCP connect to ${host}:${port} timed out`));
+      reject(new TunnelError('timeout', `${what} timed out`));
     }, timeoutMs);
-    socket.once('connect', () => {
+    socket.once(ready, () => {
       clearTimeout(timer);
       socket.removeAllListeners('error');
       resolve(socket);
@@ -83,9 +90,20 @@ function connectTcp(host: string, port: number, timeoutMs: number): Promise<net.
     socket.once('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       socket.destroy();
-      reject(new TunnelError('connect', `${host}:${port}: ${err.code ?? err.message}`));
+      reject(new TunnelError('connect', `${what}: ${err.code ?? err.message}`));
     });
   });
+}
+
+function connectTcp(host: string, port: number, timeoutMs: number): Promise<net.Socket> {
+  return connected(net.connect({ host, port, noDelay: true }), 'connect', `TCP connect to ${host}:${port}`, timeoutMs);
+}
+
+/** A TLS connection to the proxy, whose certificate is checked against `ca` for the name localhost. */
+function connectTls(host: string, port: number, ca: string | undefined, timeoutMs: number): Promise<net.Socket> {
+  const socket = tls.connect({ host, port, ca, servername: 'localhost' });
+  socket.setNoDelay(true);
+  return connected(socket, 'secureConnect', `TLS connect to ${host}:${port}`, timeoutMs);
 }
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
@@ -163,10 +181,10 @@ async function socks5Connect(socket: net.Socket, proxy: ProxySpec, target: Targe
 
 /** A socket whose handshake has finished: what follows is the sink's byte stream. */
 export async function openTunnel(proxy: ProxySpec, target: TargetSpec, timeoutMs = 10_000): Promise<net.Socket> {
-  const socket = await connectTcp(proxy.host, proxy.port, timeoutMs);
+  const socket = proxy.kind === 'https' ? await connectTls(proxy.host, proxy.port, proxy.ca, timeoutMs) : await connectTcp(proxy.host, proxy.port, timeoutMs);
   try {
     const first = proxy.device ?? target;
-    let rest = proxy.kind === 'http' ? await httpConnect(socket, proxy, first, timeoutMs) : await socks5Connect(socket, proxy, first, timeoutMs);
+    let rest = proxy.kind !== 'socks5' ? await httpConnect(socket, proxy, first, timeoutMs) : await socks5Connect(socket, proxy, first, timeoutMs);
     if (proxy.device) {
       // Nothing can follow a SOCKS5/CONNECT reply before we speak to the device.
       if (rest.length > 0) throw new TunnelError('handshake', 'unexpected bytes before the device CONNECT');

@@ -2,7 +2,7 @@
 // exposes the listeners the load generator drives. `direct` has no gateway: the client talks to the
 // device proxy itself.
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
@@ -16,7 +16,8 @@ const execFileP = promisify(execFile);
 export const ALL_PATHS = ['direct', 'tailgate', 'glider', 'proxy-chain'] as const;
 /** `tailgate@<short sha>` is an older tailgate built by `--baseline-ref`. */
 export type PathName = (typeof ALL_PATHS)[number] | `tailgate@${string}`;
-export type Listener = 'http' | 'socks5';
+/** `https`: the HTTP proxy behind TLS; only this checkout's tailgate serves it (an older build may not have it). */
+export type Listener = 'http' | 'socks5' | 'https';
 
 export interface Env {
   repo: string;
@@ -248,8 +249,10 @@ export async function registerKey(apiUrl: string, token: string, key: string, de
  */
 export function tailgateKind(setup: TailgateSetup, build: { path: PathName; dir: string }): GatewayKind {
   let registered = false;
+  const withTls = build.path === 'tailgate';
   const startTailgate = async (env: Env): Promise<TailgateGateway> => {
-    const ports = { http: await freePort(), socks: await freePort(), api: await freePort() };
+    const ports = { http: await freePort(), socks: await freePort(), api: await freePort(), https: withTls ? await freePort() : 0 };
+    const cert = withTls ? await benchCertificate(env.logDir) : undefined;
     const label = env.profileLabel ?? 'tailgate';
     const profileName = build.path === 'tailgate' ? label : `${label}-${build.path}`;
     const profile = env.profileDir ? ['--cpu-prof', `--cpu-prof-name=${profileName}.cpuprofile`, '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${env.profileDir}`] : [];
@@ -270,9 +273,11 @@ export function tailgateKind(setup: TailgateSetup, build: { path: PathName; dir:
         TAILGATE_ALLOW_CIDRS: '127.0.0.0/8',
         // idle-rss-per-tunnel opens tunnels up to the descriptor limit on purpose: no cap below it.
         TAILGATE_MAX_CONNECTIONS: '0',
+        ...(cert ? { TAILGATE_TLS_CERT: cert.certFile, TAILGATE_TLS_KEY: cert.keyFile, TAILGATE_HTTPS_PORT: String(ports.https), TAILGATE_SOCKS_TLS_PORT: String(await freePort()) } : {}),
       },
     });
     await waitPort(ports.http, 20_000, p);
+    if (cert) await waitPort(ports.https, 20_000, p);
     await waitPort(ports.socks, 20_000, p);
     await waitPort(ports.api, 20_000, p);
     const apiUrl = `http://127.0.0.1:${ports.api}`;
@@ -288,9 +293,31 @@ export function tailgateKind(setup: TailgateSetup, build: { path: PathName; dir:
       listeners: [
         { listener: 'http', proxy: { kind: 'http', host: '127.0.0.1', port: ports.http, key: env.key } },
         { listener: 'socks5', proxy: { kind: 'socks5', host: '127.0.0.1', port: ports.socks, key: env.key } },
+        ...(cert ? [{ listener: 'https' as const, proxy: { kind: 'https' as const, host: '127.0.0.1', port: ports.https, key: env.key, ca: cert.ca } }] : []),
       ],
       stop: () => stop(p, 15_000),
     };
   };
-  return { path: build.path, family: 'tailgate', listeners: ['http', 'socks5'], start: startTailgate };
+  return { path: build.path, family: 'tailgate', listeners: withTls ? ['http', 'socks5', 'https'] : ['http', 'socks5'], start: startTailgate };
+}
+
+/**
+ * A CA and a localhost certificate for the HTTPS listener, made once per run with openssl (P-256, what ACME clients
+ * issue by default nowadays).
+ */
+async function benchCertificate(dir: string): Promise<{ certFile: string; keyFile: string; ca: string }> {
+  const certFile = path.join(dir, 'tls-cert.pem');
+  const keyFile = path.join(dir, 'tls-key.pem');
+  const caFile = path.join(dir, 'tls-ca.pem');
+  if (!existsSync(certFile)) {
+    const caKey = path.join(dir, 'tls-ca-key.pem');
+    const csr = path.join(dir, 'tls.csr');
+    const ext = path.join(dir, 'tls.ext');
+    writeFileSync(ext, 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
+    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+    await runStep('openssl CA', 'openssl', ['req', '-x509', ...ec, '-days', '2', '-subj', '/CN=tailgate bench CA', '-keyout', caKey, '-out', caFile], dir, 20_000);
+    await runStep('openssl key', 'openssl', ['req', '-new', ...ec, '-subj', '/CN=localhost', '-keyout', keyFile, '-out', csr], dir, 20_000);
+    await runStep('openssl sign', 'openssl', ['x509', '-req', '-in', csr, '-CA', caFile, '-CAkey', caKey, '-set_serial', '1', '-days', '2', '-extfile', ext, '-out', certFile], dir, 20_000);
+  }
+  return { certFile, keyFile, ca: readFileSync(caFile, 'utf8') };
 }

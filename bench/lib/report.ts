@@ -65,7 +65,7 @@ export const BASELINE = 'glider';
 const pathRank = (path: string) => (path.startsWith('tailgate@') ? PATH_ORDER.indexOf('tailgate') + 0.5 : PATH_ORDER.indexOf(path));
 
 function sortRows(rows: Row[]): Row[] {
-  const key = (r: Row) => [SCENARIO_ORDER.indexOf(r.scenario), pathRank(r.path), r.listener === 'socks5' ? 1 : 0];
+  const key = (r: Row) => [SCENARIO_ORDER.indexOf(r.scenario), pathRank(r.path), r.listener === 'socks5' ? 1 : r.listener === 'https' ? 2 : 0];
   return [...rows].sort((a, b) => {
     const ka = key(a);
     const kb = key(b);

@@ -498,8 +498,8 @@ export const STATS = {
       type: ['object', 'null'],
       additionalProperties: false,
       required: ['http', 'socks5'],
-      description: "The proxy listeners' ports on this gateway (for ready-made client commands); null when not listening.",
-      properties: { http: { type: 'integer' }, socks5: { type: 'integer' } },
+      description: "The proxy listeners' ports on this gateway (for ready-made client commands); null when the plain listeners are not listening. https and socks5Tls: the TLS listeners, when configured.",
+      properties: { http: { type: 'integer' }, socks5: { type: 'integer' }, https: { type: 'integer' }, socks5Tls: { type: 'integer' } },
     },
     intervalSeconds: { type: 'number', description: 'How often the gateway samples (the spacing of `series`).' },
     devices: {

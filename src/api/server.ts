@@ -4,6 +4,7 @@
 // listened on by app.ts.
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { SecureContextOptions } from 'node:tls';
 import swagger from '@fastify/swagger';
 import Fastify, { LogController, errorCodes, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
 import { BindingError } from '../bindings/errors.js';
@@ -28,9 +29,11 @@ import { pools } from './pools.js';
 import { Readiness, probes } from './probes.js';
 import { registration } from './registration.js';
 import { SHARED_SCHEMAS } from './schemas.js';
-import { stats } from './stats.js';
+import { stats, type ProxyPorts } from './stats.js';
 import { ui } from './ui.js';
 import { usage } from './usage.js';
+
+export type { ProxyPorts };
 
 export interface ApiDeps {
   /** Bearer tokens: the admin's (every route), and the one that may only enroll devices. Unset: loopback callers only. */
@@ -50,7 +53,9 @@ export interface ApiDeps {
   /** The sampler behind GET /stats. */
   stats: LiveStats;
   /** The proxy listeners' ports once they listen (shown by GET /stats). */
-  listeners?: (() => { http: number; socks5: number } | undefined) | undefined;
+  listeners?: (() => ProxyPorts | undefined) | undefined;
+  /** Serve the API over TLS with this certificate and key (TAILGATE_API_TLS); app.ts swaps it on renewal. */
+  tls?: SecureContextOptions | undefined;
 }
 
 /** A route without a body schema takes no body. */
@@ -68,7 +73,9 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   const log = deps.log.child({ component: 'api' });
   const gate = new TokenGate(deps.tokens.admin, deps.tokens.enroll);
 
+  // Typed as the plain instance: routes and hooks are the same on both, and only app.ts touches the server under it.
   const app = Fastify({
+    ...(deps.tls === undefined ? {} : { https: deps.tls }),
     // Fastify's request logging writes the URL, and GET /registerV2/:key carries a key in it; requests are
     // logged below by route pattern instead.
     loggerInstance: log as FastifyBaseLogger,

@@ -8,13 +8,21 @@ import type { LiveStats } from '../tunnel/live-stats.js';
 import { deviceView } from './registry-view.js';
 import { AUTH_ERRORS, errorResponses } from './schemas.js';
 
+/** The proxy listeners' ports, as GET /stats shows them; the TLS ones only when configured. */
+export interface ProxyPorts {
+  http: number;
+  socks5: number;
+  https?: number;
+  socks5Tls?: number;
+}
+
 export interface StatsOptions {
   store: Pick<RegistryStore, 'listDevices'>;
   stats: LiveStats;
   tailnet?: TailnetView | undefined;
   deviceStatus?: DeviceStatusFeed | undefined;
   /** The proxy listeners' ports; absent or undefined: not listening. */
-  listeners?: (() => { http: number; socks5: number } | undefined) | undefined;
+  listeners?: (() => ProxyPorts | undefined) | undefined;
 }
 
 export const stats: FastifyPluginAsync<StatsOptions> = async (app, { store, stats, tailnet, deviceStatus, listeners }) => {

@@ -20,13 +20,17 @@ function reachable(host: string): string {
  */
 export function newcomerLines(config: Config, ports: Gateway['ports']): string {
   const proxyHost = reachable(config.listenHost);
-  const api = `http://${reachable(config.apiHost)}:${ports.api}`;
+  const api = `${config.tls?.api ? 'https' : 'http'}://${reachable(config.apiHost)}:${ports.api}`;
+  const proxies = [
+    ...(ports.http !== 0 ? [`HTTP http://${proxyHost}:${ports.http}`, `SOCKS5 socks5://${proxyHost}:${ports.socks}`] : []),
+    ...(ports.https !== undefined ? [`HTTPS https://${proxyHost}:${ports.https}`, `SOCKS5 over TLS ${proxyHost}:${ports.socksTls}`] : []),
+  ];
   const wildcard = config.listenHost === '0.0.0.0' || config.listenHost === '::' ? ` (listening on all interfaces)` : '';
   const auth = config.adminToken === undefined ? '' : `-H "Authorization: Bearer $TAILGATE_ADMIN_TOKEN" `;
   // Without Headscale a key is bound to a device by its tailnet address; with it, the key `tailscale up` printed is enough.
   const body = config.headscale === undefined ? `{"key":"<new proxy key>","ip":"<device tailnet IP>"}` : `{"key":"<key from tailscale up>"}`;
   return [
-    `proxies: HTTP http://${proxyHost}:${ports.http}  SOCKS5 socks5://${proxyHost}:${ports.socks}${wildcard}`,
+    `proxies: ${proxies.join('  ')}${wildcard}`,
     `management API: ${api} (OpenAPI at ${api}/openapi.json; tailgate --help for the command line)`,
     `first device: curl ${auth}-d '${body}' ${api}/register`,
     '',

@@ -2,6 +2,8 @@
 // to the forwarder. Node's parser gives us chunked bodies, keep-alive, pipelining,
 // the header size limit (431) and the head timeout (408) without a hand-written HTTP/1 parser.
 import http, { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import type { SecureContextOptions } from 'node:tls';
 import type { Socket } from 'node:net';
 import type { DialError } from '../core/failure.js';
 import { parseAuthority, parseBasicCredentials } from '../protocol/http.js';
@@ -12,7 +14,7 @@ import type { ProxyDeps } from './deps.js';
 import { PROXY_USER_REFUSAL_DETAILS } from '../protocol/proxy-user.js';
 import { AUTH_REQUIRED_TEXT, HTTP_FAILURES, KEY_STORE_TEXT, PROXY_AUTHENTICATE, REFUSAL_STATUS, refusalHeaders, userParameterHeaders } from './failures.js';
 import { Forwarder } from './http-forward.js';
-import { answerAndClose, ignoreSocketError } from './sockets.js';
+import { allowHalfOpenAfterHandshake, answerAndClose, dropTlsClient, ignoreSocketError } from './sockets.js';
 
 const CONNECT_ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection established\r\n\r\n', 'latin1');
 
@@ -117,11 +119,10 @@ function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
   answerAndClose(socket, response);
 }
 
-export function createHttpProxyServer(deps: ProxyDeps): http.Server {
-  const { pipeline } = deps;
-  const ctx = pipeline.listener('http');
-  const { handshakeMs, idleMs } = deps.timeouts;
-  const server = http.createServer({
+/** Node's HTTP options for both proxy servers, plain and TLS. */
+function httpServerOptions(deps: ProxyDeps): http.ServerOptions {
+  const { handshakeMs } = deps.timeouts;
+  return {
     maxHeaderSize: deps.maxHeaderBytes,
     // headersTimeout is the handshake timeout; requestTimeout would cap whole uploads, so it is off.
     headersTimeout: handshakeMs,
@@ -131,7 +132,34 @@ export function createHttpProxyServer(deps: ProxyDeps): http.Server {
     // How often Node checks headersTimeout: fine enough that the timeout is honoured within ~10%.
     connectionsCheckingInterval: Math.min(1000, Math.max(25, Math.floor(handshakeMs / 10))),
     noDelay: true,
-  });
+  };
+}
+
+export function createHttpProxyServer(deps: ProxyDeps): http.Server {
+  return serveHttpProxy(http.createServer(httpServerOptions(deps)), deps, 'http');
+}
+
+/**
+ * The same proxy behind TLS (`curl --proxy https://…`). https.Server rather than a tls.Server feeding an http.Server:
+ * Node's header-timeout sweep only runs for a server that itself listens, and https.Server is an http server in all
+ * but the socket it accepts, so CONNECT, 'checkContinue' and client errors arrive exactly as on the plain listener.
+ */
+export function createHttpsProxyServer(deps: ProxyDeps, secure: SecureContextOptions): https.Server {
+  // The TLS handshake is part of the client's handshake: it gets the same time as the request head.
+  const server = https.createServer({ ...httpServerOptions(deps), ...secure, handshakeTimeout: deps.timeouts.handshakeMs });
+  // After Node's own listener has made it an HTTP connection: a CONNECT tunnel relays FINs one way at a time.
+  server.on('secureConnection', allowHalfOpenAfterHandshake);
+  // Node's https.Server passes a failed TLS handshake on as 'clientError', whose handler answers in HTTP: bytes a
+  // client without a TLS session cannot read. Such a client is only closed.
+  server.removeAllListeners('tlsClientError');
+  server.on('tlsClientError', dropTlsClient);
+  return serveHttpProxy(server as unknown as http.Server, deps, 'https') as unknown as https.Server;
+}
+
+function serveHttpProxy(server: http.Server, deps: ProxyDeps, listener: 'http' | 'https'): http.Server {
+  const { pipeline } = deps;
+  const ctx = pipeline.listener(listener);
+  const { handshakeMs, idleMs } = deps.timeouts;
   // An idle keep-alive connection has the handshake timeout to start its next request.
   server.keepAliveTimeout = handshakeMs;
   server.timeout = idleMs;
@@ -152,7 +180,7 @@ export function createHttpProxyServer(deps: ProxyDeps): http.Server {
   server.on('close', () => forwarder.close());
   // Accept failures are the accept guard's (counted, logged once per burst); anything else is logged here.
   server.on('error', (err) => {
-    if (!isAcceptError(err)) deps.log.error({ err }, 'http proxy listener error');
+    if (!isAcceptError(err)) deps.log.error({ err, listener }, 'http proxy listener error');
   });
   return server;
 }

@@ -1,6 +1,7 @@
 // SOCKS5 front end: a thin I/O shell around the pure Socks5Parser that hands the tunnel to the pipeline. The success
 // reply goes out only after the device has accepted the onward connection, so a client always learns the real outcome.
 import net, { type Socket } from 'node:net';
+import tls, { type SecureContextOptions } from 'node:tls';
 import type { Target } from '../core/target.js';
 import { AUTH_FAILED, AUTH_OK, SocksReply, Socks5Parser, socksReply, type SocksReplyCode } from '../protocol/socks5.js';
 import type { ListenerContext } from '../tunnel/listener.js';
@@ -8,7 +9,7 @@ import type { Authenticated, TunnelAnswers, TunnelPipeline } from '../tunnel/pip
 import { isAcceptError } from './accept-guard.js';
 import type { ProxyDeps } from './deps.js';
 import { SOCKS_FAILURES, SOCKS_REFUSED } from './failures.js';
-import { answerAndClose } from './sockets.js';
+import { allowHalfOpenAfterHandshake, answerAndClose, dropTlsClient } from './sockets.js';
 
 const SUCCEEDED = socksReply(SocksReply.Succeeded);
 
@@ -151,11 +152,11 @@ function onHandshakeTimeout(session: SocksSession): void {
   if (!session.requested) session.socket.destroy();
 }
 
-export function createSocksServer(deps: ProxyDeps): net.Server {
+/** What both SOCKS5 listeners do with an accepted socket, plain or TLS (after its handshake). */
+function socksSessions(deps: ProxyDeps, listener: 'socks5' | 'socks5-tls'): (socket: SessionSocket) => void {
   const { pipeline } = deps;
-  const ctx = pipeline.listener('socks5');
-  // allowHalfOpen: a client's FIN must end only its direction of the tunnel.
-  const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket: SessionSocket) => {
+  const ctx = pipeline.listener(listener);
+  return (socket: SessionSocket) => {
     const session = new SocksSession(ctx, pipeline, socket);
     socket[kSession] = session;
     socket.on('data', onSessionData);
@@ -163,10 +164,35 @@ export function createSocksServer(deps: ProxyDeps): net.Server {
     socket.on('error', onSessionError);
     socket.on('close', onSessionClose);
     session.handshakeTimer = setTimeout(onHandshakeTimeout, deps.timeouts.handshakeMs, session);
-  });
-  // Accept failures are the accept guard's (counted, logged once per burst); anything else is logged here.
+  };
+}
+
+/** Accept failures are the accept guard's (counted, logged once per burst); anything else is logged here. */
+function onListenerError(server: net.Server, deps: ProxyDeps, listener: 'socks5' | 'socks5-tls'): void {
   server.on('error', (err) => {
-    if (!isAcceptError(err)) deps.log.error({ err }, 'socks5 listener error');
+    if (!isAcceptError(err)) deps.log.error({ err, listener }, 'socks5 listener error');
   });
+}
+
+export function createSocksServer(deps: ProxyDeps): net.Server {
+  // allowHalfOpen: a client's FIN must end only its direction of the tunnel.
+  const server = net.createServer({ allowHalfOpen: true, noDelay: true }, socksSessions(deps, 'socks5'));
+  onListenerError(server, deps, 'socks5');
+  return server;
+}
+
+/**
+ * SOCKS5 inside TLS (stunnel, gost `socks5+tls`, a TLS client library): the same sessions on the decrypted socket,
+ * which 'secureConnection' hands over once the TLS handshake is done.
+ */
+export function createSocksTlsServer(deps: ProxyDeps, secure: SecureContextOptions): tls.Server {
+  // The TLS handshake counts against the client's handshake time, as the SOCKS exchange after it does.
+  const sessions = socksSessions(deps, 'socks5-tls');
+  const server = tls.createServer({ ...secure, noDelay: true, handshakeTimeout: deps.timeouts.handshakeMs }, (socket: SessionSocket) => {
+    allowHalfOpenAfterHandshake(socket);
+    sessions(socket);
+  });
+  server.on('tlsClientError', dropTlsClient);
+  onListenerError(server, deps, 'socks5-tls');
   return server;
 }

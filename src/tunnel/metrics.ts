@@ -3,7 +3,8 @@ import type { FailureReason } from '../core/failure.js';
 import type { DeviceStatusFeed } from './device-status.js';
 import type { UsageRecorder } from './usage.js';
 
-export type ListenerName = 'http' | 'socks5';
+/** The TLS listeners (`https`, `socks5-tls`) run the same front ends under their own label. */
+export type ListenerName = 'http' | 'socks5' | 'https' | 'socks5-tls';
 
 /**
  * All Prometheus series tailgate exports, in one registry owned by the app (no global default registry,
@@ -133,6 +134,10 @@ export class Metrics {
       },
     });
   }
+
+  /** TLS certificate reloads by result (`loaded`, `refused`), and the served certificate's expiry for alerting. */
+  readonly tlsReloads = new Counter({ name: 'tailgate_tls_reloads_total', help: 'TLS certificate file changes: loaded, or refused (the previous certificate kept)', labelNames: ['result'] as const, registers: [this.registry] });
+  readonly tlsNotAfter = new Gauge({ name: 'tailgate_tls_certificate_not_after_seconds', help: "The served TLS certificate's notAfter, as a Unix time", registers: [this.registry] });
 
   dialError(reason: FailureReason): void {
     this.dialErrors.inc({ reason });

@@ -16,8 +16,12 @@ export async function adminCall(apiPort: number, token: string, method: string, 
  * proxy user name, the key with parameters (default: the key alone).
  */
 export function openTunnel(httpPort: number, key: string, targetPort: number, user = key): Promise<net.Socket> {
+  return connectThrough(net.connect(httpPort, '127.0.0.1'), key, targetPort, user);
+}
+
+/** The same CONNECT on a socket the caller opened (a TLS connection to the HTTPS proxy, say). */
+export function connectThrough<S extends net.Socket>(s: S, key: string, targetPort: number, user = key): Promise<S> {
   return new Promise((resolve, reject) => {
-    const s = net.connect(httpPort, '127.0.0.1');
     const auth = Buffer.from(`${user}:${key}`).toString('base64');
     s.setTimeout(5_000, () => s.destroy(new Error('tunnel setup timed out')));
     s.once('error', reject);
