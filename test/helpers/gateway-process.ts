@@ -3,6 +3,7 @@
 // (/proc/<pid>/fd) and its resident memory (/proc/<pid>/status).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { WebSocket } from 'undici';
 import { waitFor } from '../../testbed/wait.js';
 import { adminCall } from './connect-tunnel.js';
 import { loopbackEnv } from './gateway-config.js';
@@ -18,6 +19,11 @@ export interface GatewayProcess {
   openFds(): number;
   /** VmRSS in KiB. */
   rssKiB(): number;
+  /**
+   * A full garbage collection now, through the inspector (only when started with `--inspect=127.0.0.1:0`): the same
+   * collection a heap snapshot starts, without the snapshot's own memory.
+   */
+  collectGarbage(): Promise<void>;
   /** The sum of a metric's samples over its labels, from /metrics. */
   metric(name: string): Promise<number>;
   stop(): Promise<number | null>;
@@ -65,6 +71,11 @@ export async function startGatewayProcess(env: Record<string, string>, nodeArgs:
     ports,
     token,
     output: () => out,
+    async collectGarbage() {
+      const url = /Debugger listening on (ws:\/\/\S+)/.exec(out)?.[1];
+      if (url === undefined) throw new Error('the gateway was not started with --inspect=127.0.0.1:0');
+      await inspectorCall(url, 'HeapProfiler.collectGarbage');
+    },
     openFds: () => readdirSync(`/proc/${pid}/fd`).length,
     rssKiB: () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]),
     async metric(name) {
@@ -90,6 +101,26 @@ export async function startGatewayProcess(env: Record<string, string>, nodeArgs:
       return code;
     },
   };
+}
+
+/** One DevTools protocol call over the inspector's WebSocket; resolves with its answer, or fails after 60 s. */
+function inspectorCall(url: string, method: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    const timer = setTimeout(() => done(new Error(`inspector: no answer to ${method} within 60 s`)), 60_000);
+    const done = (err?: Error) => {
+      clearTimeout(timer);
+      ws.close();
+      if (err) reject(err);
+      else resolve();
+    };
+    ws.onopen = () => ws.send(JSON.stringify({ id: 1, method }));
+    ws.onmessage = (ev) => {
+      const msg = JSON.parse(String(ev.data)) as { id?: number; error?: { message: string } };
+      if (msg.id === 1) done(msg.error ? new Error(`inspector: ${method}: ${msg.error.message}`) : undefined);
+    };
+    ws.onerror = () => done(new Error(`inspector: cannot reach ${url}`));
+  });
 }
 
 /** Binds `key` to a device proxy on loopback through the API. */
