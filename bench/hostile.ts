@@ -22,6 +22,12 @@ export interface AttackJob {
   stalled: number;
   /** Garbage workers, each with one connection at a time. */
   garbageWorkers: number;
+  /**
+   * Garbage connections started per second at most, over all workers; unset: as fast as the gateway closes them. A
+   * fixed rate gives every gateway the same attack (and bounds this process's CPU on the core it shares with the
+   * load generator): unpaced, a gateway that refuses garbage at once draws more of it than one that holds it open.
+   */
+  garbageRate?: number;
   /** A garbage connection still open this long after its last byte counts as not refused and is cut by us. */
   garbageWaitMs: number;
   /** A valid key (a customer's, leaked): adds the stalls that only come after authentication. */
@@ -271,9 +277,20 @@ class Attack {
     for (let i = 0; i < this.job.garbageWorkers; i++) this.garbageLoops.push(this.garbageWorker(i));
   }
 
+  /** When the next paced garbage connection may start (performance.now()). */
+  private nextGarbageAt = 0;
+
   private async garbageWorker(i: number): Promise<void> {
     let n = i;
+    const rate = this.job.garbageRate;
     while (this.running) {
+      if (rate !== undefined) {
+        const now = performance.now();
+        const at = Math.max(now, this.nextGarbageAt);
+        this.nextGarbageAt = at + 1000 / rate;
+        if (at > now) await sleep(at - now);
+        if (!this.running) return;
+      }
       const kind = GARBAGE_KINDS[n++ % GARBAGE_KINDS.length]!;
       await this.oneGarbage(kind);
     }

@@ -18,9 +18,9 @@ import { startHttpTarget, type Listening } from '../helpers/targets.js';
 
 const FULL = process.env.TAILGATE_FAULTS_FULL === '1';
 const STALLED = FULL ? 10_000 : 2_000;
-const HANDSHAKE_MS = 4_000;
+const HANDSHAKE_MS = 5_000;
 /** A garbage connection still open this long after its bytes was not refused at once (well under the handshake timeout). */
-const GARBAGE_WAIT_MS = 2_000;
+const GARBAGE_WAIT_MS = 3_000;
 /** How late past the handshake timeout a stalled connection may be closed on a loaded 2-core machine. */
 const LATE_MS = 6_000;
 const KEY = 'HostileFaultsKey0123456789';
