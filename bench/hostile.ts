@@ -318,7 +318,7 @@ class Attack {
         }, this.job.garbageWaitMs);
       });
       s.on('data', () => {
-        if (stats.answered < Number.MAX_SAFE_INTEGER) stats.answered++;
+        stats.answered++;
         s.removeAllListeners('data');
         s.resume();
       });
