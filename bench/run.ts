@@ -89,6 +89,13 @@ async function main(): Promise<void> {
     log(`! open-file hard limit is ${fdLimit} and cannot be raised here: idle-rss-per-tunnel measured at ${fitting} tunnels instead of ${sizes.idleTunnels}`);
     sizes.idleTunnels = fitting;
   }
+  // setup-under-attack: the stalled pool costs one descriptor in the attacker and one in the gateway, next to the
+  // well-behaved clients' tunnels (two each in the gateway) and the garbage workers.
+  const attackFitting = Math.floor((fdLimit - 1_000) / 1_000) * 1_000;
+  if (attackFitting < sizes.attackStalled) {
+    log(`! open-file hard limit is ${fdLimit}: setup-under-attack keeps ${attackFitting} stalled connections instead of ${sizes.attackStalled}`);
+    sizes.attackStalled = attackFitting;
+  }
   try {
     execFileSync('taskset', ['-a', '-p', '-c', String(ENDPOINT_CPU), String(process.pid)], { stdio: 'ignore' });
   } catch {

@@ -114,6 +114,8 @@ export interface SetupPlan {
   warmupTunnels: number;
   /** The paths in the order round `round` (from 0) runs them, each exactly once; default: as given, every round. */
   order?: (round: number) => Measured[];
+  /** Runs each recorded run of `m` (the slices and the concurrency-1 run, not the warm-up): to set up a condition around it. */
+  within?: <T>(m: Measured, run: () => Promise<T>) => Promise<T>;
 }
 
 /** What measureSetup found for one path, for figures that compare paths (the rows are added already). */
@@ -136,9 +138,12 @@ export async function measureSetup(ctx: MeasureCtx, paths: Measured[], plan: Set
   const slices = new Map<Measured, Slice[]>(paths.map((m) => [m, []]));
   for (let rep = 0; rep < plan.repeats; rep++) {
     for (const m of plan.order?.(rep) ?? paths) {
-      const before = m.cpu();
-      const r = await setup(m, plan.concurrency, 500_000, plan.sliceMs);
-      slices.get(m)!.push({ rate: r.count / (r.elapsedMs / 1000), r, cpu: cpuDelta(before, m.cpu()) });
+      const slice = async () => {
+        const before = m.cpu();
+        const r = await setup(m, plan.concurrency, 500_000, plan.sliceMs);
+        slices.get(m)!.push({ rate: r.count / (r.elapsedMs / 1000), r, cpu: cpuDelta(before, m.cpu()) });
+      };
+      await (plan.within ? plan.within(m, slice) : slice());
     }
   }
   const outcomes = new Map<Measured, SetupOutcome>();
@@ -146,9 +151,12 @@ export async function measureSetup(ctx: MeasureCtx, paths: Measured[], plan: Set
     const names = typeof plan.names === 'function' ? plan.names(m) : plan.names;
     // At high concurrency the latency is mostly queueing (Little's law: concurrency / rate). One tunnel at a
     // time shows what a hop itself adds; kept in the details file.
-    const soloBefore = m.cpu();
-    const solo = await setup(m, 1, 5_000, plan.soloMs);
-    const soloCpu = cpuDelta(soloBefore, m.cpu());
+    const soloRun = async () => {
+      const before = m.cpu();
+      const r = await setup(m, 1, 5_000, plan.soloMs);
+      return { solo: r, soloCpu: cpuDelta(before, m.cpu()) };
+    };
+    const { solo, soloCpu } = await (plan.within ? plan.within(m, soloRun) : soloRun());
     const all = slices.get(m)!;
     const { r, rate, cpu } = [...all].sort((a, b) => a.rate - b.rate)[all.length >> 1]!;
     addRow(ctx, names.rate, m, rate, 'tunnels/s');

@@ -89,6 +89,8 @@ export interface Sizes {
   setupRepeats: number;
   setupDurationMs: number;
   idleTunnels: number;
+  /** setup-under-attack: stalled handshakes kept open at once. */
+  attackStalled: number;
   r2uTrials: number;
   gliderRestarts: number;
   churnMs: number;
@@ -105,6 +107,7 @@ export const FULL: Sizes = {
   setupRepeats: 3,
   setupDurationMs: 6_000,
   idleTunnels: 10_000,
+  attackStalled: 10_000,
   r2uTrials: 40,
   gliderRestarts: 6,
   churnMs: 10_000,
@@ -122,6 +125,7 @@ export const QUICK: Sizes = {
   setupRepeats: 1,
   setupDurationMs: 1_000,
   idleTunnels: 1_000,
+  attackStalled: 2_000,
   r2uTrials: 6,
   gliderRestarts: 2,
   churnMs: 2_000,

@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, readFileSync } from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import readline from 'node:readline';
 
 export interface Pinned {
@@ -212,7 +213,7 @@ export function gatewaySample(pid: number): { gateway: number; gatewayUser: numb
   return { gateway: st.cpuSeconds, gatewayUser: st.userSeconds, gatewayMinorFaults: st.minorFaults };
 }
 
-/** IPC client for bench/loadgen.ts. */
+/** IPC client for bench/loadgen.ts, or another job-driven child of the same protocol (bench/hostile.ts). */
 export class LoadGen {
   private nextId = 1;
   private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
@@ -223,24 +224,25 @@ export class LoadGen {
       const w = this.waiting.get(msg.id);
       if (!w) return;
       this.waiting.delete(msg.id);
-      if (msg.error !== undefined) w.reject(new Error(`loadgen: ${msg.error}`));
+      if (msg.error !== undefined) w.reject(new Error(`${proc.name}: ${msg.error}`));
       else w.resolve(msg.result);
     });
     proc.child.on('exit', (code) => {
-      for (const w of this.waiting.values()) w.reject(new Error(`loadgen exited (${code})`));
+      for (const w of this.waiting.values()) w.reject(new Error(`${proc.name} exited (${code})`));
       this.waiting.clear();
     });
   }
 
-  static async start(cpu: number, cwd: string, env: NodeJS.ProcessEnv): Promise<LoadGen> {
-    const proc = spawnPinned('loadgen', cpu, process.execPath, ['--import', 'tsx', 'bench/loadgen.ts'], { cwd, env, ipc: true });
+  static async start(cpu: number, cwd: string, env: NodeJS.ProcessEnv, script = 'bench/loadgen.ts'): Promise<LoadGen> {
+    const name = path.basename(script, '.ts');
+    const proc = spawnPinned(name, cpu, process.execPath, ['--import', 'tsx', script], { cwd, env, ipc: true });
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('loadgen: not ready within 20 s')), 20_000);
+      const timer = setTimeout(() => reject(new Error(`${name}: not ready within 20 s`)), 20_000);
       proc.child.once('message', () => {
         clearTimeout(timer);
         resolve();
       });
-      proc.child.once('exit', (code) => reject(new Error(`loadgen exited (${code}) at start`)));
+      proc.child.once('exit', (code) => reject(new Error(`${name} exited (${code}) at start`)));
     });
     return new LoadGen(proc);
   }
@@ -250,7 +252,7 @@ export class LoadGen {
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiting.delete(id);
-        reject(new Error(`loadgen: job ${(job as { type: string }).type} did not finish within ${timeoutMs} ms`));
+        reject(new Error(`${this.proc.name}: job ${(job as { type: string }).type} did not finish within ${timeoutMs} ms`));
       }, timeoutMs);
       this.waiting.set(id, {
         resolve: (v) => {

@@ -41,6 +41,7 @@ const SCENARIO_ORDER = [
   'setup-p50',
   'setup-p99',
   'setup-cpu',
+  ...['attack-quiet-rate', 'attack-quiet-p50', 'attack-quiet-p99', 'attack-rate', 'attack-p50', 'attack-p99', 'attack-stalled-left-open', 'attack-garbage-left-open'],
   ...['single', 'pool100', 'single2'].flatMap((k) => [`setup-rate-${k}`, `setup-p50-${k}`, `setup-p99-${k}`, `setup-cpu-${k}`]),
   'setup-rate-pool100-ratio',
   'setup-cpu-pool100-ratio',

@@ -7,7 +7,8 @@ import { idle } from './idle.js';
 import { registerToUsable } from './register-to-usable.js';
 import { setup } from './setup.js';
 import { setupPool } from './setup-pool.js';
+import { setupUnderAttack } from './setup-under-attack.js';
 import { tailnetOverhead } from './tailnet-overhead.js';
 import { throughput } from './throughput.js';
 
-export const SCENARIOS: readonly Scenario[] = [throughput(1), throughput(16), setup, setupPool, registerToUsable, churn, tailnetOverhead, idle];
+export const SCENARIOS: readonly Scenario[] = [throughput(1), throughput(16), setup, setupUnderAttack, setupPool, registerToUsable, churn, tailnetOverhead, idle];
