@@ -228,13 +228,26 @@ if (inside) {
       assert.deepEqual(timeouts.map(describeAttempt), [], 'no attempt waited for its deadline');
       const silent = all.filter((x) => x.outcome.kind === 'cut' && x.outcome.stage === 'handshake');
       assert.deepEqual(silent.map(describeAttempt), [], 'no handshake was closed without an answer');
+      // The one slow answer allowed: a dial made into the new tailscaled's first WireGuard handshake when that handshake
+      // and its retry 5 s later are both lost runs into the connect timeout. That is the network, answered exactly
+      // (504 `timeout` / SOCKS5 0x06 at the timeout), only within a crash's recovery and rarely; never a hang.
+      const inRecovery = (x: Attempt) => rounds.some((r, i) => x.start >= r.killAt && x.start < (rounds[i + 1]?.killAt ?? Infinity) && x.start < r.killAt + r.flowingMs + CONNECT_TIMEOUT_MS);
+      const atConnectTimeout = (x: Attempt) => x.end - x.start >= CONNECT_TIMEOUT_MS - 500 && x.end - x.start < CONNECT_TIMEOUT_MS + 2_000;
+      let slowInRecovery = 0;
       for (const x of all) {
         if (x.outcome.kind !== 'refused') continue;
         const { status, reason } = x.outcome;
+        const timedOut = x.via === 'http' ? status === 504 && reason === 'timeout' : reason === 'socks5 reply' && status === 6;
+        if (timedOut && atConnectTimeout(x) && inRecovery(x)) {
+          slowInRecovery++;
+          continue;
+        }
         if (x.via === 'http') assert.ok(status === 503 && reason === 'network-down', `HTTP refusal: ${describeAttempt(x)}`);
         else assert.ok(reason === 'socks5 reply' && status === 3, `SOCKS5 refusal: ${describeAttempt(x)}`);
         assert.ok(x.end - x.start < FAST_FAIL_MS, `refused fast: ${describeAttempt(x)}`);
       }
+      note(`load: ${slowInRecovery} dial(s) answered at the connect timeout during a recovery (lost WireGuard handshakes)`);
+      assert.ok(slowInRecovery <= CRASHES / 2, `${slowInRecovery} dials ran into the connect timeout during recoveries`);
       // A tunnel cut mid-echo is one tailscaled was carrying when it died: only right after a kill.
       for (const x of all) {
         if (x.outcome.kind !== 'cut') continue;
