@@ -213,7 +213,10 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
     ports.https = await listen(httpsProxy, config.tls.httpsPort, config.listenHost);
     ports.socksTls = await listen(socksTlsProxy, config.tls.socksTlsPort, config.listenHost);
   }
-  if (config.plainListeners) proxyPorts = { http: ports.http, socks5: ports.socks, ...(ports.https === undefined ? {} : { https: ports.https, socks5Tls: ports.socksTls! }) };
+  proxyPorts = {
+    ...(config.plainListeners ? { http: ports.http, socks5: ports.socks } : {}),
+    ...(ports.https === undefined ? {} : { https: ports.https, socks5Tls: ports.socksTls! }),
+  };
   await api.listen({ port: config.apiPort, host: config.apiHost });
   const apiAddr = api.server.address();
   ports.api = typeof apiAddr === 'object' && apiAddr !== null ? apiAddr.port : config.apiPort;

@@ -441,6 +441,9 @@ test('plain listeners off: their ports refuse, the TLS listeners serve, /readyz 
     assert.equal(r.stdout, 'hello from http 127.0.0.1\n');
     const ready = await apiCall(g.ports.api, 'GET', '/readyz');
     assert.equal(ready.status, 200, JSON.stringify(ready.json));
+    // The dashboard's ready-made client commands name only the listeners that are on.
+    const stats = await apiCall(g.ports.api, 'GET', '/stats');
+    assert.deepEqual(stats.json.listeners, { https: g.ports.https, socks5Tls: g.ports.socksTls });
 
     // A client that never starts its TLS handshake is closed by the handshake timeout; one that sends FIN instead
     // is closed at once (not left half-open until the timeout); nothing is left behind on either listener.

@@ -497,8 +497,7 @@ export const STATS = {
     listeners: {
       type: ['object', 'null'],
       additionalProperties: false,
-      required: ['http', 'socks5'],
-      description: "The proxy listeners' ports on this gateway (for ready-made client commands); null when the plain listeners are not listening. https and socks5Tls: the TLS listeners, when configured.",
+      description: "The proxy listeners' ports on this gateway (for ready-made client commands); null before they listen. http and socks5: the plain listeners, absent when they are turned off; https and socks5Tls: the TLS listeners, when configured.",
       properties: { http: { type: 'integer' }, socks5: { type: 'integer' }, https: { type: 'integer' }, socks5Tls: { type: 'integer' } },
     },
     intervalSeconds: { type: 'number', description: 'How often the gateway samples (the spacing of `series`).' },

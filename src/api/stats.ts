@@ -10,8 +10,8 @@ import { AUTH_ERRORS, errorResponses } from './schemas.js';
 
 /** The proxy listeners' ports, as GET /stats shows them; the TLS ones only when configured. */
 export interface ProxyPorts {
-  http: number;
-  socks5: number;
+  http?: number;
+  socks5?: number;
   https?: number;
   socks5Tls?: number;
 }

@@ -136,10 +136,12 @@ function SecretDialog({ created, onClose }) {
   const host = location.hostname.includes(':') ? `[${location.hostname}]` : location.hostname;
   const ports = stats.data?.listeners ?? { http: 8081, socks5: 1080 };
   const k = encodeURIComponent(created.key);
+  // Only the listeners this gateway runs: with the plain ones turned off, the TLS ones.
   const lines = [
-    ['HTTP proxy', `curl -x http://${k}:${k}@${host}:${ports.http} https://example.com/`],
-    ['SOCKS5', `curl --socks5-hostname ${k}:${k}@${host}:${ports.socks5} https://example.com/`],
-  ];
+    ports.http && ['HTTP proxy', `curl -x http://${k}:${k}@${host}:${ports.http} https://example.com/`],
+    ports.socks5 && ['SOCKS5', `curl --socks5-hostname ${k}:${k}@${host}:${ports.socks5} https://example.com/`],
+    ports.https && ['HTTPS proxy', `curl --proxy https://${k}:${k}@${host}:${ports.https} https://example.com/`],
+  ].filter(Boolean);
   const copy = async (text, event) => {
     const field = event.currentTarget.previousElementSibling;
     try {
