@@ -20,6 +20,12 @@ export interface AttackJob {
   socks: Endpoint;
   /** Stalled connections kept open at once. */
   stalled: number;
+  /**
+   * The source address of every hostile connection. The bench uses another loopback address than its well-behaved
+   * clients': the gateway's brute-force throttle works per client address, and an attacker sharing the clients'
+   * address would have them refused with it.
+   */
+  localAddress?: string;
   /** Garbage workers, each with one connection at a time. */
   garbageWorkers: number;
   /**
@@ -231,7 +237,7 @@ class Attack {
     const to = portFor(this.job, kind);
     const stats = this.stalledByKind[kind]!;
     this.connecting++;
-    const s = net.connect({ host: to.host, port: to.port });
+    const s = net.connect({ host: to.host, port: to.port, localAddress: this.job.localAddress });
     let connected = false;
     let connectedAt = 0;
     let answered = false;
@@ -300,7 +306,7 @@ class Attack {
     const to = portFor(this.job, kind);
     const stats = this.garbageByKind[kind]!;
     return new Promise((resolve) => {
-      const s = net.connect({ host: to.host, port: to.port });
+      const s = net.connect({ host: to.host, port: to.port, localAddress: this.job.localAddress });
       let connected = false;
       let sentAt = 0;
       let timer: NodeJS.Timeout | undefined;

@@ -3,7 +3,7 @@
 // repetitions can be interleaved across paths).
 import type { TargetSpec } from './client.js';
 import type { Options, Sizes } from './options.js';
-import type { Env, GatewayKind, PathName, RunningGateway } from './paths.js';
+import type { Env, GatewayKind, Listener, PathName, RunningGateway } from './paths.js';
 import { cpuSeconds, gatewaySample, type LoadGen, type Pinned } from './procs.js';
 import type { Row } from './report.js';
 import { addRow, type CpuSample, type Measured } from './measure.js';
@@ -119,8 +119,14 @@ export async function withGateway<G extends RunningGateway, T>(ctx: Ctx, kind: {
  * Runs `fn` once per listener, each time on a freshly started gateway, so one listener's lingering
  * connections or garbage never weigh on the next one's numbers.
  */
-export async function forEachListener(ctx: Ctx, kind: GatewayKind, fn: (gw: RunningGateway, l: RunningGateway['listeners'][number]) => Promise<void>): Promise<void> {
+export async function forEachListener(
+  ctx: Ctx,
+  kind: GatewayKind,
+  fn: (gw: RunningGateway, l: RunningGateway['listeners'][number]) => Promise<void>,
+  only?: readonly Listener[],
+): Promise<void> {
   for (const which of kind.listeners) {
+    if (only !== undefined && !only.includes(which)) continue;
     ctx.env.profileLabel = `${ctx.scenario}-${which}`;
     await withGateway(ctx, kind, async (gw) => {
       const l = gw.listeners.find((x) => x.listener === which);
