@@ -11,7 +11,7 @@ import { KeyResolver } from './tunnel/key-resolver.js';
 import { DeviceConnector } from './tunnel/connector.js';
 import { TunnelPipeline } from './tunnel/pipeline.js';
 import { AuthThrottle } from './tunnel/auth-throttle.js';
-import { LimitBook } from './tunnel/limits.js';
+import { LimitBook, type SharedAdmission } from './tunnel/limits.js';
 import type { QuotaLedger } from './tunnel/quota.js';
 import { adoptTunnels } from './tunnel/relay.js';
 import { DeviceBoard } from './tunnel/device-health.js';
@@ -27,7 +27,7 @@ import { AcceptGuard, connectionsPerListener, readDescriptorLimit } from './prox
 import { CertificateWatcher, loadCertificatePair, type SecureContextTarget } from './tls/certificates.js';
 import { createApiServer, type ProxyPorts } from './api/server.js';
 import { createBindingServices } from './bindings/index.js';
-import type { BindingService } from './bindings/service.js';
+import type { BindingService, KeyCache, TunnelCutter } from './bindings/service.js';
 import { openStore } from './store/index.js';
 import type { NodeStore, RegistryStore } from './store/types.js';
 import type { Dialer } from './core/dialer.js';
@@ -46,6 +46,30 @@ export interface GatewayParts {
   quotaLedger?: QuotaLedger;
   /** The descriptor limit the proxy listeners' connection caps come from. Default: this process's RLIMIT_NOFILE. */
   descriptorLimit?: number | undefined;
+  /** This process's part in a gateway with worker processes (src/workers/); absent: the whole gateway runs here. */
+  cluster?: PrimaryRole | WorkerRole | undefined;
+}
+
+/** The primary of a gateway with worker processes: the API, the store, the change feed. The workers listen. */
+export interface PrimaryRole {
+  role: 'primary';
+  /** What the binding services act on instead of this process's key cache and tunnels: every worker's as well. */
+  spread(local: { keyCache: KeyCache; tunnels: TunnelCutter }): { keyCache: KeyCache; tunnels: TunnelCutter };
+  /** The change feed reconnected: every worker reads its keys with open tunnels again. */
+  reconnected(): void;
+  /** Whether the workers listen (readiness). */
+  listening(): boolean;
+  /** Where the workers listen. */
+  ports: { http: number; socks: number; https?: number | undefined; socksTls?: number | undefined };
+  /** What /metrics answers: this process's registry and every worker's, summed. */
+  exposition(): Promise<string>;
+}
+
+/** A worker: the proxy listeners. Its API does not listen, and changes reach it from the primary. */
+export interface WorkerRole {
+  role: 'worker';
+  /** Where keys' maxTunnels and tunnelsPerSecond are counted (the primary). */
+  admission: SharedAdmission;
 }
 
 export interface Gateway {
@@ -91,6 +115,8 @@ function closeServer(server: NetServer): Promise<void> {
 }
 
 export async function startGateway(config: Config, log: Logger, parts: GatewayParts = {}): Promise<Gateway> {
+  const primary = parts.cluster?.role === 'primary' ? parts.cluster : undefined;
+  const worker = parts.cluster?.role === 'worker' ? parts.cluster : undefined;
   // TLS: the pair is checked before anything opens or listens, so a bad file stops start-up with the file named.
   const certificate = config.tls ? await loadCertificatePair(config.tls) : undefined;
   const store = parts.store ?? (await openStore({ database: config.database, dataDir: config.dataDir, log, timeoutMs: config.databaseTimeoutMs }));
@@ -110,6 +136,7 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
   const quotaLedger: QuotaLedger = parts.quotaLedger ?? usage;
   const limits = new LimitBook({
     ledger: quotaLedger,
+    shared: worker?.admission,
     refusals: metrics.limitRefusals,
     quotaCheckMs: config.quotaCheckMs,
     adopt: (keyHash, gate) => adoptTunnels(tunnels.of(keyHash), gate),
@@ -149,17 +176,19 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
   if (httpsProxy) new AcceptGuard(httpsProxy, { listener: 'https', maxConnections, errors: metrics.acceptErrors, log });
   if (socksTlsProxy) new AcceptGuard(socksTlsProxy, { listener: 'socks5-tls', maxConnections, errors: metrics.acceptErrors, log });
 
+  const shared = primary === undefined ? { keyCache: resolver, tunnels } : primary.spread({ keyCache: resolver, tunnels });
   const { bindings, registry } = createBindingServices({
     store,
-    keyCache: resolver,
-    tunnels,
+    keyCache: shared.keyCache,
+    tunnels: shared.tunnels,
+    onReconnected: primary?.reconnected,
     allowList: new AddressAllowList(config.allowCidrs),
     deviceDefaults: config.deviceDefaults,
     registrar: parts.registrar,
     warmUp: parts.tailnet?.warmUp === undefined ? undefined : (ip) => void parts.tailnet!.warmUp!(ip),
     log,
   });
-  const listening = () => proxies.every((server) => server.listening);
+  const listening = primary?.listening ?? (() => proxies.every((server) => server.listening));
   const stats = new LiveStats({ metrics, usage });
   let proxyPorts: ProxyPorts | undefined;
   const api = await createApiServer({
@@ -168,6 +197,7 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
     bindings,
     registry,
     metrics,
+    exposition: primary?.exposition,
     log,
     listening,
     tailnet: parts.tailnet,
@@ -200,16 +230,20 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
 
   // Other gateways on the same database announce their changes; the service applies them to this gateway's
   // key cache and tunnels.
-  await bindings.followChanges();
+  // A worker hears them from the primary (src/workers/), which follows them for all.
+  if (worker === undefined) await bindings.followChanges();
   usage.start();
   stats.start();
 
-  const ports: Gateway['ports'] = {
-    http: config.plainListeners ? await listen(httpProxy, config.httpPort, config.listenHost) : 0,
-    socks: config.plainListeners ? await listen(socksProxy, config.socksPort, config.listenHost) : 0,
-    api: 0,
-  };
-  if (config.tls && httpsProxy && socksTlsProxy) {
+  const ports: Gateway['ports'] =
+    primary !== undefined
+      ? { ...primary.ports, api: 0 }
+      : {
+          http: config.plainListeners ? await listen(httpProxy, config.httpPort, config.listenHost) : 0,
+          socks: config.plainListeners ? await listen(socksProxy, config.socksPort, config.listenHost) : 0,
+          api: 0,
+        };
+  if (primary === undefined && config.tls && httpsProxy && socksTlsProxy) {
     ports.https = await listen(httpsProxy, config.tls.httpsPort, config.listenHost);
     ports.socksTls = await listen(socksTlsProxy, config.tls.socksTlsPort, config.listenHost);
   }
@@ -217,6 +251,10 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
     ...(config.plainListeners ? { http: ports.http, socks5: ports.socks } : {}),
     ...(ports.https === undefined ? {} : { https: ports.https, socks5Tls: ports.socksTls! }),
   };
+  if (worker !== undefined) {
+    log.info({ http: ports.http, socks5: ports.socks, https: ports.https, socks5Tls: ports.socksTls, descriptorLimit, maxConnectionsPerListener: maxConnections }, 'worker listening');
+    return assemble();
+  }
   await api.listen({ port: config.apiPort, host: config.apiHost });
   const apiAddr = api.server.address();
   ports.api = typeof apiAddr === 'object' && apiAddr !== null ? apiAddr.port : config.apiPort;
@@ -236,31 +274,35 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
   );
   if (!config.adminToken) log.warn('TAILGATE_ADMIN_TOKEN is not set: the management API listens on loopback only and accepts unauthenticated calls there');
 
-  let closing: Promise<void> | undefined;
-  const close = () => {
-    closing ??= (async () => {
-      certificates?.close();
-      const stopped = Promise.all([httpProxy, socksProxy, httpsProxy, socksTlsProxy].map((server) => (server ? closeServer(server) : undefined)));
-      stats.close();
-      const deadline = Date.now() + config.timeouts.shutdownGraceMs;
-      while (tunnels.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      const cut = tunnels.closeAll();
-      if (cut > 0) log.info({ tunnels: cut }, 'grace period over, closed remaining tunnels');
-      // Cut tunnels report their last bytes from their close handlers, a tick or two later; whatever is still open
-      // after this is counted as it stands by the last flush.
-      const cutBy = Date.now() + 1_000;
-      while (usage.openMeters > 0 && Date.now() < cutBy) await new Promise((r) => setTimeout(r, 10));
-      await stopped;
-      await usage.close();
-      await api.close();
-      await bindings.close();
-      deviceStatus.close();
-      limits.close();
-      if (!parts.store) await store.close();
-    })();
-    return closing;
-  };
+  return assemble();
 
-  const tls = certificates && httpsProxy && socksTlsProxy ? { httpsProxy: httpsProxy as unknown as TlsServer, socksProxy: socksTlsProxy, certificates } : undefined;
-  return { config, store, resolver, tunnels, bindings, metrics, usage, limits, quotaLedger, httpProxy, socksProxy, tls, api, ports, close };
+  function assemble(): Gateway {
+    let closing: Promise<void> | undefined;
+    const close = () => {
+      closing ??= (async () => {
+        certificates?.close();
+        const stopped = Promise.all([httpProxy, socksProxy, httpsProxy, socksTlsProxy].map((server) => (server ? closeServer(server) : undefined)));
+        stats.close();
+        const deadline = Date.now() + config.timeouts.shutdownGraceMs;
+        while (tunnels.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        const cut = tunnels.closeAll();
+        if (cut > 0) log.info({ tunnels: cut }, 'grace period over, closed remaining tunnels');
+        // Cut tunnels report their last bytes from their close handlers, a tick or two later; whatever is still open
+        // after this is counted as it stands by the last flush.
+        const cutBy = Date.now() + 1_000;
+        while (usage.openMeters > 0 && Date.now() < cutBy) await new Promise((r) => setTimeout(r, 10));
+        await stopped;
+        await usage.close();
+        await api.close();
+        await bindings.close();
+        deviceStatus.close();
+        limits.close();
+        if (!parts.store) await store.close();
+      })();
+      return closing;
+    };
+
+    const tls = certificates && httpsProxy && socksTlsProxy ? { httpsProxy: httpsProxy as unknown as TlsServer, socksProxy: socksTlsProxy, certificates } : undefined;
+    return { config, store, resolver, tunnels, bindings, metrics, usage, limits, quotaLedger, httpProxy, socksProxy, tls, api, ports, close };
+  }
 }

@@ -1,6 +1,7 @@
 // Configuration is read from the environment once, at start, and validated as a whole so that an
 // operator sees every mistake in one run instead of fixing them one restart at a time.
 import { isIP } from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import type { DeviceProtocol } from './core/route.js';
 import { parseCidrList, type Cidr } from './core/cidr.js';
@@ -51,6 +52,8 @@ export interface Config {
   tls: TlsConfig | undefined;
   /** The plain HTTP and SOCKS5 proxy listeners (TAILGATE_PLAIN_LISTENERS); off only when TLS is configured. */
   plainListeners: boolean;
+  /** Processes that run the proxy listeners (TAILGATE_WORKERS); 1: the listeners run in this one process. */
+  workers: number;
   /** Valid but risky settings, logged once at start. */
   warnings: string[];
 }
@@ -314,6 +317,7 @@ export function loadConfig(env: Env = process.env): Config {
     headscale: undefined,
     tls: undefined,
     plainListeners: r.bool('TAILGATE_PLAIN_LISTENERS', true),
+    workers: r.int('TAILGATE_WORKERS', os.availableParallelism(), 1, 1024),
     warnings,
   };
 

@@ -273,6 +273,8 @@ export function tailgateKind(setup: TailgateSetup, build: { path: PathName; dir:
         TAILGATE_ALLOW_CIDRS: '127.0.0.0/8',
         // idle-rss-per-tunnel opens tunnels up to the descriptor limit on purpose: no cap below it.
         TAILGATE_MAX_CONNECTIONS: '0',
+        // One process (README "Worker processes"): the rows measured so far are of a single-process gateway.
+        TAILGATE_WORKERS: '1',
         ...(cert ? { TAILGATE_TLS_CERT: cert.certFile, TAILGATE_TLS_KEY: cert.keyFile, TAILGATE_HTTPS_PORT: String(ports.https), TAILGATE_SOCKS_TLS_PORT: String(await freePort()) } : {}),
       },
     });

@@ -86,10 +86,12 @@ export class Readiness {
 export interface ProbeOptions {
   readiness: Readiness;
   metrics: Metrics;
+  /** What /metrics answers, when it is more than this process's registry (the sum over worker processes). */
+  exposition?: (() => Promise<string>) | undefined;
   gate: TokenGate;
 }
 
-export const probes: FastifyPluginAsync<ProbeOptions> = async (app, { readiness, metrics, gate }) => {
+export const probes: FastifyPluginAsync<ProbeOptions> = async (app, { readiness, metrics, exposition, gate }) => {
   app.get(
     '/healthz',
     {
@@ -133,7 +135,7 @@ export const probes: FastifyPluginAsync<ProbeOptions> = async (app, { readiness,
       },
     },
     async (_request, reply) => {
-      const text = await metrics.registry.metrics();
+      const text = await (exposition ?? (() => metrics.registry.metrics()))();
       return reply.type(metrics.registry.contentType).send(text);
     },
   );

@@ -42,6 +42,8 @@ export interface ApiDeps {
   bindings: BindingService;
   registry: RegistryService;
   metrics: Metrics;
+  /** What /metrics answers instead of `metrics`' registry (a gateway with worker processes: their sum). */
+  exposition?: (() => Promise<string>) | undefined;
   log: Logger;
   /** True while both proxy listeners accept connections. */
   listening: () => boolean;
@@ -166,7 +168,7 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
 
   // Registered before the routes: it collects them as they are added.
   await app.register(swagger, openApiOptions());
-  await app.register(probes, { readiness: new Readiness(deps), metrics: deps.metrics, gate });
+  await app.register(probes, { readiness: new Readiness(deps), metrics: deps.metrics, exposition: deps.exposition, gate });
   await app.register(nodes, { store: deps.store, bindings: deps.bindings, tailnet: deps.tailnet });
   await app.register(registration, { bindings: deps.bindings, tailnet: deps.tailnet });
   await app.register(devices, { store: deps.store, registry: deps.registry, tailnet: deps.tailnet, deviceStatus: deps.deviceStatus });

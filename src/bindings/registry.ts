@@ -176,7 +176,7 @@ export class RegistryService {
     // open tunnels reads it again at once, so a new bandwidth cap reaches them.)
     if (target !== undefined || req.disabled !== undefined || req.expiresAt !== undefined || limits !== undefined) this.deps.keyCache.invalidate(key.keyHash);
     let tunnelsClosed = 0;
-    if (key.disabled || (key.expiresAt !== null && key.expiresAt.getTime() <= Date.now())) tunnelsClosed = this.cutKey(key);
+    if (key.disabled || (key.expiresAt !== null && key.expiresAt.getTime() <= Date.now())) tunnelsClosed = await this.cutKey(key);
     this.log.info({ keyId: id, keyPrefix: keyTag(key.keyHash), target: key.target, disabled: key.disabled, tunnelsClosed }, 'key updated');
     return key;
   }
@@ -201,7 +201,7 @@ export class RegistryService {
     const key = await this.deps.store.removeKey(id);
     if (key === null) throw noSuch('key', id);
     this.deps.keyCache.invalidate(key.keyHash);
-    const tunnelsClosed = this.cutKey(key);
+    const tunnelsClosed = await this.cutKey(key);
     this.rotatedHashes.delete(id);
     this.log.info({ keyId: id, keyPrefix: keyTag(key.keyHash), tunnelsClosed }, 'key deleted');
     return { key, tunnelsClosed };
@@ -216,7 +216,7 @@ export class RegistryService {
     // Any key may route to the device, through a pool (a selector pool by its labels): devices change rarely, so
     // forgetting every cached route is cheaper than working out which.
     this.deps.keyCache.invalidateAll();
-    const tunnelsClosed = device.enabled ? 0 : this.cutKeys(keys);
+    const tunnelsClosed = device.enabled ? 0 : await this.cutKeys(keys);
     this.log.info({ deviceId: id, fields: Object.keys(patch), enabled: device.enabled, tunnelsClosed }, 'device updated');
     return device;
   }
@@ -231,7 +231,7 @@ export class RegistryService {
     const removed = await this.deps.store.removeDevice(id);
     if (removed === null) throw noSuch('device', id);
     this.deps.keyCache.invalidateAll();
-    const tunnelsClosed = this.cutKeys(keys);
+    const tunnelsClosed = await this.cutKeys(keys);
     for (const key of keys) this.rotatedHashes.delete(key.id);
     this.log.info({ deviceId: id, keysDeleted: keys.length, tunnelsClosed, headscaleDeleted }, 'device deleted');
     return { device: removed, tunnelsClosed, headscaleDeleted };
@@ -295,15 +295,15 @@ export class RegistryService {
    * tunnel registry files tunnels by key, not by the device they went out through, so cutting a pool key would cut
    * its tunnels on every other member too. Those go when the pipeline counts tunnels per device.
    */
-  private cutKeys(keys: KeyRecord[]): number {
+  private async cutKeys(keys: KeyRecord[]): Promise<number> {
     let n = 0;
-    for (const key of keys) n += this.cutKey(key);
+    for (const key of keys) n += await this.cutKey(key);
     return n;
   }
 
-  private cutKey(key: KeyRecord): number {
-    let n = this.deps.tunnels.closeKey(key.keyHash);
-    for (const old of this.rotatedHashes.get(key.id) ?? []) n += this.deps.tunnels.closeKey(old);
+  private async cutKey(key: KeyRecord): Promise<number> {
+    let n = await this.deps.tunnels.closeKey(key.keyHash);
+    for (const old of this.rotatedHashes.get(key.id) ?? []) n += await this.deps.tunnels.closeKey(old);
     return n;
   }
 

@@ -24,8 +24,11 @@ export interface KeyCache {
 
 /** What holds the open tunnels of each key (the tunnel registry). */
 export interface TunnelCutter {
-  /** Destroys every open tunnel of the key; returns how many there were. */
-  closeKey(keyHash: string): number;
+  /**
+   * Destroys every open tunnel of the key; returns how many there were (a promise when other processes hold tunnels
+   * too: the count is theirs together, once each has cut its own).
+   */
+  closeKey(keyHash: string): number | Promise<number>;
   /** closeKey() on a change notification; this gateway's own revocation of the key, if any, still counts them. */
   closeKeyOnChange(keyHash: string): number;
   /** Hashes of the keys with tunnels open here. */
@@ -54,6 +57,11 @@ export interface BindingDeps {
    * device missing or offline in this gateway's netmap and is refused.
    */
   warmUp?: ((ip: string) => void) | undefined;
+  /**
+   * The change feed reconnected (notifications may have been lost): what else holds this gateway's tunnels (its worker
+   * processes) reads its keys with open tunnels again, as resync() does here.
+   */
+  onReconnected?: (() => void) | undefined;
   log: Logger;
 }
 
@@ -177,7 +185,7 @@ export class BindingService {
   async revoke(id: number): Promise<Revocation> {
     const removed = await this.deps.store.remove(id);
     if (removed === null) throw notFound(id);
-    return this.removed(removed, false);
+    return await this.removed(removed, false);
   }
 
   /** revoke(), after deleting the node in Headscale too. */
@@ -191,7 +199,7 @@ export class BindingService {
 
     const removed = await this.deps.store.remove(id);
     if (removed === null) throw notFound(id);
-    return this.removed(removed, headscaleDeleted);
+    return await this.removed(removed, headscaleDeleted);
   }
 
   /**
@@ -222,6 +230,7 @@ export class BindingService {
   resync(reconnected = false): void {
     this.deps.keyCache.invalidateAll();
     if (!reconnected) return;
+    this.deps.onReconnected?.();
     for (const keyHash of this.deps.tunnels.openKeys()) {
       this.deps.keyCache.resolveHash(keyHash).then(
         (route) => {
@@ -250,9 +259,9 @@ export class BindingService {
     await stop?.();
   }
 
-  private removed(node: NodeRecord, headscaleDeleted: boolean): Revocation {
+  private async removed(node: NodeRecord, headscaleDeleted: boolean): Promise<Revocation> {
     this.deps.keyCache.invalidate(node.keyHash);
-    const tunnelsClosed = this.deps.tunnels.closeKey(node.keyHash);
+    const tunnelsClosed = await this.deps.tunnels.closeKey(node.keyHash);
     this.log.info({ keyPrefix: keyTag(node.keyHash), nodeId: node.id, tunnelsClosed, headscaleDeleted }, 'key revoked');
     return { node, tunnelsClosed, headscaleDeleted };
   }

@@ -212,7 +212,8 @@ export class Forwarder {
       else refuse(res, 407, 'user-parameter', auth.parameter, hasBody, userParameterHeaders(auth.parameter));
       return;
     }
-    const refusal = this.pipeline.admit(ctx, auth.route);
+    let refusal = this.pipeline.admit(ctx, auth.route);
+    if (refusal instanceof Promise) refusal = await refusal;
     if (refusal !== null) {
       refuse(res, REFUSAL_STATUS, refusal.reason, refusal.text, hasBody, refusalHeaders(refusal));
       return;

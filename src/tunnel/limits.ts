@@ -126,8 +126,25 @@ function burstOf(rate: number): number {
   return Math.max(MIN_BUCKET_BYTES, rate * BUCKET_SECONDS);
 }
 
+/** What the process that counts places and rate tokens for several processes answers: admitted, or why not. */
+export type SharedVerdict = null | 'tunnel-limit' | { waitS: number };
+
+/**
+ * Where `maxTunnels` and `tunnelsPerSecond` are counted when several processes carry one gateway's tunnels (the worker
+ * processes, src/workers/): the count must be one for all of them, so admission asks it. Only gates with one of those
+ * two limits ever call it; keys without limits, or with caps and quotas only, never do.
+ */
+export interface SharedAdmission {
+  /** Asks for one place and one rate token of the gate's key; resolves with gate.settle(verdict). */
+  acquire(gate: KeyGate): Promise<Refusal | null>;
+  /** Gives back a place acquire() granted. */
+  release(keyId: number): void;
+}
+
 /** What the gates of all keys share: the quota ledger, the refusal counter, the quota timer. */
 export interface LimitBookOptions {
+  /** Absent: places and rate tokens are counted here, in memory (one process). */
+  shared?: SharedAdmission | undefined;
   ledger: QuotaLedger;
   refusals: Counter<'reason'>;
   /** How often the open tunnels of keys with a quota are checked against it. */
@@ -147,6 +164,8 @@ export interface LimitBookOptions {
 export class KeyGate {
   /** Admitted and not yet released: open tunnels and forwarded requests in flight. */
   open = 0;
+  /** Of those, the ones whose place a SharedAdmission granted (and must be given back there). */
+  private sharedOpen = 0;
   /** Relayed tunnels open now (shaping, the quota). */
   readonly tunnels = new Set<Metered>();
   down: Bucket | null = null;
@@ -221,9 +240,14 @@ export class KeyGate {
     return this.book.ledger.usedSince(this.keyId, this.bounds().start) >= this.quotaBytes;
   }
 
-  /** Admits one tunnel or request (which must release() exactly once), or says why not. */
-  admit(): Refusal | null {
+  /**
+   * Admits one tunnel or request (which must release() exactly once), or says why not. A promise only when the places
+   * and rate tokens are counted by another process (SharedAdmission) and this key has one of those limits.
+   */
+  admit(): Refusal | null | Promise<Refusal | null> {
     if (this.quotaBytes >= 0 && this.exhausted()) return this.book.refused(quotaRefusal(this.period!));
+    const shared = this.book.shared;
+    if (shared !== undefined && (this.maxTunnels !== Infinity || this.rate > 0)) return shared.acquire(this);
     if (this.open >= this.maxTunnels) return this.book.refused(TUNNEL_LIMIT);
     if (this.rate > 0) {
       const now = performance.now();
@@ -239,9 +263,29 @@ export class KeyGate {
     return null;
   }
 
+  /** The limits a SharedAdmission counts against: places (Infinity: none), tunnels per second (0: none), burst. */
+  get admission(): { maxTunnels: number; rate: number; burst: number } {
+    return { maxTunnels: this.maxTunnels, rate: this.rate, burst: this.burst };
+  }
+
+  /** What a SharedAdmission's verdict means here: a place taken, or a refusal counted. */
+  settle(verdict: SharedVerdict): Refusal | null {
+    if (verdict === null) {
+      this.open++;
+      this.sharedOpen++;
+      return null;
+    }
+    return this.book.refused(verdict === 'tunnel-limit' ? TUNNEL_LIMIT : rateRefusal(verdict.waitS));
+  }
+
   /** The end of an admitted tunnel or request. `slot` false: it was not admitted here (adopted when its key got limits). */
   release(slot = true): void {
-    if (slot && this.open > 0) this.open--;
+    if (!slot) return;
+    if (this.open > 0) this.open--;
+    if (this.sharedOpen > 0) {
+      this.sharedOpen--;
+      this.book.shared!.release(this.keyId);
+    }
   }
 
   /** A relayed tunnel starts (or is adopted): followed for shaping and the quota. */
@@ -284,11 +328,13 @@ export class LimitBook {
   private readonly quotaOpen = new Set<KeyGate>();
   private timer: NodeJS.Timeout | undefined;
   readonly ledger: QuotaLedger;
+  readonly shared: SharedAdmission | undefined;
   private readonly refusals: Counter<'reason'>;
   private readonly refusalsBy: Record<LimitReason, { inc(): void }>;
 
   constructor(private readonly opts: LimitBookOptions) {
     this.ledger = opts.ledger;
+    this.shared = opts.shared;
     this.refusals = opts.refusals;
     this.refusalsBy = {
       'tunnel-limit': this.refusals.labels('tunnel-limit'),

@@ -127,15 +127,29 @@ export class TunnelPipeline {
    * Stage 3, alone (the forwarder admits each request). null: admitted, and an admitted tunnel or request of a key with
    * limits holds a place in them until release() (the relay releases the tunnels it carries).
    */
-  admit(ctx: ListenerContext, route: KeyRoute): Refusal | null {
+  admit(ctx: ListenerContext, route: KeyRoute): Refusal | null | Promise<Refusal | null> {
     const gate = route.gate;
     if (gate !== null) {
       const refusal = gate.admit();
+      // Only a key with maxTunnels or tunnelsPerSecond in a gateway with worker processes waits here (the count is
+      // kept by the primary).
+      if (refusal instanceof Promise) return refusal.then((r) => this.admitted(ctx, route, r));
       if (refusal !== null) {
         this.deps.usage?.refused(route.keyId);
         return refusal;
       }
     }
+    return this.policies(ctx, route);
+  }
+
+  private admitted(ctx: ListenerContext, route: KeyRoute, refusal: Refusal | null): Refusal | null {
+    if (refusal === null) return this.policies(ctx, route);
+    this.deps.usage?.refused(route.keyId);
+    return refusal;
+  }
+
+  private policies(ctx: ListenerContext, route: KeyRoute): Refusal | null {
+    const gate = route.gate;
     if (this.admission.length === 0) return null;
     for (const policy of this.admission) {
       const refusal = policy.admit(route, ctx.listener);
@@ -164,7 +178,8 @@ export class TunnelPipeline {
     const key = auth.route;
     const { tunnels } = this.deps;
     tunnels.add(key.keyHash, client);
-    const refusal = key.gate === null && this.admission.length === 0 ? null : this.admit(ctx, key);
+    let refusal = key.gate === null && this.admission.length === 0 ? null : this.admit(ctx, key);
+    if (refusal instanceof Promise) refusal = await refusal;
     if (refusal !== null) {
       tunnels.remove(key.keyHash, client);
       answers.refused(session, refusal);

@@ -14,6 +14,8 @@ export function loopbackEnv(token: string): Record<string, string> {
     TAILGATE_ADMIN_TOKEN: token,
     TAILGATE_ALLOW_CIDRS: '127.0.0.0/8',
     TAILGATE_AUTH_FAILURES_PER_MINUTE: '0',
+    // One process, as the tests were written for (test/workers.e2e.test.ts sets more).
+    TAILGATE_WORKERS: '1',
   };
 }
 
