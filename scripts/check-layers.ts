@@ -15,6 +15,7 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['proxy', 'api'],
   ['config.ts'],
   ['app.ts'],
+  ['workers'],
   ['main.ts'],
   ['cli'],
 ];

@@ -1,10 +1,13 @@
 // Entry point: read configuration, build the parts, start, and stop cleanly on SIGTERM/SIGINT. `tailgate serve`
 // calls serve() with its choice of log output; run as a file (node dist/main.js), this module serves with JSON logs.
+import cluster from 'node:cluster';
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
-import { startGateway, type Gateway } from './app.js';
+import { startGateway, type Gateway, type PrimaryRole } from './app.js';
+import { WorkerPool } from './workers/primary.js';
+import { serveWorker } from './workers/worker.js';
 import { createTailnet } from './tailnet/index.js';
 import { HeadscaleRegistrar } from './headscale/client.js';
 import { openStore, type NodeStore, type RegistryStore } from './store/index.js';
@@ -33,6 +36,9 @@ export async function serve(options: ServeOptions = {}): Promise<void> {
     throw err;
   }
   const log = options.logger?.(config) ?? createLogger(config.logLevel);
+  // A worker process of a gateway with TAILGATE_WORKERS > 1 (node:cluster runs this same entry): the proxy listeners
+  // only; the primary below does everything else.
+  if (cluster.isWorker) return serveWorker(config, log);
   for (const warning of config.warnings) log.warn(warning);
   // With TS_AUTHKEY we run our own tailscaled and dial devices through it; without, the host is on the tailnet already.
   const tailnet = config.tailnet ? createTailnet(config.tailnet, log) : undefined;
@@ -40,6 +46,7 @@ export async function serve(options: ServeOptions = {}): Promise<void> {
   const warmUp = tailnet ? (device: ApprovedDevice) => tailnet.supervisor.warmUp(device.ipv4) : undefined;
   const registrar = config.headscale ? new HeadscaleRegistrar(config.headscale, log, warmUp) : undefined;
   let gateway: Gateway | undefined;
+  let pool: WorkerPool | undefined;
   let store: (NodeStore & RegistryStore) | undefined;
   let stopping = false;
 
@@ -49,6 +56,8 @@ export async function serve(options: ServeOptions = {}): Promise<void> {
     stopping = true;
     log.info({ signal }, 'shutting down: no new connections, draining tunnels');
     (async () => {
+      // The workers first: they drain their tunnels and write their last usage through this process's store.
+      await pool?.stop();
       await gateway?.close();
       await tailnet?.stop();
       await store?.close();
@@ -70,9 +79,16 @@ export async function serve(options: ServeOptions = {}): Promise<void> {
     // Every enabled device, not only those a key targets directly: a pool's devices carry traffic too.
     tailnet?.supervisor.warmUpAfterStart(async () => (await registry.listDevices()).filter((device) => device.enabled).map((device) => device.ip));
     await tailnet?.start();
-    gateway = await startGateway(config, log, { dialer: tailnet?.dialer, tailnet: tailnet?.view, registrar, store });
+    let role: PrimaryRole | undefined;
+    if (config.workers > 1) {
+      pool = new WorkerPool({ count: config.workers, log, store, tailnet: tailnet?.supervisor, shutdownGraceMs: config.timeouts.shutdownGraceMs });
+      role = pool.role(await pool.start());
+    }
+    gateway = await startGateway(config, log, { dialer: tailnet?.dialer, tailnet: tailnet?.view, registrar, store, cluster: role });
+    pool?.adopt(gateway.metrics);
   } catch (err) {
     if (stopping) return; // start-up was cut short by the signal; stop() exits
+    await pool?.stop();
     await tailnet?.stop();
     await store?.close();
     process.stderr.write(`tailgate: failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
