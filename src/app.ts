@@ -20,7 +20,7 @@ import { DeviceSelector } from './tunnel/select.js';
 import type { ProxyDeps } from './proxy/deps.js';
 import { TunnelRegistry } from './tunnel/registry.js';
 import { UsageRecorder } from './tunnel/usage.js';
-import { LiveStats } from './tunnel/live-stats.js';
+import { LiveStats, type LiveTotals } from './tunnel/live-stats.js';
 import { createHttpProxyServer, createHttpsProxyServer } from './proxy/http-proxy.js';
 import { createSocksServer, createSocksTlsServer } from './proxy/socks-proxy.js';
 import { AcceptGuard, connectionsPerListener, readDescriptorLimit } from './proxy/accept-guard.js';
@@ -63,6 +63,8 @@ export interface PrimaryRole {
   ports: { http: number; socks: number; https?: number | undefined; socksTls?: number | undefined };
   /** What /metrics answers: this process's registry and every worker's, summed. */
   exposition(): Promise<string>;
+  /** The workers' counts for /stats, summed. */
+  liveTotals(): Promise<LiveTotals>;
 }
 
 /** A worker: the proxy listeners. Its API does not listen, and changes reach it from the primary. */
@@ -189,7 +191,7 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
     log,
   });
   const listening = primary?.listening ?? (() => proxies.every((server) => server.listening));
-  const stats = new LiveStats({ metrics, usage });
+  const stats = new LiveStats({ metrics, usage, others: primary?.liveTotals });
   let proxyPorts: ProxyPorts | undefined;
   const api = await createApiServer({
     tokens: { admin: config.adminToken, enroll: config.enrollToken },

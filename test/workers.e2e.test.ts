@@ -185,6 +185,8 @@ test('a revocation cuts the key’s open tunnels on both workers at once, and th
   const open = await perWorker(gw, 'tailgate_worker_tunnels_open');
   assert.equal([...open.values()].reduce((a, b) => a + b, 0), tunnels.length, '/metrics sums the open tunnels of both workers');
   assert.equal(await gw.metric('tailgate_tunnels_open'), tunnels.length);
+  const stats = await adminCall(gw.ports.api, gw.token, 'GET', '/stats');
+  assert.equal(stats.json.tunnelsOpen, tunnels.length, 'GET /stats counts the workers’ tunnels');
   for (const s of tunnels) await echoes(s, 'still here');
   const started = performance.now();
   const r = await adminCall(gw.ports.api, gw.token, 'DELETE', `/keys/${k.id}`);

@@ -20,6 +20,8 @@ export interface LiveStatsOptions {
   intervalMs?: number;
   /** How much history is kept. */
   windowMs?: number;
+  /** Counts kept by other processes of this gateway (its workers), added to this one's. */
+  others?: (() => Promise<LiveTotals>) | undefined;
   now?: () => number;
 }
 
@@ -34,6 +36,28 @@ async function counterSum(metric: Metrics['tunnelsTotal'] | Metrics['tunnelsOpen
   let sum = 0;
   for (const v of (await metric.get()).values) sum += v.value;
   return sum;
+}
+
+/** What a process of the gateway has counted since it started, and holds open now. */
+export interface LiveTotals {
+  tunnels: number;
+  up: number;
+  down: number;
+  open: number;
+}
+
+/** This process's totals (open tunnels sampled first, so long ones count while they run). */
+export async function liveTotals(metrics: Metrics, usage: UsageRecorder | undefined): Promise<LiveTotals> {
+  let up = 0;
+  let down = 0;
+  if (usage !== undefined) {
+    usage.sample();
+    for (const [u, d] of usage.deviceBytes.values()) {
+      up += u;
+      down += d;
+    }
+  }
+  return { tunnels: await counterSum(metrics.tunnelsTotal), up, down, open: await counterSum(metrics.tunnelsOpen) };
 }
 
 export class LiveStats {
@@ -87,17 +111,10 @@ export class LiveStats {
   }
 
   private async read(): Promise<Reading> {
-    let up = 0;
-    let down = 0;
-    const usage = this.opts.usage;
-    if (usage !== undefined) {
-      usage.sample();
-      for (const [u, d] of usage.deviceBytes.values()) {
-        up += u;
-        down += d;
-      }
-    }
-    return { t: this.now(), tunnels: await counterSum(this.opts.metrics.tunnelsTotal), up, down };
+    const own = await liveTotals(this.opts.metrics, this.opts.usage);
+    const others = await this.opts.others?.();
+    if (others === undefined) return { t: this.now(), tunnels: own.tunnels, up: own.up, down: own.down };
+    return { t: this.now(), tunnels: own.tunnels + others.tunnels, up: own.up + others.up, down: own.down + others.down };
   }
 
   private push(point: LivePoint): void {
@@ -115,7 +132,8 @@ export class LiveStats {
   }
 
   /** Tunnels and forwarded requests open now (tailgate_tunnels_open). */
-  tunnelsOpen(): Promise<number> {
-    return counterSum(this.opts.metrics.tunnelsOpen);
+  async tunnelsOpen(): Promise<number> {
+    const own = await counterSum(this.opts.metrics.tunnelsOpen);
+    return this.opts.others === undefined ? own : own + (await this.opts.others()).open;
   }
 }

@@ -60,6 +60,8 @@ export class Metrics {
   watchDevices(feed: DeviceStatusFeed): void {
     new Gauge({
       name: 'tailgate_device_up',
+      // Summed over worker processes (src/workers/), 1 would read as 2; down in any process is down.
+      aggregator: 'min',
       help: 'Whether the device may carry new tunnels: 1 up or not known to be down, 0 down (disabled, offline, or its breaker open)',
       labelNames: ['device'] as const,
       registers: [this.registry],
@@ -137,7 +139,13 @@ export class Metrics {
 
   /** TLS certificate reloads by result (`loaded`, `refused`), and the served certificate's expiry for alerting. */
   readonly tlsReloads = new Counter({ name: 'tailgate_tls_reloads_total', help: 'TLS certificate file changes: loaded, or refused (the previous certificate kept)', labelNames: ['result'] as const, registers: [this.registry] });
-  readonly tlsNotAfter = new Gauge({ name: 'tailgate_tls_certificate_not_after_seconds', help: "The served TLS certificate's notAfter, as a Unix time", registers: [this.registry] });
+  readonly tlsNotAfter = new Gauge({
+    name: 'tailgate_tls_certificate_not_after_seconds',
+    help: "The served TLS certificate's notAfter, as a Unix time",
+    // Every process serves the same files; the earliest is what expires first.
+    aggregator: 'min',
+    registers: [this.registry],
+  });
 
   dialError(reason: FailureReason): void {
     this.dialErrors.inc({ reason });

@@ -3,6 +3,7 @@
 // anything else on the channel (node:cluster's own messages) is told apart at once.
 import type { SharedVerdict } from '../tunnel/limits.js';
 import type { SlotRequest } from '../tunnel/shared-limits.js';
+import type { LiveTotals } from '../tunnel/live-stats.js';
 import type { TailnetSnapshot } from './tailnet-mirror.js';
 
 /** Primary → worker. */
@@ -16,6 +17,8 @@ export type ToWorker =
   | { tg: 'recheck' }
   /** Answer this process's metrics as JSON (prom-client's getMetricsAsJSON). */
   | { tg: 'metrics'; id: number }
+  /** Answer this process's counts for /stats. */
+  | { tg: 'totals'; id: number }
   /** The answer to an `acquire`. */
   | { tg: 'slot'; id: number; verdict: SharedVerdict }
   /** The answer to a store call. */
@@ -33,6 +36,7 @@ export type ToPrimary =
   | { tg: 'listening'; ports: ListenerPorts }
   | { tg: 'cut'; id: number; tunnels: number }
   | { tg: 'metrics'; id: number; json: unknown }
+  | { tg: 'totals'; id: number; totals: LiveTotals }
   /** One place and one rate token of a key with maxTunnels or tunnelsPerSecond. */
   | { tg: 'acquire'; id: number; req: SlotRequest }
   | { tg: 'release'; keyId: number }

@@ -12,6 +12,7 @@ import type { Logger } from '../log.js';
 import { StoreError, StoreUnavailableError } from '../store/index.js';
 import type { NodeStore, RegistryStore } from '../store/types.js';
 import type { TailnetView } from '../tailnet/types.js';
+import type { LiveTotals } from '../tunnel/live-stats.js';
 import type { Metrics } from '../tunnel/metrics.js';
 import { SharedSlots } from '../tunnel/shared-limits.js';
 import { isPrimaryMessage, SOCKS_PORT_ENV, type ListenerPorts, type StoreFailure, type ToPrimary, type ToWorker } from './messages.js';
@@ -181,6 +182,9 @@ export class WorkerPool {
       case 'metrics':
         this.gathers.get(m.id)?.answer(w.id, m.json);
         return;
+      case 'totals':
+        this.gathers.get(m.id)?.answer(w.id, m.totals);
+        return;
     }
   }
 
@@ -234,6 +238,7 @@ export class WorkerPool {
       reconnected: () => void this.broadcast({ tg: 'recheck' }),
       listening: () => this.listening(),
       exposition: () => this.exposition(),
+      liveTotals: () => this.liveTotals(),
     };
   }
 
@@ -284,6 +289,18 @@ export class WorkerPool {
     const own = this.metrics === undefined ? [] : await this.metrics.registry.getMetricsAsJSON();
     const theirs = await this.gather<object>((id) => ({ tg: 'metrics', id }));
     return AggregatorRegistry.aggregate([own, ...theirs]).metrics();
+  }
+
+  /** Every worker's counts for /stats, added up (a worker that does not answer in time counts nothing this time). */
+  private async liveTotals(): Promise<LiveTotals> {
+    const sum: LiveTotals = { tunnels: 0, up: 0, down: 0, open: 0 };
+    for (const t of await this.gather<LiveTotals>((id) => ({ tg: 'totals', id }))) {
+      sum.tunnels += t.tunnels;
+      sum.up += t.up;
+      sum.down += t.down;
+      sum.open += t.open;
+    }
+    return sum;
   }
 
   /** Drains every worker (each stops accepting, lets its tunnels finish for the grace period, writes its usage) and waits for all to exit. */

@@ -16,6 +16,7 @@ import { LocalApiDialer } from '../tailnet/localapi-dialer.js';
 import { TailscaledSocksDialer } from '../tailnet/socks-dialer.js';
 import type { TailnetView } from '../tailnet/types.js';
 import type { KeyGate, SharedAdmission } from '../tunnel/limits.js';
+import { liveTotals } from '../tunnel/live-stats.js';
 import type { Refusal } from '../tunnel/refusal.js';
 import { isWorkerMessage, SOCKS_PORT_ENV, type StoreFailure, type ToPrimary, type ToWorker } from './messages.js';
 import { WORKER_STORE_METHODS } from './store-methods.js';
@@ -161,6 +162,10 @@ export async function serveWorker(config: Config, baseLog: Logger): Promise<void
             (json) => send({ tg: 'metrics', id: m.id, json }),
             () => send({ tg: 'metrics', id: m.id, json: [] }),
           );
+        return;
+      case 'totals':
+        if (gateway === undefined) send({ tg: 'totals', id: m.id, totals: { tunnels: 0, up: 0, down: 0, open: 0 } });
+        else void liveTotals(gateway.metrics, gateway.usage).then((totals) => send({ tg: 'totals', id: m.id, totals }));
         return;
       case 'tailnet':
         mirror?.apply(m.snapshot);

@@ -1,0 +1,126 @@
+// The parts of worker processes that need no process: the primary's count of places and rate tokens (SharedSlots),
+// a KeyGate admitting through it, and the tailnet mirror a worker sees the primary's tailscaled through.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Counter } from 'prom-client';
+import { KeyGate, LimitBook, type SharedAdmission } from '../src/tunnel/limits.js';
+import type { Refusal } from '../src/tunnel/refusal.js';
+import { SharedSlots } from '../src/tunnel/shared-limits.js';
+import type { TailnetState, TailnetView } from '../src/tailnet/types.js';
+import { TailnetMirror, TailnetPublisher, type TailnetSnapshot } from '../src/workers/tailnet-mirror.js';
+
+const req = (keyId: number, maxTunnels: number, rate = 0, burst = 0) => ({ keyId, maxTunnels, rate, burst });
+
+test('SharedSlots: one count of places over every holder, freed when a holder goes', () => {
+  const slots = new SharedSlots();
+  assert.equal(slots.acquire(1, req(7, 3)), null);
+  assert.equal(slots.acquire(2, req(7, 3)), null);
+  assert.equal(slots.acquire(2, req(7, 3)), null);
+  assert.equal(slots.acquire(1, req(7, 3)), 'tunnel-limit');
+  assert.equal(slots.open(7), 3);
+  // A release by a holder that holds none of the key's places changes nothing.
+  slots.release(3, 7);
+  assert.equal(slots.open(7), 3);
+  slots.release(1, 7);
+  assert.equal(slots.acquire(2, req(7, 3)), null);
+  // Holder 2 dies with three places: they are free again, holder 1's none.
+  slots.holderGone(2);
+  assert.equal(slots.open(7), 0);
+  assert.equal(slots.acquire(1, req(7, 3)), null);
+});
+
+test('SharedSlots: the rate bucket is one for every holder; a place refused takes no token', () => {
+  const slots = new SharedSlots();
+  const at = 1_000;
+  // 2 per second, burst 2: two at once, the third waits half a second.
+  assert.equal(slots.acquire(1, req(9, Infinity, 2, 2), at), null);
+  assert.equal(slots.acquire(2, req(9, Infinity, 2, 2), at), null);
+  const refused = slots.acquire(1, req(9, Infinity, 2, 2), at);
+  assert.ok(refused !== null && typeof refused === 'object');
+  assert.equal(refused.waitS, 0.5);
+  assert.equal(slots.acquire(2, req(9, Infinity, 2, 2), at + 500), null);
+  // With maxTunnels reached, a refusal for places leaves the bucket as it was.
+  const capped = new SharedSlots();
+  assert.equal(capped.acquire(1, req(5, 1, 1, 1), at), null);
+  assert.equal(capped.acquire(1, req(5, 1, 1, 1), at + 2_000), 'tunnel-limit');
+  capped.release(1, 5);
+  assert.equal(capped.acquire(1, req(5, 1, 1, 1), at + 2_000), null);
+});
+
+test('a KeyGate with a SharedAdmission asks it only for maxTunnels and tunnelsPerSecond, and gives places back', async () => {
+  const slots = new SharedSlots();
+  const asked: number[] = [];
+  const released: number[] = [];
+  const shared: SharedAdmission = {
+    acquire(gate: KeyGate): Promise<Refusal | null> {
+      asked.push(gate.keyId);
+      return Promise.resolve(gate.settle(slots.acquire(1, { keyId: gate.keyId, ...gate.admission })));
+    },
+    release(keyId) {
+      released.push(keyId);
+      slots.release(1, keyId);
+    },
+  };
+  const ledger = { usedSince: () => 0, track: () => {} };
+  const book = new LimitBook({ ledger, refusals: new Counter({ name: 'units_refusals', help: 'x', labelNames: ['reason'] as const, registers: [] }), quotaCheckMs: 1_000, shared });
+  const capsOnly = book.gate(1, 'a', { bytesPerSecondDown: 1_000_000 })!;
+  assert.equal(capsOnly.admit(), null, 'a key with caps only is admitted here, synchronously');
+  capsOnly.release();
+  assert.deepEqual(asked, []);
+  assert.deepEqual(released, []);
+  const limited = book.gate(2, 'b', { maxTunnels: 1 })!;
+  const first = limited.admit();
+  assert.ok(first instanceof Promise);
+  assert.equal(await first, null);
+  const second = await limited.admit();
+  assert.equal(second?.reason, 'tunnel-limit');
+  limited.release();
+  assert.deepEqual(released, [2]);
+  assert.equal(await limited.admit(), null);
+  book.close();
+});
+
+test('TailnetMirror follows what the TailnetPublisher sends: state, unavailability, peers, their changes', async () => {
+  let state: TailnetState = { running: true, backendState: 'Running', selfIps: ['100.64.0.1'], ready: true };
+  let unavailable: string | null = null;
+  const online = new Map<string, boolean | undefined>([['100.64.0.2', true]]);
+  const listeners = new Set<(ip: string, online: boolean | undefined) => void>();
+  const view: TailnetView = {
+    state: () => state,
+    unavailableReason: () => unavailable,
+    peerOnline: (ip) => online.get(ip),
+    onPeerChange: (l) => {
+      listeners.add(l);
+      return () => listeners.delete(l);
+    },
+  };
+  const mirror = new TailnetMirror();
+  assert.notEqual(mirror.unavailableReason(), null, 'unavailable until the primary reports');
+  const sent: TailnetSnapshot[] = [];
+  const publisher = new TailnetPublisher(view, (s) => {
+    sent.push(s);
+    mirror.apply(structuredClone(s));
+  }, 20);
+  mirror.apply(structuredClone(publisher.full(['100.64.0.2', '100.64.0.3'])));
+  await mirror.first;
+  assert.equal(mirror.state().ready, true);
+  assert.equal(mirror.unavailableReason(), null);
+  assert.equal(mirror.peerOnline('100.64.0.2'), true);
+  assert.equal(mirror.peerOnline('100.64.0.3'), undefined);
+  const changes: [string, boolean | undefined][] = [];
+  mirror.onPeerChange((ip, o) => changes.push([ip, o]));
+  online.set('100.64.0.2', false);
+  for (const l of listeners) l('100.64.0.2', false);
+  assert.equal(mirror.peerOnline('100.64.0.2'), false);
+  assert.deepEqual(changes, [['100.64.0.2', false]]);
+  state = { running: false, backendState: 'restarting', selfIps: [], ready: false };
+  unavailable = 'tailscaled is restarting';
+  const deadline = Date.now() + 2_000;
+  while (mirror.unavailableReason() === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(mirror.unavailableReason(), 'tailscaled is restarting');
+  assert.equal(mirror.state().backendState, 'restarting');
+  const polls = sent.length;
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(sent.length, polls, 'nothing is sent while nothing changes');
+  publisher.close();
+});
