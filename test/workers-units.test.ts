@@ -7,7 +7,7 @@ import { KeyGate, LimitBook, type SharedAdmission } from '../src/tunnel/limits.j
 import type { Refusal } from '../src/tunnel/refusal.js';
 import { SharedSlots } from '../src/tunnel/shared-limits.js';
 import type { TailnetState, TailnetView } from '../src/tailnet/types.js';
-import { TailnetMirror, TailnetPublisher, type TailnetSnapshot } from '../src/workers/tailnet-mirror.js';
+import { answerTailnetCall, TailnetMirror, TailnetPublisher, type TailnetSnapshot } from '../src/workers/tailnet-mirror.js';
 
 const req = (keyId: number, maxTunnels: number, rate = 0, burst = 0) => ({ keyId, maxTunnels, rate, burst });
 
@@ -80,21 +80,31 @@ test('a KeyGate with a SharedAdmission asks it only for maxTunnels and tunnelsPe
   book.close();
 });
 
-test('TailnetMirror follows what the TailnetPublisher sends: state, unavailability, peers, their changes', async () => {
+test('TailnetMirror follows what the TailnetPublisher sends, and asks the primary only about warm-ups, checks and control', async () => {
   let state: TailnetState = { running: true, backendState: 'Running', selfIps: ['100.64.0.1'], ready: true };
   let unavailable: string | null = null;
   const online = new Map<string, boolean | undefined>([['100.64.0.2', true]]);
   const listeners = new Set<(ip: string, online: boolean | undefined) => void>();
+  const warm = new Map<string, Promise<boolean>>();
+  let synced = true;
+  const calls: string[] = [];
   const view: TailnetView = {
     state: () => state,
     unavailableReason: () => unavailable,
     peerOnline: (ip) => online.get(ip),
+    warming: (ip) => warm.get(ip),
+    warmingIps: () => [...warm.keys()],
+    checkPeer: (ip) => Promise.resolve({ online: online.get(ip), liveSession: true }),
+    controlSync: (ms) => (synced ? null : new Promise((r) => setTimeout(r, Math.min(ms, 30)))),
     onPeerChange: (l) => {
       listeners.add(l);
       return () => listeners.delete(l);
     },
   };
-  const mirror = new TailnetMirror();
+  const mirror = new TailnetMirror((c) => {
+    calls.push(c.method);
+    return answerTailnetCall(view, c);
+  });
   assert.notEqual(mirror.unavailableReason(), null, 'unavailable until the primary reports');
   const sent: TailnetSnapshot[] = [];
   const publisher = new TailnetPublisher(view, (s) => {
@@ -107,6 +117,28 @@ test('TailnetMirror follows what the TailnetPublisher sends: state, unavailabili
   assert.equal(mirror.unavailableReason(), null);
   assert.equal(mirror.peerOnline('100.64.0.2'), true);
   assert.equal(mirror.peerOnline('100.64.0.3'), undefined);
+  // Known, not warming, control synced: answered from memory.
+  assert.equal(mirror.warming('100.64.0.2'), undefined);
+  assert.equal(mirror.controlSync(1_000), null);
+  assert.equal(calls.join(), '');
+  // A device the mirror has not heard of is asked about (it may have been approved a moment ago).
+  assert.equal(await mirror.warming('100.64.0.9'), true);
+  assert.equal(calls.join(), 'warming');
+  // A warm-up starting on the primary is seen at the next poll, and waited for through the primary.
+  let finish!: (ok: boolean) => void;
+  warm.set('100.64.0.2', new Promise<boolean>((r) => (finish = r)).finally(() => warm.delete('100.64.0.2')));
+  const seen = Date.now() + 2_000;
+  while (mirror.warming('100.64.0.2') === undefined && Date.now() < seen) await new Promise((r) => setTimeout(r, 10));
+  const waiting = mirror.warming('100.64.0.2');
+  assert.ok(waiting instanceof Promise);
+  finish(false);
+  assert.equal(await waiting, false);
+  assert.deepEqual(await mirror.checkPeer('100.64.0.2', 100), { online: true, liveSession: true });
+  synced = false;
+  const unsynced = Date.now() + 2_000;
+  while (mirror.controlSync(50) === null && Date.now() < unsynced) await new Promise((r) => setTimeout(r, 10));
+  await mirror.controlSync(50);
+  assert.ok(calls.includes('controlSync'));
   const changes: [string, boolean | undefined][] = [];
   mirror.onPeerChange((ip, o) => changes.push([ip, o]));
   online.set('100.64.0.2', false);

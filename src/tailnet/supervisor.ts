@@ -207,6 +207,10 @@ export class TailscaledSupervisor implements TailnetView {
     return this.warmUps.size === 0 ? undefined : this.warmUps.get(ip);
   }
 
+  warmingIps(): string[] {
+    return this.warmUps.size === 0 ? [] : [...this.warmUps.keys()];
+  }
+
   /** Starts tailscaled and resolves once it is Running; rejects (after stopping it) if that takes longer than TS_UP_TIMEOUT_MS. */
   async start(): Promise<void> {
     await mkdir(this.cfg.stateDir, { recursive: true, mode: 0o700 });

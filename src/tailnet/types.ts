@@ -106,4 +106,6 @@ export interface TailnetView {
    * online in our netmap.
    */
   warming?(ip: string): Promise<boolean> | undefined;
+  /** The devices (tailnet IPs) whose warm-up runs now: what a worker process's mirror is told (src/workers/). */
+  warmingIps?(): string[];
 }

@@ -4,7 +4,7 @@
 import type { SharedVerdict } from '../tunnel/limits.js';
 import type { SlotRequest } from '../tunnel/shared-limits.js';
 import type { LiveTotals } from '../tunnel/live-stats.js';
-import type { TailnetSnapshot } from './tailnet-mirror.js';
+import type { TailnetCall, TailnetSnapshot } from './tailnet-mirror.js';
 
 /** Primary → worker. */
 export type ToWorker =
@@ -25,6 +25,8 @@ export type ToWorker =
   | { tg: 'store'; id: number; value?: unknown; error?: StoreFailure }
   /** What the primary's tailscaled looks like now (all of it, or what changed). */
   | { tg: 'tailnet'; snapshot: TailnetSnapshot }
+  /** The answer to a `tailnet-call`. */
+  | { tg: 'tailnet-answer'; id: number; value?: unknown; error?: string }
   /** Drain and exit (SIGTERM reached the primary). */
   | { tg: 'stop' };
 
@@ -40,6 +42,8 @@ export type ToPrimary =
   /** One place and one rate token of a key with maxTunnels or tunnelsPerSecond. */
   | { tg: 'acquire'; id: number; req: SlotRequest }
   | { tg: 'release'; keyId: number }
+  /** A question for the primary's tailscaled view (TailnetMirror). */
+  | { tg: 'tailnet-call'; id: number; call: TailnetCall }
   /** A call of the primary's store, for the worker's key lookups and usage writes. */
   | { tg: 'store'; id: number; method: string; args: unknown[] };
 

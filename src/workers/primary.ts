@@ -17,7 +17,7 @@ import type { Metrics } from '../tunnel/metrics.js';
 import { SharedSlots } from '../tunnel/shared-limits.js';
 import { isPrimaryMessage, SOCKS_PORT_ENV, type ListenerPorts, type StoreFailure, type ToPrimary, type ToWorker } from './messages.js';
 import { isWorkerStoreMethod } from './store-methods.js';
-import { TailnetPublisher } from './tailnet-mirror.js';
+import { answerTailnetCall, TailnetPublisher } from './tailnet-mirror.js';
 
 export interface WorkerPoolOptions {
   count: number;
@@ -170,6 +170,15 @@ export class WorkerPool {
       case 'store':
         void this.storeCall(w, m.id, m.method, m.args);
         return;
+      case 'tailnet-call': {
+        const view = this.opts.tailnet;
+        const asked = view === undefined ? Promise.resolve(undefined) : answerTailnetCall(view, m.call);
+        void asked.then(
+          (value) => this.send(w, { tg: 'tailnet-answer', id: m.id, value }),
+          (err: unknown) => this.send(w, { tg: 'tailnet-answer', id: m.id, error: err instanceof Error ? err.message : String(err) }),
+        );
+        return;
+      }
       case 'acquire':
         this.send(w, { tg: 'slot', id: m.id, verdict: this.slots.acquire(w.id, m.req) });
         return;

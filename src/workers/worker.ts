@@ -103,7 +103,17 @@ export async function serveWorker(config: Config, baseLog: Logger): Promise<void
   const log = baseLog.child({ worker: id, pid: process.pid });
   const storeCalls = new Calls<unknown>();
   const admission = new PrimaryAdmission();
-  const mirror = config.tailnet === undefined ? undefined : new TailnetMirror();
+  const tailnetCalls = new Calls<unknown>();
+  const mirror =
+    config.tailnet === undefined
+      ? undefined
+      : new TailnetMirror(
+          (call) =>
+            new Promise((resolve, reject) => {
+              if (!process.connected) return reject(new Error('the primary is gone'));
+              send({ tg: 'tailnet-call', id: tailnetCalls.open(resolve, reject), call });
+            }),
+        );
   let gateway: Gateway | undefined;
   let stopping = false;
 
@@ -170,6 +180,12 @@ export async function serveWorker(config: Config, baseLog: Logger): Promise<void
       case 'tailnet':
         mirror?.apply(m.snapshot);
         return;
+      case 'tailnet-answer': {
+        const call = tailnetCalls.settle(m.id);
+        if (m.error !== undefined) call?.reject(new Error(m.error));
+        else call?.resolve(m.value);
+        return;
+      }
       case 'stop':
         stop('the primary is stopping');
         return;
@@ -179,6 +195,7 @@ export async function serveWorker(config: Config, baseLog: Logger): Promise<void
   process.on('disconnect', () => {
     const gone = new StoreUnavailableError('primary gone');
     storeCalls.failAll(gone);
+    tailnetCalls.failAll(gone);
     // A tunnel waiting for its place cannot get one; it is refused as over the limit rather than let through uncounted.
     for (const [callId, gate] of admission.gates) admission.calls.settle(callId)?.resolve(gate.settle('tunnel-limit'));
     admission.gates.clear();
