@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { Counter } from 'prom-client';
 import { KeyGate, LimitBook, type SharedAdmission } from '../src/tunnel/limits.js';
 import type { Refusal } from '../src/tunnel/refusal.js';
-import { SharedSlots } from '../src/tunnel/shared-limits.js';
+import { SharedShaping, SharedSlots } from '../src/tunnel/shared-limits.js';
 import type { TailnetState, TailnetView } from '../src/tailnet/types.js';
 import { answerTailnetCall, TailnetMirror, TailnetPublisher, type TailnetSnapshot } from '../src/workers/tailnet-mirror.js';
 
@@ -60,7 +60,11 @@ test('a KeyGate with a SharedAdmission asks it only for maxTunnels and tunnelsPe
       released.push(keyId);
       slots.release(1, keyId);
     },
+    shaping(keyId, tunnels) {
+      shaped.push([keyId, tunnels]);
+    },
   };
+  const shaped: [number, number][] = [];
   const ledger = { usedSince: () => 0, track: () => {} };
   const book = new LimitBook({ ledger, refusals: new Counter({ name: 'units_refusals', help: 'x', labelNames: ['reason'] as const, registers: [] }), quotaCheckMs: 1_000, shared });
   const capsOnly = book.gate(1, 'a', { bytesPerSecondDown: 1_000_000 })!;
@@ -77,7 +81,30 @@ test('a KeyGate with a SharedAdmission asks it only for maxTunnels and tunnelsPe
   limited.release();
   assert.deepEqual(released, [2]);
   assert.equal(await limited.admit(), null);
+  // A capped key reports its tunnels' number; its buckets run at the share it is given.
+  const t = { reportUsage() {}, cut() {}, wake() {} };
+  capsOnly.follow(t);
+  capsOnly.unfollow(t);
+  assert.deepEqual(shaped, [[1, 0], [1, 1], [1, 0]]);
+  assert.equal(capsOnly.down!.bytesPerSecond, 1_000_000);
+  capsOnly.setShare(0.25);
+  assert.equal(capsOnly.down!.bytesPerSecond, 250_000);
+  // New limits keep the share.
+  book.gate(1, 'a', { bytesPerSecondDown: 2_000_000 });
+  assert.equal(capsOnly.down!.bytesPerSecond, 500_000);
   book.close();
+});
+
+test('SharedShaping: a key’s caps split by each holder’s number of its tunnels, adding up to one', () => {
+  const shaping = new SharedShaping();
+  assert.deepEqual([...shaping.set(1, 4, 1)], [[1, 1]]);
+  assert.deepEqual([...shaping.set(2, 4, 1)], [[1, 0.5], [2, 0.5]]);
+  assert.deepEqual([...shaping.set(2, 4, 3)], [[1, 0.25], [2, 0.75]]);
+  // Unchanged shares are not told again.
+  assert.deepEqual([...shaping.set(2, 4, 3)], []);
+  assert.deepEqual([...shaping.holderGone(2)], [[4, new Map([[1, 1]])]]);
+  assert.deepEqual([...shaping.set(1, 4, 0)], []);
+  assert.deepEqual([...shaping.set(3, 4, 2)], [[3, 1]]);
 });
 
 test('TailnetMirror follows what the TailnetPublisher sends, and asks the primary only about warm-ups, checks and control', async () => {

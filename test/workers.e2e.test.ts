@@ -5,7 +5,7 @@
 // both, /metrics is the sum, maxTunnels is one count, a worker killed with SIGKILL is replaced while the other serves,
 // and SIGTERM drains both with every byte in usage_hourly.
 import assert from 'node:assert/strict';
-import type net from 'node:net';
+import net from 'node:net';
 import { after, before, test } from 'node:test';
 import { pino } from 'pino';
 import { openStore, type NodeStore, type RegistryStore } from '../src/store/index.js';
@@ -15,7 +15,7 @@ import { curl } from './helpers/curl.js';
 import { createTempDir, createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { startHttpDevice, type Device } from './helpers/devices.js';
 import { startGatewayProcess, type GatewayProcess } from './helpers/gateway-process.js';
-import { startEchoTarget, startHttpTarget, type EchoTarget, type Listening } from './helpers/targets.js';
+import { listen, startEchoTarget, startHttpTarget, type EchoTarget, type Listening } from './helpers/targets.js';
 import { echoThrough, usageOf } from './helpers/usage.js';
 
 let db: TestDatabase;
@@ -100,10 +100,10 @@ async function newKey(g: GatewayProcess, name: string, extra: Record<string, unk
   return { id: r.json.id, key: r.json.key };
 }
 
-/** A raw tunnel to the echo target, and the worker it landed on (the one whose open count went up). */
-async function tunnelOn(g: GatewayProcess, key: string): Promise<{ s: net.Socket; worker: string }> {
+/** A raw tunnel to the echo target (or `target`), and the worker it landed on (the one whose open count went up). */
+async function tunnelOn(g: GatewayProcess, key: string, target = echo.port): Promise<{ s: net.Socket; worker: string }> {
   const before = await perWorker(g, 'tailgate_worker_tunnels_open');
-  const s = await openTunnel(g.ports.http, key, echo.port);
+  const s = await openTunnel(g.ports.http, key, target);
   const worker = await waitFor('the tunnel counted by its worker', 5_000, async () => {
     for (const [w, n] of await perWorker(g, 'tailgate_worker_tunnels_open')) if (n > (before.get(w) ?? 0)) return w;
     return undefined;
@@ -112,11 +112,11 @@ async function tunnelOn(g: GatewayProcess, key: string): Promise<{ s: net.Socket
 }
 
 /** One tunnel open on each worker. */
-async function tunnelOnEach(g: GatewayProcess, key: string): Promise<net.Socket[]> {
+async function tunnelOnEach(g: GatewayProcess, key: string, target = echo.port): Promise<net.Socket[]> {
   const held = new Map<string, net.Socket>();
   const spare: net.Socket[] = [];
   for (let i = 0; i < 12 && held.size < 2; i++) {
-    const t = await tunnelOn(g, key);
+    const t = await tunnelOn(g, key, target);
     if (held.has(t.worker)) spare.push(t.s);
     else held.set(t.worker, t.s);
   }
@@ -222,6 +222,52 @@ test('maxTunnels is one count over both workers', async () => {
   assert.equal(again.filter((a) => a.status === 'fulfilled').length, 1);
   for (const a of [...admitted, ...again.filter((x) => x.status === 'fulfilled').map((x) => (x as PromiseFulfilledResult<net.Socket>).value)]) a.destroy();
   await waitFor('no tunnel left open', 5_000, async () => (await gw.metric('tailgate_tunnels_open')) === 0, 20);
+});
+
+test('a bandwidth cap is one cap over both workers: each runs at its share of the key’s tunnels', async () => {
+  const cap = 1024 * 1024;
+  const k = await newKey(gw, 'workers-cap', { limits: { bytesPerSecondDown: cap } });
+  // An echo target of its own: its connections are held up by backpressure when the tunnels are cut, and are
+  // destroyed at the end instead of waiting for a peer that no longer reads.
+  const held = new Set<net.Socket>();
+  const mirror = net.createServer((s) => {
+    held.add(s);
+    s.on('error', () => {});
+    s.on('close', () => held.delete(s));
+    s.pipe(s);
+  });
+  const mirrorPort = await listen(mirror, '127.0.0.1');
+  const tunnels = await tunnelOnEach(gw, k.key, mirrorPort);
+  let received = 0;
+  let pumping = true;
+  const chunk = Buffer.alloc(64 * 1024, 7);
+  for (const s of tunnels) {
+    s.on('data', (c: Buffer) => (received += c.length));
+    s.on('error', () => {});
+    const pump = () => {
+      while (pumping && s.write(chunk));
+    };
+    s.on('drain', pump);
+    pump();
+  }
+  // The shares are told once each worker reported its tunnels; from then on the two add up to the cap.
+  await new Promise((r) => setTimeout(r, 700));
+  const from = received;
+  const started = performance.now();
+  await new Promise((r) => setTimeout(r, 3_000));
+  const seconds = (performance.now() - started) / 1000;
+  const rate = (received - from) / seconds;
+  pumping = false;
+  for (const s of tunnels) s.destroy();
+  process.stdout.write(`# bandwidth cap ${cap} B/s over ${tunnels.length} tunnels on 2 workers: ${rate.toFixed(0)} B/s (${((rate / cap) * 100).toFixed(1)} %)\n`);
+  // The bound over a window: the rate, plus each worker's bucket (100 ms of its share, at least 64 KiB) and one read per
+  // tunnel; each worker at the full cap would move twice the cap.
+  const bound = cap + (2 * 64 * 1024 + tunnels.length * 64 * 1024) / seconds;
+  assert.ok(rate <= bound, `${rate.toFixed(0)} B/s is over the cap's bound ${bound.toFixed(0)}`);
+  assert.ok(rate >= cap * 0.7, `${rate.toFixed(0)} B/s is well under the cap: the split starves a worker`);
+  await waitFor('no tunnel left open', 5_000, async () => (await gw.metric('tailgate_tunnels_open')) === 0, 20);
+  for (const s of held) s.destroy();
+  mirror.close();
 });
 
 test('a worker killed with SIGKILL is replaced; the other keeps serving and only the killed one’s connections fail', async () => {

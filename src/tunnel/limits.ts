@@ -139,6 +139,12 @@ export interface SharedAdmission {
   acquire(gate: KeyGate): Promise<Refusal | null>;
   /** Gives back a place acquire() granted. */
   release(keyId: number): void;
+  /**
+   * The gate's relayed tunnels here changed in number (or its caps came or went: 0 when it has none now), so the
+   * process that shares the key's bandwidth caps out can give this one its part (KeyGate.setShare). Only gates with a
+   * bandwidth cap call it.
+   */
+  shaping(keyId: number, tunnels: number): void;
 }
 
 /** What the gates of all keys share: the quota ledger, the refusal counter, the quota timer. */
@@ -170,6 +176,10 @@ export class KeyGate {
   readonly tunnels = new Set<Metered>();
   down: Bucket | null = null;
   up: Bucket | null = null;
+  /** The key's caps as configured; the buckets run at `share` of them (1 in one process). */
+  private capDown: number | undefined;
+  private capUp: number | undefined;
+  private share = 1;
   private maxTunnels = Infinity;
   private rate = 0;
   private burst = 0;
@@ -198,8 +208,11 @@ export class KeyGate {
       this.rateTokens = burst;
       this.rateAt = performance.now();
     }
-    this.down = capped(this.down, limits.bytesPerSecondDown, 'down');
-    this.up = capped(this.up, limits.bytesPerSecondUp, 'up');
+    const wasShaped = this.shaped;
+    this.capDown = limits.bytesPerSecondDown;
+    this.capUp = limits.bytesPerSecondUp;
+    this.reshape();
+    if (this.book.shared !== undefined && (this.shaped || wasShaped)) this.book.shared.shaping(this.keyId, this.shaped ? this.tunnels.size : 0);
     const q = limits.quota;
     if (q === undefined) {
       this.quotaBytes = -1;
@@ -214,6 +227,21 @@ export class KeyGate {
       }
       if (this.tunnels.size > 0) this.book.quotaFollowed(this);
     }
+  }
+
+  /**
+   * The part of the key's bandwidth caps this process may use (0 < share <= 1): when several processes carry the key's
+   * tunnels, the caps are split between them by their number of the key's tunnels, so that together they hold the cap.
+   */
+  setShare(share: number): void {
+    if (share === this.share || !(share > 0)) return;
+    this.share = share;
+    this.reshape();
+  }
+
+  private reshape(): void {
+    this.down = capped(this.down, this.capDown === undefined ? undefined : this.capDown * this.share, 'down');
+    this.up = capped(this.up, this.capUp === undefined ? undefined : this.capUp * this.share, 'up');
   }
 
   get hasQuota(): boolean {
@@ -292,12 +320,14 @@ export class KeyGate {
   follow(t: Metered): void {
     this.tunnels.add(t);
     if (this.quotaBytes >= 0) this.book.quotaFollowed(this);
+    if (this.book.shared !== undefined && this.shaped) this.book.shared.shaping(this.keyId, this.tunnels.size);
   }
 
   unfollow(t: Metered): void {
-    this.tunnels.delete(t);
+    const had = this.tunnels.delete(t);
     this.down?.unhold(t);
     this.up?.unhold(t);
+    if (had && this.book.shared !== undefined && this.shaped) this.book.shared.shaping(this.keyId, this.tunnels.size);
   }
 }
 

@@ -79,3 +79,58 @@ export class SharedSlots {
     return this.keys.get(keyId)?.open ?? 0;
   }
 }
+
+/**
+ * How a key's bandwidth caps are split between the processes that carry its tunnels: each gets the part of the cap its
+ * share of the key's relayed tunnels is, so the parts add up to the cap. Not work-conserving: a process whose tunnels
+ * of the key are idle keeps its part.
+ */
+export class SharedShaping {
+  private readonly keys = new Map<number, Map<number, number>>();
+  /** The share last told to each holder, per key. */
+  private readonly told = new Map<number, Map<number, number>>();
+
+  /** `holder` now carries `tunnels` of the key's tunnels; returns the shares that changed, by holder. */
+  set(holder: number, keyId: number, tunnels: number): Map<number, number> {
+    let byHolder = this.keys.get(keyId);
+    if (byHolder === undefined) {
+      if (tunnels === 0) return new Map();
+      this.keys.set(keyId, (byHolder = new Map()));
+    }
+    if (tunnels === 0) byHolder.delete(holder);
+    else byHolder.set(holder, tunnels);
+    return this.shares(keyId);
+  }
+
+  /** A process ended: its tunnels are gone, the others' shares grow. Returns the changes, by key and holder. */
+  holderGone(holder: number): Map<number, Map<number, number>> {
+    const changed = new Map<number, Map<number, number>>();
+    for (const [keyId, byHolder] of this.keys) {
+      this.told.get(keyId)?.delete(holder);
+      if (!byHolder.delete(holder)) continue;
+      const c = this.shares(keyId);
+      if (c.size > 0) changed.set(keyId, c);
+    }
+    return changed;
+  }
+
+  private shares(keyId: number): Map<number, number> {
+    const byHolder = this.keys.get(keyId)!;
+    let told = this.told.get(keyId);
+    if (told === undefined) this.told.set(keyId, (told = new Map()));
+    const changed = new Map<number, number>();
+    let total = 0;
+    for (const n of byHolder.values()) total += n;
+    for (const [holder, n] of byHolder) {
+      const share = n / total;
+      if (told.get(holder) === share) continue;
+      told.set(holder, share);
+      changed.set(holder, share);
+    }
+    if (byHolder.size === 0) {
+      this.keys.delete(keyId);
+      this.told.delete(keyId);
+    }
+    return changed;
+  }
+}

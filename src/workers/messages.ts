@@ -17,6 +17,8 @@ export type ToWorker =
   | { tg: 'recheck' }
   /** Answer this process's metrics as JSON (prom-client's getMetricsAsJSON). */
   | { tg: 'metrics'; id: number }
+  /** The part of the key's bandwidth caps this worker may use now (SharedShaping). */
+  | { tg: 'share'; keyId: number; share: number }
   /** Answer this process's counts for /stats. */
   | { tg: 'totals'; id: number }
   /** The answer to an `acquire`. */
@@ -42,6 +44,8 @@ export type ToPrimary =
   /** One place and one rate token of a key with maxTunnels or tunnelsPerSecond. */
   | { tg: 'acquire'; id: number; req: SlotRequest }
   | { tg: 'release'; keyId: number }
+  /** The worker carries this many relayed tunnels of a key with a bandwidth cap now. */
+  | { tg: 'shaping'; keyId: number; tunnels: number }
   /** A question for the primary's tailscaled view (TailnetMirror). */
   | { tg: 'tailnet-call'; id: number; call: TailnetCall }
   /** A call of the primary's store, for the worker's key lookups and usage writes. */

@@ -14,7 +14,7 @@ import type { NodeStore, RegistryStore } from '../store/types.js';
 import type { TailnetView } from '../tailnet/types.js';
 import type { LiveTotals } from '../tunnel/live-stats.js';
 import type { Metrics } from '../tunnel/metrics.js';
-import { SharedSlots } from '../tunnel/shared-limits.js';
+import { SharedShaping, SharedSlots } from '../tunnel/shared-limits.js';
 import { isPrimaryMessage, SOCKS_PORT_ENV, type ListenerPorts, type StoreFailure, type ToPrimary, type ToWorker } from './messages.js';
 import { isWorkerStoreMethod } from './store-methods.js';
 import { answerTailnetCall, TailnetPublisher } from './tailnet-mirror.js';
@@ -79,6 +79,7 @@ function failure(err: unknown): StoreFailure {
 export class WorkerPool {
   private readonly members = new Map<number, Member>();
   private readonly slots = new SharedSlots();
+  private readonly shaping = new SharedShaping();
   private readonly gathers = new Map<number, Gather<unknown>>();
   private nextId = 0;
   private stopping = false;
@@ -134,6 +135,7 @@ export class WorkerPool {
     const { worker } = member;
     this.members.delete(worker.id);
     this.slots.holderGone(worker.id);
+    for (const [keyId, shares] of this.shaping.holderGone(worker.id)) this.tellShares(keyId, shares);
     for (const g of this.gathers.values()) g.gone(worker.id);
     if (this.stopping) return;
     if (!this.started) {
@@ -185,6 +187,9 @@ export class WorkerPool {
       case 'release':
         this.slots.release(w.id, m.keyId);
         return;
+      case 'shaping':
+        this.tellShares(m.keyId, this.shaping.set(w.id, m.keyId, m.tunnels));
+        return;
       case 'cut':
         this.gathers.get(m.id)?.answer(w.id, m.tunnels);
         return;
@@ -194,6 +199,13 @@ export class WorkerPool {
       case 'totals':
         this.gathers.get(m.id)?.answer(w.id, m.totals);
         return;
+    }
+  }
+
+  private tellShares(keyId: number, shares: Map<number, number>): void {
+    for (const [holder, share] of shares) {
+      const member = this.members.get(holder);
+      if (member !== undefined) this.send(member.worker, { tg: 'share', keyId, share });
     }
   }
 

@@ -88,6 +88,10 @@ class PrimaryAdmission implements SharedAdmission {
   release(keyId: number): void {
     send({ tg: 'release', keyId });
   }
+
+  shaping(keyId: number, tunnels: number): void {
+    send({ tg: 'shaping', keyId, tunnels });
+  }
 }
 
 function tailnetDialer(config: Config): Dialer {
@@ -151,6 +155,9 @@ export async function serveWorker(config: Config, baseLog: Logger): Promise<void
         if (gate !== undefined) call?.resolve(gate.settle(m.verdict));
         return;
       }
+      case 'share':
+        gateway?.limits.get(m.keyId)?.setShare(m.share);
+        return;
       case 'invalidate':
         gateway?.resolver.invalidate(m.keyHash);
         return;
