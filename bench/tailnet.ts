@@ -182,10 +182,12 @@ async function inside(plan: TailnetPlan): Promise<TailnetOutcome> {
         api,
         socket,
         ready: async () => {
-          await waitFor(`${name} /readyz`, 120_000, async () => {
-            if (proc.child.exitCode !== null) throw new Error(`${name} exited (${proc.child.exitCode}); see ${dir}/${name}.log`);
-            return (await fetch(`${api}/readyz`, { signal: AbortSignal.timeout(2_000) })).status === 200 ? true : undefined;
+          // An exit ends the wait at once (waitFor takes a throwing probe for "not yet").
+          const state = await waitFor(`${name} /readyz`, 120_000, async () => {
+            if (proc.child.exitCode !== null) return 'exited';
+            return (await fetch(`${api}/readyz`, { signal: AbortSignal.timeout(2_000) })).status === 200 ? 'ready' : undefined;
           }, 300);
+          if (state === 'exited') throw new Error(`${name} exited (${proc.child.exitCode}); see ${dir}/${name}.log`);
           return waitFor(`${name}’s tailscaled`, 10_000, () => tailscaledPid(socket));
         },
       };
@@ -198,8 +200,18 @@ async function inside(plan: TailnetPlan): Promise<TailnetOutcome> {
     // Kernel mode (TS_USERSPACE=false): a second tailgate on the same database, whose tailscaled makes a TUN device in
     // this namespace; tailgate dials the device's 100.x address with the kernel's stack. It starts alongside the
     // first one; the device it learns from the shared registry once the first one has approved it.
-    const kernel = plan.kernel ? await startTailgate('tailgate-kernel', { TS_USERSPACE: 'false' }) : undefined;
-    const [gatewayTailscaled, kernelTailscaled] = await Promise.all([tailgate.ready(), kernel?.ready()]);
+    let kernel = plan.kernel ? await startTailgate('tailgate-kernel', { TS_USERSPACE: 'false' }) : undefined;
+    let kernelFailure: string | undefined;
+    // A kernel mode that cannot come up (no /dev/net/tun, no NET_ADMIN) costs its own rows, not the userspace ones;
+    // --check then names the missing tailgate-kernel rows.
+    const kernelReady = kernel?.ready().catch(async (err: Error) => {
+      say(`! tailgate-kernel did not come up, measuring without it: ${err.message}`);
+      kernelFailure = err.message;
+      await stop(kernel!.proc, 15_000);
+      kernel = undefined;
+      return undefined;
+    });
+    const [gatewayTailscaled, kernelTailscaled] = await Promise.all([tailgate.ready(), kernelReady]);
     const gatewaySocket = tailgate.socket;
     const socksFlag = readFileSync(`/proc/${gatewayTailscaled}/cmdline`, 'utf8').split('\0').filter((a) => a.startsWith('--socks5-server=')).pop();
     if (!socksFlag) throw new Error('tailgate’s tailscaled runs without --socks5-server');
@@ -225,10 +237,21 @@ async function inside(plan: TailnetPlan): Promise<TailnetOutcome> {
     const viaSocks: ProxySpec = { kind: 'socks5', host: '127.0.0.1', port: tailgate.ports.socks, key };
     const viaKernel = (listener: 'http' | 'socks5'): ProxySpec =>
       listener === 'http' ? { kind: 'http', host: '127.0.0.1', port: kernel!.ports.http, key } : { kind: 'socks5', host: '127.0.0.1', port: kernel!.ports.socks, key };
-    const kernelProxies = kernel ? plan.kernelListeners.map(viaKernel) : [];
-    for (const proxy of [socksBaseline, viaHttp, viaSocks, ...kernelProxies]) {
-      const r = await loadgen.request<UsableResult>({ type: 'until-usable', proxy, target, deadlineMs: 30_000 }, 60_000);
-      if (!r.ok) throw new Error(`the device is not usable through ${proxy.kind}:${proxy.port}: ${r.lastError}`);
+    const usable = async (proxy: ProxySpec) => {
+      const r = await loadgen!.request<UsableResult>({ type: 'until-usable', proxy, target, deadlineMs: 30_000 }, 60_000);
+      return r.ok ? undefined : `the device is not usable through ${proxy.kind}:${proxy.port}: ${r.lastError}`;
+    };
+    for (const proxy of [socksBaseline, viaHttp, viaSocks]) {
+      const failure = await usable(proxy);
+      if (failure !== undefined) throw new Error(failure);
+    }
+    for (const proxy of kernel ? plan.kernelListeners.map(viaKernel) : []) {
+      const failure = await usable(proxy);
+      if (failure === undefined || kernel === undefined) continue;
+      say(`! tailgate-kernel: ${failure}; measuring without it`);
+      kernelFailure = failure;
+      await stop(kernel.proc, 15_000);
+      kernel = undefined;
     }
     const peer = await firstLine(tools.tailscale, [`--socket=${gatewaySocket}`, 'status']);
     say(`tailgate's tailscaled sees: ${peer}`);
@@ -251,10 +274,12 @@ async function inside(plan: TailnetPlan): Promise<TailnetOutcome> {
     ];
     if (kernel) {
       const aroundKernel = around(kernelTailscaled!);
-      const kernelGateway = (): CpuSample => ({ ...gatewaySample(kernel.proc.pid), ...ioSample(kernel.proc.pid), ...aroundKernel() });
+      const kernelPid = kernel.proc.pid;
+      const kernelGateway = (): CpuSample => ({ ...gatewaySample(kernelPid), ...ioSample(kernelPid), ...aroundKernel() });
       for (const listener of plan.kernelListeners) paths.push({ path: 'tailgate-kernel', listener, proxy: viaKernel(listener), cpu: kernelGateway });
     }
     const ctx: MeasureCtx = { loadgen, target, rows: [], details: [], log: say };
+    if (kernelFailure !== undefined) ctx.details.push({ scenario: 'tailnet-overhead', path: 'tailgate-kernel', error: kernelFailure });
     for (const tunnels of [1, 16]) {
       say(`tailnet-throughput-${tunnels}: ${(plan.bytesEachWay * 2) / (1 << 20)} MiB per run over ${tunnels} tunnel(s), median of ${plan.throughputRepeats}`);
       await measureThroughput(ctx, paths, { scenario: `tailnet-throughput-${tunnels}`, tunnels, bytesEachWay: plan.bytesEachWay, repeats: plan.throughputRepeats });
