@@ -50,9 +50,9 @@ export class Metrics {
   });
 
   constructor() {
-    // prom-client's default samples the event loop's delay with a 10 ms timer: 100 wake-ups a second, idle or not,
-    // about 7 ms of CPU a second here (0.3 ms at 100 ms). On the tailnet, where a GiB takes 10-25 s, that was 5-10 % of
-    // the gateway's CPU per GiB (bench/README.md, "The tailnet path"). Ten samples a second still see every stall.
+    // prom-client's default samples the event loop's delay with a 10 ms timer: 100 wake-ups a second, idle or not, a
+    // cost that weighs most where a GiB takes long, on the tailnet (bench/README.md, "The tailnet path"). Ten samples a
+    // second still see every stall.
     collectDefaultMetrics({ register: this.registry, prefix: 'tailgate_', eventLoopMonitoringPrecision: 100 });
   }
 
