@@ -4,11 +4,14 @@
 //   tailscale-socks5  client --SOCKS5--> tailscaled's own SOCKS5 server --tailnet--> device proxy --> sink
 //                     (the client then sends the device proxy its CONNECT itself)
 //   tailgate          client --CONNECT/SOCKS5 + key--> tailgate --LocalAPI dial--> tailscaled --tailnet--> device proxy --> sink
+//   tailgate-kernel   client --CONNECT/SOCKS5 + key--> tailgate (TS_USERSPACE=false) --kernel TCP to 100.x--> TUN
+//                     --> its own tailscaled --tailnet--> device proxy --> sink
 //
 // Real headscale and tailscaled (pinned builds from scripts/go-tools.sh), the offline scene of
 // testbed/tailnet-scene.ts inside a private network namespace (`unshare -n`): no packet leaves the
 // machine. The device joins without an auth key and is approved through tailgate's POST /register, as in
-// production. Pinning as in the loopback benchmark: cpu0 = tailgate (and the tailscaled it starts), the
+// production. The kernel-mode tailgate is a second node on the same database; its tailscaled makes a TUN device in the
+// namespace. Pinning as in the loopback benchmark: cpu0 = both tailgates (and the tailscaleds they start), the
 // device's tailscaled and proxy; cpu1 = load generator, sink, headscale, orchestrator.
 //
 // bench/scenarios/tailnet-overhead.ts runs this (`--only tailnet-overhead`) through runTailnetOverhead(); the
@@ -51,6 +54,9 @@ export interface TailnetPlan {
   setupConcurrency: number;
   /** Tunnels per path before the measured slices: the setup code paths are cold after the throughput runs. */
   setupWarmupTunnels: number;
+  /** Also measure a tailgate in kernel mode (TS_USERSPACE=false), path `tailgate-kernel`, on these listeners. */
+  kernel: boolean;
+  kernelListeners: ('http' | 'socks5')[];
 }
 
 export interface TailnetOutcome {
@@ -94,6 +100,19 @@ async function firstLine(cmd: string, args: string[]): Promise<string> {
   }
 }
 
+/** The read and write system calls of a process so far and their bytes (/proc/<pid>/io), and its context switches. */
+function ioSample(pid: number): CpuSample {
+  const io = readFileSync(`/proc/${pid}/io`, 'utf8') + readFileSync(`/proc/${pid}/status`, 'utf8');
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)$`, 'm').exec(io)?.[1] ?? NaN);
+  return {
+    gatewaySyscr: field('syscr'),
+    gatewaySyscw: field('syscw'),
+    gatewayRchar: field('rchar'),
+    gatewayWchar: field('wchar'),
+    gatewaySwitches: field('voluntary_ctxt_switches') + field('nonvoluntary_ctxt_switches'),
+  };
+}
+
 async function inside(plan: TailnetPlan): Promise<TailnetOutcome> {
   const say = (s: string) => process.stdout.write(`${s}\n`);
   const tools: TailnetTools = await requireTailnetTools();
@@ -119,56 +138,88 @@ async function inside(plan: TailnetPlan): Promise<TailnetOutcome> {
     procs.push(sink);
     const target = { host: CONTROL_IP, port: (await waitReadyLine(sink, 20_000)).port };
 
-    const ports = { http: await freePort(), socks: await freePort(), api: await freePort() };
     // BENCH_TAILNET_DIAL_MODE=socks5 makes tailgate dial through that same SOCKS5 server (it then starts it itself).
     const dialMode = process.env.BENCH_TAILNET_DIAL_MODE ?? 'localapi';
     const adminToken = randomBytes(24).toString('hex');
     // Same launch line and diagnostics hook as the loopback benchmark (bench/lib/paths.ts).
     const extra = process.env.BENCH_TAILGATE_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [];
-    const tailgate = spawnPinned('tailgate', plan.proxyCpu, process.execPath, ['--initial-old-space-size=64', ...extra, 'dist/main.js'], {
-      cwd: plan.repo,
-      logFile: path.join(dir, 'tailgate.log'),
-      env: {
-        ...process.env,
-        TAILGATE_LISTEN_HOST: '127.0.0.1',
-        TAILGATE_HTTP_PORT: String(ports.http),
-        TAILGATE_SOCKS_PORT: String(ports.socks),
-        TAILGATE_API_PORT: String(ports.api),
-        TAILGATE_ADMIN_TOKEN: adminToken,
-        TAILGATE_DATA_DIR: path.join(dir, 'tailgate-data'),
-        DATABASE_URL: `postgres:///${dbName}`,
-        PGHOST: '/var/run/postgresql',
-        PGUSER: 'postgres',
-        TS_AUTHKEY: scene.preAuthKey,
-        TS_LOGIN_SERVER: HEADSCALE_URL,
-        TS_HOSTNAME: 'tailgate',
-        TS_STATE_DIR: path.join(dir, 'tailgate-tailscale'),
-        TS_UP_TIMEOUT_MS: '60000',
-        TS_DIAL_MODE: dialMode,
-        // The baseline's way in: tailscaled's own SOCKS5 server, on the very tailscaled tailgate dials through.
-        ...(dialMode === 'socks5' ? {} : { TS_TAILSCALED_EXTRA_ARGS: `--socks5-server=127.0.0.1:${await freePort()}` }),
-        TAILSCALED_BIN: tools.tailscaled,
-        TAILSCALE_BIN: tools.tailscale,
-        HEADSCALE_URL,
-        HEADSCALE_API_KEY: scene.apiKey,
-        HEADSCALE_USER: scene.user,
-      },
+    /** One tailgate of this scene: its own ports, tailnet node and state directory; both share the database. */
+    const startTailgate = async (name: string, env: Record<string, string>) => {
+      const ports = { http: await freePort(), socks: await freePort(), api: await freePort() };
+      const proc = spawnPinned(name, plan.proxyCpu, process.execPath, ['--initial-old-space-size=64', ...extra, 'dist/main.js'], {
+        cwd: plan.repo,
+        logFile: path.join(dir, `${name}.log`),
+        env: {
+          ...process.env,
+          TAILGATE_LISTEN_HOST: '127.0.0.1',
+          TAILGATE_HTTP_PORT: String(ports.http),
+          TAILGATE_SOCKS_PORT: String(ports.socks),
+          TAILGATE_API_PORT: String(ports.api),
+          TAILGATE_ADMIN_TOKEN: adminToken,
+          TAILGATE_DATA_DIR: path.join(dir, `${name}-data`),
+          DATABASE_URL: `postgres:///${dbName}`,
+          PGHOST: '/var/run/postgresql',
+          PGUSER: 'postgres',
+          TS_AUTHKEY: scene!.preAuthKey,
+          TS_LOGIN_SERVER: HEADSCALE_URL,
+          TS_HOSTNAME: name,
+          TS_STATE_DIR: path.join(dir, `${name}-tailscale`),
+          TS_UP_TIMEOUT_MS: '60000',
+          TAILSCALED_BIN: tools.tailscaled,
+          TAILSCALE_BIN: tools.tailscale,
+          HEADSCALE_URL,
+          HEADSCALE_API_KEY: scene!.apiKey,
+          HEADSCALE_USER: scene!.user,
+          ...env,
+        },
+      });
+      procs.push(proc);
+      const api = `http://127.0.0.1:${ports.api}`;
+      const socket = path.join(dir, `${name}-tailscale`, 'tailscaled.sock');
+      return {
+        proc,
+        ports,
+        api,
+        socket,
+        ready: async () => {
+          // An exit ends the wait at once (waitFor takes a throwing probe for "not yet").
+          const state = await waitFor(`${name} /readyz`, 120_000, async () => {
+            if (proc.child.exitCode !== null) return 'exited';
+            return (await fetch(`${api}/readyz`, { signal: AbortSignal.timeout(2_000) })).status === 200 ? 'ready' : undefined;
+          }, 300);
+          if (state === 'exited') throw new Error(`${name} exited (${proc.child.exitCode}); see ${dir}/${name}.log`);
+          return waitFor(`${name}’s tailscaled`, 10_000, () => tailscaledPid(socket));
+        },
+      };
+    };
+    const tailgate = await startTailgate('tailgate', {
+      TS_DIAL_MODE: dialMode,
+      // The baseline's way in: tailscaled's own SOCKS5 server, on the very tailscaled tailgate dials through.
+      ...(dialMode === 'socks5' ? {} : { TS_TAILSCALED_EXTRA_ARGS: `--socks5-server=127.0.0.1:${await freePort()}` }),
     });
-    procs.push(tailgate);
-    const api = `http://127.0.0.1:${ports.api}`;
-    await waitFor('tailgate /readyz', 120_000, async () => {
-      if (tailgate.child.exitCode !== null) throw new Error(`tailgate exited (${tailgate.child.exitCode}); see ${dir}/tailgate.log`);
-      return (await fetch(`${api}/readyz`, { signal: AbortSignal.timeout(2_000) })).status === 200 ? true : undefined;
-    }, 300);
-    const gatewaySocket = path.join(dir, 'tailgate-tailscale', 'tailscaled.sock');
-    const gatewayTailscaled = await waitFor('tailgate’s tailscaled', 10_000, () => tailscaledPid(gatewaySocket));
+    // Kernel mode (TS_USERSPACE=false): a second tailgate on the same database, whose tailscaled makes a TUN device in
+    // this namespace; tailgate dials the device's 100.x address with the kernel's stack. It starts alongside the
+    // first one; the device it learns from the shared registry once the first one has approved it.
+    let kernel = plan.kernel ? await startTailgate('tailgate-kernel', { TS_USERSPACE: 'false' }) : undefined;
+    let kernelFailure: string | undefined;
+    // A kernel mode that cannot come up (no /dev/net/tun, no NET_ADMIN) costs its own rows, not the userspace ones;
+    // --check then names the missing tailgate-kernel rows.
+    const kernelReady = kernel?.ready().catch(async (err: Error) => {
+      say(`! tailgate-kernel did not come up, measuring without it: ${err.message}`);
+      kernelFailure = err.message;
+      await stop(kernel!.proc, 15_000);
+      kernel = undefined;
+      return undefined;
+    });
+    const [gatewayTailscaled, kernelTailscaled] = await Promise.all([tailgate.ready(), kernelReady]);
+    const gatewaySocket = tailgate.socket;
     const socksFlag = readFileSync(`/proc/${gatewayTailscaled}/cmdline`, 'utf8').split('\0').filter((a) => a.startsWith('--socks5-server=')).pop();
     if (!socksFlag) throw new Error('tailgate’s tailscaled runs without --socks5-server');
     const tailscaledSocksPort = Number(socksFlag.slice(socksFlag.lastIndexOf(':') + 1));
 
     // The device's pending registration key becomes its proxy key, as an operator would do it.
     const key = device.registrationKey;
-    const reg = await fetch(`${api}/register`, {
+    const reg = await fetch(`${tailgate.api}/register`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${adminToken}` },
       body: JSON.stringify({ key }),
@@ -182,29 +233,53 @@ async function inside(plan: TailnetPlan): Promise<TailnetOutcome> {
     loadgen = await LoadGen.start(plan.endpointCpu, plan.repo, process.env);
     procs.push(loadgen.proc);
     const socksBaseline: ProxySpec = { kind: 'socks5', host: '127.0.0.1', port: tailscaledSocksPort, device: { host: deviceIp, port: DEVICE_PROXY_PORT } };
-    const viaHttp: ProxySpec = { kind: 'http', host: '127.0.0.1', port: ports.http, key };
-    const viaSocks: ProxySpec = { kind: 'socks5', host: '127.0.0.1', port: ports.socks, key };
+    const viaHttp: ProxySpec = { kind: 'http', host: '127.0.0.1', port: tailgate.ports.http, key };
+    const viaSocks: ProxySpec = { kind: 'socks5', host: '127.0.0.1', port: tailgate.ports.socks, key };
+    const viaKernel = (listener: 'http' | 'socks5'): ProxySpec =>
+      listener === 'http' ? { kind: 'http', host: '127.0.0.1', port: kernel!.ports.http, key } : { kind: 'socks5', host: '127.0.0.1', port: kernel!.ports.socks, key };
+    const usable = async (proxy: ProxySpec) => {
+      const r = await loadgen!.request<UsableResult>({ type: 'until-usable', proxy, target, deadlineMs: 30_000 }, 60_000);
+      return r.ok ? undefined : `the device is not usable through ${proxy.kind}:${proxy.port}: ${r.lastError}`;
+    };
     for (const proxy of [socksBaseline, viaHttp, viaSocks]) {
-      const r = await loadgen.request<UsableResult>({ type: 'until-usable', proxy, target, deadlineMs: 30_000 }, 60_000);
-      if (!r.ok) throw new Error(`the device is not usable through ${proxy.kind}:${proxy.port}: ${r.lastError}`);
+      const failure = await usable(proxy);
+      if (failure !== undefined) throw new Error(failure);
+    }
+    for (const proxy of kernel ? plan.kernelListeners.map(viaKernel) : []) {
+      const failure = await usable(proxy);
+      if (failure === undefined || kernel === undefined) continue;
+      say(`! tailgate-kernel: ${failure}; measuring without it`);
+      kernelFailure = failure;
+      await stop(kernel.proc, 15_000);
+      kernel = undefined;
     }
     const peer = await firstLine(tools.tailscale, [`--socket=${gatewaySocket}`, 'status']);
     say(`tailgate's tailscaled sees: ${peer}`);
 
-    const common = (): CpuSample => ({
-      gatewayTailscaled: cpuSeconds(gatewayTailscaled),
+    // `gatewayTailscaled` is the tailscaled on the measured path: the userspace one (whose SOCKS5 server the baseline
+    // uses) or the kernel-mode one; the kernel's own TCP work for the TUN device is in whichever process it ran for.
+    const around = (tailscaled: number) => (): CpuSample => ({
+      gatewayTailscaled: cpuSeconds(tailscaled),
       // The device side: its tailscaled and its proxy.
       device: cpuSeconds(device.tailscaled.pid!) + cpuSeconds(device.proxy.pid!),
       sink: cpuSeconds(sink.pid),
       loadgen: cpuSeconds(loadgen!.proc.pid),
     });
-    const gateway = (): CpuSample => ({ ...gatewaySample(tailgate.pid), ...common() });
+    const common = around(gatewayTailscaled);
+    const gateway = (): CpuSample => ({ ...gatewaySample(tailgate.proc.pid), ...ioSample(tailgate.proc.pid), ...common() });
     const paths: Measured[] = [
       { path: 'tailscale-socks5', proxy: socksBaseline, cpu: common },
       { path: 'tailgate', listener: 'http', proxy: viaHttp, cpu: gateway },
       { path: 'tailgate', listener: 'socks5', proxy: viaSocks, cpu: gateway },
     ];
+    if (kernel) {
+      const aroundKernel = around(kernelTailscaled!);
+      const kernelPid = kernel.proc.pid;
+      const kernelGateway = (): CpuSample => ({ ...gatewaySample(kernelPid), ...ioSample(kernelPid), ...aroundKernel() });
+      for (const listener of plan.kernelListeners) paths.push({ path: 'tailgate-kernel', listener, proxy: viaKernel(listener), cpu: kernelGateway });
+    }
     const ctx: MeasureCtx = { loadgen, target, rows: [], details: [], log: say };
+    if (kernelFailure !== undefined) ctx.details.push({ scenario: 'tailnet-overhead', path: 'tailgate-kernel', error: kernelFailure });
     for (const tunnels of [1, 16]) {
       say(`tailnet-throughput-${tunnels}: ${(plan.bytesEachWay * 2) / (1 << 20)} MiB per run over ${tunnels} tunnel(s), median of ${plan.throughputRepeats}`);
       await measureThroughput(ctx, paths, { scenario: `tailnet-throughput-${tunnels}`, tunnels, bytesEachWay: plan.bytesEachWay, repeats: plan.throughputRepeats });
@@ -218,6 +293,24 @@ async function inside(plan: TailnetPlan): Promise<TailnetOutcome> {
       soloMs: plan.setupSliceMs,
       warmupTunnels: plan.setupWarmupTunnels,
     });
+    for (const d of ctx.details) {
+      const cpu = d.cpuSeconds as CpuSample | undefined;
+      if (!String(d.scenario).startsWith('tailnet-throughput') || cpu === undefined) continue;
+      const mib = (plan.bytesEachWay * 2) / (1 << 20);
+      // tailscaled's CPU per GiB next to the gateway's (measure.ts has the gateway's and the device side's).
+      if (cpu.gatewayTailscaled !== undefined) d.tailscaledCpuMsPerGiB = Math.round((cpu.gatewayTailscaled * 1000 * 1024 * 10) / mib) / 10;
+      // The gateway's system calls per MiB relayed and their average size: small reads mean more wake-ups per byte.
+      if (cpu.gatewaySyscr !== undefined) {
+        d.gatewayIo = {
+          readsPerMiB: Math.round((cpu.gatewaySyscr / mib) * 10) / 10,
+          writesPerMiB: Math.round((cpu.gatewaySyscw! / mib) * 10) / 10,
+          bytesPerRead: Math.round(cpu.gatewayRchar! / Math.max(1, cpu.gatewaySyscr)),
+          bytesPerWrite: Math.round(cpu.gatewayWchar! / Math.max(1, cpu.gatewaySyscw!)),
+          // Of the main thread only (/proc/<pid>/status): each one is a wake-up on a core shared with three busy processes.
+          contextSwitchesPerMiB: Math.round((cpu.gatewaySwitches! / mib) * 10) / 10,
+        };
+      }
+    }
     return {
       rows: ctx.rows,
       details: ctx.details,
@@ -225,6 +318,7 @@ async function inside(plan: TailnetPlan): Promise<TailnetOutcome> {
         tailscale: await firstLine(tools.tailscale, ['version']),
         headscale: await firstLine(tools.headscale, ['version']),
         'tailgate dial mode (tailnet)': dialMode,
+        ...(kernel ? { 'tailgate-kernel (tailnet)': `TS_USERSPACE=false, listeners ${plan.kernelListeners.join(', ')}` } : {}),
       },
     };
   } finally {

@@ -44,7 +44,7 @@ export function machineInfo(quick: boolean, fdHardLimit: number, idleTunnels: nu
     pinning: {
       [`cpu${PROXY_CPU}`]: 'gateway under test + device proxy stand-in',
       [`cpu${ENDPOINT_CPU}`]: 'load generator + sink + orchestrator (registrations)',
-      'tailnet-*': `cpu${PROXY_CPU} = tailgate + its tailscaled + the device's tailscaled and proxy; cpu${ENDPOINT_CPU} = load generator + sink + headscale`,
+      'tailnet-*': `cpu${PROXY_CPU} = tailgate and tailgate-kernel + their tailscaleds + the device's tailscaled and proxy; cpu${ENDPOINT_CPU} = load generator + sink + headscale`,
     },
     mode: quick ? 'quick' : 'full',
     // Other work on the machine during the run skews every number: say how busy it was.

@@ -56,7 +56,7 @@ const SCENARIO_ORDER = [
   'tailnet-setup-p50',
   'tailnet-setup-p99',
 ];
-const PATH_ORDER = ['direct', 'tailscale-socks5', 'tailgate', 'gost', 'glider', 'proxy-chain'];
+const PATH_ORDER = ['direct', 'tailscale-socks5', 'tailgate', 'tailgate-kernel', 'gost', 'glider', 'proxy-chain'];
 /** The path without a gateway, which tailgate's numbers are divided by: on the tailnet, tailscaled's own SOCKS5. */
 const directFor = (scenario: string) => (scenario.startsWith('tailnet-') ? 'tailscale-socks5' : 'direct');
 /** The baseline tailgate is held to: gost v3 in the issue, glider here because gost cannot be obtained. */
@@ -133,7 +133,8 @@ export function verdicts(rows: Row[]): Verdict[] {
 }
 
 function ratioCells(rows: Row[], r: Row): [string, string] {
-  if (r.path !== 'tailgate') return ['', ''];
+  // tailgate-kernel: scenario 5's kernel-mode tailgate, held to tailscaled's own SOCKS5 like the userspace one.
+  if (r.path !== 'tailgate' && r.path !== 'tailgate-kernel') return ['', ''];
   const b = find(rows, r.scenario, BASELINE, r.listener)?.value;
   const d = find(rows, r.scenario, directFor(r.scenario))?.value;
   return [b ? `${fmt(r.value / b)}x` : '', d ? `${fmt(r.value / d)}x` : ''];
@@ -194,18 +195,21 @@ export function tailnetOverhead(report: RunReport, details: Record<string, unkno
   const solo = (path: string, listener?: string) =>
     (details.find((d) => d.scenario === 'tailnet-setup' && d.path === path && (listener === undefined || d.listener === listener))?.concurrency1 as { p50Ms: number } | undefined)?.p50Ms;
   const lines = [
-    '| listener | throughput-1 | throughput-16 | setup-rate | setup p50 at c=1, added |',
-    '|---|---:|---:|---:|---:|',
+    '| path | listener | throughput-1 | throughput-16 | setup-rate | setup p50 at c=1, added |',
+    '|---|---|---:|---:|---:|---:|',
   ];
-  for (const listener of ['http', 'socks5']) {
-    const ratio = (s: string) => {
-      const t = find(rows, s, 'tailgate', listener)?.value;
-      const b = find(rows, s, 'tailscale-socks5')?.value;
-      return t !== undefined && b ? `${fmt(t / b)}x` : '–';
-    };
-    const t1 = solo('tailgate', listener);
-    const b1 = solo('tailscale-socks5');
-    lines.push(`| ${listener} | ${ratio('tailnet-throughput-1')} | ${ratio('tailnet-throughput-16')} | ${ratio('tailnet-setup-rate')} | ${t1 !== undefined && b1 !== undefined ? `+${fmt(t1 - b1, 3)} ms` : '–'} |`);
+  for (const path of ['tailgate', 'tailgate-kernel']) {
+    for (const listener of ['http', 'socks5']) {
+      if (!rows.some((r) => r.path === path && r.listener === listener && r.scenario.startsWith('tailnet-'))) continue;
+      const ratio = (s: string) => {
+        const t = find(rows, s, path, listener)?.value;
+        const b = find(rows, s, 'tailscale-socks5')?.value;
+        return t !== undefined && b ? `${fmt(t / b)}x` : '–';
+      };
+      const t1 = solo(path, listener);
+      const b1 = solo('tailscale-socks5');
+      lines.push(`| ${path} | ${listener} | ${ratio('tailnet-throughput-1')} | ${ratio('tailnet-throughput-16')} | ${ratio('tailnet-setup-rate')} | ${t1 !== undefined && b1 !== undefined ? `+${fmt(t1 - b1, 3)} ms` : '–'} |`);
+    }
   }
   return lines;
 }
@@ -230,7 +234,7 @@ export function writeReadme(file: string, report: RunReport, resultsFile: string
   const m = report.machine;
   const cpuDetails = details
     .filter((d) => (d.scenario === 'throughput-16' || d.scenario === 'tailnet-throughput-16') && d.upMiBps !== undefined)
-    .map((d) => `| ${d.scenario === 'throughput-16' ? '' : 'tailnet: '}${d.path} | ${d.listener ?? ''} | ${d.upMiBps} | ${d.downMiBps} | ${d.gatewayCpuMsPerGiB ?? '–'} | ${d.deviceCpuMsPerGiB} |`);
+    .map((d) => `| ${d.scenario === 'throughput-16' ? '' : 'tailnet: '}${d.path} | ${d.listener ?? ''} | ${d.upMiBps} | ${d.downMiBps} | ${d.gatewayCpuMsPerGiB ?? '–'} | ${d.tailscaledCpuMsPerGiB ?? '–'} | ${d.deviceCpuMsPerGiB} |`);
   const overhead = tailnetOverhead(report, details);
   const setupDetails = details
     .filter((d) => d.scenario === 'setup' || d.scenario === 'tailnet-setup')
@@ -251,13 +255,13 @@ export function writeReadme(file: string, report: RunReport, resultsFile: string
     '',
     markdownVerdicts(report),
     ...(overhead.length > 0
-      ? ['', 'Scenario 5, tailnet overhead: tailgate over tailscaled’s own SOCKS5 to the same device through the same tailscaled (`tailnet-*` rows; there, tailgate/direct means tailgate/tailscale-socks5):', '', ...overhead]
+      ? ['', 'Scenario 5, tailnet overhead: tailgate over tailscaled’s own SOCKS5 to the same device (`tailnet-*` rows; there, tailgate/direct means tailgate/tailscale-socks5; `tailgate` is userspace, dialling through the same tailscaled, `tailgate-kernel` is TS_USERSPACE=false):', '', ...overhead]
       : []),
     ...(setupDetails.length > 0
       ? ['', 'setup, per tunnel: gateway CPU, and latency with one tunnel at a time (no queueing):', '', '| path | listener | gateway CPU µs/tunnel | failed setups | p50 ms (c=1) | p99 ms (c=1) |', '|---|---|---:|---:|---:|---:|', ...setupDetails]
       : []),
     ...(cpuDetails.length > 0
-      ? ['', 'throughput-16 per direction, and CPU each proxy spent per GiB moved (from /proc utime+stime):', '', '| path | listener | up MiB/s | down MiB/s | gateway CPU ms/GiB | device CPU ms/GiB |', '|---|---|---:|---:|---:|---:|', ...cpuDetails]
+      ? ['', 'throughput-16 per direction, and CPU each proxy spent per GiB moved (from /proc utime+stime):', '', '| path | listener | up MiB/s | down MiB/s | gateway CPU ms/GiB | its tailscaled CPU ms/GiB | device CPU ms/GiB |', '|---|---|---:|---:|---:|---:|---:|', ...cpuDetails]
       : []),
     END,
   ].join('\n');

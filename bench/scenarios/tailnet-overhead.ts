@@ -1,10 +1,23 @@
 // Scenario 5: tailgate vs tailscaled's own SOCKS5 server to the same device over a real (offline) tailnet,
-// in a private network namespace of its own (bench/tailnet.ts). It starts its own tailgate there, from this
+// in a private network namespace of its own (bench/tailnet.ts); tailgate in userspace mode (path `tailgate`) and in
+// kernel mode (`tailgate-kernel`). It starts its own tailgate there, from this
 // checkout: an older build from --baseline-ref would need a second tailnet node and its own approval of the
 // device, so it has no baseline path.
 import { ENDPOINT_CPU, PROXY_CPU, type Scenario } from '../lib/harness.js';
 import { ensureGoDevice } from '../lib/paths.js';
 import { runTailnetOverhead } from '../tailnet.js';
+
+/**
+ * Kernel mode's listeners (path `tailgate-kernel`): BENCH_TAILNET_KERNEL=http,socks5 names them, `none` leaves kernel
+ * mode out. By default the HTTP one alone, in full and --quick runs: each listener costs the scenario about 35 s of a
+ * full run, and the whole `npm run bench` has 10 minutes.
+ */
+function kernelPlan(): { kernel: boolean; kernelListeners: ('http' | 'socks5')[] } {
+  const given = process.env.BENCH_TAILNET_KERNEL;
+  const listeners = given === undefined || given === '' ? ['http'] : given === 'none' ? [] : given.split(',');
+  for (const l of listeners) if (l !== 'http' && l !== 'socks5') throw new Error(`BENCH_TAILNET_KERNEL: unknown listener ${l} (http, socks5 or none)`);
+  return { kernel: listeners.length > 0, kernelListeners: listeners as ('http' | 'socks5')[] };
+}
 
 const ROWS = ['tailnet-throughput-1', 'tailnet-throughput-16', 'tailnet-setup-rate', 'tailnet-setup-p50', 'tailnet-setup-p99'];
 
@@ -28,6 +41,7 @@ export const tailnetOverhead: Scenario = {
           setupSliceMs: ctx.sizes.tailnetSetupSliceMs,
           setupConcurrency: 64,
           setupWarmupTunnels: ctx.sizes.tailnetSetupWarmupTunnels,
+          ...kernelPlan(),
         },
         (line) => ctx.log(`  ${line}`),
       );
@@ -39,5 +53,10 @@ export const tailnetOverhead: Scenario = {
       ctx.details.push({ scenario: 'tailnet-overhead', error: (err as Error).message });
     }
   },
-  check: (rows) => ROWS.filter((s) => !rows.some((r) => r.scenario === s && r.path === 'tailscale-socks5')).map((s) => `no ${s} for the tailscale-socks5 baseline`),
+  check: (rows) => [
+    ...ROWS.filter((s) => !rows.some((r) => r.scenario === s && r.path === 'tailscale-socks5')).map((s) => `no ${s} for the tailscale-socks5 baseline`),
+    ...kernelPlan().kernelListeners.flatMap((l) =>
+      ROWS.filter((s) => !rows.some((r) => r.scenario === s && r.path === 'tailgate-kernel' && r.listener === l)).map((s) => `no ${s} for tailgate-kernel/${l}`),
+    ),
+  ],
 };

@@ -50,7 +50,10 @@ export class Metrics {
   });
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'tailgate_' });
+    // prom-client's default samples the event loop's delay with a 10 ms timer: 100 wake-ups a second, idle or not, a
+    // cost that weighs most where a GiB takes long, on the tailnet (bench/README.md, "The tailnet path"). Ten samples a
+    // second still see every stall.
+    collectDefaultMetrics({ register: this.registry, prefix: 'tailgate_', eventLoopMonitoringPrecision: 100 });
   }
 
   /**
