@@ -13,7 +13,7 @@ import { freePort, runStep, spawnPinned, stop, waitPort, waitReadyLine, type Pin
 const execFileP = promisify(execFile);
 
 /** The paths `--paths` names. */
-export const ALL_PATHS = ['direct', 'tailgate', 'glider', 'proxy-chain'] as const;
+export const ALL_PATHS = ['direct', 'tailgate', 'glider', 'proxy-chain', 'node-floor'] as const;
 /** `tailgate@<short sha>` is an older tailgate built by `--baseline-ref`. */
 export type PathName = (typeof ALL_PATHS)[number] | `tailgate@${string}`;
 /** `https`: the HTTP proxy behind TLS; only this checkout's tailgate serves it (an older build may not have it). */
@@ -51,7 +51,7 @@ interface KindOf<G extends RunningGateway> {
  * `tailgate@<sha>` are the tailgate family, driven the same way (keys through its API).
  */
 export type GatewayKind =
-  | (KindOf<RunningGateway> & { family: 'direct' | 'proxy-chain' })
+  | (KindOf<RunningGateway> & { family: 'direct' | 'proxy-chain' | 'node-floor' })
   | (KindOf<TailgateGateway> & { family: 'tailgate' })
   | (KindOf<GliderGateway> & { family: 'glider' });
 
