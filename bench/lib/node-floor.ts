@@ -10,9 +10,11 @@ export const nodeFloor: GatewayKind = {
   family: 'node-floor',
   listeners: ['http'],
   async start(env) {
-    const label = `${env.profileLabel ?? 'node-floor'}-node-floor`;
     // Under --profile it is profiled too: the same function list next to tailgate's says where the difference lies.
-    const profile = env.profileDir ? ['--cpu-prof', `--cpu-prof-name=${label}.cpuprofile`, `--diagnostic-dir=${env.profileDir}`] : [];
+    // A directory of its own, default file names: tsx's loader thread writes a profile too, which a fixed
+    // --cpu-prof-name would let overwrite the main thread's (the larger file is the main thread).
+    const dir = env.profileDir ? path.join(env.profileDir, `${env.profileLabel ?? 'node-floor'}-node-floor`) : undefined;
+    const profile = dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
     const p = spawnPinned(
       'node-floor',
       env.proxyCpu,

@@ -181,7 +181,9 @@ function attach(s: RelaySocket, t: Tunnel, idleMs: number): void {
   s.on('data', t.gate === null ? onRelayData : onShapedData);
   s.on('drain', t.gate === null ? onRelayDrain : onShapedDrain);
   s.on('end', onRelayEnd);
-  s.setTimeout(idleMs);
+  // The HTTP listener's server has armed this very timeout on the client already (server.timeout): setting it again
+  // would only replace its timer with a new one.
+  if (s.timeout !== idleMs) s.setTimeout(idleMs);
 }
 
 function startFlowing(source: Socket, dest: Socket): void {
@@ -196,7 +198,7 @@ function startFlowing(source: Socket, dest: Socket): void {
  * Relays between `client` and `upstream` until both are closed. `pending` holds bytes the client sent
  * before the tunnel existed (after its CONNECT); they go to the device first. `setupStartedAt` is
  * performance.now() when the client's handshake completed. The caller must have removed its own
- * 'data' listeners and written its success reply.
+ * 'data' listeners, written its success reply and registered the client under its key (tunnels.add).
  * If either socket died during setup, both are destroyed and nothing is counted.
  */
 export function startRelay(
@@ -227,7 +229,6 @@ export function startRelay(
   const idleMs = ctx.parts.timeouts.idleMs;
   attach(client, t, idleMs);
   attach(upstream, t, idleMs);
-  ctx.parts.tunnels.add(route.keyHash, client);
   ctx.tunnelsOpen.inc();
   ctx.tunnelsTotal.inc();
   const usage = ctx.parts.usage;
