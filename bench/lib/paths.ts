@@ -276,10 +276,16 @@ export function tailgateKind(setup: TailgateSetup, build: { path: PathName; dir:
         ...(cert ? { TAILGATE_TLS_CERT: cert.certFile, TAILGATE_TLS_KEY: cert.keyFile, TAILGATE_HTTPS_PORT: String(ports.https), TAILGATE_SOCKS_TLS_PORT: String(await freePort()) } : {}),
       },
     });
-    await waitPort(ports.http, 20_000, p);
-    if (cert) await waitPort(ports.https, 20_000, p);
-    await waitPort(ports.socks, 20_000, p);
-    await waitPort(ports.api, 20_000, p);
+    try {
+      await waitPort(ports.http, 20_000, p);
+      if (cert) await waitPort(ports.https, 20_000, p);
+      await waitPort(ports.socks, 20_000, p);
+      await waitPort(ports.api, 20_000, p);
+    } catch (err) {
+      // A tailgate that did not come up in time must not outlive the run (its pipes would keep the driver alive).
+      await stop(p, 15_000);
+      throw err;
+    }
     const apiUrl = `http://127.0.0.1:${ports.api}`;
     if (!registered) {
       await registerKey(apiUrl, setup.adminToken, env.key, env.device);
