@@ -173,14 +173,16 @@ function onRelayClose(this: RelaySocket): void {
   if (--t.openSockets === 0) t.finish();
 }
 
-function attach(s: RelaySocket, t: Tunnel, idleMs: number): void {
+/** `idleMs` null: no idle timer on this socket (the tunnel's one is on the client socket). */
+function attach(s: RelaySocket, t: Tunnel, idleMs: number | null): void {
   s[kTunnel] = t;
   s.on('error', onRelayError);
   s.on('close', onRelayClose);
-  s.on('timeout', onRelayTimeout);
   s.on('data', t.gate === null ? onRelayData : onShapedData);
   s.on('drain', t.gate === null ? onRelayDrain : onShapedDrain);
   s.on('end', onRelayEnd);
+  if (idleMs === null) return;
+  s.on('timeout', onRelayTimeout);
   // The HTTP listener's server has armed this very timeout on the client already (server.timeout): setting it again
   // would only replace its timer with a new one.
   if (s.timeout !== idleMs) s.setTimeout(idleMs);
@@ -227,8 +229,10 @@ export function startRelay(
   }
   if (device !== undefined) ctx.parts.board?.tunnelOpened(device);
   const idleMs = ctx.parts.timeouts.idleMs;
+  // One idle timer per tunnel: every byte relayed either way is read from or written to the client socket, so its
+  // timer sees all of the tunnel's activity, and a paused direction pauses with both sockets idle.
   attach(client, t, idleMs);
-  attach(upstream, t, idleMs);
+  attach(upstream, t, null);
   ctx.tunnelsOpen.inc();
   ctx.tunnelsTotal.inc();
   const usage = ctx.parts.usage;
