@@ -26,6 +26,7 @@ import { startDevice } from './lib/endpoints.js';
 import { ENDPOINT_CPU, PATH_NEEDS, PROXY_CPU, type Ctx, type Scenario } from './lib/harness.js';
 import { gitHead, machineInfo, raiseFdLimit } from './lib/machine.js';
 import { round } from './lib/measure.js';
+import { nodeFloor } from './lib/node-floor.js';
 import { FULL, parseArgs, QUICK, type Options } from './lib/options.js';
 import {
   buildTailgate,
@@ -186,6 +187,7 @@ async function main(): Promise<void> {
       else if (p === 'tailgate' && tailgate) kinds.push(tailgate);
       else if (p === 'glider' && glider) kinds.push(gliderKind(glider.bin));
       else if (p === 'proxy-chain') kinds.push(proxyChain);
+      else if (p === 'node-floor') kinds.push(nodeFloor);
       if (p === 'tailgate' && older) kinds.push(older);
     }
     if (older && !kinds.includes(older)) kinds.push(older);

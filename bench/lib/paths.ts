@@ -13,7 +13,7 @@ import { freePort, runStep, spawnPinned, stop, waitPort, waitReadyLine, type Pin
 const execFileP = promisify(execFile);
 
 /** The paths `--paths` names. */
-export const ALL_PATHS = ['direct', 'tailgate', 'glider', 'proxy-chain'] as const;
+export const ALL_PATHS = ['direct', 'tailgate', 'glider', 'proxy-chain', 'node-floor'] as const;
 /** `tailgate@<short sha>` is an older tailgate built by `--baseline-ref`. */
 export type PathName = (typeof ALL_PATHS)[number] | `tailgate@${string}`;
 /** `https`: the HTTP proxy behind TLS; only this checkout's tailgate serves it (an older build may not have it). */
@@ -51,7 +51,7 @@ interface KindOf<G extends RunningGateway> {
  * `tailgate@<sha>` are the tailgate family, driven the same way (keys through its API).
  */
 export type GatewayKind =
-  | (KindOf<RunningGateway> & { family: 'direct' | 'proxy-chain' })
+  | (KindOf<RunningGateway> & { family: 'direct' | 'proxy-chain' | 'node-floor' })
   | (KindOf<TailgateGateway> & { family: 'tailgate' })
   | (KindOf<GliderGateway> & { family: 'glider' });
 
@@ -278,10 +278,16 @@ export function tailgateKind(setup: TailgateSetup, build: { path: PathName; dir:
         ...(cert ? { TAILGATE_TLS_CERT: cert.certFile, TAILGATE_TLS_KEY: cert.keyFile, TAILGATE_HTTPS_PORT: String(ports.https), TAILGATE_SOCKS_TLS_PORT: String(await freePort()) } : {}),
       },
     });
-    await waitPort(ports.http, 20_000, p);
-    if (cert) await waitPort(ports.https, 20_000, p);
-    await waitPort(ports.socks, 20_000, p);
-    await waitPort(ports.api, 20_000, p);
+    try {
+      await waitPort(ports.http, 20_000, p);
+      if (cert) await waitPort(ports.https, 20_000, p);
+      await waitPort(ports.socks, 20_000, p);
+      await waitPort(ports.api, 20_000, p);
+    } catch (err) {
+      // A tailgate that did not come up in time must not outlive the run (its pipes would keep the driver alive).
+      await stop(p, 15_000);
+      throw err;
+    }
     const apiUrl = `http://127.0.0.1:${ports.api}`;
     if (!registered) {
       await registerKey(apiUrl, setup.adminToken, env.key, env.device);

@@ -56,7 +56,7 @@ const SCENARIO_ORDER = [
   'tailnet-setup-p50',
   'tailnet-setup-p99',
 ];
-const PATH_ORDER = ['direct', 'tailscale-socks5', 'tailgate', 'tailgate-kernel', 'gost', 'glider', 'proxy-chain'];
+const PATH_ORDER = ['direct', 'tailscale-socks5', 'tailgate', 'tailgate-kernel', 'gost', 'glider', 'proxy-chain', 'node-floor'];
 /** The path without a gateway, which tailgate's numbers are divided by: on the tailnet, tailscaled's own SOCKS5. */
 const directFor = (scenario: string) => (scenario.startsWith('tailnet-') ? 'tailscale-socks5' : 'direct');
 /** The baseline tailgate is held to: gost v3 in the issue, glider here because gost cannot be obtained. */
@@ -106,6 +106,12 @@ export function verdicts(rows: Row[]): Verdict[] {
       const t = tg('setup-rate');
       const b = base('setup-rate');
       out.push({ target: `setup-rate >= 1.0x ${BASELINE}`, listener, measured: b && t !== undefined ? `${fmt(t / b)}x` : '–', pass: t !== undefined && b ? t / b >= 1.0 : undefined });
+    }
+    // Issue 14: the raw-net relay (bench/servers/node-floor.ts) is what Node itself needs; it serves HTTP only.
+    for (const s of listener === 'http' ? ['throughput-16', 'setup-rate'] : []) {
+      const t = tg(s);
+      const f = find(rows, s, 'node-floor', listener)?.value;
+      out.push({ target: `${s} >= 0.95x node-floor`, listener, measured: f && t !== undefined ? `${fmt(t / f)}x` : '–', pass: t !== undefined && f ? t / f >= 0.95 : undefined });
     }
     {
       const t = tg('setup-rate-pool100-ratio');

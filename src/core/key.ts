@@ -1,16 +1,13 @@
 // The identity of a proxy key. The store keeps only this hash, the key cache and revocation work on it, and
 // operators and logs see its prefix.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /**
  * SHA-256 of a proxy key's UTF-8 bytes, hex. A Buffer is taken as those bytes already (the listeners' credentials,
- * checked to be UTF-8).
+ * checked to be UTF-8). One-shot crypto.hash: every tunnel hashes its key, and it makes no Hash object.
  */
 export function hashKey(key: string | Buffer): string {
-  const hash = createHash('sha256');
-  if (typeof key === 'string') hash.update(key, 'utf8');
-  else hash.update(key);
-  return hash.digest('hex');
+  return hash('sha256', key, 'hex');
 }
 
 /** The short form of a key hash shown to operators (`keyPrefix`) and written to logs. */

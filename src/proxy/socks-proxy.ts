@@ -20,6 +20,8 @@ const SOCKS_ANSWERS: TunnelAnswers<SocksSession> = {
     const { socket } = session;
     socket.off('error', onSessionError);
     socket.off('close', onSessionClose);
+    // The session (its parser, credentials and handlers) is done with: an open tunnel must not keep it.
+    socket[kSession] = undefined;
     socket.write(SUCCEEDED);
   },
   refused(session) {

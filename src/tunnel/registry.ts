@@ -17,8 +17,8 @@ export class TunnelRegistry {
   private readonly cutOnChange = new Map<string, { n: number; at: number }>();
 
   /**
-   * Idempotent: a listener registers the client as soon as its key is accepted (so a revocation that lands
-   * while the device is being dialled still finds it) and the relay registers it again.
+   * Idempotent. The pipeline registers the client as soon as its key is accepted (so a revocation that lands
+   * while the device is being dialled still finds it); the relay keeps that registration.
    */
   add(keyHash: string, client: Socket): void {
     let set = this.byKey.get(keyHash);

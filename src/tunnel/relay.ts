@@ -173,15 +173,19 @@ function onRelayClose(this: RelaySocket): void {
   if (--t.openSockets === 0) t.finish();
 }
 
-function attach(s: RelaySocket, t: Tunnel, idleMs: number): void {
+/** `idleMs` null: no idle timer on this socket (the tunnel's one is on the client socket). */
+function attach(s: RelaySocket, t: Tunnel, idleMs: number | null): void {
   s[kTunnel] = t;
   s.on('error', onRelayError);
   s.on('close', onRelayClose);
-  s.on('timeout', onRelayTimeout);
   s.on('data', t.gate === null ? onRelayData : onShapedData);
   s.on('drain', t.gate === null ? onRelayDrain : onShapedDrain);
   s.on('end', onRelayEnd);
-  s.setTimeout(idleMs);
+  if (idleMs === null) return;
+  s.on('timeout', onRelayTimeout);
+  // The HTTP listener's server has armed this very timeout on the client already (server.timeout): setting it again
+  // would only replace its timer with a new one.
+  if (s.timeout !== idleMs) s.setTimeout(idleMs);
 }
 
 function startFlowing(source: Socket, dest: Socket): void {
@@ -196,7 +200,7 @@ function startFlowing(source: Socket, dest: Socket): void {
  * Relays between `client` and `upstream` until both are closed. `pending` holds bytes the client sent
  * before the tunnel existed (after its CONNECT); they go to the device first. `setupStartedAt` is
  * performance.now() when the client's handshake completed. The caller must have removed its own
- * 'data' listeners and written its success reply.
+ * 'data' listeners, written its success reply and registered the client under its key (tunnels.add).
  * If either socket died during setup, both are destroyed and nothing is counted.
  */
 export function startRelay(
@@ -225,9 +229,10 @@ export function startRelay(
   }
   if (device !== undefined) ctx.parts.board?.tunnelOpened(device);
   const idleMs = ctx.parts.timeouts.idleMs;
+  // One idle timer per tunnel: every byte relayed either way is read from or written to the client socket, so its
+  // timer sees all of the tunnel's activity, and a paused direction pauses with both sockets idle.
   attach(client, t, idleMs);
-  attach(upstream, t, idleMs);
-  ctx.parts.tunnels.add(route.keyHash, client);
+  attach(upstream, t, null);
   ctx.tunnelsOpen.inc();
   ctx.tunnelsTotal.inc();
   const usage = ctx.parts.usage;
