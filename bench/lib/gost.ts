@@ -87,8 +87,8 @@ export function gostKind(bin: string, opts: GostOptions = {}): GostKind {
   const start = async (env: Env): Promise<GostGateway> => {
     const ports = { http: await freePort(), socks: await freePort() };
     const p = spawnGost(env, serviceArgs(env, ports));
-    await waitPort(ports.http, 10_000, p);
-    await waitPort(ports.socks, 10_000, p);
+    await waitPort(ports.http, 20_000, p);
+    await waitPort(ports.socks, 20_000, p);
     return { path: name, proc: p, ports, listeners: listenersOf(env, ports), stop: () => stop(p) };
   };
 
@@ -111,9 +111,9 @@ export function gostKind(bin: string, opts: GostOptions = {}): GostKind {
     const file = path.join(env.logDir, `${name}-api-${ports.api}.json`);
     writeFileSync(file, JSON.stringify(config, null, 2) + '\n', { mode: 0o600 });
     const p = spawnGost(env, ['-C', file]);
-    await waitPort(ports.http, 10_000, p);
-    await waitPort(ports.socks, 10_000, p);
-    await waitPort(ports.api, 10_000, p);
+    await waitPort(ports.http, 20_000, p);
+    await waitPort(ports.socks, 20_000, p);
+    await waitPort(ports.api, 20_000, p);
     const apiUrl = `http://127.0.0.1:${ports.api}`;
     const headers = { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(`${apiUser.username}:${apiUser.password}`).toString('base64')}` };
     const send = async (req: HttpRequestSpec) => {
