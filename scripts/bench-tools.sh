@@ -19,8 +19,6 @@ GLIDER_MODULE=github.com/nadoo/glider
 GLIDER_VERSION=v0.16.4
 TOOLS_DIR="${TAILGATE_TOOLS_DIR:-$HOME/.cache/tailgate-tools}"
 
-command -v go >/dev/null || { echo "bench-tools: go is not installed (needed to build $what)" >&2; exit 1; }
-
 if [[ "$what" == gost ]]; then
   src="${TAILGATE_GOST_SOURCE:-$REPO/../shared/gost}"
   if [[ ! -f "$src/build.sh" ]]; then
@@ -33,6 +31,8 @@ if [[ "$what" == gost ]]; then
   echo "$bin"
   exit 0
 fi
+
+command -v go >/dev/null || { echo "bench-tools: go is not installed (needed to build $what)" >&2; exit 1; }
 
 if [[ "$what" == device ]]; then
   src="$REPO/bench/device/main.go"
