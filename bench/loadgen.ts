@@ -5,6 +5,8 @@ import { performance } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import * as hdr from 'hdr-histogram-js';
 import { download, openTunnel, smallRequest, upload, type ProxySpec, type TargetSpec } from './lib/client.js';
+import type { HttpRequestSpec } from './lib/gost.js';
+import { unauthorizedAttempts, type UnauthorizedJob } from './lib/unauthorized.js';
 
 export type Job =
   | { type: 'throughput'; proxy: ProxySpec; target: TargetSpec; tunnels: number; bytesEachWay: number; timeoutMs: number }
@@ -13,6 +15,9 @@ export type Job =
   | { type: 'idle-close' }
   | { type: 'churn-traffic'; proxies: ProxySpec[]; target: TargetSpec; longLived: number; setupWorkers: number; paceMs: number; durationMs: number }
   | { type: 'until-usable'; proxy: ProxySpec; target: TargetSpec; deadlineMs: number }
+  /** Sends `request` (e.g. gost's PUT of a user list with the new key in it), then times as register-to-usable does. */
+  | { type: 'request-then-usable'; request: HttpRequestSpec; proxy: ProxySpec; target: TargetSpec; deadlineMs: number }
+  | UnauthorizedJob
   | {
       type: 'register-to-usable';
       api: string;
@@ -53,6 +58,12 @@ export interface UsableResult {
   okAtWallMs: number;
   attempts: number;
   lastError: string;
+}
+
+export interface RequestThenUsableResult {
+  /** From the request's answer (read to its end) to the first successful tunnel + small request; NaN if never. */
+  ms: number;
+  error: string;
 }
 
 export interface RegisterToUsableResult {
@@ -283,6 +294,21 @@ async function registerToUsable(job: Extract<Job, { type: 'register-to-usable' }
   return { perProxy };
 }
 
+async function requestThenUsable(job: Extract<Job, { type: 'request-then-usable' }>): Promise<RequestThenUsableResult> {
+  try {
+    const res = await fetch(job.request.url, { method: job.request.method, headers: job.request.headers, body: job.request.body, signal: AbortSignal.timeout(5_000) });
+    const body = await res.text();
+    if (!res.ok) return { ms: NaN, error: `${job.request.method} ${new URL(job.request.url).pathname}: ${res.status} ${body.slice(0, 200)}` };
+    const t0 = wallNow();
+    const r = await untilUsable(job.proxy, job.target, job.deadlineMs);
+    return r.ok ? { ms: r.okAtWallMs - t0, error: '' } : { ms: NaN, error: `not usable within ${job.deadlineMs} ms: ${r.lastError}` };
+  } catch (err) {
+    const errors: string[] = [];
+    noteError(errors, err);
+    return { ms: NaN, error: errors[0]! };
+  }
+}
+
 async function run(job: Job): Promise<unknown> {
   switch (job.type) {
     case 'throughput':
@@ -299,6 +325,10 @@ async function run(job: Job): Promise<unknown> {
       return untilUsable(job.proxy, job.target, job.deadlineMs);
     case 'register-to-usable':
       return registerToUsable(job);
+    case 'request-then-usable':
+      return requestThenUsable(job);
+    case 'unauthorized':
+      return unauthorizedAttempts(job);
   }
 }
 

@@ -1,4 +1,4 @@
-// `npm run bench`: measures tailgate against the direct path, the gost stand-in (glider) and proxy-chain,
+// `npm run bench`: measures tailgate against the direct path, gost v3 (the baseline), glider and proxy-chain,
 // on this machine, over loopback, in one run. See bench/README.md for the method and the latest numbers.
 //
 //   npm run bench                         everything (<= 10 min)
@@ -28,6 +28,7 @@ import { gitHead, machineInfo, raiseFdLimit } from './lib/machine.js';
 import { round } from './lib/measure.js';
 import { nodeFloor } from './lib/node-floor.js';
 import { FULL, parseArgs, QUICK, type Options } from './lib/options.js';
+import { ensureGost, gostKind, gostVersion } from './lib/gost.js';
 import {
   buildTailgate,
   createTailgateDatabase,
@@ -118,7 +119,15 @@ async function main(): Promise<void> {
   } catch (err) {
     skipped.glider = `glider could not be built: ${(err as Error).message}`;
   }
-  versions.gost = 'unavailable: the Go module proxy here refuses github.com/go-gost/gost and github.com/go-gost/x (403), see bench/README.md';
+  let gostBin: string | undefined;
+  if (opts.paths.includes('gost')) {
+    try {
+      gostBin = await ensureGost(repo);
+      versions.gost = await gostVersion(gostBin);
+    } catch (err) {
+      skipped.gost = `gost could not be built: ${(err as Error).message}`;
+    }
+  }
   versions['proxy-chain'] = proxyChainVersion(repo);
 
   // What must go whatever happens: the throw-away databases and the baseline's temporary checkout.
@@ -185,6 +194,7 @@ async function main(): Promise<void> {
     for (const p of opts.paths) {
       if (p === 'direct') kinds.push(direct);
       else if (p === 'tailgate' && tailgate) kinds.push(tailgate);
+      else if (p === 'gost' && gostBin) kinds.push(gostKind(gostBin));
       else if (p === 'glider' && glider) kinds.push(gliderKind(glider.bin));
       else if (p === 'proxy-chain') kinds.push(proxyChain);
       else if (p === 'node-floor') kinds.push(nodeFloor);

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Builds the pinned third-party proxy that stands in for gost in the benchmarks, into a cache outside
-# the repository. gost v3 itself (github.com/go-gost/gost, github.com/go-gost/x) is refused by the Go
-# module proxy reachable here (403 "This module version is not available" for every version), so the
-# baseline is glider, the closest Go forward proxy we can obtain: HTTP + SOCKS5 server with user auth
-# that chains to an upstream HTTP proxy. See bench/README.md.
+# Builds the third-party proxies the benchmarks compare tailgate with, into a cache outside the repository:
+#   gost    gost v3, the baseline. Its sources are not in this repository: they come with their own offline build
+#           script, found through TAILGATE_GOST_SOURCE (default: <repo>/../shared/gost, holding build.sh), which
+#           builds into ${TAILGATE_TOOLS_DIR:-~/.cache/tailgate-tools}/gost-<version>/gost (~90 s, once).
+#   glider  a second Go baseline (HTTP + SOCKS5 server with user auth chaining to an upstream HTTP proxy),
+#           pinned, fetched through the Go module proxy. See bench/README.md.
 #
 # Also builds the benchmarks' device-side stand-in (bench/device/main.go, standard library only).
 #
-# Usage: scripts/bench-tools.sh glider|device
+# Usage: scripts/bench-tools.sh gost|glider|device
 # Prints the path of the built binary on stdout (last line). Idempotent: a cached binary is reused.
 set -euo pipefail
 
@@ -17,6 +18,19 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 GLIDER_MODULE=github.com/nadoo/glider
 GLIDER_VERSION=v0.16.4
 TOOLS_DIR="${TAILGATE_TOOLS_DIR:-$HOME/.cache/tailgate-tools}"
+
+if [[ "$what" == gost ]]; then
+  src="${TAILGATE_GOST_SOURCE:-$REPO/../shared/gost}"
+  if [[ ! -f "$src/build.sh" ]]; then
+    echo "bench-tools: no gost build script at $src/build.sh: set TAILGATE_GOST_SOURCE to the directory holding gost's build.sh and src/" >&2
+    exit 1
+  fi
+  # build.sh honours TAILGATE_TOOLS_DIR, does nothing when its binary exists and prints the binary's path last.
+  bin="$(TAILGATE_TOOLS_DIR="$TOOLS_DIR" bash "$src/build.sh" | tail -n 1)"
+  [[ -x "$bin" ]] || { echo "bench-tools: gost build.sh (TAILGATE_GOST_SOURCE=$src) printed '$bin', which is not an executable" >&2; exit 1; }
+  echo "$bin"
+  exit 0
+fi
 
 command -v go >/dev/null || { echo "bench-tools: go is not installed (needed to build $what)" >&2; exit 1; }
 
@@ -32,7 +46,7 @@ if [[ "$what" == device ]]; then
   echo "$out/device"
   exit 0
 fi
-[[ "$what" == glider ]] || { echo "usage: $0 glider|device" >&2; exit 2; }
+[[ "$what" == glider ]] || { echo "usage: $0 gost|glider|device" >&2; exit 2; }
 OUT_DIR="$TOOLS_DIR/glider-$GLIDER_VERSION"
 BIN="$OUT_DIR/glider"
 

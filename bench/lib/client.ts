@@ -20,6 +20,8 @@ export interface ProxySpec {
   device?: { host: string; port: number };
   /** `https`: the CA (PEM) that signed the proxy's certificate, which is checked for the name `localhost`. */
   ca?: string;
+  /** The client's own address (plain TCP only), e.g. one of 127.0.0.0/8 so a per-address throttle does not decide. */
+  localAddress?: string;
 }
 
 export interface TargetSpec {
@@ -95,8 +97,8 @@ function connected(socket: net.Socket, ready: 'connect' | 'secureConnect', what:
   });
 }
 
-function connectTcp(host: string, port: number, timeoutMs: number): Promise<net.Socket> {
-  return connected(net.connect({ host, port, noDelay: true }), 'connect', `TCP connect to ${host}:${port}`, timeoutMs);
+function connectTcp(host: string, port: number, timeoutMs: number, localAddress?: string): Promise<net.Socket> {
+  return connected(net.connect({ host, port, noDelay: true, localAddress }), 'connect', `TCP connect to ${host}:${port}`, timeoutMs);
 }
 
 /** A TLS connection to the proxy, whose certificate is checked against `ca` for the name localhost. */
@@ -181,7 +183,7 @@ async function socks5Connect(socket: net.Socket, proxy: ProxySpec, target: Targe
 
 /** A socket whose handshake has finished: what follows is the sink's byte stream. */
 export async function openTunnel(proxy: ProxySpec, target: TargetSpec, timeoutMs = 10_000): Promise<net.Socket> {
-  const socket = proxy.kind === 'https' ? await connectTls(proxy.host, proxy.port, proxy.ca, timeoutMs) : await connectTcp(proxy.host, proxy.port, timeoutMs);
+  const socket = proxy.kind === 'https' ? await connectTls(proxy.host, proxy.port, proxy.ca, timeoutMs) : await connectTcp(proxy.host, proxy.port, timeoutMs, proxy.localAddress);
   try {
     const first = proxy.device ?? target;
     let rest = proxy.kind !== 'socks5' ? await httpConnect(socket, proxy, first, timeoutMs) : await socks5Connect(socket, proxy, first, timeoutMs);

@@ -38,9 +38,9 @@ export type PathNeed =
   | 'all'
   /** every path with a gateway process (not `direct`) */
   | 'gateway'
-  /** paths that can take a new key while traffic flows: tailgate through its API, glider by restarting */
+  /** paths that can take a new key while traffic flows: tailgate and gost through their APIs, glider by restarting */
   | 'new-keys'
-  /** paths with both an HTTP and a SOCKS5 listener (tailgate builds, glider), for attacks on both ports at once */
+  /** paths with both an HTTP and a SOCKS5 listener (tailgate builds, gost, glider), for attacks on both ports at once */
   | 'both-listeners'
   /** tailgate builds (this checkout's and a --baseline-ref one): devices, pools and keys made through the admin API */
   | 'admin-api'
@@ -51,7 +51,7 @@ export type PathNeed =
 export const PATH_NEEDS: Record<PathNeed, { admits(kind: GatewayKind): boolean; none: string }> = {
   all: { admits: () => true, none: 'no paths in this run' },
   gateway: { admits: (k) => k.family !== 'direct', none: 'no path of this run has a gateway process' },
-  'new-keys': { admits: (k) => k.family === 'tailgate' || k.family === 'glider', none: 'neither tailgate nor glider is among the paths of this run' },
+  'new-keys': { admits: (k) => k.family === 'tailgate' || k.family === 'gost' || k.family === 'glider', none: 'none of tailgate, gost, glider is among the paths of this run' },
   'both-listeners': { admits: (k) => k.listeners.includes('http') && k.listeners.includes('socks5'), none: 'no path of this run has both an HTTP and a SOCKS5 listener' },
   'admin-api': { admits: (k) => k.family === 'tailgate', none: 'no tailgate build is among the paths of this run' },
   tailgate: { admits: (k) => k.path === 'tailgate', none: 'tailgate is not among the paths of this run' },

@@ -8,12 +8,13 @@ import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
 import type { ProxySpec } from './client.js';
+import type { GostKind } from './gost.js';
 import { freePort, runStep, spawnPinned, stop, waitPort, waitReadyLine, type Pinned } from './procs.js';
 
 const execFileP = promisify(execFile);
 
 /** The paths `--paths` names. */
-export const ALL_PATHS = ['direct', 'tailgate', 'glider', 'proxy-chain', 'node-floor'] as const;
+export const ALL_PATHS = ['direct', 'tailgate', 'gost', 'glider', 'proxy-chain', 'node-floor'] as const;
 /** `tailgate@<short sha>` is an older tailgate built by `--baseline-ref`. */
 export type PathName = (typeof ALL_PATHS)[number] | `tailgate@${string}`;
 /** `https`: the HTTP proxy behind TLS; only this checkout's tailgate serves it (an older build may not have it). */
@@ -53,7 +54,8 @@ interface KindOf<G extends RunningGateway> {
 export type GatewayKind =
   | (KindOf<RunningGateway> & { family: 'direct' | 'proxy-chain' | 'node-floor' })
   | (KindOf<TailgateGateway> & { family: 'tailgate' })
-  | (KindOf<GliderGateway> & { family: 'glider' });
+  | (KindOf<GliderGateway> & { family: 'glider' })
+  | GostKind;
 
 // ---------------------------------------------------------------- direct
 
@@ -71,12 +73,12 @@ export const direct: GatewayKind = {
   },
 };
 
-// ---------------------------------------------------------------- glider (stands in for gost)
+// ---------------------------------------------------------------- glider (a second Go baseline, next to gost)
 
 export const GLIDER_VERSION = 'v0.16.4';
 
-async function benchTool(repo: string, what: 'glider' | 'device'): Promise<string> {
-  const { stdout } = await execFileP('bash', [path.join(repo, 'scripts/bench-tools.sh'), what], { cwd: repo, maxBuffer: 16 << 20, timeout: 300_000 });
+export async function benchTool(repo: string, what: 'gost' | 'glider' | 'device'): Promise<string> {
+  const { stdout } = await execFileP('bash', [path.join(repo, 'scripts/bench-tools.sh'), what], { cwd: repo, maxBuffer: 16 << 20, timeout: what === 'gost' ? 900_000 : 300_000 });
   const bin = stdout.trim().split('\n').pop()!;
   if (!existsSync(bin)) throw new Error(`bench-tools.sh ${what} printed ${bin}, which does not exist`);
   return bin;

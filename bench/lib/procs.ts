@@ -9,7 +9,8 @@ import readline from 'node:readline';
 
 export interface Pinned {
   name: string;
-  cpu: number;
+  /** A CPU number, or a taskset CPU list such as `0,1`. */
+  cpu: number | string;
   child: ChildProcess;
   pid: number;
 }
@@ -48,8 +49,8 @@ export function killAll(): void {
   }
 }
 
-/** Starts `cmd args` pinned to one CPU. taskset execs the command, so the pid is the command's own. */
-export function spawnPinned(name: string, cpu: number, cmd: string, args: string[], opts: SpawnOptions = {}): Pinned {
+/** Starts `cmd args` pinned to one CPU (or a CPU list). taskset execs the command, so the pid is the command's own. */
+export function spawnPinned(name: string, cpu: number | string, cmd: string, args: string[], opts: SpawnOptions = {}): Pinned {
   const out = opts.logFile ? createWriteStream(opts.logFile, { flags: 'a' }) : undefined;
   const child = spawn('taskset', ['-c', String(cpu), cmd, ...args], {
     cwd: opts.cwd,

@@ -50,6 +50,10 @@ const SCENARIO_ORDER = [
   'idle-rss-per-tunnel',
   'register-to-usable',
   'dropped-under-churn',
+  'unauthorized-attempts',
+  'unauthorized-under-churn',
+  'unauthorized-auther-missing-attempts',
+  'unauthorized-auther-missing',
   'tailnet-throughput-1',
   'tailnet-throughput-16',
   'tailnet-setup-rate',
@@ -59,8 +63,8 @@ const SCENARIO_ORDER = [
 const PATH_ORDER = ['direct', 'tailscale-socks5', 'tailgate', 'tailgate-kernel', 'gost', 'glider', 'proxy-chain', 'node-floor'];
 /** The path without a gateway, which tailgate's numbers are divided by: on the tailnet, tailscaled's own SOCKS5. */
 const directFor = (scenario: string) => (scenario.startsWith('tailnet-') ? 'tailscale-socks5' : 'direct');
-/** The baseline tailgate is held to: gost v3 in the issue, glider here because gost cannot be obtained. */
-export const BASELINE = 'glider';
+/** The baseline tailgate is held to: gost v3 (issue 14); glider keeps its rows as a second Go baseline. */
+export const BASELINE = 'gost';
 
 /** An older tailgate (`tailgate@<sha>`) right after this checkout's. */
 const pathRank = (path: string) => (path.startsWith('tailgate@') ? PATH_ORDER.indexOf('tailgate') + 0.5 : PATH_ORDER.indexOf(path));
@@ -252,12 +256,12 @@ export function writeReadme(file: string, report: RunReport, resultsFile: string
     START,
     `Latest full run: \`${resultsFile}\` (${m.mode} mode). Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, Linux ${m.kernel}, ${report.versions.node}.`,
     `Pinning: ${Object.entries(m.pinning as Record<string, string>).map(([k, v]) => `${k} = ${v}`).join('; ')}.`,
-    `Versions: ${Object.entries(report.versions).filter(([k]) => k !== 'gost').map(([k, v]) => `${k} ${v}`).join(', ')}. gost: ${report.versions.gost}.`,
+    `Versions: ${Object.entries(report.versions).map(([k, v]) => `${k} ${v}`).join(', ')}.`,
     ...(Object.keys(skipped).length > 0 ? ['', `Skipped in this run: ${Object.entries(skipped).map(([k, v]) => `${k} (${v})`).join('; ')}.`] : []),
     '',
     markdownTable(report),
     '',
-    'Targets from issues 4 and 10, tailgate against this run (baseline = glider standing in for gost):',
+    `Targets from issues 4 and 10, tailgate against this run (baseline = ${BASELINE}):`,
     '',
     markdownVerdicts(report),
     ...(overhead.length > 0

@@ -1,4 +1,4 @@
-// dropped-under-churn: tunnels cut or refused while registrations churn (glider: while it restarts).
+// dropped-under-churn: tunnels cut or refused while registrations churn (gost: user-list PUTs; glider: while it restarts).
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { ProxySpec } from '../lib/client.js';
@@ -7,6 +7,7 @@ import { round } from '../lib/measure.js';
 import type { TailgateGateway } from '../lib/paths.js';
 import { waitPort } from '../lib/procs.js';
 import type { ChurnTrafficResult } from '../loadgen.js';
+import { gostChurn } from './gost-users.js';
 
 export const churn: Scenario = {
   name: 'dropped-under-churn',
@@ -32,6 +33,8 @@ export const churn: Scenario = {
             ctx.details.push({ scenario: 'dropped-under-churn', path: gw.path, listener, ...st, registrations: reg });
           }
         });
+      } else if (kind.family === 'gost') {
+        await withGateway(ctx, { path: kind.path, start: kind.startWithApi }, (gw) => gostChurn(ctx, gw, (g) => traffic(g.listeners.map((l) => l.proxy))));
       } else if (kind.family === 'glider') {
         // The glider equivalent of a registration is a restart with a new command line; 100 of them per
         // second is not possible, so: the same traffic, one restart in the middle, and what it cut.

@@ -10,5 +10,6 @@ import { setupPool } from './setup-pool.js';
 import { setupUnderAttack } from './setup-under-attack.js';
 import { tailnetOverhead } from './tailnet-overhead.js';
 import { throughput } from './throughput.js';
+import { unauthorizedUnderChurn } from './unauthorized-under-churn.js';
 
-export const SCENARIOS: readonly Scenario[] = [throughput(1), throughput(16), setup, setupUnderAttack, setupPool, registerToUsable, churn, tailnetOverhead, idle];
+export const SCENARIOS: readonly Scenario[] = [throughput(1), throughput(16), setup, setupUnderAttack, setupPool, registerToUsable, churn, unauthorizedUnderChurn, tailnetOverhead, idle];

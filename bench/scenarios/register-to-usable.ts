@@ -4,13 +4,14 @@ import { performance } from 'node:perf_hooks';
 import { addGatewayRow, median, withGateway, type Scenario } from '../lib/harness.js';
 import { round } from '../lib/measure.js';
 import type { RegisterToUsableResult, UsableResult } from '../loadgen.js';
+import { gostRegisterToUsable } from './gost-users.js';
 
 export const registerToUsable: Scenario = {
   name: 'register-to-usable',
   rows: ['register-to-usable'],
   needs: { paths: 'new-keys' },
   async run(ctx, kinds) {
-    ctx.log('register-to-usable: POST /register returning -> first successful tunnel with the new key');
+    ctx.log('register-to-usable: POST /register (gost: PUT /config/authers/<name>) returning -> first successful tunnel with the new key');
     for (const kind of kinds) {
       if (kind.family === 'tailgate') {
         await withGateway(ctx, kind, async (gw) => {
@@ -42,6 +43,8 @@ export const registerToUsable: Scenario = {
             });
           }
         });
+      } else if (kind.family === 'gost') {
+        await withGateway(ctx, { path: kind.path, start: kind.startWithApi }, (gw) => gostRegisterToUsable(ctx, gw));
       } else if (kind.family === 'glider') {
         // glider has no API: a new user means a new command line, i.e. a restart. Measured from the moment
         // the restart begins to the first successful tunnel with the new key.
