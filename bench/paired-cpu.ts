@@ -1,0 +1,101 @@
+// Paired CPU comparison of two tailgate builds: both run at the same time, pinned to the same core, each under
+// the same load (16 tunnels moving data through it, from two load generators started together), so whatever else
+// the machine is doing falls on both alike. Reports each build's gateway CPU per GiB per round and their ratio.
+// A sequential A/B run on a 2-core machine shared with other work swings by ±30 % between repeats; this pairing
+// removes most of that, at the cost of measuring both builds under contention for one core.
+//
+//   node --import tsx bench/paired-cpu.ts --a <git ref> --b <git ref> [--rounds 8] [--tunnels 16] [--mib 512]
+//
+// A is the build under test, B the reference; ratio = A's CPU per GiB / B's (below 1: A is cheaper).
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { BaselineCheckout, resolveBaseline } from './lib/baseline.js';
+import { startDevice } from './lib/endpoints.js';
+import { ENDPOINT_CPU, PROXY_CPU } from './lib/harness.js';
+import { createTailgateDatabase, tailgateKind, type Env, type TailgateGateway, type TailgateSetup } from './lib/paths.js';
+import { cpuSeconds, freePort, killAll, LoadGen, spawnPinned, stop, waitReadyLine, type Pinned } from './lib/procs.js';
+import type { ThroughputResult } from './loadgen.js';
+
+function arg(name: string, fallback?: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  const v = i >= 0 ? process.argv[i + 1] : fallback;
+  if (v === undefined) throw new Error(`--${name} is required`);
+  return v;
+}
+
+const repo = path.resolve(import.meta.dirname, '..');
+const refs = { a: arg('a'), b: arg('b') };
+const rounds = Number(arg('rounds', '8'));
+const tunnels = Number(arg('tunnels', '16'));
+const bytesEachWay = Number(arg('mib', '512')) * (1 << 20);
+const log = (s: string) => process.stdout.write(`${s}\n`);
+
+execFileSync('taskset', ['-a', '-p', '-c', String(ENDPOINT_CPU), String(process.pid)], { stdio: 'ignore' });
+const logDir = mkdtempSync(path.join(os.tmpdir(), 'tailgate-paired-'));
+const checkouts: BaselineCheckout[] = [];
+const databases: TailgateSetup[] = [];
+const procs: Pinned[] = [];
+const gateways: TailgateGateway[] = [];
+const loadgens: LoadGen[] = [];
+process.once('SIGINT', () => {
+  killAll();
+  for (const c of checkouts) c.remove();
+  process.exit(130);
+});
+
+try {
+  const builds = [];
+  for (const which of ['a', 'b'] as const) {
+    const commit = resolveBaseline(repo, refs[which]);
+    const checkout = new BaselineCheckout(repo, commit);
+    checkouts.push(checkout);
+    log(`building ${which} = ${refs[which]} (${commit.commit.slice(0, 12)}) in ${checkout.dir}`);
+    await checkout.build();
+    const setup = await createTailgateDatabase();
+    databases.push(setup);
+    builds.push({ which, commit, kind: tailgateKind(setup, { path: `tailgate@${which}-${commit.commit.slice(0, 7)}`, dir: checkout.dir }) });
+  }
+  const sink = spawnPinned('sink', ENDPOINT_CPU, process.execPath, ['--import', 'tsx', 'bench/servers/sink.ts', String(await freePort())], { cwd: repo, pipeStdout: true, logFile: path.join(logDir, 'sink.log') });
+  procs.push(sink);
+  const target = { host: '127.0.0.1', port: (await waitReadyLine(sink, 20_000)).port };
+  const device = await startDevice('go', repo, logDir, 'not needed', procs);
+  const env: Env = { repo, logDir, proxyCpu: PROXY_CPU, device: { host: '127.0.0.1', port: device.port }, key: `paired${randomBytes(12).toString('hex')}` };
+  for (const b of builds) gateways.push((await b.kind.start(env)) as TailgateGateway);
+  for (let i = 0; i < 2; i++) loadgens.push(await LoadGen.start(ENDPOINT_CPU, repo, { ...process.env }));
+
+  const ratios: number[] = [];
+  log(`round  listener  A ms/GiB  B ms/GiB  A/B    (A = ${refs.a}, B = ${refs.b}; ${tunnels} tunnels, ${bytesEachWay >> 20} MiB each way per build)`);
+  for (let round = 0; round < rounds; round++) {
+    const listener = round % 2 === 0 ? 'http' : 'socks5';
+    // Which load generator serves which build alternates too, so neither build always has the same one.
+    const order = round % 4 < 2 ? [0, 1] : [1, 0];
+    // And which build's load starts first.
+    const first = Math.floor(round / 2) % 2;
+    const perGiB = await Promise.all(
+      gateways.map(async (gw, i) => {
+        if (i !== first) await new Promise((r) => setImmediate(r));
+        const proxy = gw.listeners.find((l) => l.listener === listener)!.proxy;
+        const pid = gw.proc!.child.pid!;
+        const before = cpuSeconds(pid);
+        const r = await loadgens[order[i]!]!.request<ThroughputResult>({ type: 'throughput', proxy, target, tunnels, bytesEachWay, timeoutMs: 240_000 }, 300_000);
+        if (r.errors.length > 0) throw new Error(`${gw.path}: ${r.errors.join('; ')}`);
+        return ((cpuSeconds(pid) - before) * 1000) / ((r.upBytes + r.downBytes) / (1 << 30));
+      }),
+    );
+    const ratio = perGiB[0]! / perGiB[1]!;
+    ratios.push(ratio);
+    log(`${String(round + 1).padStart(5)}  ${listener.padEnd(8)}  ${perGiB[0]!.toFixed(0).padStart(8)}  ${perGiB[1]!.toFixed(0).padStart(8)}  ${ratio.toFixed(3)}`);
+  }
+  const sorted = [...ratios].sort((x, y) => x - y);
+  const geomean = Math.exp(ratios.reduce((s, r) => s + Math.log(r), 0) / ratios.length);
+  log(`A/B gateway CPU per GiB: geometric mean ${geomean.toFixed(3)}, median ${sorted[sorted.length >> 1]!.toFixed(3)}, range ${sorted[0]!.toFixed(3)}–${sorted.at(-1)!.toFixed(3)} over ${ratios.length} rounds`);
+} finally {
+  for (const l of loadgens) await l.close();
+  for (const gw of gateways) await gw.stop();
+  for (const p of procs) await stop(p);
+  await Promise.allSettled(databases.map((d) => d.dropDatabase()));
+  for (const c of checkouts) c.remove();
+}
