@@ -7,6 +7,10 @@
 //   node --import tsx bench/paired-cpu.ts --a <git ref> --b <git ref> [--rounds 8] [--tunnels 16] [--mib 512]
 //
 // A is the build under test, B the reference; ratio = A's CPU per GiB / B's (below 1: A is cheaper).
+//
+// Within one start of the two gateways the rounds agree closely, but between starts the ratio moves by up to ±10 %
+// even for A/A (each process's own JIT and heap layout), so `--starts N` restarts both gateways N times and the
+// verdict is the spread of the per-start ratios, not of the rounds.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
@@ -29,6 +33,7 @@ function arg(name: string, fallback?: string): string {
 const repo = path.resolve(import.meta.dirname, '..');
 const refs = { a: arg('a'), b: arg('b') };
 const rounds = Number(arg('rounds', '8'));
+const starts = Number(arg('starts', '1'));
 const tunnels = Number(arg('tunnels', '16'));
 const bytesEachWay = Number(arg('mib', '512')) * (1 << 20);
 const log = (s: string) => process.stdout.write(`${s}\n`);
@@ -63,39 +68,60 @@ try {
   const target = { host: '127.0.0.1', port: (await waitReadyLine(sink, 20_000)).port };
   const device = await startDevice('go', repo, logDir, 'not needed', procs);
   const env: Env = { repo, logDir, proxyCpu: PROXY_CPU, device: { host: '127.0.0.1', port: device.port }, key: `paired${randomBytes(12).toString('hex')}` };
-  for (const b of builds) gateways.push((await b.kind.start(env)) as TailgateGateway);
   for (let i = 0; i < 2; i++) loadgens.push(await LoadGen.start(ENDPOINT_CPU, repo, { ...process.env }));
-
-  const ratios: number[] = [];
-  log(`round  listener  A ms/GiB  B ms/GiB  A/B    (A = ${refs.a}, B = ${refs.b}; ${tunnels} tunnels, ${bytesEachWay >> 20} MiB each way per build)`);
-  for (let round = 0; round < rounds; round++) {
-    const listener = round % 2 === 0 ? 'http' : 'socks5';
-    // Which load generator serves which build alternates too, so neither build always has the same one.
-    const order = round % 4 < 2 ? [0, 1] : [1, 0];
-    // And which build's load starts first.
-    const first = Math.floor(round / 2) % 2;
-    const perGiB = await Promise.all(
-      gateways.map(async (gw, i) => {
-        if (i !== first) await new Promise((r) => setImmediate(r));
-        const proxy = gw.listeners.find((l) => l.listener === listener)!.proxy;
-        const pid = gw.proc!.child.pid!;
-        const before = cpuSeconds(pid);
-        const r = await loadgens[order[i]!]!.request<ThroughputResult>({ type: 'throughput', proxy, target, tunnels, bytesEachWay, timeoutMs: 240_000 }, 300_000);
-        if (r.errors.length > 0) throw new Error(`${gw.path}: ${r.errors.join('; ')}`);
-        return ((cpuSeconds(pid) - before) * 1000) / ((r.upBytes + r.downBytes) / (1 << 30));
-      }),
-    );
-    const ratio = perGiB[0]! / perGiB[1]!;
-    ratios.push(ratio);
-    log(`${String(round + 1).padStart(5)}  ${listener.padEnd(8)}  ${perGiB[0]!.toFixed(0).padStart(8)}  ${perGiB[1]!.toFixed(0).padStart(8)}  ${ratio.toFixed(3)}`);
+  const perStart: number[] = [];
+  for (let start = 0; start < starts; start++) {
+    // Which build starts first alternates too: the first one started may get the warmer caches.
+    const order = start % 2 === 0 ? builds : [...builds].reverse();
+    const started = new Map<string, TailgateGateway>();
+    for (const b of order) started.set(b.which, (await b.kind.start(env)) as TailgateGateway);
+    gateways.push(...builds.map((b) => started.get(b.which)!));
+    log(`start ${start + 1} of ${starts}`);
+    perStart.push(await runRounds(gateways.slice(-2)));
+    for (const gw of gateways.splice(-2)) await gw.stop();
   }
-  const sorted = [...ratios].sort((x, y) => x - y);
-  const geomean = Math.exp(ratios.reduce((s, r) => s + Math.log(r), 0) / ratios.length);
-  log(`A/B gateway CPU per GiB: geometric mean ${geomean.toFixed(3)}, median ${sorted[sorted.length >> 1]!.toFixed(3)}, range ${sorted[0]!.toFixed(3)}–${sorted.at(-1)!.toFixed(3)} over ${ratios.length} rounds`);
+  if (starts > 1) {
+    const sorted = [...perStart].sort((x, y) => x - y);
+    log(`A/B over ${starts} starts: geometric mean ${geometricMean(perStart).toFixed(3)}, median ${sorted[sorted.length >> 1]!.toFixed(3)}, range ${sorted[0]!.toFixed(3)}–${sorted.at(-1)!.toFixed(3)}`);
+  }
+
+  async function runRounds(pair: TailgateGateway[]): Promise<number> {
+    const ratios: number[] = [];
+    log(`round  listener  A ms/GiB  B ms/GiB  A/B    (A = ${refs.a}, B = ${refs.b}; ${tunnels} tunnels, ${bytesEachWay >> 20} MiB each way per build)`);
+    for (let round = 0; round < rounds; round++) {
+      const listener = round % 2 === 0 ? 'http' : 'socks5';
+      // Which load generator serves which build alternates too, so neither build always has the same one.
+      const order = round % 4 < 2 ? [0, 1] : [1, 0];
+      // And which build's load starts first.
+      const first = Math.floor(round / 2) % 2;
+      const perGiB = await Promise.all(
+        pair.map(async (gw, i) => {
+          if (i !== first) await new Promise((r) => setImmediate(r));
+          const proxy = gw.listeners.find((l) => l.listener === listener)!.proxy;
+          const pid = gw.proc!.child.pid!;
+          const before = cpuSeconds(pid);
+          const r = await loadgens[order[i]!]!.request<ThroughputResult>({ type: 'throughput', proxy, target, tunnels, bytesEachWay, timeoutMs: 240_000 }, 300_000);
+          if (r.errors.length > 0) throw new Error(`${gw.path}: ${r.errors.join('; ')}`);
+          return ((cpuSeconds(pid) - before) * 1000) / ((r.upBytes + r.downBytes) / (1 << 30));
+        }),
+      );
+      const ratio = perGiB[0]! / perGiB[1]!;
+      ratios.push(ratio);
+      log(`${String(round + 1).padStart(5)}  ${listener.padEnd(8)}  ${perGiB[0]!.toFixed(0).padStart(8)}  ${perGiB[1]!.toFixed(0).padStart(8)}  ${ratio.toFixed(3)}`);
+    }
+    const sorted = [...ratios].sort((x, y) => x - y);
+    const mean = geometricMean(ratios);
+    log(`A/B gateway CPU per GiB: geometric mean ${mean.toFixed(3)}, median ${sorted[sorted.length >> 1]!.toFixed(3)}, range ${sorted[0]!.toFixed(3)}–${sorted.at(-1)!.toFixed(3)} over ${ratios.length} rounds`);
+    return mean;
+  }
 } finally {
   for (const l of loadgens) await l.close();
   for (const gw of gateways) await gw.stop();
   for (const p of procs) await stop(p);
   await Promise.allSettled(databases.map((d) => d.dropDatabase()));
   for (const c of checkouts) c.remove();
+}
+
+function geometricMean(xs: number[]): number {
+  return Math.exp(xs.reduce((s, x) => s + Math.log(x), 0) / xs.length);
 }
