@@ -4,7 +4,7 @@
 import type { TargetSpec } from './client.js';
 import type { Options, Sizes } from './options.js';
 import type { Env, GatewayKind, Listener, PathName, RunningGateway } from './paths.js';
-import { cpuSeconds, gatewaySample, type LoadGen, type Pinned } from './procs.js';
+import { cpuSeconds, gatewaySample, processTreeStat, type LoadGen, type Pinned } from './procs.js';
 import type { Row } from './report.js';
 import { addRow, type CpuSample, type Measured } from './measure.js';
 
@@ -84,14 +84,17 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-/** CPU seconds so far of every process on the path (the gateway's own only where there is one). */
+/**
+ * CPU seconds so far of every process on the path (the gateway's own only where there is one). A gateway's figure is
+ * its whole process tree: a tailgate with worker processes is the primary and every worker.
+ */
 export function cpuSnapshot(ctx: Ctx, gw: RunningGateway | undefined, devices: readonly Pinned[] = ctx.devices): CpuSample {
   const sample: CpuSample = {
     device: devices.reduce((sum, d) => sum + cpuSeconds(d.pid), 0),
     sink: cpuSeconds(ctx.sink.pid),
     loadgen: cpuSeconds(ctx.loadgen.proc.pid),
   };
-  return gw?.proc ? { ...sample, ...gatewaySample(gw.proc.pid) } : sample;
+  return gw?.proc ? { ...sample, ...gatewaySample(processTreeStat(gw.proc.pid)) } : sample;
 }
 
 export function addGatewayRow(ctx: Ctx, scenario: string, gw: { path: PathName }, listener: string | undefined, value: number, unit: string): void {
