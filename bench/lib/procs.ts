@@ -145,6 +145,9 @@ export async function waitPort(port: number, timeoutMs: number, p?: Pinned): Pro
   throw new Error(`${p?.name ?? 'process'}: port ${port} not listening within ${timeoutMs} ms`);
 }
 
+/** Every port freePort has returned in this run. */
+const handedOut = new Set<number>();
+
 /**
  * A free TCP port for a server we are about to start, taken from below the kernel's ephemeral range
  * (ip_local_port_range starts at 32768): under connection churn an ephemeral port can be grabbed by an
@@ -154,12 +157,17 @@ export async function waitPort(port: number, timeoutMs: number, p?: Pinned): Pro
 export async function freePort(): Promise<number> {
   for (let attempt = 0; attempt < 200; attempt++) {
     const port = 20_000 + Math.floor(Math.random() * 12_000);
+    // Gateways started at once each take ports before any of them binds: the check alone would not keep them apart.
+    if (handedOut.has(port)) continue;
     const ok = await new Promise<boolean>((resolve) => {
       const s = net.createServer();
       s.once('error', () => resolve(false));
       s.listen({ host: '127.0.0.1', port }, () => s.close(() => resolve(true)));
     });
-    if (ok) return port;
+    if (ok) {
+      handedOut.add(port);
+      return port;
+    }
   }
   throw new Error('no free port found in 20000-31999');
 }
