@@ -4,7 +4,7 @@
 import type { TargetSpec } from './client.js';
 import type { Options, Sizes } from './options.js';
 import type { Env, GatewayKind, Listener, PathName, RunningGateway } from './paths.js';
-import { cpuSeconds, gatewaySample, processTreeStat, type LoadGen, type Pinned } from './procs.js';
+import { cpuSeconds, gatewaySample, processTreeStat, procStat, type LoadGen, type Pinned } from './procs.js';
 import type { Row } from './report.js';
 import { addRow, type CpuSample, type Measured } from './measure.js';
 
@@ -101,7 +101,9 @@ export function cpuSnapshot(ctx: Ctx, gw: RunningGateway | undefined, devices: r
     sink: cpuSeconds(ctx.sink.pid),
     loadgen: cpuSeconds(ctx.loadgen.proc.pid),
   };
-  return gw?.proc ? { ...sample, ...gatewaySample(processTreeStat(gw.proc.pid)) } : sample;
+  if (!gw?.proc) return sample;
+  // `gatewayPrimary`: the first process alone, which for a tailgate with workers accepts and hands over every connection.
+  return { ...sample, ...gatewaySample(processTreeStat(gw.proc.pid)), gatewayPrimary: procStat(gw.proc.pid).cpuSeconds };
 }
 
 export function addGatewayRow(ctx: Ctx, scenario: string, gw: { path: PathName }, listener: string | undefined, value: number, unit: string): void {

@@ -128,7 +128,7 @@ export const FULL: Sizes = {
   tailnetSetupSliceMs: 2_000,
   tailnetSetupWarmupTunnels: 1024,
   // The group has four gateways on two listeners each and must stay near 90 s in all.
-  scaleBytesEachWay: 256 << 20,
+  scaleBytesEachWay: 128 << 20,
   scaleThroughputRepeats: 3,
   scaleSetupRepeats: 3,
   scaleSetupSliceMs: 1_000,
