@@ -10,6 +10,7 @@ import postgres from 'postgres';
 import type { ProxySpec } from './client.js';
 import type { GostKind } from './gost.js';
 import { freePort, runStep, spawnPinned, stop, waitPort, waitReadyLine, type Pinned } from './procs.js';
+import { startServerScript } from './server-script.js';
 
 const execFileP = promisify(execFile);
 
@@ -158,20 +159,7 @@ export const proxyChain: GatewayKind = {
   path: 'proxy-chain',
   family: 'proxy-chain',
   listeners: ['http'],
-  async start(env) {
-    const p = spawnPinned('proxy-chain', env.proxyCpu, process.execPath, ['--import', 'tsx', 'bench/servers/proxy-chain.ts', env.key, `${env.device.host}:${env.device.port}`, String(await freePort())], {
-      cwd: env.repo,
-      pipeStdout: true,
-      logFile: path.join(env.logDir, 'proxy-chain.log'),
-    });
-    const { port } = await waitReadyLine(p, 20_000);
-    return {
-      path: 'proxy-chain',
-      proc: p,
-      listeners: [{ listener: 'http', proxy: { kind: 'http', host: '127.0.0.1', port, key: env.key } }],
-      stop: () => stop(p),
-    };
-  },
+  start: (env) => startServerScript(env, 'proxy-chain'),
 };
 
 export function proxyChainVersion(repo: string): string {
