@@ -86,7 +86,7 @@ async function main(): Promise<void> {
   const t0 = performance.now();
   const log = (s: string) => process.stdout.write(`${s}\n`);
 
-  // 10,000 idle tunnels need ~20,000 descriptors in the gateway and in the device proxy (two per tunnel):
+  // N idle tunnels need ~2N descriptors in the gateway and in the device proxy (two per tunnel):
   // raise the limit for this process, which every child inherits. Where the hard limit cannot be raised
   // (no CAP_SYS_RESOURCE), measure at the largest count that fits and say so.
   const fdLimit = raiseFdLimit(262_144);

@@ -128,7 +128,7 @@ export const FULL: Sizes = {
   throughputRepeats: 3,
   setupRepeats: 3,
   setupDurationMs: 3_000,
-  idleTunnels: 10_000,
+  idleTunnels: 5_000,
   attackStalled: 10_000,
   r2uTrials: 40,
   gliderRestarts: 6,
