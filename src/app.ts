@@ -90,7 +90,8 @@ export interface Gateway {
   socksProxy: NetServer;
   /** The TLS listeners and the certificate they serve, when TLS is configured. */
   tls: { httpsProxy: TlsServer; socksProxy: TlsServer; certificates: CertificateWatcher } | undefined;
-  api: FastifyInstance;
+  /** The management API; undefined in a worker process (TAILGATE_WORKERS > 1), whose primary serves it. */
+  api: FastifyInstance | undefined;
   /** Bound ports (useful when the config asked for port 0); http and socks are 0 when the plain listeners are off. */
   ports: { http: number; socks: number; api: number; https?: number; socksTls?: number };
   /** Stops accepting, lets tunnels drain for the grace period, then cuts them, writes the last usage and closes the store. */
@@ -193,7 +194,8 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
   const listening = primary?.listening ?? (() => proxies.every((server) => server.listening));
   const stats = new LiveStats({ metrics, usage, others: primary?.liveTotals });
   let proxyPorts: ProxyPorts | undefined;
-  const api = await createApiServer({
+  // A worker never serves the API (the primary does): building it there would compile every route's schemas again.
+  const api = worker !== undefined ? undefined : await createApiServer({
     tokens: { admin: config.adminToken, enroll: config.enrollToken },
     store,
     bindings,
@@ -213,7 +215,7 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
   let certificates: CertificateWatcher | undefined;
   if (config.tls && certificate && httpsProxy && socksTlsProxy) {
     const targets: SecureContextTarget[] = [httpsProxy, socksTlsProxy];
-    if (config.tls.api) targets.push(api.server as unknown as SecureContextTarget);
+    if (config.tls.api && api) targets.push(api.server as unknown as SecureContextTarget);
     metrics.tlsNotAfter.set(Date.parse(certificate.info.notAfter) / 1000);
     certificates = new CertificateWatcher({
       files: config.tls,
@@ -257,8 +259,8 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
     log.info({ http: ports.http, socks5: ports.socks, https: ports.https, socks5Tls: ports.socksTls, descriptorLimit, maxConnectionsPerListener: maxConnections }, 'worker listening');
     return assemble();
   }
-  await api.listen({ port: config.apiPort, host: config.apiHost });
-  const apiAddr = api.server.address();
+  await api!.listen({ port: config.apiPort, host: config.apiHost });
+  const apiAddr = api!.server.address();
   ports.api = typeof apiAddr === 'object' && apiAddr !== null ? apiAddr.port : config.apiPort;
 
   const where = (port: number | undefined) => (port === undefined || port === 0 ? 'off' : `${config.listenHost}:${port}`);
@@ -295,7 +297,7 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
         while (usage.openMeters > 0 && Date.now() < cutBy) await new Promise((r) => setTimeout(r, 10));
         await stopped;
         await usage.close();
-        await api.close();
+        await api?.close();
         await bindings.close();
         deviceStatus.close();
         limits.close();
