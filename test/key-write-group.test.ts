@@ -1,5 +1,5 @@
 // Group commit of key writes (src/store/write-group.ts): writes that arrive while one commits share the next
-// transaction, each in a savepoint, so a refused one fails alone and the rest commit; a failed commit fails them all.
+// transaction; when one of them is refused the group is rolled back and each write runs again alone.
 // Against the local PostgreSQL server, and through the store on both backends.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -25,7 +25,7 @@ describe('WriteGroup on a PostgreSQL server', () => {
 
   test('writes asked for while one commits share the next transaction; a lone write has its own', async () => {
     const group = new WriteGroup(db.sql);
-    const txid = (h: string) => group.run(async (q) => (await q<{ x: string }[]>`INSERT INTO t (h) VALUES (${h}) RETURNING txid_current()::text AS x`)[0]!.x);
+    const txid = (h: string) => group.statement({ statement: (q) => q`INSERT INTO t (h) VALUES (${h}) RETURNING txid_current()::text AS x`, result: (rows) => String(rows[0]!.x) });
     const all = await Promise.all(Array.from({ length: 10 }, (_, i) => txid(`shared-${i}`)));
     // The first found nothing in flight and went alone; the nine behind it waited for it and committed as one.
     assert.equal(new Set(all.slice(1)).size, 1, `the queued writes committed in ${new Set(all.slice(1)).size} transactions`);
@@ -35,37 +35,54 @@ describe('WriteGroup on a PostgreSQL server', () => {
     assert.equal((await db.sql`SELECT count(*)::int AS n FROM t WHERE h LIKE 'shared-%'`)[0]!.n, 10);
   });
 
+  test('a write of several statements keeps a transaction of its own, in its turn', async () => {
+    const group = new WriteGroup(db.sql);
+    const txid = (h: string) => group.statement({ statement: (q) => q`INSERT INTO t (h) VALUES (${h}) RETURNING txid_current()::text AS x`, result: (rows) => String(rows[0]!.x) });
+    const several = () => group.transaction(async (q) => {
+      // Reads what the writes asked for before it wrote: they have committed by now.
+      const [row] = await q<{ n: number }[]>`SELECT count(*)::int AS n FROM t WHERE h LIKE 'turn-a%'`;
+      await q`INSERT INTO t (h) VALUES (${`turn-seen-${row!.n}`})`;
+      return String((await q<{ x: string }[]>`SELECT txid_current()::text AS x`)[0]!.x);
+    });
+    const ids = await Promise.all([txid('turn-a0'), txid('turn-a1'), txid('turn-a2'), several(), txid('turn-b0'), txid('turn-b1')]);
+    assert.equal(new Set(ids).size, 4, `transactions: ${ids.join(' ')}`);
+    assert.equal(ids[1], ids[2]);
+    assert.equal(ids[4], ids[5]);
+    assert.equal((await db.sql`SELECT count(*)::int AS n FROM t WHERE h = 'turn-seen-3'`)[0]!.n, 1);
+  });
+
   test('a refused write fails alone, with its own error, and the others commit', async () => {
     const group = new WriteGroup(db.sql);
     await db.sql`INSERT INTO t (h) VALUES ('taken')`;
-    const insert = (h: string) => group.run((q) => q`INSERT INTO t (h) VALUES (${h})`, true);
+    const insert = (h: string) => group.statement({ statement: (q) => q`INSERT INTO t (h) VALUES (${h})`, result: () => h });
     const outcomes = await Promise.allSettled([
       insert('first'),
       insert('g-1'),
       insert('taken'),
-      group.run(async () => {
+      insert('g-2'),
+      group.transaction(async () => {
         throw new Error('refused by the caller');
       }),
-      insert('g-2'),
+      insert('g-3'),
     ]);
     assert.deepEqual(
       outcomes.map((o) => o.status),
-      ['fulfilled', 'fulfilled', 'rejected', 'rejected', 'fulfilled'],
+      ['fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'rejected', 'fulfilled'],
     );
     assert.equal(((outcomes[2] as PromiseRejectedResult).reason as { code?: string }).code, '23505');
-    assert.equal(((outcomes[3] as PromiseRejectedResult).reason as Error).message, 'refused by the caller');
-    const rows = await db.sql<{ h: string }[]>`SELECT h FROM t WHERE h IN ('first', 'g-1', 'g-2') ORDER BY h`;
+    assert.equal(((outcomes[4] as PromiseRejectedResult).reason as Error).message, 'refused by the caller');
+    const rows = await db.sql<{ h: string }[]>`SELECT h FROM t WHERE h IN ('first', 'g-1', 'g-2', 'g-3') ORDER BY h`;
     assert.deepEqual(
       rows.map((r) => r.h),
-      ['first', 'g-1', 'g-2'],
+      ['first', 'g-1', 'g-2', 'g-3'],
     );
   });
 
   test('a commit the server refuses writes nothing of the group, and each write is run again alone', async () => {
     const group = new WriteGroup(db.sql);
     // A deferred unique constraint is checked at COMMIT: two writes of the group inserting the same value each
-    // succeed in their savepoint, and the commit refuses the transaction. Alone, the first of them commits.
-    const insert = (h: string) => group.run(async (q) => (await q<{ x: string }[]>`INSERT INTO d (h) VALUES (${h}) RETURNING txid_current()::text AS x`)[0]!.x, true);
+    // succeed, and the commit refuses the transaction. Alone, the first of them commits.
+    const insert = (h: string) => group.statement({ statement: (q) => q`INSERT INTO d (h) VALUES (${h}) RETURNING txid_current()::text AS x`, result: (rows) => String(rows[0]!.x) });
     const outcomes = await Promise.allSettled([insert('lead'), insert('dup'), insert('other'), insert('dup')]);
     assert.deepEqual(
       outcomes.map((o) => o.status),
