@@ -26,6 +26,11 @@ export interface UnauthorizedCount {
   throughWithData: number;
   /** Refused in the handshake (407, SOCKS5 method or auth refusal, or closed). */
   refused: number;
+  /**
+   * The refusals by what the client saw (`refusalKind`): a gateway's throttle (tailgate's 429 `auth_rate_limited`) or
+   * a key store it could not ask (503) is kept apart from the key check's own answer (407, SOCKS5 auth status 1).
+   */
+  refusedAs: Record<string, number>;
   /** Neither: timeouts, resets before an answer. */
   otherErrors: number;
   errors: string[];
@@ -37,6 +42,29 @@ const isRefusal = (err: unknown) => {
   return stage === 'rejected' || stage === 'handshake';
 };
 
+/**
+ * What a refused client saw, from the client's error: `http 407`, `http 429`, `socks5 auth`, `socks5 reply 1`, ...
+ * Over SOCKS5 a throttled address and a wrong key look the same (RFC 1929 has one failure status); the gateway's own
+ * counters tell those apart.
+ */
+export function refusalKind(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  if ((err as { stage?: string }).stage === 'handshake') return 'closed';
+  const http = /^CONNECT answered \S+ (\d{3})/.exec(message);
+  if (http) return `http ${http[1]}`;
+  if (message.startsWith('SOCKS5 auth status')) return 'socks5 auth';
+  if (message.startsWith('SOCKS5 method reply')) return 'socks5 method';
+  const reply = /^SOCKS5 reply code (\d+)/.exec(message);
+  if (reply) return `socks5 reply ${reply[1]}`;
+  return 'other';
+}
+
+/** Counts one refusal under its kind. */
+export function countRefusal(into: Record<string, number>, err: unknown): void {
+  const kind = refusalKind(err);
+  into[kind] = (into[kind] ?? 0) + 1;
+}
+
 export async function unauthorizedAttempts(job: UnauthorizedJob): Promise<{ perClient: UnauthorizedCount[] }> {
   const deadline = performance.now() + job.durationMs;
   let n = 0;
@@ -44,7 +72,7 @@ export async function unauthorizedAttempts(job: UnauthorizedJob): Promise<{ perC
     const i = n++ % (254 * 256);
     return `${job.sourcePrefix}.${Math.floor(i / 254)}.${(i % 254) + 1}`;
   };
-  const perClient = job.clients.map((c) => ({ label: c.label, kind: c.proxy.kind, attempts: 0, through: 0, throughWithData: 0, refused: 0, otherErrors: 0, errors: [] as string[] }));
+  const perClient: UnauthorizedCount[] = job.clients.map((c) => ({ label: c.label, kind: c.proxy.kind, attempts: 0, through: 0, throughWithData: 0, refused: 0, refusedAs: {}, otherErrors: 0, errors: [] }));
   const worker = async (ci: number) => {
     const st = perClient[ci]!;
     const proxy = job.clients[ci]!.proxy;
@@ -62,8 +90,10 @@ export async function unauthorizedAttempts(job: UnauthorizedJob): Promise<{ perC
           // let through, but the tunnel did not carry the request: still counted in `through`
         }
       } catch (err) {
-        if (isRefusal(err)) st.refused++;
-        else {
+        if (isRefusal(err)) {
+          st.refused++;
+          countRefusal(st.refusedAs, err);
+        } else {
           st.otherErrors++;
           if (st.errors.length < 5) st.errors.push(err instanceof Error ? err.message : String(err));
         }

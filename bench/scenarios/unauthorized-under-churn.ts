@@ -1,7 +1,12 @@
 // unauthorized-under-churn: while keys are added and removed at 100 changes a second, clients whose key must be
 // refused try to open tunnels, and what gets through is counted. Rows per listener:
 //   unauthorized-attempts     tunnels tried with a key that must be refused;
-//   unauthorized-under-churn  of those, tunnels the gateway said were up (0 for a gateway whose key check holds).
+//   unauthorized-under-churn  of those, tunnels the gateway said were up (0 for a gateway whose key check holds);
+//   unauthorized-refused      of those, refused by the key check as the client saw it (HTTP 407, SOCKS5 auth status),
+//                             less what tailgate's brute-force throttle answered in its place;
+//   unauthorized-throttled    tailgate only: attempts its per-address throttle refused without a lookup (its own
+//                             counter: over SOCKS5 the client cannot tell the two apart).
+// And per gateway, key-changes-per-second: the key additions and removals a second the API achieved of the 200 asked.
 // Three kinds of refused key, all counted in both rows (the details keep them apart):
 //   never     a key that was never valid, tried without a pause by two loops per listener in the load generator;
 //   revoked   a key that worked and was revoked just before the churn began, tried the same way;
@@ -21,7 +26,7 @@ import { round } from '../lib/measure.js';
 import type { GliderGateway, RunningGateway, TailgateGateway } from '../lib/paths.js';
 import { waitPort } from '../lib/procs.js';
 import type { Row } from '../lib/report.js';
-import type { UnauthorizedCount } from '../lib/unauthorized.js';
+import { countRefusal, type UnauthorizedCount } from '../lib/unauthorized.js';
 import type { UsableResult } from '../loadgen.js';
 import { gostListChurn } from './gost-users.js';
 
@@ -38,6 +43,7 @@ interface Probe {
   attempts: number;
   through: number;
   refused: number;
+  refusedAs: Record<string, number>;
   otherErrors: number;
   skipped: number;
   errors: string[];
@@ -54,7 +60,7 @@ class JustRevoked {
     private readonly ctx: Ctx,
     private readonly proxies: { listener: string; proxy: ProxySpec }[],
   ) {
-    for (const p of proxies) this.byListener.set(p.listener, { listener: p.listener, attempts: 0, through: 0, refused: 0, otherErrors: 0, skipped: 0, errors: [] });
+    for (const p of proxies) this.byListener.set(p.listener, { listener: p.listener, attempts: 0, through: 0, refused: 0, refusedAs: {}, otherErrors: 0, skipped: 0, errors: [] });
   }
 
   probe(key: string): void {
@@ -77,8 +83,10 @@ class JustRevoked {
             socket.destroy();
           },
           (err: Error & { stage?: string }) => {
-            if (err.stage === 'rejected' || err.stage === 'handshake') st.refused++;
-            else {
+            if (err.stage === 'rejected' || err.stage === 'handshake') {
+              st.refused++;
+              countRefusal(st.refusedAs, err);
+            } else {
               st.otherErrors++;
               if (st.errors.length < 5) st.errors.push(err.message);
             }
@@ -105,22 +113,57 @@ function hammer(ctx: Ctx, gw: RunningGateway, keys: { never: string; revoked: st
 }
 
 /** The two rows per listener, and the details behind them. */
-function report(ctx: Ctx, gw: RunningGateway, h: Hammer, probes: JustRevoked | undefined, extra: Record<string, unknown>, rows = { attempts: 'unauthorized-attempts', through: 'unauthorized-under-churn' }): void {
+interface ReportRows {
+  attempts: string;
+  through: string;
+  /** Refusals by the key check itself; absent: not reported (the deleted-auther run). */
+  refused?: string;
+}
+
+const CHURN_ROWS: ReportRows = { attempts: 'unauthorized-attempts', through: 'unauthorized-under-churn', refused: 'unauthorized-refused' };
+
+/** Refusal counts by kind, added up. */
+function addKinds(into: Record<string, number>, from: Record<string, number> | undefined): void {
+  for (const [kind, n] of Object.entries(from ?? {})) into[kind] = (into[kind] ?? 0) + n;
+}
+
+/**
+ * The rows per listener, and the details behind them. `throttled`: tailgate's own count of attempts its brute-force
+ * throttle refused, per listener (undefined for a gateway without one).
+ */
+function report(ctx: Ctx, gw: RunningGateway, h: Hammer, probes: JustRevoked | undefined, extra: Record<string, unknown>, rows: ReportRows = CHURN_ROWS, throttled?: Record<string, number>): void {
   for (const l of plain(gw)) {
     const mine = h.perClient.filter((c) => c.label.endsWith(`/${l.listener}`));
     const probe = probes?.byListener.get(l.listener);
     const attempts = mine.reduce((n, c) => n + c.attempts, 0) + (probe?.attempts ?? 0);
     const through = mine.reduce((n, c) => n + c.through, 0) + (probe?.through ?? 0);
+    const seen: Record<string, number> = {};
+    for (const c of mine) addKinds(seen, c.refusedAs);
+    addKinds(seen, probe?.refusedAs);
     addGatewayRow(ctx, rows.attempts, gw, l.listener, attempts, 'tunnels');
     addGatewayRow(ctx, rows.through, gw, l.listener, through, 'tunnels');
+    // A throttled HTTP client sees 429, a throttled SOCKS5 client the same auth failure as a wrong key.
+    const throttledHere = throttled?.[l.listener] ?? 0;
+    const byKeyCheck = (seen['http 407'] ?? 0) + Math.max(0, (seen['socks5 auth'] ?? 0) - (l.listener === 'socks5' ? throttledHere : 0));
+    if (rows.refused !== undefined) addGatewayRow(ctx, rows.refused, gw, l.listener, byKeyCheck, 'tunnels');
+    if (throttled !== undefined) addGatewayRow(ctx, 'unauthorized-throttled', gw, l.listener, throttledHere, 'tunnels');
     if (through > 0) ctx.log(`  ! ${gw.path}/${l.listener}: ${through} of ${attempts} tunnels with a refused key got through`);
-    ctx.details.push({ scenario: rows.through, path: gw.path, listener: l.listener, clients: mine, justRevoked: probe, ...extra });
+    ctx.details.push({ scenario: rows.through, path: gw.path, listener: l.listener, refusedAs: seen, throttled: throttled?.[l.listener], clients: mine, justRevoked: probe, ...extra });
   }
+}
+
+/** tailgate's tailgate_auth_throttled_total per listener, from its /metrics. */
+async function throttledCounts(gw: TailgateGateway): Promise<Record<string, number>> {
+  const res = await fetch(`${gw.apiUrl}/metrics`, { headers: { authorization: `Bearer ${gw.adminToken}` }, signal: AbortSignal.timeout(5_000) });
+  if (!res.ok) throw new Error(`GET /metrics answered ${res.status}`);
+  const out: Record<string, number> = {};
+  for (const m of (await res.text()).matchAll(/^tailgate_auth_throttled_total\{listener="([^"]+)"\} (\S+)$/gm)) out[m[1]!] = Number(m[2]);
+  return out;
 }
 
 export const unauthorizedUnderChurn: Scenario = {
   name: 'unauthorized-under-churn',
-  rows: ['unauthorized-attempts', 'unauthorized-under-churn'],
+  rows: ['unauthorized-attempts', 'unauthorized-under-churn', 'unauthorized-refused', 'unauthorized-throttled', 'key-changes-per-second'],
   needs: { paths: 'new-keys' },
   async run(ctx, kinds) {
     const ms = ctx.sizes.churnMs;
@@ -219,7 +262,8 @@ async function tailgateRun(ctx: Ctx, gw: TailgateGateway, keys: { never: string;
   const elapsed = (performance.now() - start) / 1000;
   const h = await running;
   await probes.done();
-  report(ctx, gw, h, probes, { how: 'POST /keys + DELETE /keys/:id', changes: { ...st, addsPerSecond: round(st.adds / elapsed, 1), removesPerSecond: round(st.removes / elapsed, 1) } });
+  report(ctx, gw, h, probes, { how: 'POST /keys + DELETE /keys/:id', changes: { ...st, addsPerSecond: round(st.adds / elapsed, 1), removesPerSecond: round(st.removes / elapsed, 1) } }, CHURN_ROWS, await throttledCounts(gw));
+  addGatewayRow(ctx, 'key-changes-per-second', gw, undefined, round((st.adds + st.removes) / elapsed, 1), 'changes/s');
 }
 
 async function gostRun(ctx: Ctx, gw: GostApiGateway, keys: { never: string; revoked: string }, ms: number): Promise<void> {
@@ -233,6 +277,9 @@ async function gostRun(ctx: Ctx, gw: GostApiGateway, keys: { never: string; revo
   const tag = randomBytes(4).toString('hex');
   const removedAt = new Map<number, string>();
   const running = hammer(ctx, gw, keys, ms);
+  // Key changes a PUT that was answered carried: its ticks' additions, and their removals.
+  let applied = 0;
+  const churnStart = performance.now();
   const churn = await gostListChurn(
     gw,
     users,
@@ -246,14 +293,17 @@ async function gostRun(ctx: Ctx, gw: GostApiGateway, keys: { never: string; revo
     (ticks) => {
       for (const t of ticks) {
         const key = removedAt.get(t);
+        applied += key === undefined ? 1 : 2;
         if (key !== undefined) probes.probe(key);
         removedAt.delete(t);
       }
     },
   );
+  const churnSeconds = (performance.now() - churnStart) / 1000;
   const h = await running;
   await probes.done();
   report(ctx, gw, h, probes, { how: 'PUT /config/authers/<name>: one key added and one removed per PUT', changes: churn });
+  addGatewayRow(ctx, 'key-changes-per-second', gw, undefined, round(applied / churnSeconds, 1), 'changes/s');
 
   // The auther the handlers name, deleted: what gost does then, measured with the never-valid key.
   await gw.deleteAuther();

@@ -5,6 +5,7 @@ import type { Sql, TransactionSql } from 'postgres';
 import type { DeviceProtocol } from '../core/route.js';
 import type { Logger } from '../log.js';
 import { StoreError, toStoreError } from './errors.js';
+import { WriteGroup } from './write-group.js';
 import type {
   DevicePatch,
   DeviceRecord,
@@ -121,6 +122,12 @@ interface KeyRow {
   updated_at: Date;
 }
 
+/** The key a one-row RETURNING gave back, or null when no row matched. */
+function keyOrNull(rows: readonly object[]): KeyRecord | null {
+  const row = rows[0] as KeyRow | undefined;
+  return row === undefined ? null : toKey(row);
+}
+
 function toTarget(deviceId: number | null, poolId: number | null): KeyTarget {
   return deviceId !== null ? { device: deviceId } : { pool: poolId! };
 }
@@ -151,7 +158,15 @@ function notFound(what: string, id: number): StoreError {
   return new StoreError('not-found', `no ${what} ${id}`);
 }
 
+/** notFound() thrown after a grouped write: thrown inside one, it would roll back the writes grouped with it. */
+function throwNotFound(what: string, id: number): never {
+  throw notFound(what, id);
+}
+
 export class SqlNodeStore implements NodeStore, RegistryStore {
+  /** Key writes (the ones that notify), committed together when they arrive together (write-group.ts). */
+  private readonly keyWrites: WriteGroup;
+
   /**
    * @param sql the client; closed by close()
    * @param release runs after the client is closed (the embedded database's shutdown)
@@ -159,7 +174,9 @@ export class SqlNodeStore implements NodeStore, RegistryStore {
   constructor(
     protected readonly sql: Sql,
     private readonly release: () => Promise<void> = async () => {},
-  ) {}
+  ) {
+    this.keyWrites = new WriteGroup(sql);
+  }
 
   /** Throws a refused write as a StoreError, so no caller has to know SQL error codes. */
   private async write<T>(run: () => Promise<T>): Promise<T> {
@@ -192,7 +209,7 @@ export class SqlNodeStore implements NodeStore, RegistryStore {
    */
   async upsert(b: NodeBinding): Promise<{ node: NodeRecord; created: boolean }> {
     return this.write(() =>
-      this.sql.begin(async (tx) => {
+      this.keyWrites.transaction(async (tx) => {
         // Two registrations of one new key at once would otherwise both create a device.
         await tx`SELECT pg_advisory_xact_lock(${UPSERT_LOCK_CLASS}::integer, hashtext(${b.keyHash}))`;
         const [key] = await tx<{ id: number; target_device_id: number | null }[]>`
@@ -243,7 +260,7 @@ export class SqlNodeStore implements NodeStore, RegistryStore {
   /** Deletes the key, and its device too when nothing else (another key, an explicit pool) still uses it. */
   async remove(id: number): Promise<NodeRecord | null> {
     return this.write(() =>
-      this.sql.begin(async (tx) => {
+      this.keyWrites.transaction(async (tx) => {
         const [row] = await tx.unsafe<(NodeRow & { device_id: number })[]>(
           `SELECT ${NODE_COLUMNS}, d.id AS device_id FROM ${NODE_FROM} WHERE k.id = $1 FOR UPDATE OF k`,
           [id],
@@ -378,14 +395,17 @@ export class SqlNodeStore implements NodeStore, RegistryStore {
 
   async createKey(n: NewKey): Promise<KeyRecord> {
     const [device, pool] = targetColumns(n.target);
-    return this.write(async () => {
-      const [row] = await this.sql.unsafe<KeyRow[]>(
-        `INSERT INTO keys AS k (name, key_hash, target_device_id, target_pool_id, expires_at, disabled, limits)
-         VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) RETURNING ${KEY_COLUMNS}`,
-        [n.name ?? null, n.keyHash, device, pool, n.expiresAt ?? null, n.disabled ?? false, (n.limits ?? {}) as never],
-      );
-      return toKey(row!);
-    });
+    return this.write(() =>
+      this.keyWrites.statement({
+        statement: (q) =>
+          q.unsafe(
+            `INSERT INTO keys AS k (name, key_hash, target_device_id, target_pool_id, expires_at, disabled, limits)
+             VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) RETURNING ${KEY_COLUMNS}`,
+            [n.name ?? null, n.keyHash, device, pool, n.expiresAt ?? null, n.disabled ?? false, (n.limits ?? {}) as never],
+          ),
+        result: (rows) => toKey(rows[0] as KeyRow),
+      }),
+    );
   }
 
   async listKeys(): Promise<KeyRecord[]> {
@@ -400,40 +420,42 @@ export class SqlNodeStore implements NodeStore, RegistryStore {
 
   async updateKey(id: number, p: KeyPatch): Promise<KeyRecord> {
     const [device, pool] = p.target === undefined ? [null, null] : targetColumns(p.target);
-    return this.write(async () => {
-      const [row] = await this.sql.unsafe<KeyRow[]>(
-        `UPDATE keys AS k SET
-           name = CASE WHEN $2 THEN $3::text ELSE k.name END,
-           target_device_id = CASE WHEN $4 THEN $5::integer ELSE k.target_device_id END,
-           target_pool_id = CASE WHEN $4 THEN $6::integer ELSE k.target_pool_id END,
-           expires_at = CASE WHEN $7 THEN $8::timestamptz ELSE k.expires_at END,
-           disabled = coalesce($9::boolean, k.disabled),
-           limits = coalesce($10::jsonb, k.limits),
-           updated_at = now()
-         WHERE k.id = $1 RETURNING ${KEY_COLUMNS}`,
-        [id, p.name !== undefined, p.name ?? null, p.target !== undefined, device, pool, p.expiresAt !== undefined, p.expiresAt ?? null, p.disabled ?? null, (p.limits ?? null) as never],
-      );
-      if (row === undefined) throw notFound('key', id);
-      return toKey(row);
-    });
+    return this.write(() =>
+      this.keyWrites.statement({
+        statement: (q) =>
+          q.unsafe(
+            `UPDATE keys AS k SET
+               name = CASE WHEN $2 THEN $3::text ELSE k.name END,
+               target_device_id = CASE WHEN $4 THEN $5::integer ELSE k.target_device_id END,
+               target_pool_id = CASE WHEN $4 THEN $6::integer ELSE k.target_pool_id END,
+               expires_at = CASE WHEN $7 THEN $8::timestamptz ELSE k.expires_at END,
+               disabled = coalesce($9::boolean, k.disabled),
+               limits = coalesce($10::jsonb, k.limits),
+               updated_at = now()
+             WHERE k.id = $1 RETURNING ${KEY_COLUMNS}`,
+            [id, p.name !== undefined, p.name ?? null, p.target !== undefined, device, pool, p.expiresAt !== undefined, p.expiresAt ?? null, p.disabled ?? null, (p.limits ?? null) as never],
+          ),
+        result: keyOrNull,
+      }),
+    ).then((key) => key ?? throwNotFound('key', id));
   }
 
   async rotateKey(id: number, keyHash: string): Promise<KeyRecord> {
-    return this.write(async () => {
-      const [row] = await this.sql.unsafe<KeyRow[]>(
-        `UPDATE keys AS k SET key_hash = $2, updated_at = now() WHERE k.id = $1 RETURNING ${KEY_COLUMNS}`,
-        [id, keyHash],
-      );
-      if (row === undefined) throw notFound('key', id);
-      return toKey(row);
-    });
+    return this.write(() =>
+      this.keyWrites.statement({
+        statement: (q) => q.unsafe(`UPDATE keys AS k SET key_hash = $2, updated_at = now() WHERE k.id = $1 RETURNING ${KEY_COLUMNS}`, [id, keyHash]),
+        result: keyOrNull,
+      }),
+    ).then((key) => key ?? throwNotFound('key', id));
   }
 
   async removeKey(id: number): Promise<KeyRecord | null> {
-    return this.write(async () => {
-      const [row] = await this.sql.unsafe<KeyRow[]>(`DELETE FROM keys AS k WHERE k.id = $1 RETURNING ${KEY_COLUMNS}`, [id]);
-      return row === undefined ? null : toKey(row);
-    });
+    return this.write(() =>
+      this.keyWrites.statement({
+        statement: (q) => q.unsafe(`DELETE FROM keys AS k WHERE k.id = $1 RETURNING ${KEY_COLUMNS}`, [id]),
+        result: keyOrNull,
+      }),
+    );
   }
 
   /**
