@@ -20,7 +20,7 @@ import { BaselineCheckout, resolveBaseline } from './lib/baseline.js';
 import { startDevice } from './lib/endpoints.js';
 import { ENDPOINT_CPU, PROXY_CPU } from './lib/harness.js';
 import { createTailgateDatabase, tailgateKind, type Env, type TailgateGateway, type TailgateSetup } from './lib/paths.js';
-import { cpuSeconds, freePort, killAll, LoadGen, spawnPinned, stop, waitReadyLine, type Pinned } from './lib/procs.js';
+import { cpuSeconds, freePort, procStat, killAll, LoadGen, spawnPinned, stop, waitReadyLine, type Pinned } from './lib/procs.js';
 import type { ThroughputResult } from './loadgen.js';
 
 function arg(name: string, fallback?: string): string {
@@ -34,6 +34,9 @@ const repo = path.resolve(import.meta.dirname, '..');
 const refs = { a: arg('a'), b: arg('b') };
 const rounds = Number(arg('rounds', '8'));
 const starts = Number(arg('starts', '1'));
+// Seconds each start waits with no traffic before its rounds, measuring what the gateways spend while idle (timers,
+// samplers): over a round of a few seconds that background cost is part of the CPU per GiB.
+const idleSeconds = Number(arg('idle-seconds', '0'));
 const tunnels = Number(arg('tunnels', '16'));
 const bytesEachWay = Number(arg('mib', '512')) * (1 << 20);
 const log = (s: string) => process.stdout.write(`${s}\n`);
@@ -70,6 +73,7 @@ try {
   const env: Env = { repo, logDir, proxyCpu: PROXY_CPU, device: { host: '127.0.0.1', port: device.port }, key: `paired${randomBytes(12).toString('hex')}` };
   for (let i = 0; i < 2; i++) loadgens.push(await LoadGen.start(ENDPOINT_CPU, repo, { ...process.env }));
   const perStart: number[] = [];
+  const perStartUser: number[] = [];
   for (let start = 0; start < starts; start++) {
     // Which build starts first alternates too: the first one started may get the warmer caches.
     const order = start % 2 === 0 ? builds : [...builds].reverse();
@@ -77,17 +81,27 @@ try {
     for (const b of order) started.set(b.which, (await b.kind.start(env)) as TailgateGateway);
     gateways.push(...builds.map((b) => started.get(b.which)!));
     log(`start ${start + 1} of ${starts}`);
-    perStart.push(await runRounds(gateways.slice(-2)));
+    if (idleSeconds > 0) {
+      const pair = gateways.slice(-2);
+      const before = pair.map((gw) => cpuSeconds(gw.proc!.child.pid!));
+      await new Promise((r) => setTimeout(r, idleSeconds * 1000));
+      const idle = pair.map((gw, i) => ((cpuSeconds(gw.proc!.child.pid!) - before[i]!) * 1000) / idleSeconds);
+      log(`idle CPU over ${idleSeconds} s: A ${idle[0]!.toFixed(1)} ms/s, B ${idle[1]!.toFixed(1)} ms/s`);
+    }
+    const { total, user } = await runRounds(gateways.slice(-2));
+    perStart.push(total);
+    perStartUser.push(user);
     for (const gw of gateways.splice(-2)) await gw.stop();
   }
   if (starts > 1) {
-    const sorted = [...perStart].sort((x, y) => x - y);
-    log(`A/B over ${starts} starts: geometric mean ${geometricMean(perStart).toFixed(3)}, median ${sorted[sorted.length >> 1]!.toFixed(3)}, range ${sorted[0]!.toFixed(3)}–${sorted.at(-1)!.toFixed(3)}`);
+    log(`A/B over ${starts} starts, CPU per GiB:  ${summary(perStart)}`);
+    log(`A/B over ${starts} starts, user per GiB: ${summary(perStartUser)}`);
   }
 
-  async function runRounds(pair: TailgateGateway[]): Promise<number> {
+  async function runRounds(pair: TailgateGateway[]): Promise<{ total: number; user: number }> {
     const ratios: number[] = [];
-    log(`round  listener  A ms/GiB  B ms/GiB  A/B    (A = ${refs.a}, B = ${refs.b}; ${tunnels} tunnels, ${bytesEachWay >> 20} MiB each way per build)`);
+    const userRatios: number[] = [];
+    log(`round  listener  A ms/GiB  B ms/GiB  A/B    user A/B  (A = ${refs.a}, B = ${refs.b}; ${tunnels} tunnels, ${bytesEachWay >> 20} MiB each way per build)`);
     for (let round = 0; round < rounds; round++) {
       const listener = round % 2 === 0 ? 'http' : 'socks5';
       // Which load generator serves which build alternates too, so neither build always has the same one.
@@ -99,20 +113,23 @@ try {
           if (i !== first) await new Promise((r) => setImmediate(r));
           const proxy = gw.listeners.find((l) => l.listener === listener)!.proxy;
           const pid = gw.proc!.child.pid!;
-          const before = cpuSeconds(pid);
+          const before = procStat(pid);
           const r = await loadgens[order[i]!]!.request<ThroughputResult>({ type: 'throughput', proxy, target, tunnels, bytesEachWay, timeoutMs: 240_000 }, 300_000);
           if (r.errors.length > 0) throw new Error(`${gw.path}: ${r.errors.join('; ')}`);
-          return ((cpuSeconds(pid) - before) * 1000) / ((r.upBytes + r.downBytes) / (1 << 30));
+          const after = procStat(pid);
+          const gib = (r.upBytes + r.downBytes) / (1 << 30);
+          return { total: ((after.cpuSeconds - before.cpuSeconds) * 1000) / gib, user: ((after.userSeconds - before.userSeconds) * 1000) / gib };
         }),
       );
-      const ratio = perGiB[0]! / perGiB[1]!;
+      const ratio = perGiB[0]!.total / perGiB[1]!.total;
+      const userRatio = perGiB[0]!.user / perGiB[1]!.user;
       ratios.push(ratio);
-      log(`${String(round + 1).padStart(5)}  ${listener.padEnd(8)}  ${perGiB[0]!.toFixed(0).padStart(8)}  ${perGiB[1]!.toFixed(0).padStart(8)}  ${ratio.toFixed(3)}`);
+      userRatios.push(userRatio);
+      log(`${String(round + 1).padStart(5)}  ${listener.padEnd(8)}  ${perGiB[0]!.total.toFixed(0).padStart(8)}  ${perGiB[1]!.total.toFixed(0).padStart(8)}  ${ratio.toFixed(3)}  ${userRatio.toFixed(3)}`);
     }
-    const sorted = [...ratios].sort((x, y) => x - y);
-    const mean = geometricMean(ratios);
-    log(`A/B gateway CPU per GiB: geometric mean ${mean.toFixed(3)}, median ${sorted[sorted.length >> 1]!.toFixed(3)}, range ${sorted[0]!.toFixed(3)}–${sorted.at(-1)!.toFixed(3)} over ${ratios.length} rounds`);
-    return mean;
+    log(`A/B gateway CPU per GiB:  ${summary(ratios)} over ${ratios.length} rounds`);
+    log(`A/B gateway user per GiB: ${summary(userRatios)} over ${ratios.length} rounds`);
+    return { total: geometricMean(ratios), user: geometricMean(userRatios) };
   }
 } finally {
   for (const l of loadgens) await l.close();
@@ -124,4 +141,16 @@ try {
 
 function geometricMean(xs: number[]): number {
   return Math.exp(xs.reduce((s, x) => s + Math.log(x), 0) / xs.length);
+}
+
+function summary(ratios: number[]): string {
+  const sorted = [...ratios].sort((x, y) => x - y);
+  const text = `geometric mean ${geometricMean(ratios).toFixed(3)}, median ${sorted[sorted.length >> 1]!.toFixed(3)}, range ${sorted[0]!.toFixed(3)}–${sorted.at(-1)!.toFixed(3)}`;
+  if (ratios.length < 6) return text;
+  // Two standard errors of the mean log ratio either side: about a 95 % interval for the geometric mean.
+  const logs = ratios.map(Math.log);
+  const mean = logs.reduce((a, b) => a + b, 0) / logs.length;
+  const sd = Math.sqrt(logs.reduce((a, b) => a + (b - mean) ** 2, 0) / (logs.length - 1));
+  const half = (2 * sd) / Math.sqrt(logs.length);
+  return `${text}, ±2 SE ${Math.exp(mean - half).toFixed(3)}–${Math.exp(mean + half).toFixed(3)}`;
 }
