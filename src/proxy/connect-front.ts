@@ -13,6 +13,7 @@ import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { scanConnectHead, type ConnectHead } from '../protocol/http.js';
 import { answerAndClose, ignoreSocketError } from './sockets.js';
+import { kStage } from '../core/socket-stage.js';
 
 export interface ConnectFrontOptions {
   /** Largest request head; one at or over it goes to Node's parser, which answers 431. */
@@ -28,13 +29,16 @@ export interface ConnectFrontOptions {
   truncatedAnswer: string;
 }
 
+/** The server's front, for the connection listener. */
 const kFront = Symbol('tailgate.connect-front');
-const kHead = Symbol('tailgate.connect-head');
-type FrontSocket = Socket & { [kFront]?: ConnectFront; [kHead]?: Buffer | undefined };
+type FrontServer = Server & { [kFront]?: ConnectFront };
+type FrontSocket = Socket & { [kStage]?: ConnectFront };
 
 export class ConnectFront {
   /** Sockets without a complete head yet, with when they were accepted (in that order: the sweep stops early). */
   private readonly waiting = new Map<FrontSocket, number>();
+  /** What sockets whose head came in pieces have sent so far. */
+  private readonly partial = new Map<FrontSocket, Buffer>();
   private readonly sweeper: NodeJS.Timeout;
   /** Node's HTTP server's own connection listener, for the connections this front hands over. */
   private readonly nodeConnection: (socket: Socket) => void;
@@ -52,14 +56,14 @@ export class ConnectFront {
     this.nodeConnection = listeners[0] as (socket: Socket) => void;
     server.removeListener('connection', this.nodeConnection);
     server.on('connection', onConnection);
-    (server as Server & { [kFront]?: ConnectFront })[kFront] = this;
+    (server as FrontServer)[kFront] = this;
     this.sweeper = setInterval(sweep, opts.sweepMs, this);
     this.sweeper.unref();
     server.on('close', () => clearInterval(this.sweeper));
   }
 
   accept(socket: FrontSocket): void {
-    socket[kFront] = this;
+    socket[kStage] = this;
     this.waiting.set(socket, performance.now());
     socket.on('data', onHeadData);
     socket.on('end', onHeadEnd);
@@ -67,11 +71,11 @@ export class ConnectFront {
   }
 
   read(socket: FrontSocket, chunk: Buffer): void {
-    const before = socket[kHead];
+    const before = this.partial.get(socket);
     const bytes = before === undefined ? chunk : Buffer.concat([before, chunk]);
     const scan = scanConnectHead(bytes, this.opts.maxHeadBytes);
     if (scan.kind === 'need-more') {
-      socket[kHead] = bytes;
+      this.partial.set(socket, bytes);
       return;
     }
     this.release(socket);
@@ -85,7 +89,7 @@ export class ConnectFront {
 
   /** The client ended its side before its head was complete. */
   ended(socket: FrontSocket): void {
-    const partial = socket[kHead];
+    const partial = this.partial.get(socket);
     this.release(socket);
     // Node's parser: nothing sent is a plain close; part of a head is an unexpected end, answered 400.
     if (partial === undefined) socket.destroy();
@@ -104,7 +108,7 @@ export class ConnectFront {
 
   private release(socket: FrontSocket): void {
     this.waiting.delete(socket);
-    socket[kHead] = undefined;
+    this.partial.delete(socket);
     socket.off('data', onHeadData);
     socket.off('end', onHeadEnd);
   }
@@ -123,16 +127,16 @@ export class ConnectFront {
   }
 }
 
-function onConnection(this: Server & { [kFront]?: ConnectFront }, socket: Socket): void {
+function onConnection(this: FrontServer, socket: Socket): void {
   this[kFront]!.accept(socket);
 }
 
 function onHeadData(this: FrontSocket, chunk: Buffer): void {
-  this[kFront]!.read(this, chunk);
+  this[kStage]!.read(this, chunk);
 }
 
 function onHeadEnd(this: FrontSocket): void {
-  this[kFront]!.ended(this);
+  this[kStage]!.ended(this);
 }
 
 function sweep(front: ConnectFront): void {

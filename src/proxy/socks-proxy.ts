@@ -10,6 +10,7 @@ import { isAcceptError } from './accept-guard.js';
 import type { ProxyDeps } from './deps.js';
 import { SOCKS_FAILURES, SOCKS_REFUSED } from './failures.js';
 import { allowHalfOpenAfterHandshake, answerAndClose, dropTlsClient } from './sockets.js';
+import { kStage } from '../core/socket-stage.js';
 
 const SUCCEEDED = socksReply(SocksReply.Succeeded);
 
@@ -21,7 +22,7 @@ const SOCKS_ANSWERS: TunnelAnswers<SocksSession> = {
     socket.off('error', onSessionError);
     socket.off('close', onSessionClose);
     // The session (its parser, credentials and handlers) is done with: an open tunnel must not keep it.
-    socket[kSession] = undefined;
+    socket[kStage] = undefined;
     socket.write(SUCCEEDED);
   },
   refused(session) {
@@ -32,8 +33,7 @@ const SOCKS_ANSWERS: TunnelAnswers<SocksSession> = {
   },
 };
 
-const kSession = Symbol('tailgate.socks');
-type SessionSocket = Socket & { [kSession]?: SocksSession };
+type SessionSocket = Socket & { [kStage]?: SocksSession };
 
 class SocksSession {
   readonly parser = new Socks5Parser();
@@ -131,7 +131,7 @@ class SocksSession {
 }
 
 function onSessionData(this: SessionSocket, chunk: Buffer): void {
-  const s = this[kSession]!;
+  const s = this[kStage]!;
   s.parser.push(chunk);
   s.advance();
 }
@@ -146,7 +146,7 @@ function onSessionError(this: SessionSocket): void {
 }
 
 function onSessionClose(this: SessionSocket): void {
-  this[kSession]!.done();
+  this[kStage]!.done();
 }
 
 function onHandshakeTimeout(session: SocksSession): void {
@@ -160,7 +160,7 @@ function socksSessions(deps: ProxyDeps, listener: 'socks5' | 'socks5-tls'): (soc
   const ctx = pipeline.listener(listener);
   return (socket: SessionSocket) => {
     const session = new SocksSession(ctx, pipeline, socket);
-    socket[kSession] = session;
+    socket[kStage] = session;
     socket.on('data', onSessionData);
     socket.on('end', onSessionEnd);
     socket.on('error', onSessionError);
