@@ -75,7 +75,8 @@ async function handleConnect(ctx: ListenerContext, pipeline: TunnelPipeline, aut
       return;
     }
     const creds = parseBasicCredentials(authorization) ?? NO_CREDENTIALS;
-    const auth = await pipeline.authenticate(ctx, creds.username, creds.password, socket.remoteAddress);
+    const answer = pipeline.authenticate(ctx, creds.username, creds.password, socket.remoteAddress);
+    const auth = answer instanceof Promise ? await answer : answer;
     if (!auth.ok) {
       if (auth.throttled !== undefined) {
         CONNECT_ANSWERS.refused(socket, auth.throttled);

@@ -5,7 +5,7 @@ import tls, { type SecureContextOptions } from 'node:tls';
 import type { Target } from '../core/target.js';
 import { AUTH_FAILED, AUTH_OK, SocksReply, Socks5Parser, socksReply, type SocksReplyCode } from '../protocol/socks5.js';
 import type { ListenerContext } from '../tunnel/listener.js';
-import type { Authenticated, TunnelAnswers, TunnelPipeline } from '../tunnel/pipeline.js';
+import type { Authenticated, Authentication, TunnelAnswers, TunnelPipeline } from '../tunnel/pipeline.js';
 import { isAcceptError } from './accept-guard.js';
 import type { ProxyDeps } from './deps.js';
 import { SOCKS_FAILURES, SOCKS_REFUSED } from './failures.js';
@@ -64,7 +64,7 @@ class SocksSession {
         case 'credentials':
           // Hold further input (a pipelined request) until the key is checked.
           socket.pause();
-          this.checkCredentials(step.username, step.password).catch(this.fatal);
+          this.checkCredentials(step.username, step.password);
           return;
         case 'connect':
           this.requested = true;
@@ -72,7 +72,7 @@ class SocksSession {
           socket.pause();
           socket.off('data', onSessionData);
           socket.off('end', onSessionEnd);
-          this.connect(step.target).catch(this.fatal);
+          void this.connect(step.target);
           return;
         case 'reject':
           this.done();
@@ -82,9 +82,19 @@ class SocksSession {
     }
   }
 
-  private async checkCredentials(username: Buffer, password: Buffer): Promise<void> {
+  /** A cached key is answered within this call; any other waits for the key store. */
+  private checkCredentials(username: Buffer, password: Buffer): void {
+    try {
+      const answer = this.pipeline.authenticate(this.ctx, username, password, this.socket.remoteAddress);
+      if (answer instanceof Promise) answer.then((auth) => this.checked(auth)).catch((err: unknown) => this.fatal(err));
+      else this.checked(answer);
+    } catch (err) {
+      this.fatal(err);
+    }
+  }
+
+  private checked(auth: Authentication): void {
     // A throttled address gets the same RFC 1929 failure as wrong credentials: SOCKS5 has no way to say more.
-    const auth = await this.pipeline.authenticate(this.ctx, username, password, this.socket.remoteAddress);
     if (this.socket.destroyed) return;
     if (auth.ok) {
       this.auth = auth;
@@ -102,13 +112,18 @@ class SocksSession {
     this.advance();
   }
 
+  /** Never rejects. */
   private async connect(target: Target): Promise<void> {
-    const auth = this.auth;
-    if (auth === null) {
-      this.fail(SocksReply.GeneralFailure);
-      return;
+    try {
+      const auth = this.auth;
+      if (auth === null) {
+        this.fail(SocksReply.GeneralFailure);
+        return;
+      }
+      await this.pipeline.connect(this.ctx, SOCKS_ANSWERS, this, this.socket, auth, target, this.parser.rest());
+    } catch (err) {
+      this.fatal(err);
     }
-    await this.pipeline.connect(this.ctx, SOCKS_ANSWERS, this, this.socket, auth, target, this.parser.rest());
   }
 
   fail(code: SocksReplyCode): void {
@@ -122,12 +137,12 @@ class SocksSession {
     this.handshakeTimer = undefined;
   }
 
-  // Bugs must cost one connection, never the process.
-  readonly fatal = (err: unknown): void => {
+  /** Bugs must cost one connection, never the process. */
+  fatal(err: unknown): void {
     this.done();
     this.ctx.parts.log.error({ err }, 'socks5 session failed');
     this.socket.destroy();
-  };
+  }
 }
 
 function onSessionData(this: SessionSocket, chunk: Buffer): void {
