@@ -44,7 +44,8 @@ export function parkedSocketError(): void {}
 
 /** Makes sure an error on `socket` is handled until someone else takes it over. */
 export function park(socket: Socket): void {
-  if (!socket.listeners('error').includes(parkedSocketError)) socket.on('error', parkedSocketError);
+  // listenerCount() with the listener counts in place; listeners() would copy the array on every call.
+  if (socket.listenerCount('error', parkedSocketError) === 0) socket.on('error', parkedSocketError);
 }
 
 type HandshakeSocket = Socket & { [kStage]?: HandshakeRun };
