@@ -6,6 +6,7 @@
 //   npm run bench -- --only throughput-1  one scenario (comma-separated list allowed)
 //   npm run bench -- --only tailnet-overhead   scenario 5: real headscale + tailscaled in a private netns (root)
 //   npm run bench -- --only setup-pool    issue 10: setup-rate through a key for a pool of 100 devices vs one device
+//   npm run bench -- --only scale         issue 14: the gateway on both cores, tailgate with 1 and 2 workers vs gost, glider
 //   npm run bench -- --paths direct,tailgate
 //   npm run bench -- --device node        device stand-in: go (default, bench/device), node or glider
 //   npm run bench -- --quick --check      CI smoke: fail unless every scenario produced tailgate's numbers
@@ -78,6 +79,8 @@ async function main(): Promise<void> {
     sizes.setupDurationMs = (sizes.setupDurationMs / sizes.setupRepeats) * opts.repeats;
     sizes.setupRepeats = opts.repeats;
     sizes.throughputRepeats = opts.repeats;
+    sizes.scaleSetupRepeats = opts.repeats;
+    sizes.scaleThroughputRepeats = opts.repeats;
   }
   const t0 = performance.now();
   const log = (s: string) => process.stdout.write(`${s}\n`);
@@ -264,15 +267,16 @@ async function runScenario(ctx: Ctx, scenario: Scenario, kinds: GatewayKind[]): 
 }
 
 /**
- * What a smoke run must show: tailgate (and the --baseline-ref build, where it takes part) measured on both
- * listeners in every row of every scenario that ran (a path that failed is only logged by the scenarios,
+ * What a smoke run must show: tailgate (and the --baseline-ref build, where it takes part; or the paths a scenario
+ * names, such as the `scale` group's tailgate-w1 and tailgate-w2) measured on both listeners in every row of every
+ * scenario that ran (a path that failed is only logged by the scenarios,
  * so a broken data plane would otherwise pass), plus each scenario's own checks. No timing is judged.
  */
 function checkRun(ran: Scenario[], rows: Row[], skipped: Record<string, string>, baselinePath: string | undefined): string[] {
   if (skipped.tailgate) return [`tailgate was not run: ${skipped.tailgate}`];
   const problems: string[] = [];
   for (const scenario of ran) {
-    const paths = baselinePath && scenario.needs.paths !== 'tailgate' ? ['tailgate', baselinePath] : ['tailgate'];
+    const paths = scenario.checkPaths ?? (baselinePath && scenario.needs.paths !== 'tailgate' ? ['tailgate', baselinePath] : ['tailgate']);
     for (const name of scenario.rows) {
       for (const p of paths) {
         for (const listener of ['http', 'socks5']) {

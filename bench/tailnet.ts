@@ -36,7 +36,7 @@ import {
 import { requireTailnetTools, toolsEnv, type TailnetTools } from '../testbed/tailnet-tools.js';
 import { waitFor } from '../testbed/wait.js';
 import type { ProxySpec } from './lib/client.js';
-import { cpuSeconds, freePort, gatewaySample, LoadGen, spawnPinned, stop, trackGroup, waitReadyLine, type Pinned } from './lib/procs.js';
+import { cpuSeconds, freePort, gatewaySample, LoadGen, procStat, spawnPinned, stop, trackGroup, waitReadyLine, type Pinned } from './lib/procs.js';
 import type { Row } from './lib/report.js';
 import { measureSetup, measureThroughput, type CpuSample, type Measured, type MeasureCtx } from './lib/measure.js';
 import type { UsableResult } from './loadgen.js';
@@ -266,7 +266,8 @@ async function inside(plan: TailnetPlan): Promise<TailnetOutcome> {
       loadgen: cpuSeconds(loadgen!.proc.pid),
     });
     const common = around(gatewayTailscaled);
-    const gateway = (): CpuSample => ({ ...gatewaySample(tailgate.proc.pid), ...ioSample(tailgate.proc.pid), ...common() });
+    // tailgate's own process only: the tailscaled it supervises is its child, counted apart as `gatewayTailscaled`.
+    const gateway = (): CpuSample => ({ ...gatewaySample(procStat(tailgate.proc.pid)), ...ioSample(tailgate.proc.pid), ...common() });
     const paths: Measured[] = [
       { path: 'tailscale-socks5', proxy: socksBaseline, cpu: common },
       { path: 'tailgate', listener: 'http', proxy: viaHttp, cpu: gateway },
@@ -275,7 +276,7 @@ async function inside(plan: TailnetPlan): Promise<TailnetOutcome> {
     if (kernel) {
       const aroundKernel = around(kernelTailscaled!);
       const kernelPid = kernel.proc.pid;
-      const kernelGateway = (): CpuSample => ({ ...gatewaySample(kernelPid), ...ioSample(kernelPid), ...aroundKernel() });
+      const kernelGateway = (): CpuSample => ({ ...gatewaySample(procStat(kernelPid)), ...ioSample(kernelPid), ...aroundKernel() });
       for (const listener of plan.kernelListeners) paths.push({ path: 'tailgate-kernel', listener, proxy: viaKernel(listener), cpu: kernelGateway });
     }
     const ctx: MeasureCtx = { loadgen, target, rows: [], details: [], log: say };

@@ -5,17 +5,17 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { after, before, describe, test } from 'node:test';
-import { pino } from 'pino';
-import { startGateway, type Gateway } from '../src/app.js';
+import type { Gateway } from '../src/app.js';
 import { periodBounds } from '../src/tunnel/quota.js';
 import { waitFor } from '../testbed/wait.js';
 import { adminCall, openTunnel } from './helpers/connect-tunnel.js';
 import { curl } from './helpers/curl.js';
 import { socksAttempt } from './helpers/socks-client.js';
 import { loopbackConfig } from './helpers/gateway-config.js';
-import { createTempDir, createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { startHttpDevice, type Device } from './helpers/devices.js';
-import { closeServer, listen, startEchoTarget, startHttpTarget, type EchoTarget, type Listening } from './helpers/targets.js';
+import type { TestDatabase } from './helpers/db.js';
+import type { Device } from './helpers/devices.js';
+import { GatewayScene } from './helpers/gateway-scene.js';
+import { closeServer, listen, type EchoTarget, type Listening } from './helpers/targets.js';
 
 const TOKEN = 'test-admin-token-0123456789';
 const CHECK_MS = 250;
@@ -83,8 +83,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 for (const backend of ['postgresql', 'embedded'] as const) {
   describe(`limits with the ${backend} store`, { timeout: 120_000 }, () => {
-    let db: TestDatabase | undefined;
-    let dataDir: { dir: string; remove(): Promise<void> };
+    let scene: GatewayScene<TestDatabase | undefined>;
     let gw: Gateway;
     let device: Device;
     let web: Listening;
@@ -119,25 +118,15 @@ for (const backend of ['postgresql', 'embedded'] as const) {
     const openCount = (id: number) => gw.limits.get(id)?.open ?? 0;
 
     before(async () => {
-      dataDir = await createTempDir('tailgate-limits');
-      if (backend === 'postgresql') db = await createTestDatabase('limits_e2e');
-      [device, web, echo] = await Promise.all([startHttpDevice(), startHttpTarget(), startEchoTarget()]);
-      const config = gatewayConfig({ ...(db ? { DATABASE_URL: db.url } : {}), TAILGATE_DATA_DIR: dataDir.dir, TAILGATE_QUOTA_CHECK_MS: String(CHECK_MS) });
-      gw = await startGateway(config, pino({ level: 'silent' }));
-      const r = await api('POST', '/register', { key: `limits-device-${backend}`, ip: device.host, port: device.port, name: 'limits-device' });
-      assert.equal(r.status, 201, JSON.stringify(r.json));
-      const devices = await api('GET', '/devices');
-      deviceId = devices.json[0].id;
+      scene = await GatewayScene.open({ label: 'limits_e2e', store: backend });
+      ({ device, web, echo } = scene);
+      const { db, dataDir } = scene;
+      const config = gatewayConfig({ ...(db ? { DATABASE_URL: db.url } : {}), TAILGATE_DATA_DIR: dataDir, TAILGATE_QUOTA_CHECK_MS: String(CHECK_MS) });
+      gw = await scene.startGateway(config);
+      deviceId = await scene.registerDevice(api, `limits-device-${backend}`, 'limits-device');
     });
 
-    after(async () => {
-      await gw?.close();
-      await device?.close();
-      await web?.close();
-      await echo?.close();
-      await db?.drop();
-      await dataDir?.remove();
-    });
+    after(() => scene?.close());
 
     test('maxTunnels: the next tunnel is refused on every front end while the limit is held, and admitted once one closes; nothing leaks', async () => {
       const { id, key } = await makeKey({ maxTunnels: 2 });
@@ -235,7 +224,7 @@ for (const backend of ['postgresql', 'embedded'] as const) {
 }
 
 describe('bandwidth caps, measured (PostgreSQL)', { timeout: 120_000 }, () => {
-  let db: TestDatabase;
+  let scene: GatewayScene;
   let gw: Gateway;
   let device: Device;
   let source: Listening;
@@ -244,22 +233,15 @@ describe('bandwidth caps, measured (PostgreSQL)', { timeout: 120_000 }, () => {
   const api = (method: string, path: string, body?: unknown) => adminCall(gw.ports.api, TOKEN, method, path, body);
 
   before(async () => {
-    db = await createTestDatabase('limits_caps');
-    [device, source, sink] = await Promise.all([startHttpDevice(), startSource(), startSink()]);
-    const config = gatewayConfig({ DATABASE_URL: db.url });
-    gw = await startGateway(config, pino({ level: 'silent' }));
-    const r = await api('POST', '/register', { key: 'caps-device-key-1', ip: device.host, port: device.port });
-    assert.equal(r.status, 201);
-    deviceId = (await api('GET', '/devices')).json[0].id;
+    scene = await GatewayScene.open({ label: 'limits_caps' });
+    device = scene.device;
+    source = scene.own('the source', await startSource(), (s) => s.close());
+    sink = scene.own('the sink', await startSink(), (s) => s.close());
+    gw = await scene.startGateway(gatewayConfig({ DATABASE_URL: scene.db.url }));
+    deviceId = await scene.registerDevice(api, 'caps-device-key-1');
   });
 
-  after(async () => {
-    await gw?.close();
-    await device?.close();
-    await source?.close();
-    await sink?.close();
-    await db?.drop();
-  });
+  after(() => scene?.close());
 
   async function capped(limits: unknown): Promise<{ id: number; key: string }> {
     const r = await api('POST', '/keys', { device: deviceId, limits });
@@ -331,24 +313,21 @@ describe('bandwidth caps, measured (PostgreSQL)', { timeout: 120_000 }, () => {
 
 describe('one quota shared by two gateways on one PostgreSQL', { timeout: 120_000 }, () => {
   const FLUSH_MS = 500;
+  let scene: GatewayScene;
   let db: TestDatabase;
   let gws: Gateway[] = [];
   let device: Device;
   let source: Listening;
 
   before(async () => {
-    db = await createTestDatabase('limits_shared_quota');
-    [device, source] = await Promise.all([startHttpDevice(), startSource()]);
+    scene = await GatewayScene.open({ label: 'limits_shared_quota' });
+    ({ db, device } = scene);
+    source = scene.own('the source', await startSource(), (s) => s.close());
     const env = { DATABASE_URL: db.url, TAILGATE_QUOTA_CHECK_MS: String(CHECK_MS), TAILGATE_USAGE_FLUSH_MS: String(FLUSH_MS) };
-    gws = [await startGateway(gatewayConfig(env), pino({ level: 'silent' })), await startGateway(gatewayConfig(env), pino({ level: 'silent' }))];
+    gws = [await scene.startGateway(gatewayConfig(env)), await scene.startGateway(gatewayConfig(env))];
   });
 
-  after(async () => {
-    for (const g of gws) await g.close();
-    await device?.close();
-    await source?.close();
-    await db?.drop();
-  });
+  after(() => scene?.close());
 
   test('both gateways cut their tunnel and refuse new ones; the overshoot stays within its bound', async () => {
     const [a, b] = gws as [Gateway, Gateway];

@@ -6,33 +6,26 @@
 // Run as root: the file re-runs itself inside a private network namespace (unshare -n), where it builds the offline
 // scene (testbed/tailnet-scene.ts); /dev/net/tun is the host's, the TUN device it creates lives in that namespace.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { after, before, describe } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { createTestDatabase } from './helpers/db.js';
 import { curl, type CurlResult } from './helpers/curl.js';
 import { defineNetnsRun, sceneSteps } from './helpers/netns-run.js';
-import { openScene } from './helpers/scene-setup.js';
+import { closeScene, openScene, outerDatabase, sceneGateway } from './helpers/scene-setup.js';
 import { LineTunnel, type startEcho, type startWhoami } from './helpers/tailnet-clients.js';
-import { SceneGateway } from '../testbed/tailnet-gateway.js';
+import type { SceneGateway } from '../testbed/tailnet-gateway.js';
 import { CONTROL_IP, DEVICE_PROXY_PORT, run, type TailnetScene, type SceneDevice } from '../testbed/tailnet-scene.js';
 import { waitFor } from '../testbed/wait.js';
 
 const thisFile = fileURLToPath(import.meta.url);
 const SCENE_TIMEOUT_MS = 6 * 60_000;
-const CONNECT_TIMEOUT_MS = 8_000;
 /** tailscaled's default TUN device name. */
 const TUN = 'tailscale0';
 
-const inside = defineNetnsRun(thisFile, 'tailnet kernel mode end to end', SCENE_TIMEOUT_MS, async () => {
-  const db = await createTestDatabase('tnkernel');
-  return { env: { TAILGATE_E2E_DATABASE: db.name }, teardown: () => db.drop() };
-});
+const inside = defineNetnsRun(thisFile, 'tailnet kernel mode end to end', SCENE_TIMEOUT_MS, outerDatabase('tnkernel'));
 
 if (inside) {
   describe('tailnet kernel mode (inside the namespace)', { timeout: SCENE_TIMEOUT_MS }, () => {
-    const adminToken = randomBytes(24).toString('hex');
     let tmp: { dir: string; remove(): Promise<void> };
     let scene: TailnetScene;
     let gw: SceneGateway;
@@ -71,26 +64,14 @@ if (inside) {
       await openScene('tailgate-kernel', async (opened) => {
         ({ tmp, scene, whoami, echo } = opened);
         device = await scene.addDevice('device-k', 1);
-        gw = new SceneGateway(scene, {
-          name: 'tailgate-kernel',
-          database: opened.database,
-          ports: { http: 8081, socks: 1080, api: 9091 },
-          adminToken,
-          enrollToken: randomBytes(24).toString('hex'),
-          connectTimeoutMs: CONNECT_TIMEOUT_MS,
-          env: { TS_USERSPACE: 'false' },
-        });
+        gw = sceneGateway(opened, { name: 'tailgate-kernel', env: { TS_USERSPACE: 'false' } });
         await gw.start();
       }, diagnose);
     });
 
     after(async () => {
       tunnel?.close();
-      await gw?.stop().catch(() => gw.kill());
-      whoami?.server.close();
-      echo?.server.close();
-      await scene?.close();
-      if (process.env.TAILGATE_E2E_KEEP !== '1') await tmp?.remove();
+      await closeScene({ tmp, scene, whoami, echo }, [gw]);
     });
 
     step('tailscaled runs without userspace networking and has made a TUN device in the namespace', async () => {

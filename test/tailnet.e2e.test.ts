@@ -5,45 +5,37 @@
 // Run as root: the file re-runs itself inside a private network namespace (unshare -n), where it builds the scene
 // (see testbed/tailnet-scene.ts). Needs the pinned Go tools (scripts/go-tools.sh builds them; no Go = failure).
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { after, before, describe } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { OFFLINE_PROBE_MS } from '../src/tunnel/connector.js';
 import { findPeer, LocalApiClient } from '../src/tailnet/localapi.js';
-import { createTempDir, createTestDatabase } from './helpers/db.js';
 import { curl, type CurlResult } from './helpers/curl.js';
-import { LineTunnel, startEcho, startWhoami } from './helpers/tailnet-clients.js';
+import { LineTunnel, startWhoami, type startEcho } from './helpers/tailnet-clients.js';
 import { defineNetnsRun, sceneSteps } from './helpers/netns-run.js';
-import { CONTROL_IP, HEADSCALE_URL, OFFLINE_TAILSCALE_ENV, tailscaledPid, TailnetScene, type SceneDevice } from '../testbed/tailnet-scene.js';
+import { closeScene, openScene, outerDatabase, SCENE_CONNECT_TIMEOUT_MS, SCENE_PORTS, sceneGateway } from './helpers/scene-setup.js';
+import type { SceneGateway } from '../testbed/tailnet-gateway.js';
+import { CONTROL_IP, type TailnetScene, type SceneDevice } from '../testbed/tailnet-scene.js';
 import { waitFor } from '../testbed/wait.js';
-import { requireTailnetTools, type TailnetTools } from '../testbed/tailnet-tools.js';
 
 const thisFile = fileURLToPath(import.meta.url);
-const repoRoot = path.resolve(path.dirname(thisFile), '..');
 const SCENE_TIMEOUT_MS = 12 * 60_000;
-/** tailgate's TAILGATE_CONNECT_TIMEOUT_MS in the scene. */
-const CONNECT_TIMEOUT_MS = 8_000;
+const CONNECT_TIMEOUT_MS = SCENE_CONNECT_TIMEOUT_MS;
 
-const inside = defineNetnsRun(thisFile, 'tailnet path end to end', SCENE_TIMEOUT_MS, async () => {
-  // Created from outside: inside the namespace only the unix socket reaches PostgreSQL.
-  const db = await createTestDatabase('tailnet');
-  return { env: { TAILGATE_E2E_DATABASE: db.name }, teardown: () => db.drop() };
-});
+const inside = defineNetnsRun(thisFile, 'tailnet path end to end', SCENE_TIMEOUT_MS, outerDatabase('tailnet'));
 
 if (inside) {
   describe('tailnet path (inside the namespace)', { timeout: SCENE_TIMEOUT_MS }, () => {
     const adminToken = randomBytes(24).toString('hex');
     const enrollToken = randomBytes(24).toString('hex');
     const auth = { authorization: `Bearer ${adminToken}` };
-    const api = 'http://127.0.0.1:9091';
-    const httpProxy = 8081;
-    const socksProxy = 1080;
+    const api = `http://127.0.0.1:${SCENE_PORTS.api}`;
+    const httpProxy = SCENE_PORTS.http;
+    const socksProxy = SCENE_PORTS.socks;
     let tmp: { dir: string; remove(): Promise<void> };
     let scene: TailnetScene;
-    let tailgate: ChildProcess;
+    let tailgate: SceneGateway;
     let a: SceneDevice;
     let b: SceneDevice;
     /** Approved late and killed to reproduce a device dying under a kept-alive forwarding connection. */
@@ -58,18 +50,8 @@ if (inside) {
     let poolId = 0;
     let poolKeyId = 0;
     let poolKey = '';
-    const gwStateDir = () => path.join(tmp.dir, 'tailgate-ts');
-    const gwSocket = () => path.join(gwStateDir(), 'tailscaled.sock');
 
-    const apiCall = async (method: string, url: string, body?: unknown, headers: Record<string, string> = auth) => {
-      const res = await fetch(`${api}${url}`, {
-        method,
-        headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      const text = await res.text();
-      return { status: res.status, json: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
-    };
+    const apiCall = (method: string, url: string, body?: unknown, headers: Record<string, string> = auth) => tailgate.api(method, url, body, headers);
     const viaHttp = (key: string, url: string, extra: string[] = []) => curl(['-x', `http://${key}:${key}@127.0.0.1:${httpProxy}`, ...extra, url], 30_000);
     const viaSocks = (key: string, url: string) => curl(['-x', `socks5h://${key}:${key}@127.0.0.1:${socksProxy}`, url], 30_000);
     /** A pool key with user name parameters (`user` is `KEY-session-…`); the password is the key alone. */
@@ -87,77 +69,32 @@ if (inside) {
       return (JSON.parse(r.stdout) as { remote: string }).remote;
     };
     /** pid of the tailscaled tailgate runs, found by its --socket argument. */
-    const gatewayTailscaledPid = (): number | undefined => tailscaledPid(gwSocket());
-    const tailgateLog = () => scene.logOf('tailgate');
+    const gatewayTailscaledPid = (): number | undefined => tailgate.tailscaledPid();
+    const tailgateLog = () => tailgate.log();
     /** On the file's first failure: what each party believed and the end of every log. */
-    const { step, diagnose } = sceneSteps(() => scene?.diagnostics({ tailgate: gwSocket() }));
+    const { step, diagnose } = sceneSteps(() => scene?.diagnostics(tailgate ? { [tailgate.name]: tailgate.socket } : {}));
     /** True once a request with this key comes back from the destination (the netmap may lag an approval a little). */
     const reaches = async (key: string) => (await viaHttp(key, `${whoami.url}/probe`)).stdout.startsWith('{') || undefined;
 
     before(async () => {
-      const tools = await requireTailnetTools();
-      tmp = await createTempDir('tailgate-e2e');
-      scene = await TailnetScene.start(tools, tmp.dir);
-      try {
-        await startParties(tools);
-      } catch (err) {
-        await diagnose();
-        throw err;
-      }
+      // Assigned first thing, so that after() and the diagnostics find them even when the start fails.
+      await openScene('tailgate-e2e', async (opened) => {
+        ({ tmp, scene, whoami, echo } = opened);
+        [a, b, c] = await Promise.all([scene.addDevice('device-a', 1), scene.addDevice('device-b', 2), scene.addDevice('device-c', 3)]);
+        // The same state directory at every start (the restart step starts it again).
+        tailgate = sceneGateway(opened, {
+          name: 'tailgate',
+          adminToken,
+          enrollToken,
+          env: process.env.TAILGATE_E2E_DIAL_MODE ? { TS_DIAL_MODE: process.env.TAILGATE_E2E_DIAL_MODE } : {},
+        });
+        await tailgate.start();
+      }, diagnose);
     });
-
-    /** Everything but headscale: the destinations, both devices, and tailgate until /readyz says it is ready. */
-    async function startParties(tools: TailnetTools): Promise<void> {
-      whoami = await startWhoami(CONTROL_IP);
-      echo = await startEcho(CONTROL_IP);
-      [a, b, c] = await Promise.all([scene.addDevice('device-a', 1), scene.addDevice('device-b', 2), scene.addDevice('device-c', 3)]);
-      await startTailgate(tools);
-    }
-
-    /** tailgate as `node src/main.ts`; resolves once /readyz says it is ready. The same state dir every time. */
-    async function startTailgate(tools: TailnetTools): Promise<void> {
-      const database = process.env.TAILGATE_E2E_DATABASE;
-      assert.ok(database, 'TAILGATE_E2E_DATABASE is set by the outer test');
-      tailgate = scene.spawnLogged('tailgate', process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/main.ts')], {
-        ...process.env,
-        ...OFFLINE_TAILSCALE_ENV,
-        TAILGATE_LISTEN_HOST: '127.0.0.1',
-        TAILGATE_ADMIN_TOKEN: adminToken,
-        TAILGATE_ENROLL_TOKEN: enrollToken,
-        // PostgreSQL through its unix socket: the host's 127.0.0.1:5432 is not in this namespace, the socket file is.
-        DATABASE_URL: `postgres:///${database}`,
-        PGHOST: '/var/run/postgresql',
-        PGUSER: 'postgres',
-        TAILGATE_CONNECT_TIMEOUT_MS: String(CONNECT_TIMEOUT_MS),
-        TS_AUTHKEY: scene.preAuthKey,
-        TS_LOGIN_SERVER: HEADSCALE_URL,
-        TS_HOSTNAME: 'tailgate',
-        TS_STATE_DIR: gwStateDir(),
-        TS_UP_TIMEOUT_MS: '60000',
-        TAILSCALED_BIN: tools.tailscaled,
-        TAILSCALE_BIN: tools.tailscale,
-        HEADSCALE_URL,
-        HEADSCALE_API_KEY: scene.apiKey,
-        HEADSCALE_USER: scene.user,
-        ...(process.env.TAILGATE_E2E_DIAL_MODE ? { TS_DIAL_MODE: process.env.TAILGATE_E2E_DIAL_MODE } : {}),
-      });
-      await waitFor('tailgate /readyz', 120_000, async () => {
-        if (tailgate.exitCode !== null) throw new Error(`tailgate exited (${tailgate.exitCode}):\n${tailgateLog().slice(-3000)}`);
-        const res = await fetch(`${api}/readyz`);
-        return res.status === 200 ? true : undefined;
-      }, 20);
-    }
 
     after(async () => {
       longTunnel?.close();
-      if (tailgate && tailgate.exitCode === null) {
-        tailgate.kill('SIGTERM');
-        await waitFor('tailgate to stop', 20_000, () => (tailgate.exitCode !== null ? true : undefined)).catch(() => tailgate.kill('SIGKILL'));
-      }
-      whoami?.server.close();
-      echo?.server.close();
-      await scene?.close();
-      if (process.env.TAILGATE_E2E_KEEP !== '1') await tmp?.remove();
+      await closeScene({ tmp, scene, whoami, echo }, [tailgate]);
     });
 
     step('tailgate joined the tailnet with TS_AUTHKEY and /readyz reports it', async () => {
@@ -381,13 +318,12 @@ if (inside) {
     });
 
     step('after a restart, /readyz says ready only once control\'s netmap is in and the path to each registered device is up, and the first request then goes through at once', async () => {
-      tailgate.kill('SIGTERM');
-      assert.equal(await waitFor('tailgate to exit', 30_000, () => tailgate.exitCode ?? undefined, 50), 0);
+      assert.equal(await tailgate.stop(), 0);
       const restartedAt = Date.now();
-      await startTailgate(scene.tools);
+      await tailgate.start();
       const readyAfter = Date.now() - restartedAt;
       // What tailgate's tailscaled holds at the moment /readyz first said ready (polled every 20 ms).
-      const gw = new LocalApiClient(gwSocket());
+      const gw = new LocalApiClient(tailgate.socket);
       try {
         const status = await gw.status(2_000);
         assert.equal(status.BackendState, 'Running');
@@ -486,9 +422,7 @@ if (inside) {
     });
 
     step('SIGTERM stops tailgate cleanly, tailscaled included', async () => {
-      tailgate.kill('SIGTERM');
-      const code = await waitFor('tailgate to exit', 30_000, () => tailgate.exitCode ?? undefined, 100);
-      assert.equal(code, 0);
+      assert.equal(await tailgate.stop(), 0);
       assert.equal(gatewayTailscaledPid(), undefined, 'no tailscaled left behind');
     });
   });

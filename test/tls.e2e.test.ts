@@ -17,16 +17,18 @@ import { ConfigError, loadConfig } from '../src/config.js';
 import { waitFor } from '../testbed/wait.js';
 import { connectThrough } from './helpers/connect-tunnel.js';
 import { curl } from './helpers/curl.js';
-import { closedPort, startHttpDevice, type Device } from './helpers/devices.js';
-import { createTestDatabase, type TestDatabase } from './helpers/db.js';
+import { closedPort, type Device } from './helpers/devices.js';
+import type { TestDatabase } from './helpers/db.js';
 import { loopbackConfig } from './helpers/gateway-config.js';
-import { payload, sha256, startEchoTarget, startHttpTarget, type EchoTarget, type Listening } from './helpers/targets.js';
+import { GatewayScene } from './helpers/gateway-scene.js';
+import { payload, sha256, type EchoTarget, type Listening } from './helpers/targets.js';
 import { makeTestCa, replaceByRename, type IssuedPair, type TestCa } from './helpers/tls-certs.js';
 import { curlMoved, usageOf } from './helpers/usage.js';
 
 const TOKEN = 'test-admin-token-tls-0123456789ab';
 const log = pino({ level: 'silent' });
 
+let scene: GatewayScene;
 let db: TestDatabase;
 let ca: TestCa;
 let first: IssuedPair;
@@ -158,31 +160,19 @@ const metric = async (name: string, labels: Record<string, string> = {}): Promis
 };
 
 before(async () => {
-  db = await createTestDatabase('tls');
-  ca = await makeTestCa();
+  scene = await GatewayScene.open({ label: 'tls', deviceHost: '127.0.0.2' });
+  ({ db, device, web, echo } = scene);
+  ca = scene.own('the test CA', await makeTestCa(), (c) => c.remove());
   first = await ca.issue('tailgate-one', '1001');
   live = { certFile: path.join(ca.dir, 'live', 'tls.crt'), keyFile: path.join(ca.dir, 'live', 'tls.key') };
   await mkdir(path.dirname(live.certFile));
   await writeFile(live.certFile, first.cert);
   await writeFile(live.keyFile, first.key);
-  device = await startHttpDevice('127.0.0.2');
-  web = await startHttpTarget();
-  echo = await startEchoTarget();
-  gw = await startGateway(loopbackConfig(TOKEN, tlsEnv()), log);
-  const r = await apiCall(gw.ports.api, 'POST', '/register', { key: 'tls-device-key-0001', ip: device.host, port: device.port, name: 'tls-dev' });
-  assert.equal(r.status, 201, JSON.stringify(r.json));
-  const k = await apiCall(gw.ports.api, 'GET', `/keys/${r.json.node.id}`);
-  deviceId = k.json.target.device;
+  gw = await scene.startGateway(loopbackConfig(TOKEN, tlsEnv()));
+  deviceId = await scene.registerDevice((method, route, body) => apiCall(gw.ports.api, method, route, body), 'tls-device-key-0001', 'tls-dev');
 });
 
-after(async () => {
-  await gw?.close();
-  await device?.close();
-  await web?.close();
-  await echo?.close();
-  await ca?.remove();
-  await db?.drop();
-});
+after(() => scene?.close());
 
 test('configuration: both files or neither, TLS switches need them, plain listeners off only with TLS', () => {
   const problems = (env: Record<string, string>) => {

@@ -9,22 +9,20 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { pino } from 'pino';
-import { startGateway, type Gateway } from '../src/app.js';
+import type { Gateway } from '../src/app.js';
 import { waitFor } from '../testbed/wait.js';
 import { launchChromium, screenshot, SCREENSHOTS, signIn, watchedPage, type WatchedPage } from './helpers/browser.js';
 import { adminCall, openTunnel } from './helpers/connect-tunnel.js';
 import { curl } from './helpers/curl.js';
-import { createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { startHttpDevice, type Device } from './helpers/devices.js';
+import type { Device } from './helpers/devices.js';
 import { loopbackConfig } from './helpers/gateway-config.js';
+import { GatewayScene } from './helpers/gateway-scene.js';
 import { ScriptedRegistrar } from './helpers/registrar.js';
-import { startEchoTarget, startHttpTarget, type EchoTarget, type Listening } from './helpers/targets.js';
+import type { EchoTarget, Listening } from './helpers/targets.js';
 
 const TOKEN = 'test-admin-token-ui-0123456789abcdef';
-const log = pino({ level: 'silent' });
 
-let db: TestDatabase;
+let scene: GatewayScene;
 let gw: Gateway;
 let device: Device;
 let web: Listening;
@@ -56,25 +54,15 @@ async function open(t: TestContext, name: string, allowed: RegExp[] = []): Promi
 const failedFetch = (status: number) => new RegExp(`^console: Failed to load resource: the server responded with a status of ${status} `);
 
 before(async () => {
-  db = await createTestDatabase('ui');
-  device = await startHttpDevice('127.0.0.2');
-  web = await startHttpTarget();
-  echo = await startEchoTarget();
-  gw = await startGateway(loopbackConfig(TOKEN, { DATABASE_URL: db.url, TAILGATE_USAGE_FLUSH_MS: '200' }), log, { registrar });
+  scene = await GatewayScene.open({ label: 'ui', deviceHost: '127.0.0.2' });
+  ({ device, web, echo } = scene);
+  gw = await scene.startGateway(loopbackConfig(TOKEN, { DATABASE_URL: scene.db.url, TAILGATE_USAGE_FLUSH_MS: '200' }), { registrar });
   base = `http://127.0.0.1:${gw.ports.api}`;
-  browser = await launchChromium();
-  context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  browser = scene.own('the browser', await launchChromium(), (b) => b.close());
+  context = scene.own('the browser context', await browser.newContext({ viewport: { width: 1280, height: 800 } }), (c) => c.close());
 });
 
-after(async () => {
-  await context?.close();
-  await browser?.close();
-  await gw?.close();
-  await device?.close();
-  await web?.close();
-  await echo?.close();
-  await db?.drop();
-});
+after(() => scene?.close());
 
 test('a wrong token is refused on the sign-in page, and without a token nothing but the sign-in page loads', async (t) => {
   const page = await open(t, 'wrong-token', [failedFetch(401)]);

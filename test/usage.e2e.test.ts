@@ -10,14 +10,16 @@ import { waitFor } from '../testbed/wait.js';
 import { callApi, DocumentChecker, assertError, type Api } from './helpers/api.js';
 import { adminCall, openTunnel } from './helpers/connect-tunnel.js';
 import { loopbackConfig } from './helpers/gateway-config.js';
-import { createTempDir, createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { closedPort, startHttpDevice, type Device } from './helpers/devices.js';
-import { payload, startEchoTarget, startHttpTarget, type EchoTarget, type Listening } from './helpers/targets.js';
+import { createTempDir, type TestDatabase } from './helpers/db.js';
+import { closedPort, type Device } from './helpers/devices.js';
+import { GatewayScene } from './helpers/gateway-scene.js';
+import { payload, type EchoTarget, type Listening } from './helpers/targets.js';
 import { curlMoved, echoThrough, usageOf, type Moved } from './helpers/usage.js';
 
 const TOKEN = 'test-admin-token-usage-0123456789';
 const log = pino({ level: 'silent' });
 
+let scene: GatewayScene;
 let db: TestDatabase;
 let gw: Gateway;
 let device: Device;
@@ -53,27 +55,16 @@ async function settle(g: Gateway = gw): Promise<void> {
 }
 
 before(async () => {
-  db = await createTestDatabase('usage');
-  device = await startHttpDevice('127.0.0.2');
-  web = await startHttpTarget();
-  echo = await startEchoTarget();
-  gw = await startGateway(gatewayConfig(), log);
-  const r = await adminCall(gw.ports.api, TOKEN, 'POST', '/register', { key: 'usage-device-key-0001', ip: device.host, port: device.port, name: 'usage-dev' });
-  assert.equal(r.status, 201, JSON.stringify(r.json));
-  const k = await adminCall(gw.ports.api, TOKEN, 'GET', `/keys/${r.json.node.id}`);
-  deviceId = k.json.target.device;
+  scene = await GatewayScene.open({ label: 'usage', deviceHost: '127.0.0.2' });
+  ({ db, device, web, echo } = scene);
+  gw = await scene.startGateway(gatewayConfig());
+  deviceId = await scene.registerDevice(gw, 'usage-device-key-0001', 'usage-dev');
   const document = await api('GET', '/openapi.json');
   assert.equal(document.status, 200);
   checker.load(document.json);
 });
 
-after(async () => {
-  await gw?.close();
-  await device?.close();
-  await web?.close();
-  await echo?.close();
-  await db?.drop();
-});
+after(() => scene?.close());
 
 test('known bytes through CONNECT, SOCKS5 and the forwarder are in usage_hourly exactly after a flush', async () => {
   const connect = await newKey('connect');

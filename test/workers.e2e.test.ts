@@ -12,14 +12,17 @@ import { openStore, type NodeStore, type RegistryStore } from '../src/store/inde
 import { waitFor } from '../testbed/wait.js';
 import { adminCall, openTunnel } from './helpers/connect-tunnel.js';
 import { curl } from './helpers/curl.js';
-import { createTempDir, createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { startHttpDevice, type Device } from './helpers/devices.js';
-import { startGatewayProcess, type GatewayProcess } from './helpers/gateway-process.js';
-import { listen, startEchoTarget, startHttpTarget, type EchoTarget, type Listening } from './helpers/targets.js';
+import type { TestDatabase } from './helpers/db.js';
+import type { Device } from './helpers/devices.js';
+import type { GatewayProcess } from './helpers/gateway-process.js';
+import { GatewayScene } from './helpers/gateway-scene.js';
+import { listen, type EchoTarget, type Listening } from './helpers/targets.js';
 import { echoThrough, usageOf } from './helpers/usage.js';
 
+let scene: GatewayScene;
 let db: TestDatabase;
-let dataDir: { dir: string; remove(): Promise<void> };
+/** Each gateway's data directory is a folder in it. */
+let dataDir = '';
 let device: Device;
 let web: Listening;
 let echo: EchoTarget;
@@ -32,29 +35,16 @@ let deviceId = 0;
 const WORKERS = { TAILGATE_WORKERS: '2', TAILGATE_USAGE_FLUSH_MS: '600000', TAILGATE_SHUTDOWN_GRACE_MS: '8000' };
 
 before(async () => {
-  db = await createTestDatabase('workers');
-  dataDir = await createTempDir('tailgate-workers');
-  device = await startHttpDevice();
-  web = await startHttpTarget();
-  echo = await startEchoTarget();
+  scene = await GatewayScene.open({ label: 'workers' });
+  ({ db, dataDir, device, web, echo } = scene);
   [gw, emb] = await Promise.all([
-    startGatewayProcess({ ...WORKERS, DATABASE_URL: db.url, TAILGATE_DATA_DIR: dataDir.dir + '/pg-unused' }),
-    startGatewayProcess({ ...WORKERS, TAILGATE_DATA_DIR: dataDir.dir + '/embedded' }),
+    scene.startGatewayProcess({ ...WORKERS, DATABASE_URL: db.url, TAILGATE_DATA_DIR: dataDir + '/pg-unused' }),
+    scene.startGatewayProcess({ ...WORKERS, TAILGATE_DATA_DIR: dataDir + '/embedded' }),
   ]);
-  const r = await adminCall(gw.ports.api, gw.token, 'POST', '/register', { key: 'workers-device-key-0123456789', ip: '127.0.0.1', port: device.port, name: 'workers-dev' });
-  assert.equal(r.status, 201, JSON.stringify(r.json));
-  deviceId = (await adminCall(gw.ports.api, gw.token, 'GET', `/keys/${r.json.node.id}`)).json.target.device;
+  deviceId = await scene.registerDevice(gw, 'workers-device-key-0123456789', 'workers-dev');
 });
 
-after(async () => {
-  await gw?.stop();
-  await emb?.stop();
-  await device?.close();
-  await web?.close();
-  await echo?.close();
-  await db?.drop();
-  await dataDir?.remove();
-});
+after(() => scene?.close());
 
 /** Every sample of /metrics, by name with its labels as printed (`name{a="b"}`). */
 async function samples(g: GatewayProcess): Promise<Map<string, number>> {
@@ -366,7 +356,7 @@ test('the embedded store: a registration through both workers, and SIGTERM write
   assert.equal(served.size, 2);
   for (const [w, n] of served) assert.ok(n > 0, `worker ${w} served ${n}`);
   assert.equal(await emb.stop(), 0);
-  const store: NodeStore & RegistryStore = await openStore({ database: undefined, dataDir: dataDir.dir + '/embedded', log: pino({ level: 'silent' }) });
+  const store: NodeStore & RegistryStore = await openStore({ database: undefined, dataDir: dataDir + '/embedded', log: pino({ level: 'silent' }) });
   try {
     const totals = await store.usageTotals('key', new Date(Date.now() - 3_600_000), new Date(Date.now() + 3_600_000));
     const mine = totals.find((t) => t.id === reg.json.node.id);

@@ -4,7 +4,7 @@
 import type { TargetSpec } from './client.js';
 import type { Options, Sizes } from './options.js';
 import type { Env, GatewayKind, Listener, PathName, RunningGateway } from './paths.js';
-import { cpuSeconds, gatewaySample, type LoadGen, type Pinned } from './procs.js';
+import { cpuSeconds, gatewaySample, processTreeStat, procStat, type LoadGen, type Pinned } from './procs.js';
 import type { Row } from './report.js';
 import { addRow, type CpuSample, type Measured } from './measure.js';
 
@@ -45,7 +45,9 @@ export type PathNeed =
   /** tailgate builds (this checkout's and a --baseline-ref one): devices, pools and keys made through the admin API */
   | 'admin-api'
   /** only this checkout's tailgate, which the scenario starts itself (the run's gateways are not used) */
-  | 'tailgate';
+  | 'tailgate'
+  /** this checkout's tailgate, gost and glider, which the scenario starts in its own way (the `scale` group: both cores) */
+  | 'tailgate-gost-glider';
 
 /** Which paths each need admits, and what to say when a run has none of them. */
 export const PATH_NEEDS: Record<PathNeed, { admits(kind: GatewayKind): boolean; none: string }> = {
@@ -55,12 +57,15 @@ export const PATH_NEEDS: Record<PathNeed, { admits(kind: GatewayKind): boolean; 
   'both-listeners': { admits: (k) => k.listeners.includes('http') && k.listeners.includes('socks5'), none: 'no path of this run has both an HTTP and a SOCKS5 listener' },
   'admin-api': { admits: (k) => k.family === 'tailgate', none: 'no tailgate build is among the paths of this run' },
   tailgate: { admits: (k) => k.path === 'tailgate', none: 'tailgate is not among the paths of this run' },
+  'tailgate-gost-glider': { admits: (k) => k.path === 'tailgate' || k.family === 'gost' || k.family === 'glider', none: 'none of tailgate, gost, glider is among the paths of this run' },
 };
 
 /** One entry of the scenario table (bench/scenarios/index.ts). */
 export interface Scenario {
   /** The name `--only` takes (any of its rows is accepted there too). */
   name: string;
+  /** A name `--only` takes for this scenario together with the others of the same group. */
+  group?: string;
   /** The result rows (their `scenario` field) it produces for each path it measures. */
   rows: readonly string[];
   needs: {
@@ -72,6 +77,8 @@ export interface Scenario {
   run(ctx: Ctx, kinds: GatewayKind[]): Promise<void>;
   /** --check: what is wrong with its rows beyond a missing tailgate row (which the driver checks itself). */
   check?(rows: Row[]): string[];
+  /** --check: the paths whose rows the driver requires; default `tailgate` (and the --baseline-ref build where it runs). */
+  checkPaths?: readonly string[];
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -84,14 +91,19 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-/** CPU seconds so far of every process on the path (the gateway's own only where there is one). */
+/**
+ * CPU seconds so far of every process on the path (the gateway's own only where there is one). A gateway's figure is
+ * its whole process tree: a tailgate with worker processes is the primary and every worker.
+ */
 export function cpuSnapshot(ctx: Ctx, gw: RunningGateway | undefined, devices: readonly Pinned[] = ctx.devices): CpuSample {
   const sample: CpuSample = {
     device: devices.reduce((sum, d) => sum + cpuSeconds(d.pid), 0),
     sink: cpuSeconds(ctx.sink.pid),
     loadgen: cpuSeconds(ctx.loadgen.proc.pid),
   };
-  return gw?.proc ? { ...sample, ...gatewaySample(gw.proc.pid) } : sample;
+  if (!gw?.proc) return sample;
+  // `gatewayPrimary`: the first process alone, which for a tailgate with workers accepts and hands over every connection.
+  return { ...sample, ...gatewaySample(processTreeStat(gw.proc.pid)), gatewayPrimary: procStat(gw.proc.pid).cpuSeconds };
 }
 
 export function addGatewayRow(ctx: Ctx, scenario: string, gw: { path: PathName }, listener: string | undefined, value: number, unit: string): void {
@@ -141,24 +153,55 @@ export async function forEachListener(
  * over every path instead of charging it to whichever ran at a bad moment. Idle gateways cost no CPU.
  */
 export async function withAllVariants(ctx: Ctx, kinds: GatewayKind[], fn: (paths: Measured[]) => Promise<void>): Promise<void> {
-  const variants: { gw: RunningGateway; l: RunningGateway['listeners'][number] }[] = [];
-  try {
-    for (const kind of kinds) {
-      for (const which of kind.listeners) {
-        ctx.env.profileLabel = `${ctx.scenario}-${which}`;
-        try {
-          const gw: RunningGateway = await kind.start(ctx.env);
-          const l = gw.listeners.find((x) => x.listener === which);
-          if (l) variants.push({ gw, l });
-          else await gw.stop();
-        } catch (err) {
-          ctx.log(`  ! ${kind.path}: ${message(err)}`);
-          ctx.details.push({ scenario: ctx.scenario, path: kind.path, listener: which, error: message(err) });
-        }
-      }
+  await withAllEntrants(ctx, kinds.map((kind) => ({ kind, path: kind.path, env: ctx.env })), fn);
+}
+
+/** One gateway a scenario starts: its kind, the path its rows carry and the environment it starts in (cores, workers). */
+export interface Entrant {
+  kind: GatewayKind;
+  path: string;
+  env: Env;
+  /** Which of the kind's listeners to measure; all when absent. */
+  listeners?: readonly Listener[];
+  /** One process serves every listener measured, instead of a fresh process per listener. */
+  oneProcess?: boolean;
+}
+
+/**
+ * withAllVariants for gateways started in environments of their own, several of them possibly of one kind. With
+ * `together` they all start at once: a tailgate with workers takes seconds to start on this busy machine.
+ */
+export async function withAllEntrants(ctx: Ctx, entrants: Entrant[], fn: (paths: Measured[]) => Promise<void>, opts: { together?: boolean } = {}): Promise<void> {
+  type Variant = { path: string; gw: RunningGateway; l: RunningGateway['listeners'][number] };
+  const variants: Variant[] = [];
+  const starts = entrants.flatMap(({ kind, path, env, listeners = kind.listeners, oneProcess }) =>
+    (oneProcess ? [listeners] : listeners.map((which) => [which])).map((served) => {
+      // Two entrants of one kind would otherwise write their profiles to the same file.
+      const label = `${ctx.scenario}-${served.join('-')}${path === kind.path ? '' : `-${path}`}`;
+      return { kind, path, served, env: { ...env, profileLabel: label } };
+    }),
+  );
+  const startOne = async ({ kind, path, served, env }: (typeof starts)[number]): Promise<Variant[]> => {
+    try {
+      const gw: RunningGateway = await kind.start(env);
+      const found = gw.listeners.filter((l) => served.includes(l.listener)).map((l) => ({ path, gw, l }));
+      if (found.length === 0) await gw.stop();
+      return found;
+    } catch (err) {
+      ctx.log(`  ! ${path}: ${message(err)}`);
+      ctx.details.push({ scenario: ctx.scenario, path, listener: served.join(','), error: message(err) });
+      return [];
     }
-    await fn(variants.map(({ gw, l }) => ({ path: gw.path, listener: gw.path === 'direct' ? undefined : l.listener, proxy: l.proxy, cpu: () => cpuSnapshot(ctx, gw) })));
+  };
+  try {
+    if (opts.together) {
+      for (const vs of await Promise.all(starts.map(startOne))) variants.push(...vs);
+    } else {
+      for (const one of starts) variants.push(...(await startOne(one)));
+    }
+    await fn(variants.map(({ path, gw, l }) => ({ path, listener: path === 'direct' ? undefined : l.listener, proxy: l.proxy, cpu: () => cpuSnapshot(ctx, gw) })));
   } finally {
-    for (const v of variants) await v.gw.stop();
+    // Together: a gateway with workers takes seconds to drain them, and nothing is measured any more.
+    await Promise.all([...new Set(variants.map((v) => v.gw))].map((gw) => gw.stop()));
   }
 }

@@ -44,6 +44,7 @@ export function machineInfo(quick: boolean, fdHardLimit: number, idleTunnels: nu
     pinning: {
       [`cpu${PROXY_CPU}`]: 'gateway under test + device proxy stand-in',
       [`cpu${ENDPOINT_CPU}`]: 'load generator + sink + orchestrator (registrations)',
+      'scale-*': `cpu${PROXY_CPU},${ENDPOINT_CPU} = the gateway under test (tailgate-w1, tailgate-w2, gost, glider); device, load generator and sink as above`,
       'tailnet-*': `cpu${PROXY_CPU} = tailgate and tailgate-kernel + their tailscaleds + the device's tailscaled and proxy; cpu${ENDPOINT_CPU} = load generator + sink + headscale`,
     },
     mode: quick ? 'quick' : 'full',

@@ -3,7 +3,7 @@
 // same V8 heap flag as tailgate so that idle memory compares like for like. HTTP CONNECT only.
 import path from 'node:path';
 import type { GatewayKind } from './paths.js';
-import { freePort, spawnPinned, stop, waitReadyLine } from './procs.js';
+import { startServerScript } from './server-script.js';
 
 export const nodeFloor: GatewayKind = {
   path: 'node-floor',
@@ -15,20 +15,6 @@ export const nodeFloor: GatewayKind = {
     // --cpu-prof-name would let overwrite the main thread's (the larger file is the main thread).
     const dir = env.profileDir ? path.join(env.profileDir, `${env.profileLabel ?? 'node-floor'}-node-floor`) : undefined;
     const profile = dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
-    const p = spawnPinned(
-      'node-floor',
-      env.proxyCpu,
-      process.execPath,
-      [...profile, '--initial-old-space-size=64', '--import', 'tsx', 'bench/servers/node-floor.ts', env.key, `${env.device.host}:${env.device.port}`, String(await freePort())],
-      { cwd: env.repo, pipeStdout: true, logFile: path.join(env.logDir, 'node-floor.log') },
-    );
-    const { port } = await waitReadyLine(p, 20_000);
-    return {
-      path: 'node-floor',
-      proc: p,
-      listeners: [{ listener: 'http', proxy: { kind: 'http', host: '127.0.0.1', port, key: env.key } }],
-      // SIGTERM exits at once: --cpu-prof writes its profile on that exit.
-      stop: () => stop(p),
-    };
+    return startServerScript(env, 'node-floor', [...profile, '--initial-old-space-size=64']);
   },
 };

@@ -10,6 +10,7 @@ import postgres from 'postgres';
 import type { ProxySpec } from './client.js';
 import type { GostKind } from './gost.js';
 import { freePort, runStep, spawnPinned, stop, waitPort, waitReadyLine, type Pinned } from './procs.js';
+import { startServerScript } from './server-script.js';
 
 const execFileP = promisify(execFile);
 
@@ -27,7 +28,10 @@ export interface Env {
   profileDir?: string;
   /** Names the next gateway's profile files (scenario and listener). */
   profileLabel?: string;
-  proxyCpu: number;
+  /** Where the gateway under test runs: a CPU number, or a taskset CPU list such as `0,1` (the `scale` group). */
+  proxyCpu: number | string;
+  /** TAILGATE_WORKERS for a tailgate started in this environment; 1 when absent. */
+  tailgateWorkers?: number;
   device: { host: string; port: number };
   /** The bench key every gateway accepts (username = password = key). */
   key: string;
@@ -155,20 +159,7 @@ export const proxyChain: GatewayKind = {
   path: 'proxy-chain',
   family: 'proxy-chain',
   listeners: ['http'],
-  async start(env) {
-    const p = spawnPinned('proxy-chain', env.proxyCpu, process.execPath, ['--import', 'tsx', 'bench/servers/proxy-chain.ts', env.key, `${env.device.host}:${env.device.port}`, String(await freePort())], {
-      cwd: env.repo,
-      pipeStdout: true,
-      logFile: path.join(env.logDir, 'proxy-chain.log'),
-    });
-    const { port } = await waitReadyLine(p, 20_000);
-    return {
-      path: 'proxy-chain',
-      proc: p,
-      listeners: [{ listener: 'http', proxy: { kind: 'http', host: '127.0.0.1', port, key: env.key } }],
-      stop: () => stop(p),
-    };
-  },
+  start: (env) => startServerScript(env, 'proxy-chain'),
 };
 
 export function proxyChainVersion(repo: string): string {
@@ -250,11 +241,15 @@ export async function registerKey(apiUrl: string, token: string, key: string, de
  * an older build from --baseline-ref is started by exactly the same code from its own directory.
  */
 export function tailgateKind(setup: TailgateSetup, build: { path: PathName; dir: string }): GatewayKind {
-  let registered = false;
+  // Shared by starts that overlap (the `scale` group starts its gateways at once): the key is registered once.
+  let registration: Promise<void> | undefined;
   const withTls = build.path === 'tailgate';
   const startTailgate = async (env: Env): Promise<TailgateGateway> => {
     const ports = { http: await freePort(), socks: await freePort(), api: await freePort(), https: withTls ? await freePort() : 0 };
-    const cert = withTls ? await benchCertificate(env.logDir) : undefined;
+    const cert = withTls ? await (certificates[env.logDir] ??= benchCertificate(env.logDir)) : undefined;
+    const workers = env.tailgateWorkers ?? 1;
+    // The workers start once the primary has its database: about one more process start each.
+    const startMs = 20_000 * workers;
     const label = env.profileLabel ?? 'tailgate';
     const profileName = build.path === 'tailgate' ? label : `${label}-${build.path}`;
     const profile = env.profileDir ? ['--cpu-prof', `--cpu-prof-name=${profileName}.cpuprofile`, '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${env.profileDir}`] : [];
@@ -275,26 +270,27 @@ export function tailgateKind(setup: TailgateSetup, build: { path: PathName; dir:
         TAILGATE_ALLOW_CIDRS: '127.0.0.0/8',
         // idle-rss-per-tunnel opens tunnels up to the descriptor limit on purpose: no cap below it.
         TAILGATE_MAX_CONNECTIONS: '0',
-        // One process (README "Worker processes"): the rows measured so far are of a single-process gateway.
-        TAILGATE_WORKERS: '1',
+        // One process unless asked (README "Worker processes"): the rows outside the `scale` group are of a single-process gateway.
+        TAILGATE_WORKERS: String(workers),
         ...(cert ? { TAILGATE_TLS_CERT: cert.certFile, TAILGATE_TLS_KEY: cert.keyFile, TAILGATE_HTTPS_PORT: String(ports.https), TAILGATE_SOCKS_TLS_PORT: String(await freePort()) } : {}),
       },
     });
     try {
-      await waitPort(ports.http, 20_000, p);
-      if (cert) await waitPort(ports.https, 20_000, p);
-      await waitPort(ports.socks, 20_000, p);
-      await waitPort(ports.api, 20_000, p);
+      await waitPort(ports.http, startMs, p);
+      if (cert) await waitPort(ports.https, startMs, p);
+      await waitPort(ports.socks, startMs, p);
+      await waitPort(ports.api, startMs, p);
     } catch (err) {
       // A tailgate that did not come up in time must not outlive the run (its pipes would keep the driver alive).
       await stop(p, 15_000);
       throw err;
     }
     const apiUrl = `http://127.0.0.1:${ports.api}`;
-    if (!registered) {
-      await registerKey(apiUrl, setup.adminToken, env.key, env.device);
-      registered = true;
-    }
+    registration ??= registerKey(apiUrl, setup.adminToken, env.key, env.device).catch((err: Error) => {
+      registration = undefined;
+      throw err;
+    });
+    await registration;
     return {
       path: build.path,
       proc: p,
@@ -310,6 +306,9 @@ export function tailgateKind(setup: TailgateSetup, build: { path: PathName; dir:
   };
   return { path: build.path, family: 'tailgate', listeners: withTls ? ['http', 'socks5', 'https'] : ['http', 'socks5'], start: startTailgate };
 }
+
+/** The certificate of each run's log directory, once made (or being made). */
+const certificates: Record<string, ReturnType<typeof benchCertificate>> = {};
 
 /**
  * A CA and a localhost certificate for the HTTPS listener, made once per run with openssl (P-256, what ACME clients

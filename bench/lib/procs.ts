@@ -2,7 +2,7 @@
 // process pinned to a core with taskset, so we can say which core ran what and read each one's CPU time
 // and RSS from /proc.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, readFileSync } from 'node:fs';
+import { createWriteStream, readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -145,6 +145,9 @@ export async function waitPort(port: number, timeoutMs: number, p?: Pinned): Pro
   throw new Error(`${p?.name ?? 'process'}: port ${port} not listening within ${timeoutMs} ms`);
 }
 
+/** Every port freePort has returned in this run. */
+const handedOut = new Set<number>();
+
 /**
  * A free TCP port for a server we are about to start, taken from below the kernel's ephemeral range
  * (ip_local_port_range starts at 32768): under connection churn an ephemeral port can be grabbed by an
@@ -154,12 +157,17 @@ export async function waitPort(port: number, timeoutMs: number, p?: Pinned): Pro
 export async function freePort(): Promise<number> {
   for (let attempt = 0; attempt < 200; attempt++) {
     const port = 20_000 + Math.floor(Math.random() * 12_000);
+    // Gateways started at once each take ports before any of them binds: the check alone would not keep them apart.
+    if (handedOut.has(port)) continue;
     const ok = await new Promise<boolean>((resolve) => {
       const s = net.createServer();
       s.once('error', () => resolve(false));
       s.listen({ host: '127.0.0.1', port }, () => s.close(() => resolve(true)));
     });
-    if (ok) return port;
+    if (ok) {
+      handedOut.add(port);
+      return port;
+    }
   }
   throw new Error('no free port found in 20000-31999');
 }
@@ -181,7 +189,7 @@ export function rssKiB(pid: number): number {
 
 const CLOCK_TICKS = 100;
 
-interface ProcStat {
+export interface ProcStat {
   /** User + system CPU seconds so far. */
   cpuSeconds: number;
   /** User-mode CPU seconds only (the rest is kernel time: syscalls, loopback TCP). */
@@ -192,25 +200,74 @@ interface ProcStat {
 
 const GONE: ProcStat = { cpuSeconds: NaN, userSeconds: NaN, minorFaults: NaN };
 
-/** One read of /proc/<pid>/stat; NaN throughout once the process is gone. */
-export function procStat(pid: number): ProcStat {
+/** The fields of /proc/<pid>/stat after the command name (which may contain spaces), from `state` on; undefined once gone. */
+function statFields(pid: number): string[] | undefined {
   let stat: string;
   try {
     stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   } catch {
-    return GONE;
+    return undefined;
   }
-  // Fields after the command name (which may contain spaces) start at index 2 (state).
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** One read of /proc/<pid>/stat; NaN throughout once the process is gone. */
+export function procStat(pid: number): ProcStat {
+  const fields = statFields(pid);
+  if (!fields) return GONE;
   const user = Number(fields[11]);
   return { cpuSeconds: (user + Number(fields[12])) / CLOCK_TICKS, userSeconds: user / CLOCK_TICKS, minorFaults: Number(fields[7]) };
 }
 
 export const cpuSeconds = (pid: number): number => procStat(pid).cpuSeconds;
 
-/** The gateway under test's part of a CPU sample (bench/lib/measure.ts): `gateway` feeds the per-GiB and per-tunnel figures. */
-export function gatewaySample(pid: number): { gateway: number; gatewayUser: number; gatewayMinorFaults: number } {
-  const st = procStat(pid);
+/**
+ * Every live descendant of `pid` (children, their children, ...), found through the parent pid in each
+ * /proc/<n>/stat: this kernel has no /proc/<pid>/task/<tid>/children (CONFIG_PROC_CHILDREN).
+ */
+export function descendants(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync('/proc')) {
+    const child = Number(name);
+    if (!Number.isInteger(child)) continue;
+    const parent = Number(statFields(child)?.[1]);
+    if (!Number.isInteger(parent)) continue;
+    const list = children.get(parent);
+    if (list) list.push(child);
+    else children.set(parent, [child]);
+  }
+  const found: number[] = [];
+  for (let i = -1; i < found.length; i++) found.push(...(children.get(i < 0 ? pid : found[i]!) ?? []));
+  return found;
+}
+
+/**
+ * `pid` and its live descendants summed, each with the time of the children it has reaped (cutime, cstime and
+ * cminflt), so a worker process that exited and was replaced between two samples keeps its share. NaN once `pid`
+ * is gone; a descendant that goes between the listing and its read counts as nothing in this sample.
+ */
+export function processTreeStat(pid: number): ProcStat {
+  const sum: ProcStat = { cpuSeconds: 0, userSeconds: 0, minorFaults: 0 };
+  for (const member of [pid, ...descendants(pid)]) {
+    const fields = statFields(member);
+    if (!fields) {
+      if (member === pid) return GONE;
+      continue;
+    }
+    const user = Number(fields[11]) + Number(fields[13]);
+    sum.userSeconds += user / CLOCK_TICKS;
+    sum.cpuSeconds += (user + Number(fields[12]) + Number(fields[14])) / CLOCK_TICKS;
+    sum.minorFaults += Number(fields[7]) + Number(fields[8]);
+  }
+  return sum;
+}
+
+/**
+ * The gateway under test's part of a CPU sample (bench/lib/measure.ts): `gateway` feeds the per-GiB and per-tunnel
+ * figures. The caller says what the gateway is: one process (`procStat`), or a process tree (`processTreeStat`) for a
+ * gateway with worker processes.
+ */
+export function gatewaySample(st: ProcStat): { gateway: number; gatewayUser: number; gatewayMinorFaults: number } {
   return { gateway: st.cpuSeconds, gatewayUser: st.userSeconds, gatewayMinorFaults: st.minorFaults };
 }
 

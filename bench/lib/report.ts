@@ -41,6 +41,7 @@ const SCENARIO_ORDER = [
   'setup-p50',
   'setup-p99',
   'setup-cpu',
+  ...['scale-throughput-16', 'scale-setup-rate', 'scale-setup-p50', 'scale-setup-p99', 'scale-setup-cpu'],
   ...['attack-quiet-rate', 'attack-quiet-p50', 'attack-quiet-p99', 'attack-rate', 'attack-p50', 'attack-p99', 'attack-stalled-left-open', 'attack-garbage-left-open'],
   ...['single', 'pool100', 'single2'].flatMap((k) => [`setup-rate-${k}`, `setup-p50-${k}`, `setup-p99-${k}`, `setup-cpu-${k}`]),
   'setup-rate-pool100-ratio',
@@ -60,7 +61,7 @@ const SCENARIO_ORDER = [
   'tailnet-setup-p50',
   'tailnet-setup-p99',
 ];
-const PATH_ORDER = ['direct', 'tailscale-socks5', 'tailgate', 'tailgate-kernel', 'gost', 'glider', 'proxy-chain', 'node-floor'];
+const PATH_ORDER = ['direct', 'tailscale-socks5', 'tailgate', 'tailgate-kernel', 'tailgate-w1', 'tailgate-w2', 'gost', 'glider', 'proxy-chain', 'node-floor'];
 /** The path without a gateway, which tailgate's numbers are divided by: on the tailnet, tailscaled's own SOCKS5. */
 const directFor = (scenario: string) => (scenario.startsWith('tailnet-') ? 'tailscale-socks5' : 'direct');
 /** The baseline tailgate is held to: gost v3 (issue 14); glider keeps its rows as a second Go baseline. */
@@ -111,6 +112,12 @@ export function verdicts(rows: Row[]): Verdict[] {
       const b = base('setup-rate');
       out.push({ target: `setup-rate >= 1.0x ${BASELINE}`, listener, measured: b && t !== undefined ? `${fmt(t / b)}x` : '–', pass: t !== undefined && b ? t / b >= 1.0 : undefined });
     }
+    // Issue 14, the `scale` group: tailgate with two workers against gost, both given both cores, in the same run.
+    for (const s of ['scale-throughput-16', 'scale-setup-rate']) {
+      const t = find(rows, s, 'tailgate-w2', listener)?.value;
+      const b = base(s);
+      out.push({ target: `${s} w2 >= 1.0x ${BASELINE}`, listener, measured: b && t !== undefined ? `${fmt(t / b)}x` : '–', pass: t !== undefined && b ? t / b >= 1.0 : undefined });
+    }
     // Issue 14: the raw-net relay (bench/servers/node-floor.ts) is what Node itself needs; it serves HTTP only.
     for (const s of listener === 'http' ? ['throughput-16', 'setup-rate'] : []) {
       const t = tg(s);
@@ -142,9 +149,12 @@ export function verdicts(rows: Row[]): Verdict[] {
   return out;
 }
 
+const HELD_TO_BASELINE = new Set(['tailgate', 'tailgate-kernel', 'tailgate-w1', 'tailgate-w2']);
+
 function ratioCells(rows: Row[], r: Row): [string, string] {
-  // tailgate-kernel: scenario 5's kernel-mode tailgate, held to tailscaled's own SOCKS5 like the userspace one.
-  if (r.path !== 'tailgate' && r.path !== 'tailgate-kernel') return ['', ''];
+  // tailgate-kernel: scenario 5's kernel-mode tailgate, held to tailscaled's own SOCKS5 like the userspace one;
+  // tailgate-w1 and -w2: the `scale` group's, held to gost on the same cores.
+  if (!HELD_TO_BASELINE.has(r.path)) return ['', ''];
   const b = find(rows, r.scenario, BASELINE, r.listener)?.value;
   const d = find(rows, r.scenario, directFor(r.scenario))?.value;
   return [b ? `${fmt(r.value / b)}x` : '', d ? `${fmt(r.value / d)}x` : ''];
@@ -187,7 +197,7 @@ export function printTable(report: RunReport, log: (s: string) => void): void {
   const v = verdicts(rows).filter((x) => x.pass !== undefined);
   if (v.length > 0) {
     log('\ntargets (tailgate):');
-    for (const x of v) log(`  ${x.pass ? 'PASS' : 'MISS'}  ${x.target.padEnd(32)} ${x.listener.padEnd(7)} ${x.measured}`);
+    for (const x of v) log(`  ${x.pass ? 'PASS' : 'MISS'}  ${x.target.padEnd(36)} ${x.listener.padEnd(7)} ${x.measured}`);
   }
 }
 
@@ -252,6 +262,13 @@ export function writeReadme(file: string, report: RunReport, resultsFile: string
       const c1 = d.concurrency1 as { p50Ms: number; p99Ms: number } | undefined;
       return `| ${d.scenario === 'setup' ? '' : 'tailnet: '}${d.path} | ${d.listener ?? ''} | ${d.gatewayCpuUsPerTunnel ?? '–'} | ${d.failures} | ${fmt(c1?.p50Ms, 3)} | ${fmt(c1?.p99Ms, 3)} |`;
     });
+  // The `scale` group: the gateway's CPU is its whole process tree (tailgate-w2: the primary and both workers).
+  const scaleDetails = details
+    .filter((d) => d.scenario === 'scale-throughput-16' && d.upMiBps !== undefined)
+    .map((d) => {
+      const setup = details.find((x) => x.scenario === 'scale-setup' && x.path === d.path && x.listener === d.listener);
+      return `| ${d.path} | ${d.listener ?? ''} | ${d.gatewayCpuMsPerGiB ?? '–'} | ${setup?.gatewayCpuUsPerTunnel ?? '–'} |`;
+    });
   const section = [
     START,
     `Latest full run: \`${resultsFile}\` (${m.mode} mode). Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, Linux ${m.kernel}, ${report.versions.node}.`,
@@ -272,6 +289,9 @@ export function writeReadme(file: string, report: RunReport, resultsFile: string
       : []),
     ...(cpuDetails.length > 0
       ? ['', 'throughput-16 per direction, and CPU each proxy spent per GiB moved (from /proc utime+stime):', '', '| path | listener | up MiB/s | down MiB/s | gateway CPU ms/GiB | its tailscaled CPU ms/GiB | device CPU ms/GiB |', '|---|---|---:|---:|---:|---:|---:|', ...cpuDetails]
+      : []),
+    ...(scaleDetails.length > 0
+      ? ['', '`scale` group, the gateway on both cores: its CPU (every process of it) per GiB in scale-throughput-16 and per tunnel in scale-setup:', '', '| path | listener | gateway CPU ms/GiB | gateway CPU µs/tunnel |', '|---|---|---:|---:|', ...scaleDetails]
       : []),
     END,
   ].join('\n');

@@ -5,6 +5,7 @@ import type { Scenario } from '../lib/harness.js';
 import { churn } from './churn.js';
 import { idle } from './idle.js';
 import { registerToUsable } from './register-to-usable.js';
+import { scaleSetup, scaleThroughput } from './scale.js';
 import { setup } from './setup.js';
 import { setupPool } from './setup-pool.js';
 import { setupUnderAttack } from './setup-under-attack.js';
@@ -12,4 +13,4 @@ import { tailnetOverhead } from './tailnet-overhead.js';
 import { throughput } from './throughput.js';
 import { unauthorizedUnderChurn } from './unauthorized-under-churn.js';
 
-export const SCENARIOS: readonly Scenario[] = [throughput(1), throughput(16), setup, setupUnderAttack, setupPool, registerToUsable, churn, unauthorizedUnderChurn, tailnetOverhead, idle];
+export const SCENARIOS: readonly Scenario[] = [throughput(1), throughput(16), setup, scaleThroughput, scaleSetup, setupUnderAttack, setupPool, registerToUsable, churn, unauthorizedUnderChurn, tailnetOverhead, idle];
