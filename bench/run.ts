@@ -1,8 +1,9 @@
 // `npm run bench`: measures tailgate against the direct path, gost v3 (the baseline), glider and proxy-chain,
 // on this machine, over loopback, in one run. See bench/README.md for the method and the latest numbers.
 //
-//   npm run bench                         everything (<= 10 min)
-//   npm run bench -- --quick              smoke run (< 2 min)
+//   npm run bench                         everything but the two scenarios that run on their own (<= 10 min)
+//   npm run bench -- --all                those too: setup-under-attack (~6.5 min) and setup-pool (~1 min)
+//   npm run bench -- --quick              smoke run of every scenario (< 4 min)
 //   npm run bench -- --only throughput-1  one scenario (comma-separated list allowed)
 //   npm run bench -- --only tailnet-overhead   scenario 5: real headscale + tailscaled in a private netns (root)
 //   npm run bench -- --only setup-pool    issue 10: setup-rate through a key for a pool of 100 devices vs one device
@@ -85,7 +86,7 @@ async function main(): Promise<void> {
   const t0 = performance.now();
   const log = (s: string) => process.stdout.write(`${s}\n`);
 
-  // 10,000 idle tunnels need ~20,000 descriptors in the gateway and in the device proxy (two per tunnel):
+  // N idle tunnels need ~2N descriptors in the gateway and in the device proxy (two per tunnel):
   // raise the limit for this process, which every child inherits. Where the hard limit cannot be raised
   // (no CAP_SYS_RESOURCE), measure at the largest count that fits and say so.
   const fdLimit = raiseFdLimit(262_144);

@@ -66,6 +66,8 @@ export interface Scenario {
   name: string;
   /** A name `--only` takes for this scenario together with the others of the same group. */
   group?: string;
+  /** Not part of a full run, whose 10 minutes it would take most of: `--only <name>`, `--all` or `--quick` run it. */
+  ownRun?: boolean;
   /** The result rows (their `scenario` field) it produces for each path it measures. */
   rows: readonly string[];
   needs: {

@@ -78,6 +78,7 @@ async function provision(gw: TailgateGateway, build: number, port: number): Prom
 
 export const setupPool: Scenario = {
   name: 'setup-pool',
+  ownRun: true,
   rows: [...KEYS.flatMap((k) => [`setup-rate-${k}`, `setup-p50-${k}`, `setup-p99-${k}`, `setup-cpu-${k}`]), RATIOS.pool, RATIOS.poolCpu, RATIOS.noise],
   needs: { paths: 'admin-api' },
   async run(ctx, kinds) {

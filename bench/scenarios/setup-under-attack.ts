@@ -26,6 +26,7 @@ const GARBAGE_RATE = 500;
 
 export const setupUnderAttack: Scenario = {
   name: 'setup-under-attack',
+  ownRun: true,
   rows: ['attack-quiet-rate', 'attack-quiet-p50', 'attack-quiet-p99', 'attack-rate', 'attack-p50', 'attack-p99', 'attack-stalled-left-open', 'attack-garbage-left-open'],
   needs: { paths: 'both-listeners' },
   async run(ctx, kinds) {
