@@ -8,6 +8,11 @@
 //
 // A is the build under test, B the reference; ratio = A's CPU per GiB / B's (below 1: A is cheaper).
 //
+// `--mode setup` measures tunnel set-up instead: each build gets `--concurrency` loops (default 32) of the setup
+// scenario's work (connect, handshake with auth, device CONNECT, one small request, close) for `--seconds` per round
+// (default 4), after 512 warm-up tunnels per listener, and the figure is gateway CPU µs per tunnel. `--b node-floor`
+// pairs A with bench/servers/node-floor.ts instead of a second build (HTTP CONNECT only, so every round is http).
+//
 // Within one start of the two gateways the rounds agree closely, but between starts the ratio moves by up to ±10 %
 // even for A/A (each process's own JIT and heap layout), so `--starts N` restarts both gateways N times and the
 // verdict is the spread of the per-start ratios, not of the rounds.
@@ -19,9 +24,10 @@ import { randomBytes } from 'node:crypto';
 import { BaselineCheckout, resolveBaseline } from './lib/baseline.js';
 import { startDevice } from './lib/endpoints.js';
 import { ENDPOINT_CPU, PROXY_CPU } from './lib/harness.js';
-import { createTailgateDatabase, tailgateKind, type Env, type TailgateGateway, type TailgateSetup } from './lib/paths.js';
+import { nodeFloor } from './lib/node-floor.js';
+import { createTailgateDatabase, tailgateKind, type Env, type GatewayKind, type RunningGateway, type TailgateSetup } from './lib/paths.js';
 import { cpuSeconds, freePort, procStat, killAll, LoadGen, spawnPinned, stop, waitReadyLine, type Pinned } from './lib/procs.js';
-import type { ThroughputResult } from './loadgen.js';
+import type { SetupResult, ThroughputResult } from './loadgen.js';
 
 function arg(name: string, fallback?: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -39,6 +45,12 @@ const starts = Number(arg('starts', '1'));
 const idleSeconds = Number(arg('idle-seconds', '0'));
 const tunnels = Number(arg('tunnels', '16'));
 const bytesEachWay = Number(arg('mib', '512')) * (1 << 20);
+const mode = arg('mode', 'throughput');
+if (mode !== 'throughput' && mode !== 'setup') throw new Error('--mode is throughput or setup');
+const seconds = Number(arg('seconds', '4'));
+const concurrency = Number(arg('concurrency', '32'));
+/** What a round's figure is per: a GiB moved, or a tunnel set up. */
+const per = mode === 'setup' ? 'tunnel' : 'GiB';
 const log = (s: string) => process.stdout.write(`${s}\n`);
 
 execFileSync('taskset', ['-a', '-p', '-c', String(ENDPOINT_CPU), String(process.pid)], { stdio: 'ignore' });
@@ -46,7 +58,7 @@ const logDir = mkdtempSync(path.join(os.tmpdir(), 'tailgate-paired-'));
 const checkouts: BaselineCheckout[] = [];
 const databases: TailgateSetup[] = [];
 const procs: Pinned[] = [];
-const gateways: TailgateGateway[] = [];
+const gateways: RunningGateway[] = [];
 const loadgens: LoadGen[] = [];
 process.once('SIGINT', () => {
   killAll();
@@ -55,8 +67,12 @@ process.once('SIGINT', () => {
 });
 
 try {
-  const builds = [];
+  const builds: { which: 'a' | 'b'; kind: GatewayKind }[] = [];
   for (const which of ['a', 'b'] as const) {
+    if (refs[which] === 'node-floor') {
+      builds.push({ which, kind: nodeFloor });
+      continue;
+    }
     const commit = resolveBaseline(repo, refs[which]);
     const checkout = new BaselineCheckout(repo, commit);
     checkouts.push(checkout);
@@ -64,7 +80,7 @@ try {
     await checkout.build();
     const setup = await createTailgateDatabase();
     databases.push(setup);
-    builds.push({ which, commit, kind: tailgateKind(setup, { path: `tailgate@${which}-${commit.commit.slice(0, 7)}`, dir: checkout.dir }) });
+    builds.push({ which, kind: tailgateKind(setup, { path: `tailgate@${which}-${commit.commit.slice(0, 7)}`, dir: checkout.dir }) });
   }
   const sink = spawnPinned('sink', ENDPOINT_CPU, process.execPath, ['--import', 'tsx', 'bench/servers/sink.ts', String(await freePort())], { cwd: repo, pipeStdout: true, logFile: path.join(logDir, 'sink.log') });
   procs.push(sink);
@@ -77,8 +93,8 @@ try {
   for (let start = 0; start < starts; start++) {
     // Which build starts first alternates too: the first one started may get the warmer caches.
     const order = start % 2 === 0 ? builds : [...builds].reverse();
-    const started = new Map<string, TailgateGateway>();
-    for (const b of order) started.set(b.which, (await b.kind.start(env)) as TailgateGateway);
+    const started = new Map<string, RunningGateway>();
+    for (const b of order) started.set(b.which, await b.kind.start(env));
     gateways.push(...builds.map((b) => started.get(b.which)!));
     log(`start ${start + 1} of ${starts}`);
     if (idleSeconds > 0) {
@@ -94,41 +110,60 @@ try {
     for (const gw of gateways.splice(-2)) await gw.stop();
   }
   if (starts > 1) {
-    log(`A/B over ${starts} starts, CPU per GiB:  ${summary(perStart)}`);
-    log(`A/B over ${starts} starts, user per GiB: ${summary(perStartUser)}`);
+    log(`A/B over ${starts} starts, CPU per ${per}:  ${summary(perStart)}`);
+    log(`A/B over ${starts} starts, user per ${per}: ${summary(perStartUser)}`);
   }
 
-  async function runRounds(pair: TailgateGateway[]): Promise<{ total: number; user: number }> {
+  async function runRounds(pair: RunningGateway[]): Promise<{ total: number; user: number }> {
     const ratios: number[] = [];
     const userRatios: number[] = [];
-    log(`round  listener  A ms/GiB  B ms/GiB  A/B    user A/B  (A = ${refs.a}, B = ${refs.b}; ${tunnels} tunnels, ${bytesEachWay >> 20} MiB each way per build)`);
+    // node-floor serves HTTP CONNECT only: paired with it, every round is http.
+    const listeners = pair.every((gw) => gw.listeners.some((l) => l.listener === 'socks5')) ? ['http', 'socks5'] : ['http'];
+    const unit = mode === 'setup' ? 'µs/tunnel' : 'ms/GiB';
+    const load = mode === 'setup' ? `${concurrency} set-up loops for ${seconds} s` : `${tunnels} tunnels, ${bytesEachWay >> 20} MiB each way`;
+    log(`round  listener  A ${unit}  B ${unit}  A/B    user A/B  (A = ${refs.a}, B = ${refs.b}; ${load} per build)`);
+    if (mode === 'setup') {
+      // Key cached and JIT warm before the first round, as in the setup scenario.
+      for (const listener of listeners) {
+        await Promise.all(pair.map((gw, i) => loadgens[i]!.request<SetupResult>({ type: 'setup', proxy: gw.listeners.find((l) => l.listener === listener)!.proxy, target, concurrency, maxCount: 512, durationMs: 10_000, warmup: 0 }, 60_000)));
+      }
+    }
     for (let round = 0; round < rounds; round++) {
-      const listener = round % 2 === 0 ? 'http' : 'socks5';
+      const listener = listeners[round % listeners.length]!;
       // Which load generator serves which build alternates too, so neither build always has the same one.
       const order = round % 4 < 2 ? [0, 1] : [1, 0];
       // And which build's load starts first.
       const first = Math.floor(round / 2) % 2;
-      const perGiB = await Promise.all(
+      const perUnit = await Promise.all(
         pair.map(async (gw, i) => {
           if (i !== first) await new Promise((r) => setImmediate(r));
           const proxy = gw.listeners.find((l) => l.listener === listener)!.proxy;
           const pid = gw.proc!.child.pid!;
           const before = procStat(pid);
-          const r = await loadgens[order[i]!]!.request<ThroughputResult>({ type: 'throughput', proxy, target, tunnels, bytesEachWay, timeoutMs: 240_000 }, 300_000);
-          if (r.errors.length > 0) throw new Error(`${gw.path}: ${r.errors.join('; ')}`);
+          const loadgen = loadgens[order[i]!]!;
+          let units: number;
+          if (mode === 'setup') {
+            const r = await loadgen.request<SetupResult>({ type: 'setup', proxy, target, concurrency, maxCount: 10_000_000, durationMs: seconds * 1000, warmup: 0 }, seconds * 1000 + 120_000);
+            if (r.failures > 0) log(`  ! ${gw.path}: ${r.failures} failed set-ups, e.g. ${r.errors.slice(0, 2).join('; ')}`);
+            units = Math.max(1, r.count) / 1e6;
+          } else {
+            const r = await loadgen.request<ThroughputResult>({ type: 'throughput', proxy, target, tunnels, bytesEachWay, timeoutMs: 240_000 }, 300_000);
+            if (r.errors.length > 0) throw new Error(`${gw.path}: ${r.errors.join('; ')}`);
+            units = (r.upBytes + r.downBytes) / (1 << 30) / 1000;
+          }
           const after = procStat(pid);
-          const gib = (r.upBytes + r.downBytes) / (1 << 30);
-          return { total: ((after.cpuSeconds - before.cpuSeconds) * 1000) / gib, user: ((after.userSeconds - before.userSeconds) * 1000) / gib };
+          return { total: (after.cpuSeconds - before.cpuSeconds) / units, user: (after.userSeconds - before.userSeconds) / units };
         }),
       );
-      const ratio = perGiB[0]!.total / perGiB[1]!.total;
-      const userRatio = perGiB[0]!.user / perGiB[1]!.user;
+      const ratio = perUnit[0]!.total / perUnit[1]!.total;
+      const userRatio = perUnit[0]!.user / perUnit[1]!.user;
       ratios.push(ratio);
       userRatios.push(userRatio);
-      log(`${String(round + 1).padStart(5)}  ${listener.padEnd(8)}  ${perGiB[0]!.total.toFixed(0).padStart(8)}  ${perGiB[1]!.total.toFixed(0).padStart(8)}  ${ratio.toFixed(3)}  ${userRatio.toFixed(3)}`);
+      const width = 2 + unit.length;
+      log(`${String(round + 1).padStart(5)}  ${listener.padEnd(8)}  ${perUnit[0]!.total.toFixed(0).padStart(width)}  ${perUnit[1]!.total.toFixed(0).padStart(width)}  ${ratio.toFixed(3)}  ${userRatio.toFixed(3)}`);
     }
-    log(`A/B gateway CPU per GiB:  ${summary(ratios)} over ${ratios.length} rounds`);
-    log(`A/B gateway user per GiB: ${summary(userRatios)} over ${ratios.length} rounds`);
+    log(`A/B gateway CPU per ${per}:  ${summary(ratios)} over ${ratios.length} rounds`);
+    log(`A/B gateway user per ${per}: ${summary(userRatios)} over ${ratios.length} rounds`);
     return { total: geometricMean(ratios), user: geometricMean(userRatios) };
   }
 } finally {

@@ -4,6 +4,7 @@
 // or fails, and hand the socket on with no byte lost.
 import type { Socket } from 'node:net';
 import { DialError, reasonFromErrno, type FailureReason } from '../core/failure.js';
+import { kStage } from '../core/socket-stage.js';
 
 export interface HandshakeFailure {
   reason: FailureReason;
@@ -43,11 +44,11 @@ export function parkedSocketError(): void {}
 
 /** Makes sure an error on `socket` is handled until someone else takes it over. */
 export function park(socket: Socket): void {
-  if (!socket.listeners('error').includes(parkedSocketError)) socket.on('error', parkedSocketError);
+  // listenerCount() with the listener counts in place; listeners() would copy the array on every call.
+  if (socket.listenerCount('error', parkedSocketError) === 0) socket.on('error', parkedSocketError);
 }
 
-const kRun = Symbol('tailgate.handshake');
-type HandshakeSocket = Socket & { [kRun]?: HandshakeRun };
+type HandshakeSocket = Socket & { [kStage]?: HandshakeRun };
 
 class HandshakeRun {
   private received: Buffer = EMPTY;
@@ -67,7 +68,7 @@ class HandshakeRun {
 
   start(): void {
     const s = this.socket;
-    s[kRun] = this;
+    s[kStage] = this;
     park(s);
     this.timer = setTimeout(onTimeout, this.timeoutMs, this);
     // 'readable' + read() rather than 'data': once the listener is gone the socket is back in its initial mode, so
@@ -123,7 +124,7 @@ class HandshakeRun {
     this.settled = true;
     clearTimeout(this.timer);
     const s = this.socket;
-    s[kRun] = undefined;
+    s[kStage] = undefined;
     s.off('readable', onReadable);
     s.off('end', onEnd);
     s.off('close', onClose);
@@ -142,19 +143,19 @@ class HandshakeRun {
 }
 
 function onReadable(this: HandshakeSocket): void {
-  this[kRun]?.read();
+  this[kStage]?.read();
 }
 
 function onEnd(this: HandshakeSocket): void {
-  this[kRun]?.ended();
+  this[kStage]?.ended();
 }
 
 function onClose(this: HandshakeSocket): void {
-  this[kRun]?.fail('error', 'connection closed during the handshake');
+  this[kStage]?.fail('error', 'connection closed during the handshake');
 }
 
 function onError(this: HandshakeSocket, err: NodeJS.ErrnoException): void {
-  const run = this[kRun];
+  const run = this[kStage];
   run?.fail(run.errorReason(err.code), err.code ?? err.message);
 }
 

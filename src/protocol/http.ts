@@ -205,6 +205,114 @@ export function requestHeadProblem(raw: readonly string[], httpVersion: string):
   return null;
 }
 
+// ---- server side: a CONNECT request head read without Node's parser ------------------------------------
+
+/** A CONNECT request head in the plain form every client sends, which the listener answers without Node's parser. */
+export interface ConnectHead {
+  readonly kind: 'connect';
+  /** The request target as sent (authority-form), for parseAuthority. */
+  readonly authority: string;
+  /** The first Proxy-Authorization value, spaces around it trimmed as Node does; undefined without one. Node keeps the first of repeats too. */
+  readonly authorization: string | undefined;
+  /** Bytes up to and including the blank line; what follows is the client's first bytes for the target. */
+  readonly headLength: number;
+}
+
+/**
+ * `need-more`: what has arrived is the start of such a head. `other`: anything else, for Node's parser to take
+ * (and refuse as it does) with every byte: another method, a head at or over `maxBytes`, a byte outside the plain
+ * form, a body header.
+ */
+export type ConnectHeadScan = { readonly kind: 'need-more' } | { readonly kind: 'other' } | ConnectHead;
+
+const SCAN_NEED_MORE: ConnectHeadScan = Object.freeze({ kind: 'need-more' });
+const SCAN_OTHER: ConnectHeadScan = Object.freeze({ kind: 'other' });
+
+const AUTHORITY_BYTE = 1;
+const TOKEN_BYTE = 2;
+const VALUE_BYTE = 4;
+/**
+ * The plain form: a target of letters, digits and `.-_~:[]`, header names of token characters (RFC 9110 5.6.2),
+ * values of HTAB and visible ASCII. A subset of what llhttp accepts in strict mode, so a head that passes here would
+ * have passed there with the same target and credentials.
+ */
+const BYTE_CLASS = (() => {
+  const t = new Uint8Array(256);
+  const mark = (chars: string, bit: number) => {
+    for (let i = 0; i < chars.length; i++) t[chars.charCodeAt(i)]! |= bit;
+  };
+  const alnum = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+  mark(`${alnum}.-_~:[]`, AUTHORITY_BYTE);
+  mark(`${alnum}!#$%&'*+-.^_\`|~`, TOKEN_BYTE);
+  t[0x09]! |= VALUE_BYTE;
+  for (let c = 0x20; c <= 0x7e; c++) t[c]! |= VALUE_BYTE;
+  return t;
+})();
+
+const CONNECT_METHOD = Buffer.from('CONNECT ', 'latin1');
+const VERSION_PREFIX = Buffer.from(' HTTP/1.', 'latin1');
+
+/** Whether the header name at `start` is `lower` (lower-case letters and `-`), in any case. */
+function nameIs(buf: Buffer, start: number, lower: string): boolean {
+  for (let j = 0; j < lower.length; j++) if ((buf[start + j]! | 0x20) !== lower.charCodeAt(j)) return false;
+  return true;
+}
+
+/**
+ * Reads `buf`, the bytes a client has sent so far, as a CONNECT request head in the plain form. Decisions depend only
+ * on the bytes, never on how they were chunked: a prefix of a plain head is `need-more`, and a head turns `other`
+ * at its first byte outside the form.
+ */
+export function scanConnectHead(buf: Buffer, maxBytes: number): ConnectHeadScan {
+  const n = buf.length;
+  const more = n >= maxBytes ? SCAN_OTHER : SCAN_NEED_MORE;
+  for (let i = 0; i < CONNECT_METHOD.length; i++) {
+    if (i >= n) return more;
+    if (buf[i] !== CONNECT_METHOD[i]) return SCAN_OTHER;
+  }
+  let i = CONNECT_METHOD.length;
+  while (i < n && (BYTE_CLASS[buf[i]!]! & AUTHORITY_BYTE) !== 0) i++;
+  const authorityEnd = i;
+  if (i === CONNECT_METHOD.length && i < n) return SCAN_OTHER;
+  // " HTTP/1.0" or " HTTP/1.1", then CRLF.
+  for (let k = 0; k < VERSION_PREFIX.length; k++, i++) {
+    if (i >= n) return more;
+    if (buf[i] !== VERSION_PREFIX[k]) return SCAN_OTHER;
+  }
+  if (i >= n) return more;
+  if (buf[i] !== 0x30 && buf[i] !== 0x31) return SCAN_OTHER;
+  i++;
+  let authorization: string | undefined;
+  for (;;) {
+    // Here: the CRLF that ends the previous line.
+    if (i >= n) return more;
+    if (buf[i] !== 0x0d) return SCAN_OTHER;
+    if (i + 1 >= n) return more;
+    if (buf[i + 1] !== 0x0a) return SCAN_OTHER;
+    i += 2;
+    if (i >= n) return more;
+    if (buf[i] === 0x0d) {
+      if (i + 1 >= n) return more;
+      if (buf[i + 1] !== 0x0a) return SCAN_OTHER;
+      const headLength = i + 2;
+      if (headLength >= maxBytes) return SCAN_OTHER;
+      return { kind: 'connect', authority: buf.toString('latin1', CONNECT_METHOD.length, authorityEnd), authorization, headLength };
+    }
+    const nameStart = i;
+    while (i < n && (BYTE_CLASS[buf[i]!]! & TOKEN_BYTE) !== 0) i++;
+    if (i >= n) return more;
+    // An empty name, a space before the colon, or a folded line (obs-fold) are llhttp's to refuse.
+    if (i === nameStart || buf[i] !== 0x3a) return SCAN_OTHER;
+    const nameLength = i - nameStart;
+    const valueStart = ++i;
+    while (i < n && (BYTE_CLASS[buf[i]!]! & VALUE_BYTE) !== 0) i++;
+    // A body header on a CONNECT has rules of its own in llhttp; the plain form has none.
+    if (nameLength === 14 && nameIs(buf, nameStart, 'content-length')) return SCAN_OTHER;
+    if (nameLength === 17 && nameIs(buf, nameStart, 'transfer-encoding')) return SCAN_OTHER;
+    if (nameLength === 19 && authorization === undefined && i < n && nameIs(buf, nameStart, 'proxy-authorization')) authorization = buf.toString('latin1', valueStart, i).trim();
+  }
+}
+
 // ---- client side: CONNECT towards a device's HTTP proxy ------------------------------------------------
 
 /** The CONNECT request for `target`. */

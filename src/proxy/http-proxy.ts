@@ -13,6 +13,7 @@ import { isAcceptError } from './accept-guard.js';
 import type { ProxyDeps } from './deps.js';
 import { PROXY_USER_REFUSAL_DETAILS } from '../protocol/proxy-user.js';
 import { AUTH_REQUIRED_TEXT, HTTP_FAILURES, KEY_STORE_TEXT, PROXY_AUTHENTICATE, REFUSAL_STATUS, refusalHeaders, userParameterHeaders } from './failures.js';
+import { ConnectFront } from './connect-front.js';
 import { Forwarder } from './http-forward.js';
 import { allowHalfOpenAfterHandshake, answerAndClose, dropTlsClient, ignoreSocketError } from './sockets.js';
 
@@ -61,27 +62,39 @@ const CONNECT_ANSWERS: TunnelAnswers<Socket> = {
 
 const NO_CREDENTIALS = { username: Buffer.alloc(0), password: Buffer.alloc(0) };
 
-async function handleConnect(ctx: ListenerContext, pipeline: TunnelPipeline, req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
-  const target = parseAuthority(req.url ?? '');
-  if (target === null) {
-    answerAndClose(socket, rawErrorResponse(400, 'bad-request', 'CONNECT needs a host:port target'));
-    return;
-  }
-  const creds = parseBasicCredentials(req.headers['proxy-authorization']) ?? NO_CREDENTIALS;
-  const auth = await pipeline.authenticate(ctx, creds.username, creds.password, socket.remoteAddress);
-  if (!auth.ok) {
-    if (auth.throttled !== undefined) {
-      CONNECT_ANSWERS.refused(socket, auth.throttled);
+/**
+ * A CONNECT request, from Node's parser or the raw front: `authority` is the request target as sent, `authorization`
+ * the Proxy-Authorization value. The socket is paused and an error on it ignored. Never rejects: a bug costs the one
+ * connection.
+ */
+async function handleConnect(ctx: ListenerContext, pipeline: TunnelPipeline, authority: string, authorization: string | undefined, socket: Socket, head: Buffer): Promise<void> {
+  try {
+    const target = parseAuthority(authority);
+    if (target === null) {
+      answerAndClose(socket, rawErrorResponse(400, 'bad-request', 'CONNECT needs a host:port target'));
       return;
     }
-    answerAndClose(socket, auth.storeDown ? KEY_STORE_UNAVAILABLE : auth.parameter === undefined ? AUTH_REQUIRED : PARAMETER_REFUSED.get(auth.parameter)!);
-    return;
+    const creds = parseBasicCredentials(authorization) ?? NO_CREDENTIALS;
+    const answer = pipeline.authenticate(ctx, creds.username, creds.password, socket.remoteAddress);
+    const auth = answer instanceof Promise ? await answer : answer;
+    if (!auth.ok) {
+      if (auth.throttled !== undefined) {
+        CONNECT_ANSWERS.refused(socket, auth.throttled);
+        return;
+      }
+      answerAndClose(socket, auth.storeDown ? KEY_STORE_UNAVAILABLE : auth.parameter === undefined ? AUTH_REQUIRED : PARAMETER_REFUSED.get(auth.parameter)!);
+      return;
+    }
+    if (socket.destroyed) return;
+    await pipeline.connect(ctx, CONNECT_ANSWERS, socket, socket, auth, target, head.length > 0 ? head : null);
+  } catch (err) {
+    ctx.parts.log.error({ err }, 'CONNECT handling failed');
+    socket.destroy();
   }
-  if (socket.destroyed) return;
-  await pipeline.connect(ctx, CONNECT_ANSWERS, socket, socket, auth, target, head.length > 0 ? head : null);
 }
 
 const MALFORMED = rawErrorResponse(400, 'bad-request', 'malformed HTTP request');
+const HEAD_TIMEOUT = rawErrorResponse(408, 'handshake-timeout', 'request head not received in time');
 /**
  * What Node's parser (llhttp) refuses before a request reaches us, answered in our words rather than its messages,
  * which change between Node versions. Probed with raw bytes on Node 20 (test/hostile-http.test.ts pins each one).
@@ -111,7 +124,7 @@ function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
       response = rawErrorResponse(431, 'header-too-large', 'request head is larger than this proxy accepts');
       break;
     case 'ERR_HTTP_REQUEST_TIMEOUT':
-      response = rawErrorResponse(408, 'handshake-timeout', 'request head not received in time');
+      response = HEAD_TIMEOUT;
       break;
     default:
       response = PARSE_ERRORS.get(err.code ?? '') ?? MALFORMED;
@@ -136,7 +149,20 @@ function httpServerOptions(deps: ProxyDeps): http.ServerOptions {
 }
 
 export function createHttpProxyServer(deps: ProxyDeps): http.Server {
-  return serveHttpProxy(http.createServer(httpServerOptions(deps)), deps, 'http');
+  const options = httpServerOptions(deps);
+  const { pipeline } = deps;
+  const ctx = pipeline.listener('http');
+  const server = serveHttpProxy(http.createServer(options), deps, ctx);
+  // Plain CONNECT heads are read by hand; everything else still reaches Node's parser (connect-front.ts).
+  new ConnectFront(server, {
+    maxHeadBytes: deps.maxHeaderBytes,
+    handshakeMs: deps.timeouts.handshakeMs,
+    sweepMs: options.connectionsCheckingInterval!,
+    connect: (socket, head, rest) => void handleConnect(ctx, pipeline, head.authority, head.authorization, socket, rest),
+    timeoutAnswer: HEAD_TIMEOUT,
+    truncatedAnswer: MALFORMED,
+  });
+  return server;
 }
 
 /**
@@ -153,12 +179,12 @@ export function createHttpsProxyServer(deps: ProxyDeps, secure: SecureContextOpt
   // client without a TLS session cannot read. Such a client is only closed.
   server.removeAllListeners('tlsClientError');
   server.on('tlsClientError', dropTlsClient);
-  return serveHttpProxy(server as unknown as http.Server, deps, 'https') as unknown as https.Server;
+  return serveHttpProxy(server as unknown as http.Server, deps, deps.pipeline.listener('https')) as unknown as https.Server;
 }
 
-function serveHttpProxy(server: http.Server, deps: ProxyDeps, listener: 'http' | 'https'): http.Server {
+function serveHttpProxy(server: http.Server, deps: ProxyDeps, ctx: ListenerContext): http.Server {
   const { pipeline } = deps;
-  const ctx = pipeline.listener(listener);
+  const { listener } = ctx;
   const { handshakeMs, idleMs } = deps.timeouts;
   // An idle keep-alive connection has the handshake timeout to start its next request.
   server.keepAliveTimeout = handshakeMs;
@@ -171,10 +197,7 @@ function serveHttpProxy(server: http.Server, deps: ProxyDeps, listener: 'http' |
   server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     socket.pause();
     socket.on('error', ignoreSocketError);
-    handleConnect(ctx, pipeline, req, socket, head).catch((err: unknown) => {
-      deps.log.error({ err }, 'CONNECT handling failed');
-      socket.destroy();
-    });
+    void handleConnect(ctx, pipeline, req.url ?? '', req.headers['proxy-authorization'], socket, head);
   });
   server.on('clientError', onClientError);
   server.on('close', () => forwarder.close());

@@ -5,11 +5,12 @@ import tls, { type SecureContextOptions } from 'node:tls';
 import type { Target } from '../core/target.js';
 import { AUTH_FAILED, AUTH_OK, SocksReply, Socks5Parser, socksReply, type SocksReplyCode } from '../protocol/socks5.js';
 import type { ListenerContext } from '../tunnel/listener.js';
-import type { Authenticated, TunnelAnswers, TunnelPipeline } from '../tunnel/pipeline.js';
+import type { Authenticated, Authentication, TunnelAnswers, TunnelPipeline } from '../tunnel/pipeline.js';
 import { isAcceptError } from './accept-guard.js';
 import type { ProxyDeps } from './deps.js';
 import { SOCKS_FAILURES, SOCKS_REFUSED } from './failures.js';
 import { allowHalfOpenAfterHandshake, answerAndClose, dropTlsClient } from './sockets.js';
+import { kStage } from '../core/socket-stage.js';
 
 const SUCCEEDED = socksReply(SocksReply.Succeeded);
 
@@ -21,7 +22,7 @@ const SOCKS_ANSWERS: TunnelAnswers<SocksSession> = {
     socket.off('error', onSessionError);
     socket.off('close', onSessionClose);
     // The session (its parser, credentials and handlers) is done with: an open tunnel must not keep it.
-    socket[kSession] = undefined;
+    socket[kStage] = undefined;
     socket.write(SUCCEEDED);
   },
   refused(session) {
@@ -32,8 +33,7 @@ const SOCKS_ANSWERS: TunnelAnswers<SocksSession> = {
   },
 };
 
-const kSession = Symbol('tailgate.socks');
-type SessionSocket = Socket & { [kSession]?: SocksSession };
+type SessionSocket = Socket & { [kStage]?: SocksSession };
 
 class SocksSession {
   readonly parser = new Socks5Parser();
@@ -64,7 +64,7 @@ class SocksSession {
         case 'credentials':
           // Hold further input (a pipelined request) until the key is checked.
           socket.pause();
-          this.checkCredentials(step.username, step.password).catch(this.fatal);
+          this.checkCredentials(step.username, step.password);
           return;
         case 'connect':
           this.requested = true;
@@ -72,7 +72,7 @@ class SocksSession {
           socket.pause();
           socket.off('data', onSessionData);
           socket.off('end', onSessionEnd);
-          this.connect(step.target).catch(this.fatal);
+          void this.connect(step.target);
           return;
         case 'reject':
           this.done();
@@ -82,9 +82,19 @@ class SocksSession {
     }
   }
 
-  private async checkCredentials(username: Buffer, password: Buffer): Promise<void> {
+  /** A cached key is answered within this call; any other waits for the key store. */
+  private checkCredentials(username: Buffer, password: Buffer): void {
+    try {
+      const answer = this.pipeline.authenticate(this.ctx, username, password, this.socket.remoteAddress);
+      if (answer instanceof Promise) answer.then((auth) => this.checked(auth)).catch((err: unknown) => this.fatal(err));
+      else this.checked(answer);
+    } catch (err) {
+      this.fatal(err);
+    }
+  }
+
+  private checked(auth: Authentication): void {
     // A throttled address gets the same RFC 1929 failure as wrong credentials: SOCKS5 has no way to say more.
-    const auth = await this.pipeline.authenticate(this.ctx, username, password, this.socket.remoteAddress);
     if (this.socket.destroyed) return;
     if (auth.ok) {
       this.auth = auth;
@@ -102,13 +112,18 @@ class SocksSession {
     this.advance();
   }
 
+  /** Never rejects. */
   private async connect(target: Target): Promise<void> {
-    const auth = this.auth;
-    if (auth === null) {
-      this.fail(SocksReply.GeneralFailure);
-      return;
+    try {
+      const auth = this.auth;
+      if (auth === null) {
+        this.fail(SocksReply.GeneralFailure);
+        return;
+      }
+      await this.pipeline.connect(this.ctx, SOCKS_ANSWERS, this, this.socket, auth, target, this.parser.rest());
+    } catch (err) {
+      this.fatal(err);
     }
-    await this.pipeline.connect(this.ctx, SOCKS_ANSWERS, this, this.socket, auth, target, this.parser.rest());
   }
 
   fail(code: SocksReplyCode): void {
@@ -122,16 +137,16 @@ class SocksSession {
     this.handshakeTimer = undefined;
   }
 
-  // Bugs must cost one connection, never the process.
-  readonly fatal = (err: unknown): void => {
+  /** Bugs must cost one connection, never the process. */
+  fatal(err: unknown): void {
     this.done();
     this.ctx.parts.log.error({ err }, 'socks5 session failed');
     this.socket.destroy();
-  };
+  }
 }
 
 function onSessionData(this: SessionSocket, chunk: Buffer): void {
-  const s = this[kSession]!;
+  const s = this[kStage]!;
   s.parser.push(chunk);
   s.advance();
 }
@@ -146,7 +161,7 @@ function onSessionError(this: SessionSocket): void {
 }
 
 function onSessionClose(this: SessionSocket): void {
-  this[kSession]!.done();
+  this[kStage]!.done();
 }
 
 function onHandshakeTimeout(session: SocksSession): void {
@@ -160,7 +175,7 @@ function socksSessions(deps: ProxyDeps, listener: 'socks5' | 'socks5-tls'): (soc
   const ctx = pipeline.listener(listener);
   return (socket: SessionSocket) => {
     const session = new SocksSession(ctx, pipeline, socket);
-    socket[kSession] = session;
+    socket[kStage] = session;
     socket.on('data', onSessionData);
     socket.on('end', onSessionEnd);
     socket.on('error', onSessionError);

@@ -1,12 +1,12 @@
 import net from 'node:net';
 import { DialError, reasonFromErrno } from '../core/failure.js';
 import type { Dialer } from '../core/dialer.js';
+import { kStage } from '../core/socket-stage.js';
 
 // One dial's state lives on its socket and the handlers are shared: no closures per dial. The error listener is
 // taken off with off() (never removeAllListeners(), which would take the socket's event table out of Node's
 // fixed-shape mode and into a dictionary that every idle tunnel would then carry).
-const kDial = Symbol('tailgate.dial');
-type DialSocket = net.Socket & { [kDial]?: PendingDial };
+type DialSocket = net.Socket & { [kStage]?: PendingDial };
 
 interface PendingDial {
   timer: NodeJS.Timeout | undefined;
@@ -18,8 +18,8 @@ interface PendingDial {
 }
 
 function settle(socket: DialSocket): PendingDial {
-  const dial = socket[kDial]!;
-  socket[kDial] = undefined;
+  const dial = socket[kStage]!;
+  socket[kStage] = undefined;
   clearTimeout(dial.timer);
   socket.off('connect', onConnect);
   socket.off('error', onError);
@@ -47,7 +47,7 @@ export class DirectDialer implements Dialer {
   dial(host: string, port: number, timeoutMs: number): Promise<net.Socket> {
     return new Promise((resolve, reject) => {
       const socket: DialSocket = net.connect({ host, port, allowHalfOpen: true, noDelay: true });
-      socket[kDial] = { timer: setTimeout(onTimeout, timeoutMs, socket), resolve, reject, host, port, timeoutMs };
+      socket[kStage] = { timer: setTimeout(onTimeout, timeoutMs, socket), resolve, reject, host, port, timeoutMs };
       socket.on('connect', onConnect);
       socket.on('error', onError);
     });

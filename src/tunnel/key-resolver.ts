@@ -30,9 +30,18 @@ interface Flight {
   stale: boolean;
 }
 
-// Cached values are settled promises, so a hit hands back the very object it stored: no allocation beyond
-// hashing the key, and no extra microtask for the caller's await.
+/**
+ * What the cache holds for a key: its route (null: not registered) and the same as a settled promise, so a hit hands
+ * back the very object it stored (no allocation, no extra microtask for an await), or the route itself to a caller
+ * that goes on synchronously (cached()).
+ */
+interface Known {
+  readonly route: KeyRoute | null;
+  readonly settled: Promise<KeyRoute | null>;
+}
+
 const UNKNOWN: Promise<KeyRoute | null> = Promise.resolve(null);
+const NOT_REGISTERED: Known = Object.freeze({ route: null, settled: UNKNOWN });
 // lru-cache's get() allocates an options object per call when none is passed (it only ever writes an
 // optional diagnostics status into it, so one shared object serves every hit).
 const GET_OPTIONS = {};
@@ -65,7 +74,7 @@ export interface KeyResolverParts {
 }
 
 export class KeyResolver implements RouteResolver {
-  private readonly cache: LRUCache<string, Promise<KeyRoute | null>>;
+  private readonly cache: LRUCache<string, Known>;
   private readonly inflight = new Map<string, Flight>();
   private readonly positiveTtlMs: number;
   private readonly negativeTtlMs: number;
@@ -109,8 +118,13 @@ export class KeyResolver implements RouteResolver {
   /** resolve() for a caller that has hashed the key already (the proxy listeners: one hash per connection). */
   resolveHash(keyHash: string): Promise<KeyRoute | null> {
     const hit = this.cache.get(keyHash, GET_OPTIONS);
-    if (hit !== undefined) return hit;
+    if (hit !== undefined) return hit.settled;
     return this.inflight.get(keyHash)?.promise ?? this.lookup(keyHash, 0);
+  }
+
+  /** What the cache says about the key now: its route, null for a key known not to be registered, undefined if it does not know. */
+  cached(keyHash: string): KeyRoute | null | undefined {
+    return this.cache.get(keyHash, GET_OPTIONS)?.route;
   }
 
   /**
@@ -182,7 +196,7 @@ export class KeyResolver implements RouteResolver {
         // revocation can be committed while it is down. An unknown key still fails, and is answered 503.
         if (this.inflight.get(keyHash) === flight) this.inflight.delete(keyHash);
         const stale = flight.stale ? undefined : this.cache.get(keyHash, STALE_OPTIONS);
-        if (stale !== undefined && stale !== UNKNOWN) return stale;
+        if (stale !== undefined && stale.route !== null) return stale.settled;
         throw err;
       },
     );
@@ -192,11 +206,11 @@ export class KeyResolver implements RouteResolver {
 
   private remember(keyHash: string, route: KeyRoute | null): Promise<KeyRoute | null> {
     if (route === null) {
-      if (this.negativeTtlMs > 0) this.cache.set(keyHash, UNKNOWN, { ttl: this.negativeTtlMs });
+      if (this.negativeTtlMs > 0) this.cache.set(keyHash, NOT_REGISTERED, { ttl: this.negativeTtlMs });
       return UNKNOWN;
     }
-    const settled = Promise.resolve(route);
-    if (this.positiveTtlMs > 0) this.cache.set(keyHash, settled, { ttl: this.positiveTtlMs });
-    return settled;
+    const known: Known = { route, settled: Promise.resolve(route) };
+    if (this.positiveTtlMs > 0) this.cache.set(keyHash, known, { ttl: this.positiveTtlMs });
+    return known.settled;
   }
 }

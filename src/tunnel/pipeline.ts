@@ -13,7 +13,7 @@ import { failureScope, type DeviceState, type FailureScope } from './device-heal
 import { fitsFilters, MAX_FAILOVERS, type DeviceSelector, type Selection } from './select.js';
 import type { Target } from '../core/target.js';
 import { StoreUnavailableError } from '../store/breaker.js';
-import { authenticate } from './auth.js';
+import { authenticate, type AuthOutcome } from './auth.js';
 import { throttleUnit, type AuthThrottle } from './auth-throttle.js';
 import type { DeviceConnector } from './connector.js';
 import { ListenerContext, type ListenerParts } from './listener.js';
@@ -95,7 +95,7 @@ export class TunnelPipeline {
    * Stage 1. Wrong credentials are counted; a key store failure is logged. `address`: the client's, for the
    * brute-force throttle, which refuses an address cooling down before anything else happens.
    */
-  async authenticate(ctx: ListenerContext, username: Buffer, password: Buffer, address: string | undefined): Promise<Authentication> {
+  authenticate(ctx: ListenerContext, username: Buffer, password: Buffer, address: string | undefined): Authentication | Promise<Authentication> {
     const throttle = this.deps.authThrottle;
     const unit = throttle === undefined || address === undefined ? undefined : throttleUnit(address);
     if (unit !== undefined) {
@@ -105,7 +105,15 @@ export class TunnelPipeline {
         return { ok: false, storeDown: false, parameter: undefined, throttled };
       }
     }
-    const outcome = await authenticate(this.deps.resolver, username, password);
+    const outcome = authenticate(this.deps.resolver, username, password);
+    const given = username.length > 0 || password.length > 0;
+    // A key not in the resolver's cache waits for the store; a cached one is judged now, with no promise.
+    return outcome instanceof Promise ? outcome.then((o) => this.judged(ctx, o, unit, given)) : this.judged(ctx, outcome, unit, given);
+  }
+
+  /** authenticate()'s verdict on an outcome; `given`: whether the client sent any credentials. */
+  private judged(ctx: ListenerContext, outcome: AuthOutcome, unit: string | undefined, given: boolean): Authentication {
+    const throttle = this.deps.authThrottle;
     if (outcome.ok) return outcome;
     if (outcome.error) {
       // While the database is known to be down the breaker has said so once; a line per refused client would let
@@ -117,7 +125,7 @@ export class TunnelPipeline {
     ctx.authFailures.inc();
     // A request without credentials is not a guess (browsers send one before answering the 407 challenge), and
     // refused parameters are judged without a lookup and tell nothing about the key: neither counts towards the limit.
-    if (unit !== undefined && outcome.parameter === undefined && (username.length > 0 || password.length > 0)) throttle!.failed(unit);
+    if (unit !== undefined && outcome.parameter === undefined && given) throttle!.failed(unit);
     if (outcome.parameter === undefined) return WRONG_CREDENTIALS;
     this.deps.log.info({ listener: ctx.listener, reason: 'user-parameter', detail: outcome.parameter }, 'user name parameters refused');
     return { ok: false, storeDown: false, parameter: outcome.parameter };

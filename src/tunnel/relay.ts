@@ -21,9 +21,9 @@ import type { Direction, KeyGate, Metered } from './limits.js';
 import type { ListenerContext } from './listener.js';
 import type { RoutedDevice } from './routes.js';
 import type { UsageMeter, UsageRecorder } from './usage.js';
+import { kStage } from '../core/socket-stage.js';
 
-const kTunnel = Symbol('tailgate.tunnel');
-type RelaySocket = Socket & { [kTunnel]?: Tunnel };
+type RelaySocket = Socket & { [kStage]?: Tunnel };
 
 class Tunnel implements UsageMeter, Metered {
   /** Sockets still open; the tunnel is finished when both have closed. */
@@ -109,18 +109,18 @@ function peerOf(t: Tunnel, s: Socket): Socket {
 
 // Backpressure as pipe() does it: the source waits while the peer holds more than its high-water mark.
 function onRelayData(this: RelaySocket, chunk: Buffer): void {
-  const t = this[kTunnel]!;
+  const t = this[kStage]!;
   if (!peerOf(t, this).write(chunk)) this.pause();
 }
 
 function onRelayDrain(this: RelaySocket): void {
-  const t = this[kTunnel]!;
+  const t = this[kStage]!;
   peerOf(t, this).resume();
 }
 
 // The same for a key with a limit: the bytes just written are taken from the key's bucket of their direction.
 function onShapedData(this: RelaySocket, chunk: Buffer): void {
-  const t = this[kTunnel]!;
+  const t = this[kStage]!;
   const up = this === t.client;
   const ok = (up ? t.upstream : t.client).write(chunk);
   const bucket = up ? t.gate!.up : t.gate!.down;
@@ -134,7 +134,7 @@ function onShapedData(this: RelaySocket, chunk: Buffer): void {
 
 // A source its bucket holds stays paused when its peer drains; the bucket's timer resumes it.
 function onShapedDrain(this: RelaySocket): void {
-  const t = this[kTunnel]!;
+  const t = this[kStage]!;
   if (this === t.client) {
     if (!t.heldDown) t.upstream.resume();
   } else if (!t.heldUp) t.client.resume();
@@ -143,26 +143,26 @@ function onShapedDrain(this: RelaySocket): void {
 // One direction is over: pass the FIN on. The peer flushes what it holds first, and the other direction
 // keeps flowing.
 function onRelayEnd(this: RelaySocket): void {
-  const t = this[kTunnel]!;
+  const t = this[kStage]!;
   peerOf(t, this).end();
 }
 
 function onRelayError(this: RelaySocket, err: NodeJS.ErrnoException): void {
-  const t = this[kTunnel]!;
+  const t = this[kStage]!;
   t.ending ??= `${this === t.client ? 'client' : 'device'} ${err.code ?? err.message}`;
   t.client.destroy();
   t.upstream.destroy();
 }
 
 function onRelayTimeout(this: RelaySocket): void {
-  const t = this[kTunnel]!;
+  const t = this[kStage]!;
   t.ending ??= 'idle timeout';
   t.client.destroy();
   t.upstream.destroy();
 }
 
 function onRelayClose(this: RelaySocket): void {
-  const t = this[kTunnel]!;
+  const t = this[kStage]!;
   // A clean close (both directions ended) means onRelayEnd already ended the peer, which closes once it
   // has flushed; cutting it now would drop its buffered bytes. Anything else (reset, revocation, shutdown)
   // takes the peer down too.
@@ -175,7 +175,7 @@ function onRelayClose(this: RelaySocket): void {
 
 /** `idleMs` null: no idle timer on this socket (the tunnel's one is on the client socket). */
 function attach(s: RelaySocket, t: Tunnel, idleMs: number | null): void {
-  s[kTunnel] = t;
+  s[kStage] = t;
   s.on('error', onRelayError);
   s.on('close', onRelayClose);
   s.on('data', t.gate === null ? onRelayData : onShapedData);
@@ -254,8 +254,9 @@ export function startRelay(
  */
 export function adoptTunnels(clients: Iterable<Socket>, gate: KeyGate): void {
   for (const client of clients) {
-    const t = (client as RelaySocket)[kTunnel];
-    if (t === undefined || t.gate !== null || t.openSockets < 2) continue;
+    // A client still being set up holds another stage's state in the slot.
+    const t = (client as RelaySocket)[kStage];
+    if (!(t instanceof Tunnel) || t.gate !== null || t.openSockets < 2) continue;
     t.gate = gate;
     for (const s of [t.client, t.upstream]) {
       s.off('data', onRelayData);

@@ -37,4 +37,6 @@ export function isPoolRoute(route: KeyRoute): route is PoolRoute {
 /** Resolves a proxy key, given as its hash (hashKey(key)), to where it may egress. Returns null for unknown keys. */
 export interface RouteResolver {
   resolveHash(keyHash: string): Promise<KeyRoute | null>;
+  /** The answer when it is at hand now (null: not registered), undefined otherwise; absent: always ask resolveHash(). */
+  cached?(keyHash: string): KeyRoute | null | undefined;
 }
