@@ -12,6 +12,8 @@ import {
   parseAuthority,
   parseBasicCredentials,
   requestHeadProblem,
+  scanConnectHead,
+  type ConnectHeadScan,
 } from '../../src/protocol/http.js';
 import { TsDialHandshake } from '../../src/protocol/localapi.js';
 import { parseProxyUser, PROXY_USER_REFUSAL_DETAILS, SESSION_IDLE_MAX_MINUTES } from '../../src/protocol/proxy-user.js';
@@ -303,6 +305,33 @@ function responseHead(r: Rng): Buffer {
   return Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'), randomBytes(r, 30)]);
 }
 
+const SCAN_MAX_BYTES = 512;
+
+function sameScan(a: ConnectHeadScan, b: ConnectHeadScan): boolean {
+  if (a.kind !== 'connect' || b.kind !== 'connect') return a.kind === b.kind;
+  return a.authority === b.authority && a.authorization === b.authorization && a.headLength === b.headLength;
+}
+
+/**
+ * The HTTP listener's own CONNECT reader (proxy/connect-front.ts) sees a head grow chunk by chunk: a decision, once
+ * made on a prefix, must be the one every longer prefix gets; a CONNECT it reads must end at the head's blank line
+ * and carry nothing a header line could smuggle.
+ */
+function runConnectScan(data: Buffer, r: Rng): void {
+  const whole = scanConnectHead(data, SCAN_MAX_BYTES);
+  let decided: ConnectHeadScan | undefined;
+  for (let end = 0; end <= data.length; end += 1 + int(r, 8)) {
+    const scan = scanConnectHead(data.subarray(0, end), SCAN_MAX_BYTES);
+    if (decided !== undefined) check(sameScan(scan, decided), 'CONNECT scan: a longer prefix changed the decision');
+    else if (scan.kind !== 'need-more') decided = scan;
+  }
+  if (decided !== undefined) check(sameScan(whole, decided), 'CONNECT scan: the whole head disagrees with its prefix');
+  if (whole.kind !== 'connect') return;
+  check(whole.headLength <= data.length && data.toString('latin1', whole.headLength - 4, whole.headLength) === '\r\n\r\n', 'CONNECT scan: head end misplaced');
+  check(data.indexOf('\r\n\r\n', 0, 'latin1') + 4 === whole.headLength, 'CONNECT scan: not the first blank line');
+  check(!/[\0-\x08\x0a-\x1f\x7f]/.test(whole.authority + (whole.authorization ?? '')), 'CONNECT scan: a control character in the target or credentials');
+}
+
 const http: FuzzTarget = {
   name: 'http',
   weight: 3,
@@ -316,6 +345,7 @@ const http: FuzzTarget = {
     const data = input.subarray(1);
     if (input[0] === 0) {
       runRequestHead(data.toString('latin1'));
+      runConnectScan(data, r);
       return;
     }
     // A device's answer to our CONNECT, and tailscaled's to the ts-dial upgrade, read as a stream.
