@@ -293,6 +293,10 @@ async function inside(plan: TailnetPlan): Promise<TailnetOutcome> {
       sliceMs: plan.setupSliceMs,
       soloMs: plan.setupSliceMs,
       warmupTunnels: plan.setupWarmupTunnels,
+      // The device side's CPU per tunnel grows with each slice of a round (its tailscaled keeps the state of the
+      // connections just closed), so a fixed order would always measure the same paths on the most loaded device:
+      // each round starts one path further on.
+      order: (rep) => [...paths.slice(rep % paths.length), ...paths.slice(0, rep % paths.length)],
     });
     for (const d of ctx.details) {
       const cpu = d.cpuSeconds as CpuSample | undefined;

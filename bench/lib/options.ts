@@ -122,7 +122,7 @@ export interface Sizes {
 }
 
 export const FULL: Sizes = {
-  throughputBytesEachWay: 512 << 20,
+  throughputBytesEachWay: 384 << 20,
   // Five repetitions and 6 s of setup slices made the full run 20 minutes once gost, node-floor, the scale group and
   // kernel mode joined it; the paired tool (bench/paired-cpu.ts) is the instrument for small differences.
   throughputRepeats: 3,
