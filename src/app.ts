@@ -255,12 +255,13 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
     ...(config.plainListeners ? { http: ports.http, socks5: ports.socks } : {}),
     ...(ports.https === undefined ? {} : { https: ports.https, socks5Tls: ports.socksTls! }),
   };
-  if (worker !== undefined) {
+  // A worker has no API (built above only when there is no worker), so past this point `api` is the primary's.
+  if (worker !== undefined || api === undefined) {
     log.info({ http: ports.http, socks5: ports.socks, https: ports.https, socks5Tls: ports.socksTls, descriptorLimit, maxConnectionsPerListener: maxConnections }, 'worker listening');
     return assemble();
   }
-  await api!.listen({ port: config.apiPort, host: config.apiHost });
-  const apiAddr = api!.server.address();
+  await api.listen({ port: config.apiPort, host: config.apiHost });
+  const apiAddr = api.server.address();
   ports.api = typeof apiAddr === 'object' && apiAddr !== null ? apiAddr.port : config.apiPort;
 
   const where = (port: number | undefined) => (port === undefined || port === 0 ? 'off' : `${config.listenHost}:${port}`);

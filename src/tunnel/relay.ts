@@ -222,7 +222,9 @@ export function startRelay(
   }
   const now = performance.now();
   const pendingBytes = pending === null ? 0 : pending.length;
-  const t = new Tunnel(ctx, route, client, upstream, client.bytesRead - pendingBytes, client.bytesWritten, now, device, gate);
+  // bytesRead counts what the socket has taken from the kernel, including what it read ahead into its buffer while
+  // paused for the set-up: those bytes are still to be relayed, like `pending`, so they count too.
+  const t = new Tunnel(ctx, route, client, upstream, client.bytesRead - pendingBytes - client.readableLength, client.bytesWritten, now, device, gate);
   if (gate !== null) {
     t.holdsSlot = true;
     gate.follow(t);
