@@ -1,12 +1,14 @@
 // How evenly node:cluster spreads connections over worker processes on this machine, by scheduling policy:
 // SCHED_RR (the primary accepts and hands each connection to the next worker) or SCHED_NONE (every worker accepts
-// on the shared socket; the kernel picks). Run: node --import tsx bench/cluster-spread.ts [workers] [connections]
+// on the shared socket; the kernel picks).
+// Run: node --import tsx bench/cluster-spread.ts [workers] [connections] [clients at once, default 50]
 // Prints one line per policy: the connections each worker took. Used for the choice in README "Worker processes".
 import cluster from 'node:cluster';
 import net from 'node:net';
 
 const workers = Number(process.argv[2] ?? 2);
 const connections = Number(process.argv[3] ?? 2000);
+const lanes = Number(process.argv[4] ?? 50);
 
 if (cluster.isWorker) {
   let n = 0;
@@ -25,7 +27,7 @@ if (cluster.isWorker) {
     // Parent: run each policy in a child of its own (the policy is fixed once the first worker forks).
     const { execFileSync } = await import('node:child_process');
     for (const p of ['rr', 'none']) {
-      const out = execFileSync(process.execPath, [...process.execArgv, process.argv[1]!, String(workers), String(connections)], { env: { ...process.env, SPREAD_POLICY: p } });
+      const out = execFileSync(process.execPath, [...process.execArgv, process.argv[1]!, String(workers), String(connections), String(lanes)], { env: { ...process.env, SPREAD_POLICY: p } });
       process.stdout.write(out);
     }
   } else {
@@ -33,7 +35,7 @@ if (cluster.isWorker) {
     const forks = Array.from({ length: workers }, () => cluster.fork());
     const ports = await Promise.all(forks.map((w) => new Promise<number>((r) => w.once('message', (m: { port: number }) => r(m.port)))));
     const port = ports[0]!;
-    // 50 at a time, like clients arriving together.
+    // `lanes` at a time, like clients arriving together (1: one after another).
     let next = 0;
     const one = () =>
       new Promise<void>((resolve, reject) => {
@@ -49,12 +51,12 @@ if (cluster.isWorker) {
       }
     };
     const started = performance.now();
-    await Promise.all(Array.from({ length: 50 }, lane));
+    await Promise.all(Array.from({ length: lanes }, lane));
     const ms = performance.now() - started;
     const counts = await Promise.all(
       forks.map((w) => new Promise<number>((r) => { w.once('message', (m: { count: number }) => r(m.count)); w.send('count'); })),
     );
-    process.stdout.write(`${process.env.SPREAD_POLICY === 'rr' ? 'SCHED_RR  ' : 'SCHED_NONE'} workers=${workers} connections=${connections} per worker: ${counts.join(' / ')} (${ms.toFixed(0)} ms)\n`);
+    process.stdout.write(`${process.env.SPREAD_POLICY === 'rr' ? 'SCHED_RR  ' : 'SCHED_NONE'} workers=${workers} connections=${connections} at once=${lanes} per worker: ${counts.join(' / ')} (${ms.toFixed(0)} ms)\n`);
     for (const w of forks) w.kill();
   }
 }

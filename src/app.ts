@@ -59,6 +59,8 @@ export interface PrimaryRole {
   reconnected(): void;
   /** Whether the workers listen (readiness). */
   listening(): boolean;
+  /** Settles once every worker has applied the key changes made so far; undefined when there are none outstanding. */
+  keyChangesApplied(): Promise<unknown> | undefined;
   /** Where the workers listen. */
   ports: { http: number; socks: number; https?: number | undefined; socksTls?: number | undefined };
   /** What /metrics answers: this process's registry and every worker's, summed. */
@@ -202,6 +204,7 @@ export async function startGateway(config: Config, log: Logger, parts: GatewayPa
     registry,
     metrics,
     exposition: primary?.exposition,
+    keyChangesApplied: primary?.keyChangesApplied,
     log,
     listening,
     tailnet: parts.tailnet,

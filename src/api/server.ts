@@ -44,6 +44,12 @@ export interface ApiDeps {
   metrics: Metrics;
   /** What /metrics answers instead of `metrics`' registry (a gateway with worker processes: their sum). */
   exposition?: (() => Promise<string>) | undefined;
+  /**
+   * A gateway with worker processes: settles once every worker has applied the key changes made so far (undefined:
+   * none outstanding). Every answer waits for it, so a key registered, changed or revoked by a call acts that way on
+   * any connection made after the answer, whichever worker accepts it.
+   */
+  keyChangesApplied?: (() => Promise<unknown> | undefined) | undefined;
   log: Logger;
   /** True while both proxy listeners accept connections. */
   listening: () => boolean;
@@ -126,10 +132,12 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
     request.caller = gate.authorize(request.headers.authorization, request.routeOptions.config.access ?? 'admin');
   });
 
+  const { keyChangesApplied } = deps;
   app.addHook('onSend', async (_request, reply) => {
     // Answers describe live bindings (and GET /registerV2/:key changes them): nothing along the way may cache. The
     // dashboard's files say for themselves how they may be cached.
     if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store');
+    if (keyChangesApplied !== undefined) await keyChangesApplied();
   });
 
   app.addHook('onResponse', async (request, reply) => {

@@ -8,9 +8,9 @@ import type { TailnetCall, TailnetSnapshot } from './tailnet-mirror.js';
 
 /** Primary → worker. */
 export type ToWorker =
-  /** Forget the key's cached route (a registration, a change). */
-  | { tg: 'invalidate'; keyHash: string }
-  | { tg: 'invalidate-all' }
+  /** Forget the key's cached route (a registration, a change), then say so with `applied`. */
+  | { tg: 'invalidate'; id: number; keyHash: string }
+  | { tg: 'invalidate-all'; id: number }
   /** Cut the key's open tunnels and answer how many (`onChange`: from a change notification, see TunnelRegistry). */
   | { tg: 'cut'; id: number; keyHash: string; onChange: boolean }
   /** The change feed reconnected: read the keys with open tunnels again. */
@@ -39,6 +39,8 @@ export type ToPrimary =
   /** Every proxy listener of the worker listens, on these ports. */
   | { tg: 'listening'; ports: ListenerPorts }
   | { tg: 'cut'; id: number; tunnels: number }
+  /** The invalidation `id` is applied: a connection this worker accepts from now on sees the change. */
+  | { tg: 'applied'; id: number }
   | { tg: 'metrics'; id: number; json: unknown }
   | { tg: 'totals'; id: number; totals: LiveTotals }
   /** One place and one rate token of a key with maxTunnels or tunnelsPerSecond. */

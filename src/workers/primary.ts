@@ -1,9 +1,10 @@
 // The primary of a gateway with TAILGATE_WORKERS > 1. It keeps what must be one for the whole gateway: the API, the
 // store (and so the embedded database and its single client), the tailscaled supervisor, the change-notification
 // listener and the count of places and rate tokens of keys with maxTunnels or tunnelsPerSecond. The proxy listeners
-// run in the workers (node:cluster, round-robin: the primary accepts and hands each connection to the next free
-// worker; README "Worker processes" has the measurement behind the choice). It forwards every key change to every
-// worker, sums their metrics, drains them on SIGTERM and replaces one that dies.
+// run in the workers (node:cluster with SCHED_NONE: every worker accepts from the one listening socket itself, so a
+// connection costs no hand-over by the primary; README "Worker processes" has the measurement behind the choice). It
+// forwards every key change to every worker and holds the API's answer until each has applied it, sums their
+// metrics, drains them on SIGTERM and replaces one that dies.
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, Counter } from 'prom-client';
 import type { PrimaryRole } from '../app.js';
@@ -81,6 +82,8 @@ export class WorkerPool {
   private readonly slots = new SharedSlots();
   private readonly shaping = new SharedShaping();
   private readonly gathers = new Map<number, Gather<unknown>>();
+  /** Key invalidations sent and not yet applied by every worker (settled when each has, or is gone, or at ANSWER_MS). */
+  private readonly unapplied = new Set<Promise<unknown>>();
   private nextId = 0;
   private stopping = false;
   private started = false;
@@ -97,8 +100,9 @@ export class WorkerPool {
 
   /** Forks the workers and resolves with their ports once every one listens; rejects if one dies first. */
   async start(): Promise<ListenerPorts> {
-    // Round-robin unless NODE_CLUSTER_SCHED_POLICY says otherwise (it is also the default on Linux).
-    if (process.env.NODE_CLUSTER_SCHED_POLICY === undefined) cluster.schedulingPolicy = cluster.SCHED_RR;
+    // The kernel's accept unless NODE_CLUSTER_SCHED_POLICY says otherwise (node:cluster's own default on Linux is
+    // round-robin through the primary, which doubled the CPU a tunnel's set-up costs).
+    if (process.env.NODE_CLUSTER_SCHED_POLICY === undefined) cluster.schedulingPolicy = cluster.SCHED_NONE;
     const socksPort = this.opts.tailnet?.socksPort;
     cluster.setupPrimary({ serialization: 'advanced' });
     if (this.opts.tailnet !== undefined) this.publisher = new TailnetPublisher(this.opts.tailnet, (snapshot) => this.broadcast({ tg: 'tailnet', snapshot }));
@@ -193,6 +197,9 @@ export class WorkerPool {
       case 'cut':
         this.gathers.get(m.id)?.answer(w.id, m.tunnels);
         return;
+      case 'applied':
+        this.gathers.get(m.id)?.answer(w.id, undefined);
+        return;
       case 'metrics':
         this.gathers.get(m.id)?.answer(w.id, m.json);
         return;
@@ -258,6 +265,7 @@ export class WorkerPool {
       spread: (local) => this.spread(local),
       reconnected: () => void this.broadcast({ tg: 'recheck' }),
       listening: () => this.listening(),
+      keyChangesApplied: () => this.keyChangesApplied(),
       exposition: () => this.exposition(),
       liveTotals: () => this.liveTotals(),
     };
@@ -282,11 +290,11 @@ export class WorkerPool {
     const keyCache: KeyCache = {
       invalidate: (keyHash) => {
         local.keyCache.invalidate(keyHash);
-        this.broadcast({ tg: 'invalidate', keyHash });
+        this.invalidateInWorkers((id) => ({ tg: 'invalidate', id, keyHash }));
       },
       invalidateAll: () => {
         local.keyCache.invalidateAll();
-        this.broadcast({ tg: 'invalidate-all' });
+        this.invalidateInWorkers((id) => ({ tg: 'invalidate-all', id }));
       },
       resolveHash: (keyHash) => local.keyCache.resolveHash(keyHash),
     };
@@ -303,6 +311,22 @@ export class WorkerPool {
       openKeys: () => local.tunnels.openKeys(),
     };
     return { keyCache, tunnels };
+  }
+
+  private invalidateInWorkers(make: (id: number) => ToWorker): void {
+    const applied = this.gather<undefined>(make);
+    this.unapplied.add(applied);
+    void applied.then(() => this.unapplied.delete(applied));
+  }
+
+  /**
+   * Resolves once every worker has applied the key invalidations sent so far (or is gone, or ANSWER_MS passed);
+   * undefined when none is outstanding. The API holds its answer on it: every worker accepts connections from the
+   * kernel itself, so a client that connects after the answer must find the change applied in whichever worker
+   * takes it.
+   */
+  keyChangesApplied(): Promise<unknown> | undefined {
+    return this.unapplied.size === 0 ? undefined : Promise.all(this.unapplied);
   }
 
   /** This process's metrics and every worker's, summed as prom-client's cluster aggregation sums them. */

@@ -160,9 +160,11 @@ export async function serveWorker(config: Config, baseLog: Logger): Promise<void
         return;
       case 'invalidate':
         gateway?.resolver.invalidate(m.keyHash);
+        send({ tg: 'applied', id: m.id });
         return;
       case 'invalidate-all':
         gateway?.resolver.invalidateAll();
+        send({ tg: 'applied', id: m.id });
         return;
       case 'cut': {
         const tunnels = gateway === undefined ? 0 : m.onChange ? gateway.tunnels.closeKeyOnChange(m.keyHash) : gateway.tunnels.closeKey(m.keyHash);
