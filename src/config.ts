@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { DeviceProtocol } from './core/route.js';
 import { parseCidrList, type Cidr } from './core/cidr.js';
+import { MALLOC_TRIM_THRESHOLD, onGlibc, setsTrimThreshold } from './core/malloc.js';
 import type { HeadscaleConfig } from './headscale/types.js';
 import { DatabaseUrlError, parseDatabaseUrl, type DatabaseTarget } from './store/database-url.js';
 import type { TailnetConfig, TailnetDialMode } from './tailnet/types.js';
@@ -320,6 +321,14 @@ export function loadConfig(env: Env = process.env): Config {
     workers: r.int('TAILGATE_WORKERS', os.availableParallelism(), 1, 1024),
     warnings,
   };
+  // Worker processes get the tunable from the primary (src/workers/primary.ts); a single process has only what it was
+  // started with, which `npm start` and the Docker image set.
+  if (config.workers === 1 && !setsTrimThreshold(env.GLIBC_TUNABLES) && onGlibc()) {
+    warnings.push(
+      'GLIBC_TUNABLES sets no glibc.malloc.trim_threshold: relaying may cost up to twice the CPU per GiB; start tailgate with ' +
+        `GLIBC_TUNABLES=glibc.malloc.trim_threshold=${MALLOC_TRIM_THRESHOLD} (README "The malloc trim threshold")`,
+    );
+  }
 
   // TLS: both files or neither. The files themselves are read and checked when the gateway starts (and on every change).
   const certFile = r.str('TAILGATE_TLS_CERT');

@@ -5,9 +5,11 @@
 // both, /metrics is the sum, maxTunnels is one count, a worker killed with SIGKILL is replaced while the other serves,
 // and SIGTERM drains both with every byte in usage_hourly.
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
 import { pino } from 'pino';
+import { glibcTunables, setsTrimThreshold } from '../src/core/malloc.js';
 import { openStore, type NodeStore, type RegistryStore } from '../src/store/index.js';
 import { waitFor } from '../testbed/wait.js';
 import { adminCall, openTunnel } from './helpers/connect-tunnel.js';
@@ -260,11 +262,23 @@ test('a bandwidth cap is one cap over both workers: each runs at its share of th
   mirror.close();
 });
 
+test('every worker runs with the malloc trim threshold, which the primary adds to its environment', async () => {
+  const pids = workerPids(gw);
+  assert.equal(pids.size, 2);
+  for (const pid of pids.values()) {
+    const environ = (await readFile(`/proc/${pid}/environ`, 'latin1')).split('\0');
+    const tunables = environ.find((v) => v.startsWith('GLIBC_TUNABLES='));
+    assert.equal(tunables, `GLIBC_TUNABLES=${glibcTunables(process.env.GLIBC_TUNABLES)}`, `worker ${pid}`);
+    assert.ok(setsTrimThreshold(tunables!.slice('GLIBC_TUNABLES='.length)));
+  }
+});
+
 test('a worker killed with SIGKILL is replaced; the other keeps serving and only the killed one’s connections fail', async () => {
   const k = await newKey(gw, 'workers-kill');
-  const [a, b] = await tunnelOnEach(gw, k.key);
+  // One tunnel on each worker (`a`, `b`), then any that landed on a worker already holding one.
+  const opened = await tunnelOnEach(gw, k.key);
+  const [a, b] = opened;
   const pids = workerPids(gw);
-  // Which worker holds tunnel `a`: its open count is 1 (the others of tunnelOnEach were not spare here).
   const open = await perWorker(gw, 'tailgate_worker_tunnels_open');
   assert.equal(open.size, 2);
   const [victimId] = [...open.keys()];
@@ -304,7 +318,8 @@ test('a worker killed with SIGKILL is replaced; the other keeps serving and only
   const res = await fetch(`http://127.0.0.1:${gw.ports.api}/readyz`, { signal: AbortSignal.timeout(5_000) });
   assert.equal(res.status, 200);
   await echoes(survivor, 'still');
-  survivor.destroy();
+  // The spares too: one left open on the survivor would hold its drain in the next test for the whole grace period.
+  for (const s of opened) s.destroy();
   process.stdout.write(`# kill -9: ${ok} requests served, ${failures.length} failed (${failures.join(' | ')})\n`);
 });
 

@@ -3,6 +3,7 @@
 // same V8 heap flag as tailgate so that idle memory compares like for like. HTTP CONNECT only.
 import path from 'node:path';
 import type { GatewayKind } from './paths.js';
+import { glibcTunables } from '../../src/core/malloc.js';
 import { startServerScript } from './server-script.js';
 
 export const nodeFloor: GatewayKind = {
@@ -15,6 +16,8 @@ export const nodeFloor: GatewayKind = {
     // --cpu-prof-name would let overwrite the main thread's (the larger file is the main thread).
     const dir = env.profileDir ? path.join(env.profileDir, `${env.profileLabel ?? 'node-floor'}-node-floor`) : undefined;
     const profile = dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
-    return startServerScript(env, 'node-floor', [...profile, '--initial-old-space-size=64']);
+    // tailgate's malloc trim threshold too (README "The malloc trim threshold"): a floor for what Node needs, not for
+    // what glibc's defaults cost.
+    return startServerScript(env, 'node-floor', [...profile, '--initial-old-space-size=64'], { ...process.env, GLIBC_TUNABLES: glibcTunables(process.env.GLIBC_TUNABLES) });
   },
 };

@@ -11,6 +11,7 @@ import type { ProxySpec } from './client.js';
 import type { GostKind } from './gost.js';
 import { freePort, runStep, spawnPinned, stop, waitPort, waitReadyLine, type Pinned } from './procs.js';
 import { startServerScript } from './server-script.js';
+import { glibcTunables } from '../../src/core/malloc.js';
 
 const execFileP = promisify(execFile);
 
@@ -272,6 +273,8 @@ export function tailgateKind(setup: TailgateSetup, build: { path: PathName; dir:
         TAILGATE_MAX_CONNECTIONS: '0',
         // One process unless asked (README "Worker processes"): the rows outside the `scale` group are of a single-process gateway.
         TAILGATE_WORKERS: String(workers),
+        // As `npm start` and the Docker image run it (README "The malloc trim threshold"); a baseline build gets the same.
+        GLIBC_TUNABLES: glibcTunables(process.env.GLIBC_TUNABLES),
         ...(cert ? { TAILGATE_TLS_CERT: cert.certFile, TAILGATE_TLS_KEY: cert.keyFile, TAILGATE_HTTPS_PORT: String(ports.https), TAILGATE_SOCKS_TLS_PORT: String(await freePort()) } : {}),
       },
     });

@@ -5,10 +5,10 @@ import path from 'node:path';
 import type { Env, RunningGateway } from './paths.js';
 import { freePort, spawnPinned, stop, waitReadyLine } from './procs.js';
 
-/** `nodeArgs` go before the script (V8 flags, --cpu-prof). */
-export async function startServerScript(env: Env, name: 'proxy-chain' | 'node-floor', nodeArgs: string[] = []): Promise<RunningGateway> {
+/** `nodeArgs` go before the script (V8 flags, --cpu-prof); `processEnv` replaces the inherited environment. */
+export async function startServerScript(env: Env, name: 'proxy-chain' | 'node-floor', nodeArgs: string[] = [], processEnv?: NodeJS.ProcessEnv): Promise<RunningGateway> {
   const args = [...nodeArgs, '--import', 'tsx', `bench/servers/${name}.ts`, env.key, `${env.device.host}:${env.device.port}`, String(await freePort())];
-  const p = spawnPinned(name, env.proxyCpu, process.execPath, args, { cwd: env.repo, pipeStdout: true, logFile: path.join(env.logDir, `${name}.log`) });
+  const p = spawnPinned(name, env.proxyCpu, process.execPath, args, { cwd: env.repo, pipeStdout: true, logFile: path.join(env.logDir, `${name}.log`), env: processEnv });
   let port: number;
   try {
     ({ port } = await waitReadyLine(p, 20_000));

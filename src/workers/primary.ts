@@ -9,6 +9,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, Counter } from 'prom-client';
 import type { PrimaryRole } from '../app.js';
 import type { KeyCache, TunnelCutter } from '../bindings/service.js';
+import { glibcTunables } from '../core/malloc.js';
 import type { Logger } from '../log.js';
 import { StoreError, StoreUnavailableError } from '../store/index.js';
 import type { NodeStore, RegistryStore } from '../store/types.js';
@@ -107,6 +108,8 @@ export class WorkerPool {
     cluster.setupPrimary({ serialization: 'advanced' });
     if (this.opts.tailnet !== undefined) this.publisher = new TailnetPublisher(this.opts.tailnet, (snapshot) => this.broadcast({ tg: 'tailnet', snapshot }));
     if (socksPort !== undefined && socksPort !== 0) this.forkEnv[SOCKS_PORT_ENV] = String(socksPort);
+    // Read when a process starts, so a worker gets it at fork; the primary relays nothing.
+    this.forkEnv.GLIBC_TUNABLES = glibcTunables(process.env.GLIBC_TUNABLES);
     for (let i = 0; i < this.opts.count; i++) this.fork();
     const deadline = Date.now() + START_MS;
     for (;;) {
