@@ -35,6 +35,7 @@ import {
 } from '../testbed/tailnet-scene.js';
 import { requireTailnetTools, toolsEnv, type TailnetTools } from '../testbed/tailnet-tools.js';
 import { waitFor } from '../testbed/wait.js';
+import { glibcTunables } from '../src/core/malloc.js';
 import type { ProxySpec } from './lib/client.js';
 import { cpuSeconds, freePort, gatewaySample, LoadGen, procStat, spawnPinned, stop, trackGroup, waitReadyLine, type Pinned } from './lib/procs.js';
 import type { Row } from './lib/report.js';
@@ -170,6 +171,8 @@ async function inside(plan: TailnetPlan): Promise<TailnetOutcome> {
           HEADSCALE_URL,
           HEADSCALE_API_KEY: scene!.apiKey,
           HEADSCALE_USER: scene!.user,
+          // As `npm start` runs it (README "The malloc trim threshold").
+          GLIBC_TUNABLES: glibcTunables(process.env.GLIBC_TUNABLES),
           ...env,
         },
       });
