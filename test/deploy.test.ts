@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { CONFIG_VARIABLES, TAILSCALED_VARIABLES, loadConfig } from '../src/config.js';
+import { glibcTunables } from '../src/core/malloc.js';
 
 const root = new URL('../', import.meta.url);
 const read = (p: string) => readFileSync(new URL(p, root), 'utf8');
@@ -47,9 +48,9 @@ test('compose.yaml values pass tailgate configuration validation', () => {
   assert.ok(c.databaseUrl?.startsWith('postgres://'));
 });
 
-test('the Dockerfile sets only known variables and runs the same command as npm start', () => {
+test('the Dockerfile sets only known variables and runs the same command as npm start, with the same malloc trim threshold', () => {
   const dockerfile = read('Dockerfile');
-  const known = new Set<string>([...CONFIG_VARIABLES, 'NODE_ENV']);
+  const known = new Set<string>([...CONFIG_VARIABLES, 'NODE_ENV', 'GLIBC_TUNABLES']);
   const envBlock = /^ENV ([\s\S]*?)(?:\n(?!\s))/m.exec(dockerfile);
   assert.ok(envBlock, 'no ENV in Dockerfile');
   const names = [...envBlock[1]!.matchAll(/([A-Z0-9_]+)=/g)].map((m) => m[1]!);
@@ -58,5 +59,8 @@ test('the Dockerfile sets only known variables and runs the same command as npm 
   const start = JSON.parse(read('package.json')).scripts.start as string;
   const cmd = /^CMD (\[.*\])$/m.exec(dockerfile);
   assert.ok(cmd, 'no CMD in Dockerfile');
-  assert.ok(start.endsWith(`&& ${JSON.parse(cmd[1]!).join(' ')}`), `npm start (${start}) and CMD (${cmd[1]}) differ`);
+  // npm start sets the malloc trim threshold unless the environment has GLIBC_TUNABLES already; the image sets it.
+  const tunables = glibcTunables(undefined);
+  assert.match(dockerfile, new RegExp(`^\\s*GLIBC_TUNABLES=${tunables.replaceAll('.', '\\.')}$`, 'm'));
+  assert.ok(start.endsWith(`&& GLIBC_TUNABLES=\${GLIBC_TUNABLES:-${tunables}} ${JSON.parse(cmd[1]!).join(' ')}`), `npm start (${start}) and CMD (${cmd[1]}) differ`);
 });

@@ -715,13 +715,24 @@ export class NotifyingSqlNodeStore extends SqlNodeStore {
     // then). If the database refuses it at that moment it gives the listener up without a word, and its
     // bookkeeping is then not to be trusted: the heartbeat notices, and replaces the whole client.
     const onListen = () => onResync(true);
+    // A LISTEN sent while the database refuses new connections can be left unanswered by `postgres` for good; without a
+    // bound the heartbeat, busy with it, would never beat again and this gateway would hear no change from then on.
+    const listenMs = Math.max(1_000, Math.min(this.heartbeatMs, 10_000));
     const subscribe = async () => {
       const client = this.connectListener();
+      let timer: NodeJS.Timeout | undefined;
       try {
-        await client.listen(NODES_CHANNEL, onNotify, onListen);
+        await Promise.race([
+          client.listen(NODES_CHANNEL, onNotify, onListen),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new Error(`LISTEN not answered within ${listenMs} ms`)), listenMs);
+          }),
+        ]);
       } catch (err) {
         await client.end({ timeout: 0 }).catch(() => {});
         throw err;
+      } finally {
+        clearTimeout(timer);
       }
       listener = client;
     };
