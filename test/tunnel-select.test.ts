@@ -385,6 +385,26 @@ describe('sticky sessions', () => {
     assert.equal(chosen(selector.choose(set, sel)).id, first.id);
   });
 
+  test('strict: a process that never saw the session refuses it too while its device is down (pins are per process)', () => {
+    // Two worker processes (or gateways): each its own board, selector and pins.
+    const a = setup();
+    const b = setup();
+    const devices = fleet(10);
+    const setA = a.selector.prepare(devices);
+    const setB = b.selector.prepare(devices);
+    const sel: Selection = { keyId: 3, session: 'everywhere', strict: true };
+    const first = chosen(a.selector.choose(setA, sel));
+    a.board.setOnline(first.id, false);
+    b.board.setOnline(first.id, false);
+    assert.equal(a.selector.choose(setA, sel), 'session_device_down');
+    assert.equal(b.selector.choose(setB, sel), 'session_device_down', 'the process without a pin');
+    // A soft session of the same name moves, in both.
+    assert.notEqual(chosen(b.selector.choose(setB, { ...sel, strict: false })).id, first.id);
+    a.board.setOnline(first.id, true);
+    b.board.setOnline(first.id, true);
+    assert.equal(chosen(a.selector.choose(setA, sel)).id, first.id);
+  });
+
   test('strict: a session whose device left the key\'s target is refused too', () => {
     const { selector } = setup();
     const devices = fleet(10);

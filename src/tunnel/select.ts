@@ -165,6 +165,15 @@ export class DeviceSelector {
       }
       // Down, or gone from the key's target; a pinned device the filters leave out is a new choice, not a failure.
       if (sel.strict === true && (i >= 0 || set.indexOf(pin.deviceId) < 0)) return 'session_device_down';
+    } else if (sel.strict === true) {
+      // A strict session's device is its rendezvous choice among every device the filters allow, up or down: the same
+      // in every worker process and gateway, also in one that has not seen the session yet (pins are per process), so
+      // while that device is down the session is refused everywhere rather than started on another device somewhere.
+      const top = this.rendezvous(pool, sessionHash(sel.keyId, sel.session), now, true);
+      if (top < 0) return 'no_device';
+      if (now < this.board.eligibleFrom[pool.slots[top]!]!) return 'session_device_down';
+      this.pins.set(key, pool.devices[top]!.id, idleMs, now);
+      return this.take(pool, top, now)!;
     }
     const i = this.rendezvous(pool, sessionHash(sel.keyId, sel.session), now);
     if (i < 0) return 'no_device';
@@ -263,8 +272,11 @@ export class DeviceSelector {
     return -1;
   }
 
-  /** Index of the eligible device with the highest weight for the session (ties: the lower id); -1 when none. */
-  private rendezvous(pool: DeviceSet<Candidate>, h: number, now: number): number {
+  /**
+   * Index of the eligible device with the highest weight for the session (ties: the lower id); -1 when none.
+   * `anyHealth`: of every device in the pool, eligible or not.
+   */
+  private rendezvous(pool: DeviceSet<Candidate>, h: number, now: number, anyHealth = false): number {
     const { slots, seedsFirst, devices } = pool;
     const from = this.board.eligibleFrom;
     const hFirst = mixFirst(h);
@@ -276,7 +288,7 @@ export class DeviceSelector {
       // Eligibility only for a device that would take the lead: skipping an ineligible device that would not changes
       // nothing, and in a random order the lead changes about ln(n) times, so the loop is mostly the hash.
       if (rank < bestRank || (rank === bestRank && best >= 0 && devices[i]!.id >= devices[best]!.id)) continue;
-      if (now < from[slots[i]!]!) continue;
+      if (!anyHealth && now < from[slots[i]!]!) continue;
       best = i;
       bestRank = rank;
     }
