@@ -12,11 +12,14 @@ import { hashKey } from '../src/core/key.js';
 import { createLogger } from '../src/log.js';
 import { openStore, parseDatabaseUrl } from '../src/store/index.js';
 import { MIGRATIONS } from '../src/store/migrations.js';
+import { NotifyingSqlNodeStore } from '../src/store/postgres-store.js';
 import type { NodeChange, NodeStore, RegistryStore } from '../src/store/types.js';
 import { KeyResolver } from '../src/tunnel/key-resolver.js';
 import postgres from 'postgres';
 import { ADMIN_DATABASE_URL, createTempDir, createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { waitFor } from '../testbed/wait.js';
+import { pino } from 'pino';
+import { startPgServer } from './helpers/pg-server.js';
 
 const log = createLogger('silent');
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -319,6 +322,39 @@ describe('change notifications between gateways sharing a PostgreSQL server', ()
     await waitFor('a notification after reconnecting', 10_000, () => changes.some((c) => c.keyHash === h), 20);
   });
 
+  test('a listener whose LISTEN is on its way when watching stops is ended too', async () => {
+    // A heartbeat or an outage's end replacing the listener just as the gateway closes: the new client was left
+    // listening, and once its database was gone `postgres` reconnected it for ever, holding the process open.
+    const main = postgres(db.url, { max: 1, onnotice: () => {} });
+    const made: { ended: boolean }[] = [];
+    let stopWatching: (() => Promise<void>) | undefined;
+    let stopped: Promise<void> | undefined;
+    const store = new NotifyingSqlNodeStore(
+      main,
+      log,
+      () => postgres(db.url, { max: 1, onnotice: () => {} }),
+      () => {
+        const client = postgres(db.url, { max: 1, onnotice: () => {} });
+        const made1 = { ended: false };
+        made.push(made1);
+        const end = client.end.bind(client);
+        client.end = (options) => ((made1.ended = true), end(options));
+        if (made.length === 2) stopped = stopWatching!();
+        return client;
+      },
+      60_000,
+    );
+    try {
+      stopWatching = await store.watch(() => {}, () => {});
+      store.checkListener();
+      await waitFor('the replacement listener made', 5_000, () => made.length === 2, 10);
+      await stopped;
+      await waitFor('every listener ended', 5_000, () => made.every((m) => m.ended), 10);
+    } finally {
+      await main.end({ timeout: 1 });
+    }
+  });
+
   test('a listener lost while the database refused connections comes back through the heartbeat', async () => {
     const key = 'notify-key-0003';
     const h = hashKey(key);
@@ -356,6 +392,51 @@ describe('change notifications between gateways sharing a PostgreSQL server', ()
     // that `postgres` had brought back by itself just as the write was made (a notification then goes to neither), by
     // the new listener's resync, which forgets every cached route.
     await waitFor('the registration seen after the heartbeat recovery', 10_000, async () => (await deviceOf(resolver.resolve(key)))?.ip === '100.64.3.4', 20);
+  });
+});
+
+describe('a server stopped with calls in flight', () => {
+  test('once it is back every call succeeds, and the outage is found once', { timeout: 120_000 }, async () => {
+    // A connection of `postgres` that lost its server mid-query hands that query's error to the first query it runs
+    // after reconnecting (porsager/postgres#1223): the store replaces its client when it finds the database down.
+    const server = await startPgServer('inflight');
+    const warnings: string[] = [];
+    const captured = pino({ level: 'warn' }, { write: (line: string) => void warnings.push((JSON.parse(line) as { msg: string }).msg) });
+    const store = await openStore({ database: parseDatabaseUrl(server.url, {}), dataDir: '/unused', log: captured });
+    const holder = postgres(server.url, { max: 1, onnotice: () => {} });
+    try {
+      await store.upsert({ keyHash: hashKey('inflight-key-01'), ip: '100.64.9.1', port: 8939, protocol: 'http' });
+      // Eight calls waiting on a lock the test holds: each one's connection is mid-query when the server stops. The
+      // lock's transaction is two plain statements on a one-connection client (sql.begin would send its own ROLLBACK
+      // on the dead connection, and `postgres` throws that write out of a timer: porsager/postgres#1208).
+      await holder`BEGIN`;
+      await holder`LOCK TABLE keys IN ACCESS EXCLUSIVE MODE`;
+      const inFlight = Array.from({ length: 8 }, () => store.listKeys().then(() => 'ok', (err: Error) => err.message));
+      const probe = postgres(server.url, { max: 1, onnotice: () => {} });
+      try {
+        await waitFor('eight calls waiting on the lock', 10_000, async () => {
+          const [row] = await probe<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'`;
+          return row!.n === 8;
+        }, 20);
+      } finally {
+        await probe.end({ timeout: 1 });
+      }
+      await server.stop();
+      const outcomes = await Promise.all(inFlight);
+      assert.ok(outcomes.every((o) => o !== 'ok'), `every call in flight failed with the server: ${outcomes.join(', ')}`);
+      await assert.rejects(store.ping(), /database unavailable/, 'the store found the database unreachable');
+      await server.start();
+      await waitFor('the store finding the database again', 15_000, () => store.ping().then(() => true, () => false), 20);
+      for (let round = 0; round < 3; round++) {
+        const after = await Promise.all(Array.from({ length: 12 }, () => store.listKeys().then(() => 'ok', (err: Error) => err.message)));
+        assert.deepEqual(after.filter((o) => o !== 'ok'), [], `round ${round}: every call after the outage succeeds`);
+      }
+      assert.equal(warnings.filter((m) => m.startsWith('database unreachable')).length, 1, warnings.join(' | '));
+    } finally {
+      await holder.end({ timeout: 1 }).catch(() => {});
+      await store.close().catch(() => {});
+      await server.remove();
+    }
   });
 });
 

@@ -165,17 +165,29 @@ function throwNotFound(what: string, id: number): never {
 
 export class SqlNodeStore implements NodeStore, RegistryStore {
   /** Key writes (the ones that notify), committed together when they arrive together (write-group.ts). */
-  private readonly keyWrites: WriteGroup;
+  private keyWrites: WriteGroup;
 
   /**
    * @param sql the client; closed by close()
    * @param release runs after the client is closed (the embedded database's shutdown)
    */
   constructor(
-    protected readonly sql: Sql,
+    protected sql: Sql,
     private readonly release: () => Promise<void> = async () => {},
   ) {
     this.keyWrites = new WriteGroup(sql);
+  }
+
+  /** Every call from now on goes through `sql`; the calls still running on the old client fail at once. */
+  protected replaceClient(sql: Sql): void {
+    if (this.closing !== undefined) {
+      void sql.end({ timeout: 0 }).catch(() => {});
+      return;
+    }
+    const old = this.sql;
+    this.sql = sql;
+    this.keyWrites = new WriteGroup(sql);
+    void old.end({ timeout: 0 }).catch(() => {});
   }
 
   /** Throws a refused write as a StoreError, so no caller has to know SQL error codes. */
@@ -674,12 +686,24 @@ export class NotifyingSqlNodeStore extends SqlNodeStore {
   constructor(
     sql: Sql,
     private readonly log: Logger,
+    /** A new client like `sql`, for renewClient(). */
+    private readonly connectPool: () => Sql,
     /** A new single-connection client for listening, so a broken listener can be thrown away whole. */
     private readonly connectListener: () => Sql,
     /** How often the listener proves it still receives; a lost listener is replaced within two periods. */
     private readonly heartbeatMs = 30_000,
   ) {
     super(sql);
+  }
+
+  /**
+   * Replaces the whole client, after a call found the database unreachable. A connection of `postgres` that lost its
+   * server in the middle of a query keeps that query's error and hands it, after it has reconnected, to the first query
+   * it is given (porsager/postgres#1223): once the database is back, a call or the breaker's probe would fail with an
+   * error the server sent before the outage, and the database would be taken for down again.
+   */
+  renewClient(): void {
+    this.replaceClient(this.connectPool());
   }
 
   /** Set while watching: replaces the listener now (after an outage, rather than at the next heartbeat). */
@@ -695,6 +719,7 @@ export class NotifyingSqlNodeStore extends SqlNodeStore {
     // The nonce of our last heartbeat while it has not come back through the listener.
     let outstanding: string | undefined;
     let busy = false;
+    let stopped = false;
 
     const onNotify = (payload: string) => {
       const colon = payload.indexOf(':');
@@ -719,6 +744,7 @@ export class NotifyingSqlNodeStore extends SqlNodeStore {
     // bound the heartbeat, busy with it, would never beat again and this gateway would hear no change from then on.
     const listenMs = Math.max(1_000, Math.min(this.heartbeatMs, 10_000));
     const subscribe = async () => {
+      if (stopped) return;
       const client = this.connectListener();
       let timer: NodeJS.Timeout | undefined;
       try {
@@ -733,6 +759,12 @@ export class NotifyingSqlNodeStore extends SqlNodeStore {
         throw err;
       } finally {
         clearTimeout(timer);
+      }
+      // Stopped while this LISTEN was on its way (a heartbeat's replacement): nobody would end this client, and
+      // `postgres` re-listens on a lost connection for ever, also to a database that no longer exists.
+      if (stopped) {
+        await client.end({ timeout: 0 }).catch(() => {});
+        return;
       }
       listener = client;
     };
@@ -773,7 +805,7 @@ export class NotifyingSqlNodeStore extends SqlNodeStore {
       busy = true;
       outstanding = undefined;
       replace()
-        .then(() => this.log.info('listening for database change notifications again'))
+        .then(() => stopped || this.log.info('listening for database change notifications again'))
         .catch((err: Error) => {
           // The database went away again: try each second rather than wait for the heartbeat.
           this.log.debug({ err: err.message }, 'could not listen for change notifications again; retrying');
@@ -784,6 +816,7 @@ export class NotifyingSqlNodeStore extends SqlNodeStore {
     };
 
     return async () => {
+      stopped = true;
       this.relisten = undefined;
       clearTimeout(retry);
       clearInterval(timer);
