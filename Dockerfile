@@ -6,6 +6,8 @@ FROM tailscale/tailscale:${TAILSCALE_VERSION} AS tailscale
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
+# npm ci's postinstall fixes the PostgreSQL client (README "The PostgreSQL client's fixes").
+COPY scripts/patch-postgres.mjs ./scripts/
 RUN npm ci
 COPY src ./src
 RUN npm run build && npm prune --omit=dev

@@ -64,3 +64,13 @@ test('the Dockerfile sets only known variables and runs the same command as npm 
   assert.match(dockerfile, new RegExp(`^\\s*GLIBC_TUNABLES=${tunables.replaceAll('.', '\\.')}$`, 'm'));
   assert.ok(start.endsWith(`&& GLIBC_TUNABLES=\${GLIBC_TUNABLES:-${tunables}} ${JSON.parse(cmd[1]!).join(' ')}`), `npm start (${start}) and CMD (${cmd[1]}) differ`);
 });
+
+test("the image's npm ci has the script that fixes the PostgreSQL client, copied before it runs", () => {
+  const dockerfile = read('Dockerfile');
+  const postinstall = JSON.parse(read('package.json')).scripts.postinstall as string;
+  assert.equal(postinstall, 'node scripts/patch-postgres.mjs');
+  const copied = dockerfile.indexOf('COPY scripts/patch-postgres.mjs ./scripts/');
+  const installed = dockerfile.indexOf('RUN npm ci');
+  assert.ok(copied >= 0, 'the Dockerfile copies scripts/patch-postgres.mjs');
+  assert.ok(copied < installed, 'before npm ci runs');
+});

@@ -697,10 +697,10 @@ export class NotifyingSqlNodeStore extends SqlNodeStore {
   }
 
   /**
-   * Replaces the whole client, after a call found the database unreachable. A connection of `postgres` that lost its
-   * server in the middle of a query keeps that query's error and hands it, after it has reconnected, to the first query
-   * it is given (porsager/postgres#1223): once the database is back, a call or the breaker's probe would fail with an
-   * error the server sent before the outage, and the database would be taken for down again.
+   * Replaces the whole client, after a call found the database unreachable: the recovery starts from connections that
+   * hold nothing of the sessions the outage ended. `postgres` 3.4.9 handed a query's error, after reconnecting, to the
+   * first query of the new session (porsager/postgres#1223), and the database was taken for down again; the install's
+   * fix (scripts/patch-postgres.mjs) removes that, and this keeps it away where the fix was not applied.
    */
   renewClient(): void {
     this.replaceClient(this.connectPool());
