@@ -10,7 +10,8 @@
 //    the error to the first query it ran after reconnecting (porsager/postgres#1223).
 // 3. A transaction or reserved connection whose connection closed went on sending its statements through the same
 //    connection object once the pool had reconnected it for others: outside the transaction, committed one by one
-//    (porsager/postgres#1215, #1216); releasing it put a connection another query was using back in the open queue.
+//    (porsager/postgres#1215, #1216); releasing it put a connection another query was using back in the open queue;
+//    and the statements queued behind it were never answered (a key-write group would have waited for ever).
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -73,7 +74,11 @@ const indexEdits = [
     c.reserved = () => queue.length`,
     to: `    move(c, reserved)
     let lost = null // ${MARK} 3
-    c.onclose = (e) => lost = e || Errors.connection('CONNECTION_CLOSED', options)
+    c.onclose = (e) => {
+      lost = e || Errors.connection('CONNECTION_CLOSED', options)
+      while (queue.length)
+        queue.shift().reject(lost)
+    }
     c.reserved = () => queue.length`,
   },
   {
@@ -124,7 +129,12 @@ const indexEdits = [
   {
     why: 'the close is recorded as it rejects the transaction (3)',
     from: `        new Promise((_, reject) => connection.onclose = reject)`,
-    to: `        new Promise((_, reject) => connection.onclose = (e) => reject(lost = e || Errors.connection('CONNECTION_CLOSED', options))) // ${MARK} 3`,
+    to: `        new Promise((_, reject) => connection.onclose = (e) => { // ${MARK} 3
+          lost = e || Errors.connection('CONNECTION_CLOSED', options)
+          while (queries.length)
+            queries.shift().reject(lost)
+          reject(lost)
+        })`,
   },
   {
     why: "a transaction's statements after its connection closed are refused, its ROLLBACK included (3)",

@@ -140,6 +140,35 @@ describe('the postgres client with connections killed by the server', () => {
     }
   });
 
+  test('statements queued behind a reserved connection that is killed are failed, not left waiting', async () => {
+    // The store's key-write group pipelines a whole group on a reserved connection: statements with parameters queue
+    // behind each other there, and one left unanswered would hold every later key write of the gateway.
+    const sql = client();
+    try {
+      const reserved = await sql.reserve();
+      const pid = await pidOf(reserved);
+      const outcome = (q: Promise<unknown>) =>
+        Promise.race([
+          q.then(
+            () => 'answered',
+            () => 'failed',
+          ),
+          sleep(5_000).then(() => 'no answer in 5 s'),
+        ]);
+      const slow = outcome(reserved`SELECT pg_sleep(10)`);
+      const behind = Array.from({ length: 3 }, (_, i) => outcome(reserved`SELECT ${i}::int + ${i}::int AS n`));
+      await running(pid);
+      await kill(pid);
+      assert.deepEqual(await Promise.all([slow, ...behind]), ['failed', 'failed', 'failed', 'failed']);
+      reserved.release();
+      const [row] = await sql<{ n: number }[]>`SELECT 1 AS n`;
+      assert.equal(row?.n, 1);
+      assert.deepEqual(uncaught.map((e) => e.message), []);
+    } finally {
+      await sql.end({ timeout: 1 });
+    }
+  });
+
   test('a reserved connection killed mid-statement refuses its next statement, and its release leaves the pool working', async () => {
     const sql = client();
     try {
