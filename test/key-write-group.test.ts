@@ -2,6 +2,8 @@
 // transaction; when one of them is refused the group is rolled back and each write runs again alone.
 // Against the local PostgreSQL server, and through the store on both backends.
 import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import postgres from 'postgres';
 import { after, before, describe, test } from 'node:test';
 import { hashKey } from '../src/core/key.js';
 import { createLogger } from '../src/log.js';
@@ -95,6 +97,50 @@ describe('WriteGroup on a PostgreSQL server', () => {
       (await db.sql<{ h: string }[]>`SELECT h FROM d ORDER BY h`).map((r) => r.h),
       ['dup', 'lead', 'other'],
     );
+  });
+
+  test('a group whose connection the server ends fails every write of it, and the next write commits', async () => {
+    // The group is pipelined on a reserved connection, its statements queued behind each other: the server ending
+    // that connection must answer all of them, or the group and every key write after it would wait for good.
+    await db.sql.unsafe('CREATE TABLE IF NOT EXISTS u (h text PRIMARY KEY)');
+    const sql = postgres(db.url, { max: 2, onnotice: () => {} });
+    const first = postgres(db.url, { max: 1, onnotice: () => {} });
+    const second = postgres(db.url, { max: 1, onnotice: () => {} });
+    const within5s = (p: Promise<unknown>) =>
+      Promise.race([
+        p.then(
+          () => 'committed',
+          () => 'failed',
+        ),
+        sleep(5_000).then(() => 'no answer in 5 s'),
+      ]);
+    try {
+      const group = new WriteGroup(sql);
+      const insert = (table: 't' | 'u', h: string) => group.statement({ statement: (q) => q`INSERT INTO ${q(table)} (h) VALUES (${h})`, result: () => h });
+      // A lone write held on one lock, while five more queue behind it; they go as one group, held on another lock.
+      await first`BEGIN`;
+      await first`LOCK TABLE t IN ACCESS EXCLUSIVE MODE`;
+      await second`BEGIN`;
+      await second`LOCK TABLE u IN ACCESS EXCLUSIVE MODE`;
+      const lone = within5s(insert('t', 'ended-lone'));
+      const waiting = (table: string) =>
+        db.sql<{ pid: number }[]>`SELECT pid FROM pg_stat_activity WHERE datname = ${db.name} AND wait_event_type = 'Lock' AND query LIKE ${`INSERT INTO "${table}"%`}`;
+      await waitFor('the lone write waiting', 5_000, async () => (await waiting('t')).length === 1, 10);
+      const grouped = Array.from({ length: 5 }, (_, i) => insert('u', `ended-${i}`));
+      await first`COMMIT`;
+      assert.equal(await lone, 'committed');
+      const [blocked] = await waitFor('the group waiting', 5_000, async () => {
+        const rows = await waiting('u');
+        return rows.length === 1 ? rows : undefined;
+      }, 10);
+      await db.sql`SELECT pg_terminate_backend(${blocked!.pid})`;
+      assert.deepEqual(await Promise.all(grouped.map(within5s)), ['failed', 'failed', 'failed', 'failed', 'failed']);
+      await second`COMMIT`;
+      assert.equal(await within5s(insert('u', 'after-the-end')), 'committed');
+      assert.deepEqual((await db.sql<{ h: string }[]>`SELECT h FROM u ORDER BY h`).map((r) => r.h), ['after-the-end']);
+    } finally {
+      await Promise.all([sql, first, second].map((c) => c.end({ timeout: 1 })));
+    }
   });
 });
 
