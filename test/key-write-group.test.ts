@@ -2,7 +2,6 @@
 // transaction; when one of them is refused the group is rolled back and each write runs again alone.
 // Against the local PostgreSQL server, and through the store on both backends.
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
 import postgres from 'postgres';
 import { after, before, describe, test } from 'node:test';
 import { hashKey } from '../src/core/key.js';
@@ -12,6 +11,7 @@ import type { NodeChange, NodeStore, RegistryStore } from '../src/store/types.js
 import { WriteGroup } from '../src/store/write-group.js';
 import { waitFor } from '../testbed/wait.js';
 import { createTempDir, createTestDatabase, type TestDatabase } from './helpers/db.js';
+import { outcomeWithin } from './helpers/outcome.js';
 
 const log = createLogger('silent');
 type Store = NodeStore & RegistryStore;
@@ -106,14 +106,7 @@ describe('WriteGroup on a PostgreSQL server', () => {
     const sql = postgres(db.url, { max: 2, onnotice: () => {} });
     const first = postgres(db.url, { max: 1, onnotice: () => {} });
     const second = postgres(db.url, { max: 1, onnotice: () => {} });
-    const within5s = (p: Promise<unknown>) =>
-      Promise.race([
-        p.then(
-          () => 'committed',
-          () => 'failed',
-        ),
-        sleep(5_000).then(() => 'no answer in 5 s'),
-      ]);
+    const within5s = (p: Promise<unknown>) => outcomeWithin(p, 5_000);
     try {
       const group = new WriteGroup(sql);
       const insert = (table: 't' | 'u', h: string) => group.statement({ statement: (q) => q`INSERT INTO ${q(table)} (h) VALUES (${h})`, result: () => h });
@@ -128,7 +121,7 @@ describe('WriteGroup on a PostgreSQL server', () => {
       await waitFor('the lone write waiting', 5_000, async () => (await waiting('t')).length === 1, 10);
       const grouped = Array.from({ length: 5 }, (_, i) => insert('u', `ended-${i}`));
       await first`COMMIT`;
-      assert.equal(await lone, 'committed');
+      assert.equal(await lone, 'answered');
       const [blocked] = await waitFor('the group waiting', 5_000, async () => {
         const rows = await waiting('u');
         return rows.length === 1 ? rows : undefined;
@@ -136,7 +129,7 @@ describe('WriteGroup on a PostgreSQL server', () => {
       await db.sql`SELECT pg_terminate_backend(${blocked!.pid})`;
       assert.deepEqual(await Promise.all(grouped.map(within5s)), ['failed', 'failed', 'failed', 'failed', 'failed']);
       await second`COMMIT`;
-      assert.equal(await within5s(insert('u', 'after-the-end')), 'committed');
+      assert.equal(await within5s(insert('u', 'after-the-end')), 'answered');
       assert.deepEqual((await db.sql<{ h: string }[]>`SELECT h FROM u ORDER BY h`).map((r) => r.h), ['after-the-end']);
     } finally {
       await Promise.all([sql, first, second].map((c) => c.end({ timeout: 1 })));

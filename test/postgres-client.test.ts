@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import postgres from 'postgres';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { waitFor } from '../testbed/wait.js';
+import { outcomeWithin } from './helpers/outcome.js';
 
 let db: TestDatabase;
 const uncaught: Error[] = [];
@@ -147,14 +148,7 @@ describe('the postgres client with connections killed by the server', () => {
     try {
       const reserved = await sql.reserve();
       const pid = await pidOf(reserved);
-      const outcome = (q: Promise<unknown>) =>
-        Promise.race([
-          q.then(
-            () => 'answered',
-            () => 'failed',
-          ),
-          sleep(5_000).then(() => 'no answer in 5 s'),
-        ]);
+      const outcome = (q: Promise<unknown>) => outcomeWithin(q, 5_000);
       const slow = outcome(reserved`SELECT pg_sleep(10)`);
       const behind = Array.from({ length: 3 }, (_, i) => outcome(reserved`SELECT ${i}::int + ${i}::int AS n`));
       await running(pid);
