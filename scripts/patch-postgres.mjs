@@ -7,7 +7,9 @@
 //    statement) ran on a null socket from a timer: an uncaught TypeError that ends the process
 //    (porsager/postgres#1208, #1154, #1066).
 // 2. A connection that lost its server in the middle of a query kept that query and the server's error, and handed
-//    the error to the first query it ran after reconnecting (porsager/postgres#1223).
+//    the error to the first query it ran after reconnecting (porsager/postgres#1223); one lost while it fetched the
+//    array types at start-up also rejected that fetch with nobody listening: an unhandled rejection, which ends a
+//    Node process by default.
 // 3. A transaction or reserved connection whose connection closed went on sending its statements through the same
 //    connection object once the pool had reconnected it for others: outside the transaction, committed one by one
 //    (porsager/postgres#1215, #1216); releasing it put a connection another query was using back in the open queue;
@@ -53,6 +55,26 @@ const connectionEdits = [
     nextWriteTimer = chunk = null // ${MARK} 1
     if (socket) {
       socket.removeListener('data', data)`,
+  },
+  {
+    why: 'a connection closed while it starts up fails its own start-up query and forgets its old session (2)',
+    from: `    if (initial)
+      return reconnect()
+`,
+    to: `    if (initial) { // ${MARK} 2
+      query && queryError(query, Errors.connection('CONNECTION_CLOSED', options, socket))
+      query = results = errorResponse = null
+      result = new Result()
+      return reconnect()
+    }
+`,
+  },
+  {
+    why: 'the array types asked for at start-up, when their query fails, are not an unhandled rejection (2)',
+    from: `        return fetchArrayTypes()
+`,
+    to: `        return fetchArrayTypes().catch(() => { /* ${MARK} 2: the connection's close handles it */ })
+`,
   },
   {
     why: 'a closed connection forgets the query and the error of its old session (2)',

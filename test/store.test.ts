@@ -332,7 +332,6 @@ describe('change notifications between gateways sharing a PostgreSQL server', ()
     const store = new NotifyingSqlNodeStore(
       main,
       log,
-      () => postgres(db.url, { max: 1, onnotice: () => {} }),
       () => {
         const client = postgres(db.url, { max: 1, onnotice: () => {} });
         const made1 = { ended: false };
@@ -397,8 +396,9 @@ describe('change notifications between gateways sharing a PostgreSQL server', ()
 
 describe('a server stopped with calls in flight', () => {
   test('once it is back every call succeeds, and the outage is found once', { timeout: 120_000 }, async () => {
-    // A connection of `postgres` that lost its server mid-query hands that query's error to the first query it runs
-    // after reconnecting (porsager/postgres#1223): the store replaces its client when it finds the database down.
+    // A connection of `postgres` 3.4.9 that lost its server mid-query handed that query's error to the first query it
+    // ran after reconnecting (porsager/postgres#1223), and the breaker took the database for down again: fixed in the
+    // client at install (scripts/patch-postgres.mjs).
     const server = await startPgServer('inflight');
     const warnings: string[] = [];
     const captured = pino({ level: 'warn' }, { write: (line: string) => void warnings.push((JSON.parse(line) as { msg: string }).msg) });

@@ -72,7 +72,6 @@ export class DatabaseBreaker {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly recovered: (() => void)[] = [];
-  private readonly tripped: (() => void)[] = [];
 
   constructor(private readonly opts: BreakerOptions) {}
 
@@ -84,11 +83,6 @@ export class DatabaseBreaker {
   /** `fn` runs each time the database is reachable again after an outage. */
   onRecovered(fn: () => void): void {
     this.recovered.push(fn);
-  }
-
-  /** `fn` runs each time the database is found unreachable, before the first probe. */
-  onTripped(fn: () => void): void {
-    this.tripped.push(fn);
   }
 
   /**
@@ -130,7 +124,6 @@ export class DatabaseBreaker {
     this.downSince = performance.now();
     this.reason = reasonOf(err);
     this.opts.log.warn({ reason: this.reason, err: (err as Error).message }, 'database unreachable: answering from memory where possible, refusing the rest at once');
-    for (const fn of this.tripped) fn();
     this.schedule();
   }
 

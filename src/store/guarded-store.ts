@@ -25,7 +25,6 @@ export class GuardedStore implements NodeStore, RegistryStore {
   ) {
     // A listener that was cut by the outage is replaced now rather than at its next heartbeat.
     breaker.onRecovered(() => inner.checkListener());
-    breaker.onTripped(() => inner.renewClient());
   }
 
   /** False while the database is known to be unreachable. */

@@ -56,9 +56,8 @@ export async function openStore(opts: OpenStoreOptions): Promise<NodeStore & Reg
     backoff: reconnectBackoff,
     onnotice: (notice: postgres.Notice) => log.debug({ notice: notice.message }, 'database notice'),
   };
-  const connectPool = () => postgres({ ...clientOptions, max: 10, idle_timeout: 60 });
-  const sql = connectPool();
-  const inner = new NotifyingSqlNodeStore(sql, log, connectPool, () => postgres({ ...clientOptions, max: 1 }), opts.heartbeatMs);
+  const sql = postgres({ ...clientOptions, max: 10, idle_timeout: 60 });
+  const inner = new NotifyingSqlNodeStore(sql, log, () => postgres({ ...clientOptions, max: 1 }), opts.heartbeatMs);
   try {
     await migrate(sql, log);
   } catch (err) {

@@ -165,29 +165,17 @@ function throwNotFound(what: string, id: number): never {
 
 export class SqlNodeStore implements NodeStore, RegistryStore {
   /** Key writes (the ones that notify), committed together when they arrive together (write-group.ts). */
-  private keyWrites: WriteGroup;
+  private readonly keyWrites: WriteGroup;
 
   /**
    * @param sql the client; closed by close()
    * @param release runs after the client is closed (the embedded database's shutdown)
    */
   constructor(
-    protected sql: Sql,
+    protected readonly sql: Sql,
     private readonly release: () => Promise<void> = async () => {},
   ) {
     this.keyWrites = new WriteGroup(sql);
-  }
-
-  /** Every call from now on goes through `sql`; the calls still running on the old client fail at once. */
-  protected replaceClient(sql: Sql): void {
-    if (this.closing !== undefined) {
-      void sql.end({ timeout: 0 }).catch(() => {});
-      return;
-    }
-    const old = this.sql;
-    this.sql = sql;
-    this.keyWrites = new WriteGroup(sql);
-    void old.end({ timeout: 0 }).catch(() => {});
   }
 
   /** Throws a refused write as a StoreError, so no caller has to know SQL error codes. */
@@ -686,24 +674,12 @@ export class NotifyingSqlNodeStore extends SqlNodeStore {
   constructor(
     sql: Sql,
     private readonly log: Logger,
-    /** A new client like `sql`, for renewClient(). */
-    private readonly connectPool: () => Sql,
     /** A new single-connection client for listening, so a broken listener can be thrown away whole. */
     private readonly connectListener: () => Sql,
     /** How often the listener proves it still receives; a lost listener is replaced within two periods. */
     private readonly heartbeatMs = 30_000,
   ) {
     super(sql);
-  }
-
-  /**
-   * Replaces the whole client, after a call found the database unreachable: the recovery starts from connections that
-   * hold nothing of the sessions the outage ended. `postgres` 3.4.9 handed a query's error, after reconnecting, to the
-   * first query of the new session (porsager/postgres#1223), and the database was taken for down again; the install's
-   * fix (scripts/patch-postgres.mjs) removes that, and this keeps it away where the fix was not applied.
-   */
-  renewClient(): void {
-    this.replaceClient(this.connectPool());
   }
 
   /** Set while watching: replaces the listener now (after an outage, rather than at the next heartbeat). */
