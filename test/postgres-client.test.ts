@@ -30,7 +30,15 @@ after(async () => {
   await db?.drop();
 });
 
-const client = () => postgres(db.url, { max: 1, onnotice: () => {} });
+/** Runs `fn` with a one-connection client of the test database, ended afterwards whatever happens. */
+async function withClient(fn: (sql: postgres.Sql) => Promise<void>): Promise<void> {
+  const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+  try {
+    await fn(sql);
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+}
 
 async function kill(pid: number): Promise<void> {
   const [row] = await db.sql<{ ok: boolean }[]>`SELECT pg_terminate_backend(${pid}) AS ok`;
@@ -71,8 +79,7 @@ describe('the postgres client with connections killed by the server', () => {
   });
 
   test('a transaction killed mid-statement fails, the process goes on and the client works after', async () => {
-    const sql = client();
-    try {
+    await withClient(async (sql) => {
       let pid = 0;
       const tx = sql.begin(async (t) => {
         pid = await pidOf(t);
@@ -86,14 +93,11 @@ describe('the postgres client with connections killed by the server', () => {
       assert.deepEqual(uncaught.map((e) => e.message), []);
       const [row] = await sql<{ n: number }[]>`SELECT 1 AS n`;
       assert.equal(row?.n, 1);
-    } finally {
-      await sql.end({ timeout: 1 });
-    }
+    });
   });
 
   test('a query killed mid-way fails, and the next query on the reconnected connection succeeds', async () => {
-    const sql = client();
-    try {
+    await withClient(async (sql) => {
       await killMidQuery(sql);
       await settle();
       // One connection: the next queries run on the same connection object, reconnected.
@@ -102,15 +106,12 @@ describe('the postgres client with connections killed by the server', () => {
         assert.equal(row?.n, i, `query ${i} after the kill`);
       }
       assert.deepEqual(uncaught.map((e) => e.message), []);
-    } finally {
-      await sql.end({ timeout: 1 });
-    }
+    });
   });
 
   test('a transaction whose connection was killed while it waited runs nothing more, on no connection', async () => {
     await db.sql`TRUNCATE writes`;
-    const sql = client();
-    try {
+    await withClient(async (sql) => {
       let pid = 0;
       let go!: () => void;
       const resume = new Promise<void>((r) => (go = r));
@@ -136,16 +137,13 @@ describe('the postgres client with connections killed by the server', () => {
       await settle();
       assert.deepEqual((await db.sql<{ n: number }[]>`SELECT n FROM writes ORDER BY n`).map((r) => r.n), [], 'neither insert is there');
       assert.deepEqual(uncaught.map((e) => e.message), []);
-    } finally {
-      await sql.end({ timeout: 1 });
-    }
+    });
   });
 
   test('statements queued behind a reserved connection that is killed are failed, not left waiting', async () => {
     // The store's key-write group pipelines a whole group on a reserved connection: statements with parameters queue
     // behind each other there, and one left unanswered would hold every later key write of the gateway.
-    const sql = client();
-    try {
+    await withClient(async (sql) => {
       const reserved = await sql.reserve();
       const pid = await pidOf(reserved);
       const outcome = (q: Promise<unknown>) => outcomeWithin(q, 5_000);
@@ -158,14 +156,11 @@ describe('the postgres client with connections killed by the server', () => {
       const [row] = await sql<{ n: number }[]>`SELECT 1 AS n`;
       assert.equal(row?.n, 1);
       assert.deepEqual(uncaught.map((e) => e.message), []);
-    } finally {
-      await sql.end({ timeout: 1 });
-    }
+    });
   });
 
   test('a reserved connection killed mid-statement refuses its next statement, and its release leaves the pool working', async () => {
-    const sql = client();
-    try {
+    await withClient(async (sql) => {
       const reserved = await sql.reserve();
       await killMidQuery(reserved);
       await assert.rejects(reserved`SELECT 1`, /CONNECTION_CLOSED|terminating connection/);
@@ -174,8 +169,6 @@ describe('the postgres client with connections killed by the server', () => {
       const answers = await Promise.all(Array.from({ length: 5 }, (_, i) => sql<{ n: number }[]>`SELECT ${i}::int AS n`));
       assert.deepEqual(answers.map((r) => r[0]?.n), [0, 1, 2, 3, 4]);
       assert.deepEqual(uncaught.map((e) => e.message), []);
-    } finally {
-      await sql.end({ timeout: 1 });
-    }
+    });
   });
 });

@@ -334,10 +334,10 @@ describe('change notifications between gateways sharing a PostgreSQL server', ()
       log,
       () => {
         const client = postgres(db.url, { max: 1, onnotice: () => {} });
-        const made1 = { ended: false };
-        made.push(made1);
+        const record = { ended: false };
+        made.push(record);
         const end = client.end.bind(client);
-        client.end = (options) => ((made1.ended = true), end(options));
+        client.end = (options) => ((record.ended = true), end(options));
         if (made.length === 2) stopped = stopWatching!();
         return client;
       },

@@ -1,12 +1,12 @@
 import net from 'node:net';
 
 /** One call to a gateway's management API with a bearer token; the answer's status and parsed JSON. */
-export async function adminCall(apiPort: number, token: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
+export async function adminCall(apiPort: number, token: string, method: string, path: string, body?: unknown, timeoutMs = 5_000): Promise<{ status: number; json: any }> {
   const res = await fetch(`http://127.0.0.1:${apiPort}${path}`, {
     method,
     headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
     body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(5_000),
+    signal: AbortSignal.timeout(timeoutMs),
   });
   return { status: res.status, json: await res.json() };
 }

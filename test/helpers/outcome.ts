@@ -16,4 +16,3 @@ export function outcomeWithin(p: Promise<unknown>, ms: number): Promise<Outcome>
     late,
   ]).finally(() => clearTimeout(timer));
 }
-
